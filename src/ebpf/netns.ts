@@ -1,0 +1,58 @@
+// Run a synchronous function inside another network namespace. setns(2)
+// changes only the calling thread, so the event loop's thread moves in and
+// back out; nothing asynchronous may happen in between, hence sync-only.
+import { BpfError } from './errors.js';
+import { c, errno } from './native.js';
+
+const CLONE_NEWNET = 0x40000000;
+const O_RDONLY_CLOEXEC = 0o2000000;
+
+/** A namespace given by name (`ip netns` style, /run/netns/NAME) or by path. */
+export function netnsPath(ns: string): string {
+  return ns.includes('/') ? ns : `/run/netns/${ns}`;
+}
+
+export function withNetns<T>(ns: string | undefined, fn: () => T): T {
+  if (!ns) return fn();
+  const path = netnsPath(ns);
+  const target = c.open(path, O_RDONLY_CLOEXEC, 0) as number;
+  if (target < 0) {
+    throw new BpfError(`network namespace ${ns} not found (${path})`, { op: 'setns', errno: errno(), subject: ns });
+  }
+  const home = c.open('/proc/thread-self/ns/net', O_RDONLY_CLOEXEC, 0) as number;
+  try {
+    if (home < 0) throw new BpfError('cannot open the current network namespace', { op: 'setns', errno: errno() });
+    if ((c.setns(target, CLONE_NEWNET) as number) !== 0) {
+      throw new BpfError(`cannot enter network namespace ${ns}`, { op: 'setns', errno: errno(), subject: ns });
+    }
+    try {
+      return fn();
+    } finally {
+      if ((c.setns(home, CLONE_NEWNET) as number) !== 0) {
+        // Staying in the wrong namespace would silently misdirect every later call.
+        process.stderr.write(`fatal: cannot return to the original network namespace (errno ${errno()})\n`);
+        process.abort();
+      }
+    }
+  } finally {
+    c.close(target);
+    if (home >= 0) c.close(home);
+  }
+}
+
+/** ifindex of an interface (in the given namespace), or a clear error. */
+export function ifindexOf(ifname: string, ns?: string): number {
+  if (!ifname || ifname.length > 15) {
+    throw new BpfError(`"${ifname}" is not a valid interface name`, { op: 'ifindex', subject: ifname, hint: 'interface names are 1-15 characters' });
+  }
+  const idx = withNetns(ns, () => c.if_nametoindex(ifname) as number);
+  if (idx === 0) {
+    throw new BpfError(`interface ${ifname} does not exist${ns ? ` in network namespace ${ns}` : ''}`, {
+      op: 'ifindex',
+      errno: 19,
+      subject: ifname,
+      hint: 'check the name with `ip link`' + (ns ? ` inside \`ip netns exec ${ns}\`` : ''),
+    });
+  }
+  return idx;
+}
