@@ -313,10 +313,11 @@ export function register(fn: (...args: any[]) => any, type: TypeObject): bigint 
 
 /** Watch an fd for readability on the event loop (libuv poll), no threads. */
 export function pollReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; unref(): void; ref(): void } {
-  const handle = koffi.node.poll(fd, { readable: true }, (ev) => {
-    if (ev.readable) onReadable();
-  });
-  return handle;
+  // koffi calls back with (status, events); its typings say (events)
+  const cb = (status: unknown, ev?: { readable: boolean }): void => {
+    if (status === 0 && ev?.readable) onReadable();
+  };
+  return koffi.node.poll(fd, { readable: true }, cb as unknown as (ev: { readable: boolean }) => void);
 }
 
 export function structSize(type: TypeObject): number {

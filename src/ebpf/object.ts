@@ -272,6 +272,21 @@ export class BpfObject {
     new Uint8Array(view(ptr, size[0] as number)).set(bytes, v.offset);
   }
 
+  /** Current bytes of a global variable (.bss, .data or .rodata) of a loaded object. */
+  readGlobal(name: string): Buffer {
+    this.requireLoaded(`read global ${name}`);
+    const btf = this.btf();
+    for (const section of ['.bss', '.data', '.rodata']) {
+      const v = btf.datasec(section).find((x) => x.name === name);
+      if (!v) continue;
+      const entry = [...this.maps.values()].find((m) => m.name.endsWith(section));
+      if (!entry) break;
+      const value = this.map(entry.name).lookup(Buffer.alloc(4)) as Buffer;
+      return Buffer.from(value.subarray(v.offset, v.offset + v.size));
+    }
+    throw new BpfError(`object ${this.name} has no global variable named ${name}`, { op: 'read global', subject: name });
+  }
+
   /**
    * Load every program (with autoload on) and create or re-use the maps.
    * Runs on a worker thread: the event loop keeps going while the verifier works.

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// The stackbpf command line.
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
+import { formatDoctor, runDoctor } from './doctor.js';
+
+interface Command {
+  summary: string;
+  usage: string;
+  help: string;
+  options: NonNullable<Parameters<typeof parseArgs>[0]>['options'];
+  run(values: Record<string, unknown>, positionals: string[]): Promise<number> | number;
+}
+
+const commands: Record<string, Command> = {
+  doctor: {
+    summary: 'check what this kernel allows and whether stackbpf can run here',
+    usage: 'stackbpf doctor [--json] [--no-mount]',
+    help: `Probes the running kernel by loading tiny programs and creating maps (never by
+version string) and prints: kernel, BTF, lockdown, libbpf version, capabilities,
+kernel file systems, which hook families, map types and helpers work, and one
+line saying what will and will not work. As root it mounts bpffs, tracefs and
+securityfs when they are missing, and says so.
+
+Options:
+  --json       print the report as one JSON object
+  --no-mount   do not mount missing kernel file systems
+  -h, --help   this help
+
+Exit status: 0 when stackbpf can run here, 1 when something it needs is missing.`,
+    options: { json: { type: 'boolean' }, 'no-mount': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    run(values) {
+      const r = runDoctor({ mount: !values['no-mount'] });
+      if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      else process.stdout.write(`${formatDoctor(r)}\n`);
+      return r.blockers.length === 0 ? 0 : 1;
+    },
+  },
+};
+
+function version(): string {
+  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function mainHelp(): string {
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`);
+  return `stackbpf ${version()} — eBPF for OpenStack: an XDP/TC data plane for BGP-exposed
+traffic and kernel-level analytics of OpenStack services.
+
+Usage: stackbpf <command> [options]
+
+Commands:
+${rows.join('\n')}
+
+Options:
+  -h, --help     help (also: stackbpf <command> --help)
+  -V, --version  print the version`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    const topic = name === 'help' ? rest[0] : undefined;
+    if (topic && commands[topic]) process.stdout.write(`Usage: ${commands[topic].usage}\n\n${commands[topic].help}\n`);
+    else process.stdout.write(`${mainHelp()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '-V' || name === '--version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`stackbpf: unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}. See stackbpf --help.\n`);
+    return 2;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: cmd.options ?? {}, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`stackbpf ${name}: ${(err as Error).message}\nUsage: ${cmd.usage}\n`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    process.stdout.write(`Usage: ${cmd.usage}\n\n${cmd.help}\n`);
+    return 0;
+  }
+  return await cmd.run(parsed.values as Record<string, unknown>, parsed.positionals);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`stackbpf: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
