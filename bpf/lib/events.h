@@ -19,6 +19,10 @@
 		__type(value, __u64);                  \
 	} name SEC(".maps")
 
+/* Keep a struct that is only used as a local (ring records) in the object's
+ * BTF, so user space can check its codec against the real layout. */
+#define BTF_EXPORT_STRUCT(name) struct name *__btf_export_##name __attribute__((unused))
+
 static __always_inline void count_lost(void *lost_map)
 {
 	__u32 zero = 0;

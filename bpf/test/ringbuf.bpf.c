@@ -21,6 +21,7 @@ struct {
 } stream_target SEC(".maps");
 
 __u64 next_seq = 0;
+BTF_EXPORT_STRUCT(selftest_seq_event);
 
 static __always_inline void produce(__u64 payload)
 {

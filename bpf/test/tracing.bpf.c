@@ -17,6 +17,7 @@ struct {
 } proc_events SEC(".maps");
 
 DECLARE_LOST_COUNTER(proc_events_lost);
+BTF_EXPORT_STRUCT(selftest_proc_event);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -311,13 +311,29 @@ export function register(fn: (...args: any[]) => any, type: TypeObject): bigint 
   return koffi.register(fn, koffi.pointer(type));
 }
 
+export interface FdWatch {
+  /** Re-arm after stop(). */
+  start(): void;
+  stop(): void;
+  close(): void;
+  unref(): void;
+  ref(): void;
+}
+
 /** Watch an fd for readability on the event loop (libuv poll), no threads. */
-export function pollReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; unref(): void; ref(): void } {
+export function pollReadable(fd: number, onReadable: () => void): FdWatch {
   // koffi calls back with (status, events); its typings say (events)
-  const cb = (status: unknown, ev?: { readable: boolean }): void => {
+  const cb = ((status: unknown, ev?: { readable: boolean }): void => {
     if (status === 0 && ev?.readable) onReadable();
+  }) as unknown as (ev: { readable: boolean }) => void;
+  const handle = koffi.node.poll(fd, { readable: true }, cb);
+  return {
+    start: () => handle.start({ readable: true }, cb),
+    stop: () => handle.stop(),
+    close: () => handle.close(),
+    unref: () => handle.unref(),
+    ref: () => handle.ref(),
   };
-  return koffi.node.poll(fd, { readable: true }, cb as unknown as (ev: { readable: boolean }) => void);
 }
 
 export function structSize(type: TypeObject): number {

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { MapType } from './constants.js';
 import { BpfError } from './errors.js';
 import { type BpfMap, sumPerCpu } from './map.js';
-import { c, errno, type Ptr, pollReadable, view, address, MAP_FAILED_ADDR } from './native.js';
+import { c, errno, type FdWatch, type Ptr, pollReadable, view, address, MAP_FAILED_ADDR } from './native.js';
 import { u32 as u32Key, u64 } from './codec.js';
 
 const BUSY = 0x80000000;
@@ -35,11 +35,19 @@ export interface RingBufferOptions {
   /** Longest a tick may drain, ms (default 2). */
   maxTickMs?: number;
   /**
-   * `poll` (default): wake on the ring fd as soon as the kernel notifies: the
-   * lowest latency in quiet periods; under load the kernel stops notifying
-   * and each tick drains a batch. `interval`: drain on a timer instead.
+   * How the reader is woken:
+   * - `adaptive` (default): in quiet periods it waits on the ring fd and
+   *   handles the first record as soon as the kernel notifies (lowest
+   *   latency); once wake-ups come back to back (a busy producer: the kernel
+   *   notifies whenever the reader has caught up, one wake-up per record) it
+   *   drains on a timer every `batchIntervalMs` instead, lagging on purpose
+   *   so that the kernel stops notifying; the first empty ticks switch it back.
+   * - `poll`: always wait on the fd.
+   * - `{ intervalMs }`: always drain on a timer.
    */
-  wake?: 'poll' | { intervalMs: number };
+  wake?: 'adaptive' | 'poll' | { intervalMs: number };
+  /** Adaptive mode: timer period while busy, ms (default 5): the added latency under load. */
+  batchIntervalMs?: number;
   /** A handler threw: the record is skipped and counted (default: ignore). */
   onError?: (err: unknown) => void;
 }
@@ -58,6 +66,10 @@ export interface RingBufferStats {
   /** Size of the data area. */
   size: number;
   ticks: number;
+  /** Current wake mode: waiting on the fd, or draining on a timer. */
+  mode: 'poll' | 'timer' | 'stopped';
+  /** Adaptive switches to timer mode so far. */
+  batchSwitches: number;
 }
 
 export class RingBuffer {
@@ -65,6 +77,11 @@ export class RingBuffer {
   readonly name: string;
   private readonly handler: RecordHandler;
   private readonly opts: Required<Omit<RingBufferOptions, 'lostCounter' | 'onError' | 'wake'>> & RingBufferOptions;
+  private mode: 'poll' | 'timer' | 'stopped' = 'stopped';
+  private lastWake = 0;
+  private wakesInRow = 0;
+  private quietTicks = 0;
+  private batchSwitches = 0;
   private consumerPtr: Ptr;
   private producerPtr: Ptr;
   private readonly pageSize: number;
@@ -73,7 +90,7 @@ export class RingBuffer {
   private readonly data: Buffer;
   private readonly header: Uint32Array;
   private cons: number;
-  private poller: ReturnType<typeof pollReadable> | undefined;
+  private poller: FdWatch | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private counters = { received: 0, discarded: 0, handlerErrors: 0, ticks: 0 };
@@ -87,7 +104,7 @@ export class RingBuffer {
     this.fd = map.fd;
     this.size = map.info.maxEntries;
     this.handler = handler;
-    this.opts = { maxRecordsPerTick: 16384, maxTickMs: 2, ...opts };
+    this.opts = { maxRecordsPerTick: 16384, maxTickMs: 2, batchIntervalMs: 5, ...opts };
     this.pageSize = c.getpagesize() as number;
     this.consumerPtr = this.mmap(this.pageSize, PROT_READ | PROT_WRITE, 0);
     try {
@@ -123,22 +140,26 @@ export class RingBuffer {
     let handled = 0;
     let sinceStore = 0;
     let prod = Number(Atomics.load(this.producerPos, 0));
+    let off = cons % size; // kept in [0, size): no division per record
     while (handled < max) {
       if (cons >= prod) {
         prod = Number(Atomics.load(this.producerPos, 0));
         if (cons >= prod) break;
       }
-      const off = cons % size;
-      const hdr = Atomics.load(header, off >>> 2) >>> 0;
+      const hdr = Atomics.load(header, off >>> 2);
       if (hdr & BUSY) break; // reserved, not committed yet: its commit will wake us
       const len = hdr & LEN_MASK;
-      cons += (len + HDR + 7) & ~7;
+      const step = (len + HDR + 7) & ~7;
+      const at = off + HDR;
+      cons += step;
+      off += step;
+      if (off >= size) off -= size;
       if (hdr & DISCARD) {
         this.counters.discarded++;
       } else {
         handled++;
         try {
-          handler(data, off + HDR, len);
+          handler(data, at, len);
         } catch (err) {
           this.counters.handlerErrors++;
           this.opts.onError?.(err);
@@ -156,8 +177,8 @@ export class RingBuffer {
     return handled;
   }
 
-  /** One bounded tick: records and time both capped. */
-  private tick(): void {
+  /** One bounded tick: records and time both capped. Returns records handled. */
+  private tick(): number {
     this.counters.ticks++;
     const deadline = performance.now() + this.opts.maxTickMs;
     let left = this.opts.maxRecordsPerTick;
@@ -166,19 +187,82 @@ export class RingBuffer {
       left -= n;
       if (n < 1024 || performance.now() >= deadline) break;
     }
+    return this.opts.maxRecordsPerTick - left;
   }
+
+  private onPollWake(): void {
+    this.tick();
+    if ((this.opts.wake ?? 'adaptive') !== 'adaptive') return;
+    const now = performance.now();
+    this.wakesInRow = now - this.lastWake < 1 ? this.wakesInRow + 1 : 0;
+    this.lastWake = now;
+    if (this.wakesInRow >= 8) this.toTimer(this.opts.batchIntervalMs);
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    if (this.mode !== 'timer') return;
+    const n = this.tick();
+    if ((this.opts.wake ?? 'adaptive') === 'adaptive') {
+      this.quietTicks = n === 0 ? this.quietTicks + 1 : 0;
+      if (this.quietTicks >= 2) return this.toPoll();
+    }
+    // behind: carry on in the next loop iteration instead of waiting a period
+    const behind = this.pendingBytes() > 0 && n > 0;
+    this.schedule(behind ? 0 : this.interval);
+  }
+
+  private interval = 5;
+  private immediate: NodeJS.Immediate | undefined;
+
+  private schedule(ms: number): void {
+    if (ms === 0) {
+      this.immediate = setImmediate(() => {
+        this.immediate = undefined;
+        this.onTimer();
+      });
+      if (this.unrefd) this.immediate.unref();
+      return;
+    }
+    this.timer = setTimeout(() => this.onTimer(), ms);
+    if (this.unrefd) this.timer.unref();
+  }
+
+  private clearTimers(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = undefined;
+    this.immediate = undefined;
+  }
+
+  private toPoll(): void {
+    this.clearTimers();
+    this.wakesInRow = 0;
+    this.mode = 'poll';
+    // level-triggered: while records remain, the next loop iteration calls again
+    if (this.poller) this.poller.start();
+    else this.poller = pollReadable(this.fd, () => this.onPollWake());
+    if (this.unrefd) this.poller.unref();
+  }
+
+  private toTimer(intervalMs: number): void {
+    this.poller?.stop();
+    this.quietTicks = 0;
+    this.mode = 'timer';
+    if (this.opts.wake === undefined || this.opts.wake === 'adaptive') this.batchSwitches++;
+    this.interval = Math.max(1, intervalMs);
+    this.schedule(this.interval);
+  }
+
+  private unrefd = false;
 
   /** Start consuming on the event loop. */
   start(): this {
     if (this.closed) throw new BpfError(`ring buffer ${this.name} is closed`, { op: 'ring buffer' });
-    if (this.poller || this.timer) return this;
-    const wake = this.opts.wake ?? 'poll';
-    if (wake === 'poll') {
-      // level-triggered: while records remain, the next loop iteration calls again
-      this.poller = pollReadable(this.fd, () => this.tick());
-    } else {
-      this.timer = setInterval(() => this.tick(), Math.max(1, wake.intervalMs));
-    }
+    if (this.mode !== 'stopped') return this;
+    const wake = this.opts.wake ?? 'adaptive';
+    if (typeof wake === 'object') this.toTimer(wake.intervalMs);
+    else this.toPoll();
     return this;
   }
 
@@ -186,14 +270,16 @@ export class RingBuffer {
   stop(): void {
     this.poller?.close();
     this.poller = undefined;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.clearTimers();
+    this.mode = 'stopped';
   }
 
   /** Let the process exit even while consuming. */
   unref(): this {
+    this.unrefd = true;
     this.poller?.unref();
     this.timer?.unref();
+    this.immediate?.unref();
     return this;
   }
 
@@ -208,7 +294,7 @@ export class RingBuffer {
       const m = this.opts.lostCounter.perCpu(u32Key, u64);
       lost = sumPerCpu(m.lookup(0) ?? []);
     }
-    return { ...this.counters, lost, pendingBytes: this.pendingBytes(), size: this.size };
+    return { ...this.counters, lost, pendingBytes: this.pendingBytes(), size: this.size, mode: this.mode, batchSwitches: this.batchSwitches };
   }
 
   close(): void {

@@ -1,0 +1,39 @@
+// npm run bench -- NAME [--json] [options]: runs one benchmark; the last line
+// of stdout is one JSON object with its figures.
+import { parseArgs } from 'node:util';
+
+type Bench = { summary: string; run(args: string[]): Promise<Record<string, unknown>> };
+
+const benches: Record<string, () => Promise<Bench>> = {
+  ringbuf: async () => (await import('./ringbuf.js')).bench,
+};
+
+async function main(): Promise<number> {
+  const [name, ...rest] = process.argv.slice(2);
+  if (!name || name === '--help' || name === '-h' || !benches[name]) {
+    const list = await Promise.all(Object.entries(benches).map(async ([n, b]) => `  ${n.padEnd(10)}${(await b()).summary}`));
+    const out = `Usage: npm run bench -- NAME [--json] [options]\n\nBenchmarks:\n${list.join('\n')}\n`;
+    if (name && name !== '--help' && name !== '-h') {
+      process.stderr.write(`unknown benchmark "${name}"\n${out}`);
+      return 2;
+    }
+    process.stdout.write(out);
+    return 0;
+  }
+  const { values, tokens } = parseArgs({ args: rest, options: { json: { type: 'boolean' } }, strict: false, tokens: true });
+  const passOn = tokens.filter((t) => !(t.kind === 'option' && t.name === 'json')).flatMap((t) => ('rawName' in t ? [t.rawName, ...(t.value !== undefined && !t.inlineValue ? [t.value] : [])] : t.kind === 'positional' ? [t.value] : []));
+  const result = await (await benches[name]()).run(passOn);
+  if (!values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify({ bench: name, ...result })}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
