@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what stackbpf needs on a Debian-family machine, as root. Idempotent.
+#   scripts/deps.sh run    what the agent needs at run time
+#   scripts/deps.sh test   plus what the tests use (ping, dd, bash)
+#   scripts/deps.sh build  plus the BPF toolchain to rebuild bpf/build (clang, libbpf headers)
+set -euo pipefail
+what=${1:-run}
+pkgs=(libbpf1 iproute2 ca-certificates)
+case "$what" in
+  run) ;;
+  test) pkgs+=(iputils-ping coreutils bash) ;;
+  build) pkgs+=(iputils-ping coreutils bash clang-19 llvm-19 libbpf-dev) ;;
+  *) echo "usage: scripts/deps.sh run|test|build" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "deps: missing ${missing[*]}: run as root" >&2; exit 1; fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v node >/dev/null || { echo "deps: Node.js 20 or newer is required" >&2; exit 1; }
+major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$major" -ge 20 ] || { echo "deps: Node.js $(node --version) is too old: 20 or newer is required" >&2; exit 1; }
