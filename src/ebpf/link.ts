@@ -4,6 +4,7 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import { linkTypeName, LinkType } from './constants.js';
 import { BpfError } from './errors.js';
+import { objectInfo } from './info.js';
 import { c, libbpf, LinkUpdateOpts, type Ptr, structSize, TcHook, TcOpts } from './native.js';
 
 export type LinkKind =
@@ -149,10 +150,7 @@ export class Link implements Attachment {
 }
 
 export function linkInfoByFd(fd: number): LinkInfo {
-  const buf = Buffer.alloc(64);
-  const len = [buf.length];
-  const ret = libbpf.bpf_obj_get_info_by_fd(fd, buf, len) as number;
-  if (ret < 0) throw new BpfError('cannot read link info', { op: 'link info', errno: -ret });
+  const { buf } = objectInfo(fd, 64, 'link');
   const type = buf.readUInt32LE(0);
   const info: LinkInfo = { type, typeName: linkTypeName(type), id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8) };
   if (type === LinkType.xdp || type === LinkType.tcx) info.ifindex = buf.readUInt32LE(16);

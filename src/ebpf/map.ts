@@ -3,6 +3,7 @@
 import { type Codec, CodecError, raw } from './codec.js';
 import { mapTypeName, MapType, PER_CPU_MAP_TYPES, UpdateFlag, type UpdateFlagName } from './constants.js';
 import { BpfError } from './errors.js';
+import { nameField, objectInfo } from './info.js';
 import { c, libbpf, MapBatchOpts, MapCreateOpts, structSize } from './native.js';
 
 export interface MapInfo {
@@ -34,11 +35,7 @@ export function numPossibleCpus(): number {
 
 /** Read type, sizes and name of a map fd from the kernel (bpf_map_info). */
 export function mapInfoByFd(fd: number): MapInfo {
-  const info = Buffer.alloc(96);
-  const len = [info.length];
-  const ret = libbpf.bpf_obj_get_info_by_fd(fd, info, len) as number;
-  if (ret < 0) throw new BpfError('cannot read map info', { op: 'map info', errno: -ret });
-  const nameEnd = info.indexOf(0, 24);
+  const info = objectInfo(fd, 96, 'map').buf;
   return {
     type: info.readUInt32LE(0),
     id: info.readUInt32LE(4),
@@ -46,7 +43,7 @@ export function mapInfoByFd(fd: number): MapInfo {
     valueSize: info.readUInt32LE(12),
     maxEntries: info.readUInt32LE(16),
     flags: info.readUInt32LE(20),
-    name: info.toString('utf8', 24, nameEnd < 0 || nameEnd > 40 ? 40 : nameEnd),
+    name: nameField(info, 24),
   };
 }
 

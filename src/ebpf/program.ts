@@ -3,6 +3,7 @@
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { AttachType, progTypeName, XdpAttached, XdpFlags } from './constants.js';
 import { BpfError, NotSupportedError } from './errors.js';
+import { nameField, objectInfo } from './info.js';
 import { Link, TC_EGRESS, TC_INGRESS, TcFilter, type Attachment } from './link.js';
 import { logMark, logSince } from './libbpf-log.js';
 import { c, errno, libbpf, LinkCreateOpts, type Ptr, structSize, TcHook, TcOpts, TestRunOpts, UprobeOpts, XdpQueryOpts } from './native.js';
@@ -386,21 +387,17 @@ export class Program {
 }
 
 export function programInfoByFd(fd: number): ProgramInfo {
-  const buf = Buffer.alloc(256);
-  const len = [buf.length];
-  const ret = libbpf.bpf_obj_get_info_by_fd(fd, buf, len) as number;
-  if (ret < 0) throw new BpfError('cannot read program info', { op: 'program info', errno: -ret });
-  const nameEnd = buf.indexOf(0, 64);
+  const { buf, len } = objectInfo(fd, 256, 'program');
   const type = buf.readUInt32LE(0);
   return {
     type,
     typeName: progTypeName(type),
     id: buf.readUInt32LE(4),
     tag: buf.subarray(8, 16).toString('hex'),
-    name: buf.toString('utf8', 64, nameEnd < 0 || nameEnd > 80 ? 80 : nameEnd),
+    name: nameField(buf, 64),
     runTimeNs: buf.readBigUInt64LE(192),
     runCount: buf.readBigUInt64LE(200),
-    verifiedInsns: (len[0] as number) >= 220 ? buf.readUInt32LE(216) : 0,
+    verifiedInsns: len >= 220 ? buf.readUInt32LE(216) : 0,
   };
 }
 
