@@ -278,7 +278,8 @@ export const c = bind(libc, {
   vsnprintf: 'int vsnprintf(void *buf, size_t size, const char *fmt, void *args)',
   getpagesize: 'int getpagesize(void)',
   strerror: 'const char *strerror(int errnum)',
-  syscall0: 'long syscall(long number)',
+  socket: 'int socket(int domain, int type, int protocol)',
+  ioctl: 'int ioctl(int fd, unsigned long request, void *arg)',
 });
 
 export const MAP_FAILED_ADDR = 0xffffffffffffffffn;

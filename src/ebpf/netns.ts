@@ -56,3 +56,26 @@ export function ifindexOf(ifname: string, ns?: string): number {
   }
   return idx;
 }
+
+const AF_INET = 2;
+const SOCK_DGRAM_CLOEXEC = 2 | 0o2000000;
+const SIOCGIFHWADDR = 0x8927;
+
+/** MAC address of an interface (in the given namespace). */
+export function macOf(ifname: string, ns?: string): string {
+  ifindexOf(ifname, ns); // a clear error when it does not exist
+  return withNetns(ns, () => {
+    const fd = c.socket(AF_INET, SOCK_DGRAM_CLOEXEC, 0) as number;
+    if (fd < 0) throw new BpfError('cannot open a socket to read a MAC address', { op: 'ioctl', errno: errno() });
+    try {
+      const req = Buffer.alloc(40);
+      req.write(ifname, 0, 15, 'utf8');
+      if ((c.ioctl(fd, SIOCGIFHWADDR, req) as number) < 0) {
+        throw new BpfError(`cannot read the MAC address of ${ifname}`, { op: 'ioctl', errno: errno(), subject: ifname });
+      }
+      return [...req.subarray(18, 24)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+    } finally {
+      c.close(fd);
+    }
+  });
+}

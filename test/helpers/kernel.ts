@@ -99,3 +99,19 @@ export function pinDir(): { dir: string; remove(): void } {
     },
   };
 }
+
+/** One namespace holding veth pairs (both ends inside it), for tests that need real ifindexes. */
+export async function nodeNamespace(pairs: [string, string][]): Promise<Netns> {
+  const ns = await Netns.create('sbn');
+  try {
+    for (const [a, b] of pairs) {
+      await ns.exec('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+      await ns.exec('ip', ['link', 'set', a, 'up']);
+      await ns.exec('ip', ['link', 'set', b, 'up']);
+    }
+    return ns;
+  } catch (err) {
+    await ns.delete();
+    throw err;
+  }
+}

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* The BGP fast path.
+ *
+ * xdp_ingress (provider NIC): traffic to an exposed address or prefix goes
+ * straight to its target interface: destination MAC set to the VM port (or
+ * OVN gateway port), source MAC to the target interface's, TTL / hop limit
+ * decremented with an incremental checksum update, the VLAN tags replaced by
+ * the exposure's (none, or one 802.1Q tag), then redirected through the
+ * tx_ports devmap. Everything else passes to the kernel untouched. IPv4 with
+ * options and fragments is forwarded like any other packet: the decision
+ * reads only the destination, and the checksum update is valid for any
+ * header length.
+ *
+ * tc_return (VM side, TC ingress): replies from exposed addresses go straight
+ * out through the FIB's answer (bpf_fib_lookup, bpf_redirect_neigh); with no
+ * usable answer the kernel gets the packet.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "dataplane.h"
+#include "parse.h"
+#include "csum.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define TC_ACT_OK 0
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, __u32); /* IPv4 address, network order */
+	__type(value, struct exposure);
+} exp_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct in6_addr);
+	__type(value, struct exposure);
+} exp_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_v4);
+	__type(value, struct exposure);
+} exp_lpm_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_v6);
+	__type(value, struct exposure);
+} exp_lpm_v6 SEC(".maps");
+
+/* per exposure id: packets and bytes forwarded */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, struct counter);
+} exp_stats SEC(".maps");
+
+/* source blocklist: prefix -> rule id (index into block_stats) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_v4);
+	__type(value, __u32);
+} block_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_v6);
+	__type(value, __u32);
+} block_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct counter);
+} block_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, DP_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32); /* ifindex */
+} tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DP_REASONS);
+	__type(key, __u32);
+	__type(value, struct counter);
+} dp_verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RT_REASONS);
+	__type(key, __u32);
+	__type(value, struct counter);
+} rt_verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_config);
+} dp_config SEC(".maps");
+
+static __always_inline void count(void *map, __u32 key, __u64 bytes)
+{
+	struct counter *c = bpf_map_lookup_elem(map, &key);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline int verdict(int action, __u32 reason, __u64 bytes)
+{
+	count(&dp_verdicts, reason, bytes);
+	return action;
+}
+
+static __always_inline __u32 config_flags(void)
+{
+	__u32 zero = 0;
+	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
+
+	return cfg ? cfg->flags : 0;
+}
+
+static __always_inline struct exposure *lookup_v4(__u32 daddr, __u32 flags)
+{
+	struct exposure *e = bpf_map_lookup_elem(&exp_v4, &daddr);
+
+	if (!e && (flags & DP_CFG_LPM_V4)) {
+		struct lpm_v4 key = { .prefixlen = 32 };
+		__builtin_memcpy(key.addr, &daddr, 4);
+		e = bpf_map_lookup_elem(&exp_lpm_v4, &key);
+	}
+	return e;
+}
+
+static __always_inline struct exposure *lookup_v6(struct in6_addr *daddr, __u32 flags)
+{
+	struct exposure *e = bpf_map_lookup_elem(&exp_v6, daddr);
+
+	if (!e && (flags & DP_CFG_LPM_V6)) {
+		struct lpm_v6 key = { .prefixlen = 128 };
+		__builtin_memcpy(key.addr, daddr, 16);
+		e = bpf_map_lookup_elem(&exp_lpm_v6, &key);
+	}
+	return e;
+}
+
+/* Rebuild the L2 header for the exposure: its MACs and its VLAN (0 or 1 tag). */
+static __always_inline int rewrite_l2(struct xdp_md *ctx, struct l2 *l2, struct exposure *e)
+{
+	int out_tags = e->vlan ? 1 : 0;
+	int delta = (l2->tags - out_tags) * VLAN_HLEN; /* > 0: shrink, < 0: grow */
+	__u16 tci = (l2->inner_tci & 0xe000) | (e->vlan & 0x0fff);
+	__u16 proto = bpf_htons(l2->proto);
+
+	if (delta && bpf_xdp_adjust_head(ctx, delta))
+		return -1;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, e->dmac, 6);
+	__builtin_memcpy(eth->h_source, e->smac, 6);
+	if (out_tags) {
+		struct vlan_hdr *vh = (void *)(eth + 1);
+		if ((void *)(vh + 1) > data_end)
+			return -1;
+		eth->h_proto = bpf_htons(ETH_P_8021Q);
+		vh->h_vlan_TCI = bpf_htons(tci);
+		vh->h_vlan_encapsulated_proto = proto;
+	} else {
+		eth->h_proto = proto;
+	}
+	return 0;
+}
+
+SEC("xdp")
+int xdp_ingress(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct exposure *e;
+	struct l2 l2;
+	__u32 flags;
+
+	if (parse_l2(data, data_end, &l2) < 0)
+		return verdict(XDP_PASS, DP_MALFORMED, bytes);
+	flags = config_flags();
+
+	if (l2.proto == ETH_P_IP) {
+		struct iphdr *ip = data + l2.l3_off;
+		if ((void *)(ip + 1) > data_end)
+			return verdict(XDP_PASS, DP_MALFORMED, bytes);
+		if (ip->version != 4 || ip->ihl < 5 || (void *)ip + ip->ihl * 4 > data_end)
+			return verdict(XDP_PASS, DP_MALFORMED, bytes);
+		if (flags & DP_CFG_BLOCK_V4) {
+			struct lpm_v4 src = { .prefixlen = 32 };
+			__builtin_memcpy(src.addr, &ip->saddr, 4);
+			__u32 *rule = bpf_map_lookup_elem(&block_v4, &src);
+			if (rule) {
+				count(&block_stats, *rule, bytes);
+				return verdict(XDP_DROP, DP_BLOCKED, bytes);
+			}
+		}
+		e = lookup_v4(ip->daddr, flags);
+		if (!e)
+			return verdict(XDP_PASS, DP_MISS, bytes);
+		if (ip->ttl <= 1)
+			return verdict(XDP_PASS, DP_TTL, bytes);
+		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ e->port }))
+			return verdict(XDP_PASS, DP_NO_PORT, bytes);
+		ipv4_dec_ttl(ip);
+	} else if (l2.proto == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + l2.l3_off;
+		if ((void *)(ip6 + 1) > data_end)
+			return verdict(XDP_PASS, DP_MALFORMED, bytes);
+		if (ip6->version != 6)
+			return verdict(XDP_PASS, DP_MALFORMED, bytes);
+		if (flags & DP_CFG_BLOCK_V6) {
+			struct lpm_v6 src = { .prefixlen = 128 };
+			__builtin_memcpy(src.addr, &ip6->saddr, 16);
+			__u32 *rule = bpf_map_lookup_elem(&block_v6, &src);
+			if (rule) {
+				count(&block_stats, *rule, bytes);
+				return verdict(XDP_DROP, DP_BLOCKED, bytes);
+			}
+		}
+		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
+			__u8 *type = (void *)(ip6 + 1);
+			if ((void *)(type + 1) > data_end)
+				return verdict(XDP_PASS, DP_MALFORMED, bytes);
+			if (*type >= 133 && *type <= 137)
+				return verdict(XDP_PASS, DP_NDP, bytes);
+		}
+		e = lookup_v6(&ip6->daddr, flags);
+		if (!e)
+			return verdict(XDP_PASS, DP_MISS, bytes);
+		if (ip6->hop_limit <= 1)
+			return verdict(XDP_PASS, DP_TTL, bytes);
+		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ e->port }))
+			return verdict(XDP_PASS, DP_NO_PORT, bytes);
+		ip6->hop_limit--;
+	} else {
+		return verdict(XDP_PASS, DP_OTHER, bytes);
+	}
+
+	/* copy what is needed: the header rewrite moves the packet */
+	struct exposure out = *e;
+	count(&exp_stats, out.id, bytes);
+	if (rewrite_l2(ctx, &l2, &out) < 0)
+		return verdict(XDP_ABORTED, DP_ERROR, bytes);
+	count(&dp_verdicts, DP_REDIRECT, bytes);
+	return bpf_redirect_map(&tx_ports, out.port, 0);
+}
+
+static __always_inline int rt_verdict(int action, __u32 reason, __u64 bytes)
+{
+	count(&rt_verdicts, reason, bytes);
+	return action;
+}
+
+SEC("tc")
+int tc_return(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u64 bytes = skb->len;
+	struct bpf_fib_lookup fib = {};
+	struct l2 l2;
+	__u32 flags = config_flags();
+	int rc;
+
+	if (parse_l2(data, data_end, &l2) < 0 || l2.tags > 0)
+		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+
+	if (l2.proto == ETH_P_IP) {
+		struct iphdr *ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+		if (!lookup_v4(ip->saddr, flags))
+			return rt_verdict(TC_ACT_OK, RT_NOT_EXPOSED, bytes);
+		if (ip->ttl <= 1)
+			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);
+		fib.family = AF_INET;
+		fib.tos = ip->tos;
+		fib.l4_protocol = ip->protocol;
+		fib.tot_len = bpf_ntohs(ip->tot_len);
+		fib.ipv4_src = ip->saddr;
+		fib.ipv4_dst = ip->daddr;
+	} else if (l2.proto == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+		if (!lookup_v6(&ip6->saddr, flags))
+			return rt_verdict(TC_ACT_OK, RT_NOT_EXPOSED, bytes);
+		if (ip6->hop_limit <= 1)
+			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);
+		fib.family = AF_INET6;
+		fib.l4_protocol = ip6->nexthdr;
+		fib.tot_len = bpf_ntohs(ip6->payload_len);
+		__builtin_memcpy(fib.ipv6_src, &ip6->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, &ip6->daddr, 16);
+	} else {
+		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+	}
+	fib.ifindex = skb->ingress_ifindex;
+
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return rt_verdict(TC_ACT_OK, RT_NO_ROUTE, bytes);
+
+	/* pointers are still valid: nothing has resized the packet */
+	if (l2.proto == ETH_P_IP) {
+		struct iphdr *ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+		ipv4_dec_ttl(ip);
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		if ((void *)(ip6 + 1) > data_end)
+			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+		ip6->hop_limit--;
+	}
+
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {};
+		nh.nh_family = fib.family;
+		if (fib.family == AF_INET)
+			nh.ipv4_nh = fib.ipv4_dst;
+		else
+			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+		count(&rt_verdicts, RT_NEIGH, bytes);
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+	__builtin_memcpy(eth->h_dest, fib.dmac, 6);
+	__builtin_memcpy(eth->h_source, fib.smac, 6);
+	count(&rt_verdicts, RT_REDIRECT, bytes);
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The data plane's kernel/user ABI: map keys, values and counter indexes.
+ * Mirrored in src/dataplane/abi.ts and checked against this object's BTF. */
+#ifndef STACKBPF_DATAPLANE_H
+#define STACKBPF_DATAPLANE_H
+
+#define DP_MAX_PORTS 256
+
+/* Why a packet got its verdict: index of dp_verdicts (per-CPU). */
+enum dp_reason {
+	DP_OTHER = 0,      /* not IPv4/IPv6 (ARP, LLDP, >2 VLAN tags...): XDP_PASS */
+	DP_MALFORMED = 1,  /* truncated or invalid L2/L3 header: XDP_PASS, the kernel decides */
+	DP_BLOCKED = 2,    /* source in the blocklist: XDP_DROP */
+	DP_NDP = 3,        /* IPv6 neighbour discovery: XDP_PASS */
+	DP_MISS = 4,       /* destination not exposed: XDP_PASS */
+	DP_TTL = 5,        /* TTL / hop limit <= 1: XDP_PASS (the kernel sends the ICMP error) */
+	DP_NO_PORT = 6,    /* exposure's tx port not in tx_ports: XDP_PASS, untouched */
+	DP_REDIRECT = 7,   /* forwarded: XDP_REDIRECT */
+	DP_ERROR = 8,      /* could not resize the header: XDP_ABORTED */
+	DP_REASONS = 9,
+};
+
+/* Return path (TC on the VM side): index of rt_verdicts. */
+enum rt_reason {
+	RT_NOT_EXPOSED = 0, /* source is not an exposed address: TC_ACT_OK */
+	RT_OTHER = 1,       /* not IPv4/IPv6 or malformed: TC_ACT_OK */
+	RT_TTL = 2,         /* TTL / hop limit <= 1: TC_ACT_OK */
+	RT_NO_ROUTE = 3,    /* the FIB had no usable answer: TC_ACT_OK */
+	RT_REDIRECT = 4,    /* bpf_redirect to the FIB's interface */
+	RT_NEIGH = 5,       /* bpf_redirect_neigh (neighbour not resolved yet) */
+	RT_REASONS = 6,
+};
+
+/* What to do with traffic to an exposed address or prefix. */
+struct exposure {
+	__u8 dmac[6];  /* VM port MAC or OVN gateway port MAC */
+	__u8 smac[6];  /* MAC of the target interface */
+	__u16 vlan;    /* VLAN id on the target side; 0 = untagged */
+	__u16 port;    /* slot in tx_ports */
+	__u32 id;      /* index into exp_stats */
+	__u32 flags;   /* reserved, 0 */
+};
+
+struct lpm_v4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct lpm_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* dp_config[0]: which optional lookups are on (saves a miss on each packet). */
+struct dp_config {
+	__u32 flags;
+	__u32 pad;
+};
+#define DP_CFG_LPM_V4 (1u << 0)
+#define DP_CFG_LPM_V6 (1u << 1)
+#define DP_CFG_BLOCK_V4 (1u << 2)
+#define DP_CFG_BLOCK_V6 (1u << 3)
+
+#endif

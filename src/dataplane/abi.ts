@@ -1,0 +1,44 @@
+// TypeScript mirror of bpf/include/dataplane.h (checked against the object's BTF).
+import { bytes, ipv4, ipv6, mac, struct, u16, u32, u64 } from '../ebpf/index.js';
+
+export const ExposureValue = struct('exposure', {
+  dmac: mac,
+  smac: mac,
+  vlan: u16,
+  port: u16,
+  id: u32,
+  flags: u32,
+});
+export type ExposureValue = ReturnType<typeof ExposureValue.decode>;
+
+export const LpmV4 = struct('lpm_v4', { prefixlen: u32, addr: ipv4 });
+export const LpmV6 = struct('lpm_v6', { prefixlen: u32, addr: ipv6 });
+export const Counter = struct('counter', { packets: u64, bytes: u64 });
+export const DpConfig = struct('dp_config', { flags: u32, pad: u32 });
+/** Raw 16-byte IPv6 key of exp_v6 (struct in6_addr). */
+export const In6Addr = ipv6;
+export const RawMac = bytes(6);
+
+export const DP_MAX_PORTS = 256;
+
+export const DpReason = {
+  other: 0,
+  malformed: 1,
+  blocked: 2,
+  ndp: 3,
+  miss: 4,
+  ttl: 5,
+  no_port: 6,
+  redirect: 7,
+  error: 8,
+} as const;
+export type DpReasonName = keyof typeof DpReason;
+export const DP_REASONS = 9;
+
+export const RtReason = { not_exposed: 0, other: 1, ttl: 2, no_route: 3, redirect: 4, neigh: 5 } as const;
+export type RtReasonName = keyof typeof RtReason;
+export const RT_REASONS = 6;
+
+export const DpConfigFlag = { lpmV4: 1, lpmV6: 2, blockV4: 4, blockV6: 8 } as const;
+
+export const XdpAction = { aborted: 0, drop: 1, pass: 2, tx: 3, redirect: 4 } as const;

@@ -1,0 +1,212 @@
+// The data plane's thin adapter over its BPF object: typed tables, attach /
+// re-adopt of the XDP ingress and TC return programs, counters. Everything
+// is pinned under <pinRoot>/dataplane so a restarted agent re-adopts the
+// programs and maps instead of flushing them: traffic never stops.
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import {
+  BpfError,
+  type BpfMap,
+  BpfObject,
+  DEFAULT_PIN_ROOT,
+  ensurePinDir,
+  ipv4,
+  Link,
+  type Program,
+  sumPerCpu,
+  u32,
+  withNetns,
+} from '../ebpf/index.js';
+import { objectPath } from '../paths.js';
+import { Counter, DP_MAX_PORTS, DpConfig, type DpReasonName, DpReason, ExposureValue, In6Addr, LpmV4, LpmV6, RtReason, type RtReasonName } from './abi.js';
+
+export interface DataplaneOptions {
+  /** bpffs directory for pins (default /sys/fs/bpf/stackbpf). */
+  pinRoot?: string;
+  /** Network namespace of the node (default: this process's). */
+  netns?: string;
+  /** Compiled object (default: the packaged bpf/build/dataplane.o). */
+  object?: string;
+  /** Capacity: exposures (exact and LPM together) and blocklist rules. */
+  maxExposures?: number;
+  maxBlockRules?: number;
+}
+
+export interface Attached {
+  ifname: string;
+  hook: 'xdp' | 'tc';
+  /** XDP: the mode the kernel used. */
+  mode?: string;
+  /** True when a pinned link from an earlier run was re-used (no gap in traffic). */
+  readopted: boolean;
+}
+
+type CounterValue = { packets: bigint; bytes: bigint };
+const sumCounters = (values: CounterValue[]): CounterValue => ({
+  packets: sumPerCpu(values.map((v) => v.packets)),
+  bytes: sumPerCpu(values.map((v) => v.bytes)),
+});
+
+export class Dataplane {
+  readonly pinDir: string;
+  readonly netns: string | undefined;
+  private readonly obj: BpfObject;
+
+  private constructor(obj: BpfObject, pinDir: string, netns: string | undefined) {
+    this.obj = obj;
+    this.pinDir = pinDir;
+    this.netns = netns;
+  }
+
+  /** Load the programs, creating maps or re-adopting the pinned ones. */
+  static async open(opts: DataplaneOptions = {}): Promise<Dataplane> {
+    const pinDir = `${opts.pinRoot ?? DEFAULT_PIN_ROOT}/dataplane`;
+    ensurePinDir(`${pinDir}/links`);
+    const obj = BpfObject.open(opts.object ?? objectPath('dataplane'), { pinMaps: { dir: `${pinDir}/maps` } });
+    try {
+      const exposures = opts.maxExposures ?? 131072;
+      const rules = opts.maxBlockRules ?? 65536;
+      for (const m of ['exp_v4', 'exp_v6']) obj.setMaxEntries(m, exposures);
+      obj.setMaxEntries('exp_stats', exposures * 2);
+      for (const m of ['block_v4', 'block_v6']) obj.setMaxEntries(m, rules);
+      obj.setMaxEntries('block_stats', rules * 2);
+      await obj.load();
+    } catch (err) {
+      obj.close();
+      throw err;
+    }
+    return new Dataplane(obj, pinDir, opts.netns);
+  }
+
+  get ingressProgram(): Program {
+    return this.obj.program('xdp_ingress');
+  }
+  get returnProgram(): Program {
+    return this.obj.program('tc_return');
+  }
+
+  /** Typed views of the tables. */
+  get tables() {
+    const m = (n: string): BpfMap => this.obj.map(n);
+    return {
+      exactV4: m('exp_v4').typed(ipv4, ExposureValue),
+      exactV6: m('exp_v6').typed(In6Addr, ExposureValue),
+      lpmV4: m('exp_lpm_v4').typed(LpmV4, ExposureValue),
+      lpmV6: m('exp_lpm_v6').typed(LpmV6, ExposureValue),
+      blockV4: m('block_v4').typed(LpmV4, u32),
+      blockV6: m('block_v6').typed(LpmV6, u32),
+      ports: m('tx_ports').typed(u32, u32),
+      config: m('dp_config').typed(u32, DpConfig),
+      exposureStats: m('exp_stats').perCpu(u32, Counter),
+      blockStats: m('block_stats').perCpu(u32, Counter),
+      verdicts: m('dp_verdicts').perCpu(u32, Counter),
+      returnVerdicts: m('rt_verdicts').perCpu(u32, Counter),
+    };
+  }
+
+  get capacity(): { exposures: number; blockRules: number; ports: number } {
+    return {
+      exposures: this.obj.map('exp_v4').info.maxEntries,
+      blockRules: this.obj.map('block_v4').info.maxEntries,
+      ports: DP_MAX_PORTS,
+    };
+  }
+
+  private linkPath(hook: 'xdp' | 'tc', ifname: string): string {
+    return `${this.pinDir}/links/${hook}-${this.netns ?? 'root'}-${ifname}`;
+  }
+
+  /**
+   * XDP ingress on a provider NIC. A pinned link from an earlier run gets
+   * the new program swapped in atomically instead of a detach/attach.
+   */
+  attachIngress(ifname: string, mode: 'auto' | 'native' | 'generic' = 'auto'): Attached {
+    return this.attach('xdp', ifname, () => this.ingressProgram.attachXdp(ifname, { netns: this.netns, mode }));
+  }
+
+  /** TC ingress on the VM side (br-ex): the return path. */
+  attachReturn(ifname: string): Attached {
+    return this.attach('tc', ifname, () => {
+      const a = this.returnProgram.attachTc(ifname, { direction: 'ingress', netns: this.netns, mode: 'tcx' });
+      return a as Link;
+    });
+  }
+
+  private attach(hook: 'xdp' | 'tc', ifname: string, make: () => Link): Attached {
+    const path = this.linkPath(hook, ifname);
+    const program = hook === 'xdp' ? this.ingressProgram : this.returnProgram;
+    if (existsSync(path)) {
+      const link = Link.fromPin(path);
+      try {
+        link.update(program.fd);
+        return { ifname, hook, readopted: true, mode: hook === 'xdp' ? 'pinned' : 'tcx' };
+      } catch (err) {
+        // the interface went away and took the attachment with it: start over
+        link.detach();
+        if (!(err instanceof BpfError)) throw err;
+      } finally {
+        link.close();
+      }
+    }
+    const link = make();
+    try {
+      link.pin(path);
+    } finally {
+      link.close(); // the pin holds it
+    }
+    return { ifname, hook, readopted: false, ...(link.xdpMode ? { mode: link.xdpMode } : { mode: 'tcx' }) };
+  }
+
+  /** Detach from an interface (removes the pin). */
+  detach(hook: 'xdp' | 'tc', ifname: string): boolean {
+    const path = this.linkPath(hook, ifname);
+    if (!existsSync(path)) return false;
+    Link.fromPin(path).detach();
+    return true;
+  }
+
+  /** Interfaces this node's data plane is attached to (from the pins). */
+  attachments(): { hook: 'xdp' | 'tc'; ifname: string }[] {
+    const dir = `${this.pinDir}/links`;
+    if (!existsSync(dir)) return [];
+    const prefix = `-${this.netns ?? 'root'}-`;
+    return readdirSync(dir)
+      .filter((n) => n.includes(prefix))
+      .map((n) => ({ hook: n.split('-')[0] as 'xdp' | 'tc', ifname: n.slice(n.indexOf(prefix) + prefix.length) }));
+  }
+
+  /** Per-verdict counters, summed over CPUs. */
+  verdicts(): Record<DpReasonName, CounterValue> {
+    const v = this.tables.verdicts;
+    const out = {} as Record<DpReasonName, CounterValue>;
+    for (const [name, idx] of Object.entries(DpReason)) out[name as DpReasonName] = sumCounters(v.lookup(idx) ?? []);
+    return out;
+  }
+
+  returnVerdicts(): Record<RtReasonName, CounterValue> {
+    const v = this.tables.returnVerdicts;
+    const out = {} as Record<RtReasonName, CounterValue>;
+    for (const [name, idx] of Object.entries(RtReason)) out[name as RtReasonName] = sumCounters(v.lookup(idx) ?? []);
+    return out;
+  }
+
+  exposureCounter(id: number): CounterValue {
+    return sumCounters(this.tables.exposureStats.lookup(id) ?? []);
+  }
+
+  /** Run a map operation in the node's namespace (devmap entries resolve ifindexes there). */
+  inNetns<T>(fn: () => T): T {
+    return withNetns(this.netns, fn);
+  }
+
+  /** Release this process's references; pinned programs, links and maps stay. */
+  close(): void {
+    this.obj.close();
+  }
+
+  /** Detach everything and remove every pin of this data plane. */
+  destroy(): void {
+    for (const a of this.attachments()) this.detach(a.hook, a.ifname);
+    this.close();
+    if (existsSync(this.pinDir)) rmSync(this.pinDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,182 @@
+// Desired exposures in, map writes out: diff-based, batched, idempotent. It
+// reads what the kernel holds every time (so it converges from whatever a
+// previous run or a crash left), validates everything before writing
+// anything, and orders writes so that no packet ever meets a half-made entry:
+// ports before the exposures that use them, exposures before the lookups
+// that need them are switched on, and the reverse on removal.
+import { ifindexOf, macOf, numPossibleCpus } from '../ebpf/index.js';
+import { DP_MAX_PORTS, DpConfigFlag, type ExposureValue } from './abi.js';
+import type { Dataplane } from './dataplane.js';
+import { ExposureError, type Exposure, type NormalizedExposure, validateExposures } from './exposure.js';
+
+export interface InterfaceInfo {
+  ifindex: number;
+  mac: string;
+}
+/** Finds a target interface on the node; throws when it does not exist. */
+export type InterfaceResolver = (ifname: string) => InterfaceInfo;
+
+export function netnsResolver(netns?: string): InterfaceResolver {
+  return (ifname) => ({ ifindex: ifindexOf(ifname, netns), mac: macOf(ifname, netns) });
+}
+
+export interface ReconcileResult {
+  added: number;
+  updated: number;
+  removed: number;
+  unchanged: number;
+  portsAdded: number;
+  portsRemoved: number;
+  /** Exposures now in the maps. */
+  total: number;
+}
+
+type Table = 'exactV4' | 'exactV6' | 'lpmV4' | 'lpmV6';
+
+interface Entry {
+  table: Table;
+  key: unknown;
+  value: ExposureValue;
+}
+
+const tableOf = (n: NormalizedExposure): Table => (n.family === 4 ? (n.exact ? 'exactV4' : 'lpmV4') : n.exact ? 'exactV6' : 'lpmV6');
+
+function keyString(table: Table, key: unknown): string {
+  if (table === 'exactV4' || table === 'exactV6') return `${key as string}/${table === 'exactV4' ? 32 : 128}`;
+  const k = key as { prefixlen: number; addr: string };
+  return `${k.addr}/${k.prefixlen}`;
+}
+
+const sameValue = (a: ExposureValue, b: ExposureValue): boolean =>
+  a.dmac === b.dmac && a.smac === b.smac && a.vlan === b.vlan && a.port === b.port && a.id === b.id && a.flags === b.flags;
+
+export class Reconciler {
+  constructor(
+    private readonly dp: Dataplane,
+    private readonly resolve: InterfaceResolver = netnsResolver(dp.netns),
+  ) {}
+
+  /** What the maps hold now, by "addr/len". */
+  current(): Map<string, Entry> {
+    const t = this.dp.tables;
+    const out = new Map<string, Entry>();
+    for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
+      for (const [key, value] of (t[table] as { dump(): [unknown, ExposureValue][] }).dump()) {
+        out.set(keyString(table, key), { table, key, value });
+      }
+    }
+    return out;
+  }
+
+  /** Make the maps hold exactly `desired`. Throws (having written nothing) on invalid input. */
+  apply(desired: readonly Exposure[]): ReconcileResult {
+    const wanted = validateExposures(desired);
+    const list = [...wanted.values()];
+
+    // resolve every target first: an unknown interface fails before any write
+    const ifaces = new Map<string, InterfaceInfo>();
+    list.forEach((n) => {
+      if (ifaces.has(n.target)) return;
+      try {
+        ifaces.set(n.target, this.resolve(n.target));
+      } catch (err) {
+        const index = desired.findIndex((e) => e?.target === n.target);
+        throw new ExposureError(index, 'target', `interface ${n.target}: ${(err as Error).message.split('\n')[0]}`);
+      }
+    });
+    const cap = this.dp.capacity;
+    const counts = { exactV4: 0, exactV6: 0, lpmV4: 0, lpmV6: 0 };
+    for (const n of list) counts[tableOf(n)]++;
+    if (counts.exactV4 > cap.exposures || counts.exactV6 > cap.exposures) {
+      throw new ExposureError(undefined, 'exposures', `${Math.max(counts.exactV4, counts.exactV6)} exact exposures exceed the capacity of ${cap.exposures} (raise maxExposures)`);
+    }
+
+    const t = this.dp.tables;
+    const now = this.current();
+
+    // ports: re-use the slot a target already has, else take a free one
+    const portSlots = new Map<number, number>(); // ifindex -> slot
+    const usedSlots = new Set<number>();
+    for (const [slot, ifindex] of t.ports.dump()) {
+      if (ifindex !== 0) {
+        portSlots.set(ifindex, slot);
+        usedSlots.add(slot);
+      }
+    }
+    const neededIfindexes = new Set([...ifaces.values()].map((i) => i.ifindex));
+    let portsAdded = 0;
+    for (const ifindex of neededIfindexes) {
+      if (portSlots.has(ifindex)) continue;
+      let slot = 0;
+      while (usedSlots.has(slot) && slot < DP_MAX_PORTS) slot++;
+      if (slot >= DP_MAX_PORTS) throw new ExposureError(undefined, 'target', `more than ${DP_MAX_PORTS} target interfaces`);
+      portSlots.set(ifindex, slot);
+      usedSlots.add(slot);
+      this.dp.inNetns(() => t.ports.update(slot, ifindex));
+      portsAdded++;
+    }
+
+    // exposure ids: keep each one's id (its counters), give new ones free ids
+    const usedIds = new Set([...now.values()].map((e) => e.value.id));
+    let nextId = 0;
+    const takeId = (): number => {
+      while (usedIds.has(nextId)) nextId++;
+      usedIds.add(nextId);
+      t.exposureStats.update(nextId, zeroCounters());
+      return nextId;
+    };
+
+    const writes: Record<Table, [unknown, ExposureValue][]> = { exactV4: [], exactV6: [], lpmV4: [], lpmV6: [] };
+    let added = 0;
+    let updated = 0;
+    let unchanged = 0;
+    for (const n of list) {
+      const table = tableOf(n);
+      const iface = ifaces.get(n.target) as InterfaceInfo;
+      const have = now.get(n.key);
+      const value: ExposureValue = {
+        dmac: n.mac,
+        smac: iface.mac,
+        vlan: n.vlan,
+        port: portSlots.get(iface.ifindex) as number,
+        id: have && have.table === table ? have.value.id : takeId(),
+        flags: 0,
+      };
+      if (have && have.table === table && sameValue(have.value, value)) {
+        unchanged++;
+        continue;
+      }
+      have ? updated++ : added++;
+      const key = n.exact ? n.addr : { prefixlen: n.prefixlen, addr: n.addr };
+      writes[table].push([key, value]);
+    }
+
+    const cfg = t.config.lookup(0) ?? { flags: 0, pad: 0 };
+    const lpmFlags = (counts.lpmV4 ? DpConfigFlag.lpmV4 : 0) | (counts.lpmV6 ? DpConfigFlag.lpmV6 : 0);
+    // entries first, then the lookups that use them
+    for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
+      if (writes[table].length) (t[table] as { updateBatch(e: [unknown, ExposureValue][]): void }).updateBatch(writes[table]);
+    }
+    if ((cfg.flags | lpmFlags) !== cfg.flags) t.config.update(0, { flags: cfg.flags | lpmFlags, pad: 0 });
+
+    // removals: switch lookups off first, then delete
+    const gone = [...now.entries()].filter(([key]) => !wanted.has(key));
+    const finalFlags = (cfg.flags & ~(DpConfigFlag.lpmV4 | DpConfigFlag.lpmV6)) | lpmFlags;
+    if (finalFlags !== (cfg.flags | lpmFlags)) t.config.update(0, { flags: finalFlags, pad: 0 });
+    for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
+      const keys = gone.filter(([, e]) => e.table === table).map(([, e]) => e.key);
+      if (keys.length) (t[table] as { deleteBatch(k: unknown[]): number }).deleteBatch(keys);
+    }
+
+    // ports nobody uses any more
+    let portsRemoved = 0;
+    for (const [ifindex, slot] of portSlots) {
+      if (neededIfindexes.has(ifindex)) continue;
+      t.ports.delete(slot);
+      portsRemoved++;
+    }
+    return { added, updated, removed: gone.length, unchanged, portsAdded, portsRemoved, total: wanted.size };
+  }
+}
+
+const zeroCounters = (): { packets: bigint; bytes: bigint }[] => Array.from({ length: numPossibleCpus() }, () => ({ packets: 0n, bytes: 0n }));

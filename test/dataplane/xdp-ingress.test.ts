@@ -1,0 +1,168 @@
+// The XDP fast path, byte for byte: packet fixtures through BPF_PROG_TEST_RUN
+// against the real program, with exposures installed by the real reconciler.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { macOf } from '../../src/ebpf/index.js';
+import { XdpAction } from '../../src/dataplane/abi.js';
+import { Dataplane } from '../../src/dataplane/dataplane.js';
+import { Reconciler } from '../../src/dataplane/reconciler.js';
+import type { Exposure } from '../../src/dataplane/exposure.js';
+import { skipKernel, pinDir, nodeNamespace, type Netns } from '../helpers/kernel.js';
+import { arpPacket, ipChecksum, ipv4Packet, ipv6Packet, ndpSolicitation } from '../helpers/packets.js';
+
+const VM_MAC = '02:aa:00:00:00:10';
+const GW_MAC = '02:aa:00:00:00:20';
+
+describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
+  let ns: Netns;
+  let pins: ReturnType<typeof pinDir>;
+  let dp: Dataplane;
+  let brMac: string;
+  const exposures: Exposure[] = [
+    { prefix: '198.51.100.10', target: 'brex0', mac: VM_MAC, owner: 'port-a', reason: 'VM port' },
+    { prefix: '198.51.100.11', target: 'brex0', mac: VM_MAC, vlan: 100, owner: 'port-b', reason: 'VM port on VLAN 100' },
+    { prefix: '198.51.100.12', target: 'brex0', mac: VM_MAC, vlan: 200, owner: 'port-c' },
+    { prefix: '203.0.113.0/24', target: 'brex0', mac: GW_MAC, owner: 'subnet-1', reason: 'tenant subnet' },
+    { prefix: '203.0.113.77', target: 'brex0', mac: VM_MAC, owner: 'fip-1', reason: 'floating IP' },
+    { prefix: '2001:db8::10', target: 'brex0', mac: VM_MAC, owner: 'port-v6' },
+    { prefix: '2001:db8:1::/64', target: 'brex0', mac: GW_MAC, owner: 'subnet-v6' },
+  ];
+  const run = (pkt: Buffer) => dp.ingressProgram.testRun({ data: pkt });
+
+  before(async () => {
+    ns = await nodeNamespace([['brex0', 'brex0p'], ['prov0', 'prov0p']]);
+    pins = pinDir();
+    dp = await Dataplane.open({ pinRoot: pins.dir, netns: ns.name, maxExposures: 1024, maxBlockRules: 64 });
+    brMac = macOf('brex0', ns.name);
+    new Reconciler(dp).apply(exposures);
+  });
+  after(async () => {
+    dp?.destroy();
+    pins?.remove();
+    await ns?.delete();
+  });
+
+  test('untagged to untagged: MACs rewritten, TTL decremented, checksum valid, counted', () => {
+    const input = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', ttl: 64 });
+    const before = dp.verdicts().redirect.packets;
+    const r = run(input);
+    assert.equal(r.retval, XdpAction.redirect);
+    assert.equal(r.data.length, input.length);
+    assert.equal(r.data.subarray(0, 6).toString('hex'), VM_MAC.replace(/:/g, ''));
+    assert.equal(r.data.subarray(6, 12).toString('hex'), brMac.replace(/:/g, ''));
+    assert.equal(r.data.readUInt16BE(12), 0x0800);
+    assert.equal(r.data[22], 63);
+    assert.equal(ipChecksum(r.data.subarray(14, 34)), 0);
+    assert.deepEqual(r.data.subarray(34), input.subarray(34));
+    assert.equal(dp.verdicts().redirect.packets - before, 1n);
+  });
+
+  test('VLAN push: untagged in, tagged 100 out', () => {
+    const r = run(ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.11' }));
+    assert.equal(r.retval, XdpAction.redirect);
+    assert.equal(r.data.readUInt16BE(12), 0x8100);
+    assert.equal(r.data.readUInt16BE(14) & 0x0fff, 100);
+    assert.equal(r.data.readUInt16BE(16), 0x0800);
+    assert.equal(ipChecksum(r.data.subarray(18, 38)), 0);
+  });
+
+  test('VLAN pop: tagged in, untagged out', () => {
+    const input = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', vlans: [{ vid: 300 }] });
+    const r = run(input);
+    assert.equal(r.retval, XdpAction.redirect);
+    assert.equal(r.data.length, input.length - 4);
+    assert.equal(r.data.readUInt16BE(12), 0x0800);
+    assert.deepEqual(r.data.subarray(14 + 20), input.subarray(18 + 20));
+  });
+
+  test('VLAN rewrite keeps the priority bits; QinQ collapses to one tag', () => {
+    const r = run(ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.12', vlans: [{ vid: 100, pcp: 5 }] }));
+    assert.equal(r.data.readUInt16BE(14), (5 << 13) | 200);
+    const q = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.12', vlans: [{ tpid: 0x88a8, vid: 10, pcp: 1 }, { vid: 20, pcp: 3 }] });
+    const rq = run(q);
+    assert.equal(rq.retval, XdpAction.redirect);
+    assert.equal(rq.data.length, q.length - 4);
+    assert.equal(rq.data.readUInt16BE(12), 0x8100);
+    assert.equal(rq.data.readUInt16BE(14), (3 << 13) | 200);
+    assert.equal(rq.data.readUInt16BE(16), 0x0800);
+    const three = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.12', vlans: [{ vid: 1 }, { vid: 2 }, { vid: 3 }] });
+    assert.equal(run(three).retval, XdpAction.pass, 'three tags: not ours');
+  });
+
+  test('exact beats prefix; prefixes forward the rest of the subnet', () => {
+    assert.equal(run(ipv4Packet({ src: '192.0.2.1', dst: '203.0.113.77' })).data.subarray(0, 6).toString('hex'), VM_MAC.replace(/:/g, ''));
+    const r = run(ipv4Packet({ src: '192.0.2.1', dst: '203.0.113.5' }));
+    assert.equal(r.retval, XdpAction.redirect);
+    assert.equal(r.data.subarray(0, 6).toString('hex'), GW_MAC.replace(/:/g, ''));
+  });
+
+  test('IPv6: exact and prefix, hop limit decremented', () => {
+    const r = run(ipv6Packet({ src: '2001:db8:ff::1', dst: '2001:db8::10', hopLimit: 9 }));
+    assert.equal(r.retval, XdpAction.redirect);
+    assert.equal(r.data[14 + 7], 8);
+    assert.equal(r.data.subarray(0, 6).toString('hex'), VM_MAC.replace(/:/g, ''));
+    const p = run(ipv6Packet({ src: '2001:db8:ff::1', dst: '2001:db8:1::abcd' }));
+    assert.equal(p.retval, XdpAction.redirect);
+    assert.equal(p.data.subarray(0, 6).toString('hex'), GW_MAC.replace(/:/g, ''));
+  });
+
+  test('TTL / hop limit 1 goes to the kernel untouched', () => {
+    for (const pkt of [ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', ttl: 1 }), ipv6Packet({ src: '2001:db8:ff::1', dst: '2001:db8::10', hopLimit: 1 })]) {
+      const r = run(pkt);
+      assert.equal(r.retval, XdpAction.pass);
+      assert.deepEqual(r.data, pkt);
+    }
+  });
+
+  test('IPv4 options and fragments are forwarded, checksum still valid', () => {
+    const withOpts = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', options: Buffer.from([0x94, 0x04, 0, 0]) });
+    const r = run(withOpts);
+    assert.equal(r.retval, XdpAction.redirect);
+    assert.equal(ipChecksum(r.data.subarray(14, 38)), 0);
+    const frag = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', fragment: 0x2000 | 185 });
+    assert.equal(run(frag).retval, XdpAction.redirect);
+  });
+
+  test('ARP, NDP, misses and malformed headers pass untouched', () => {
+    const cases = [
+      arpPacket(),
+      ndpSolicitation('2001:db8:ff::1', '2001:db8::10'),
+      ipv4Packet({ src: '192.0.2.1', dst: '192.0.2.200' }),
+      ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10' }).subarray(0, 30),
+    ];
+    const bad = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10' });
+    bad[14] = 0x44; // IHL 4
+    cases.push(bad);
+    for (const pkt of cases) {
+      const r = run(pkt);
+      assert.equal(r.retval, XdpAction.pass);
+      assert.deepEqual(r.data, pkt);
+    }
+    const v = dp.verdicts();
+    assert.ok(v.other.packets >= 1n && v.ndp.packets >= 1n && v.miss.packets >= 1n && v.malformed.packets >= 2n);
+  });
+
+  test('per-exposure counters count packets and bytes', () => {
+    const pkt = ipv4Packet({ src: '192.0.2.1', dst: '203.0.113.77' });
+    const id = dp.tables.exactV4.lookup('203.0.113.77')?.id as number;
+    const before = dp.exposureCounter(id);
+    dp.ingressProgram.testRun({ data: pkt, repeat: 10 });
+    const after = dp.exposureCounter(id);
+    assert.equal(after.packets - before.packets, 10n);
+    assert.equal(after.bytes - before.bytes, BigInt(10 * pkt.length));
+  });
+
+  test('an exposure whose port is gone passes untouched', () => {
+    const slot = dp.tables.exactV4.lookup('198.51.100.10')?.port as number;
+    const ifindex = dp.tables.ports.lookup(slot) as number;
+    dp.tables.ports.delete(slot);
+    try {
+      const pkt = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10' });
+      const r = run(pkt);
+      assert.equal(r.retval, XdpAction.pass);
+      assert.deepEqual(r.data, pkt);
+    } finally {
+      dp.inNetns(() => dp.tables.ports.update(slot, ifindex));
+    }
+  });
+});
