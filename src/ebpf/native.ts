@@ -214,6 +214,7 @@ export const libbpf = bind(lib, {
   bpf_map__is_internal: 'bool bpf_map__is_internal(const bpf_map *map)',
   bpf_map__initial_value: 'void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *size)',
   bpf_map__set_pin_path: 'int bpf_map__set_pin_path(bpf_map *map, const char *path)',
+  bpf_map__reuse_fd: 'int bpf_map__reuse_fd(bpf_map *map, int fd)',
   bpf_map__is_pinned: 'bool bpf_map__is_pinned(const bpf_map *map)',
   bpf_map__unpin: 'int bpf_map__unpin(bpf_map *map, const char *path)',
 

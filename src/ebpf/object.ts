@@ -304,11 +304,7 @@ export class BpfObject {
     if (pin) {
       ensurePinDir(pin.dir);
       const wanted = pin.maps ?? this.mapNames.filter((n) => !(libbpf.bpf_map__is_internal(this.maps.get(n)?.ptr) as boolean));
-      for (const n of wanted) {
-        const m = this.mapEntry(n);
-        const ret = libbpf.bpf_map__set_pin_path(m.ptr, `${pin.dir}/${n}`) as number;
-        if (ret < 0) throw new BpfError(`cannot set pin path of map ${n}`, { op: 'pin map', errno: -ret, subject: n });
-      }
+      for (const n of wanted) this.adoptOrPin(n, `${pin.dir}/${n}`);
     }
     const logSize = this.opts.verifierLogSize ?? 256 * 1024;
     for (const p of this.programs.values()) {
@@ -347,6 +343,44 @@ export class BpfObject {
     }
     for (const p of this.programs.values()) p.logBuf = undefined; // the kernel is done with the buffers
     this.stateValue = 'loaded';
+  }
+
+  /**
+   * Re-use the map pinned at `path` when its layout matches, else have libbpf
+   * create and pin it there. The check is ours, not libbpf's: libbpf 1.1
+   * compares map flags literally, and the kernel adds BPF_F_RDONLY_PROG to
+   * every devmap, so it refuses to re-use any pinned devmap.
+   */
+  private adoptOrPin(name: string, path: string): void {
+    const m = this.mapEntry(name);
+    if (!existsSync(path)) {
+      const ret = libbpf.bpf_map__set_pin_path(m.ptr, path) as number;
+      if (ret < 0) throw new BpfError(`cannot set pin path of map ${name}`, { op: 'pin map', errno: -ret, subject: name });
+      return;
+    }
+    const pinned = BpfMap.fromPin(path);
+    try {
+      const want = this.mapSpec(name);
+      const have = pinned.info;
+      const KERNEL_ADDED_FLAGS = 0x80; // BPF_F_RDONLY_PROG (devmaps)
+      const diffs: string[] = [];
+      if (have.type !== want.type) diffs.push(`type ${mapTypeName(have.type)} != ${want.typeName}`);
+      if (have.keySize !== want.keySize) diffs.push(`key size ${have.keySize} != ${want.keySize}`);
+      if (have.valueSize !== want.valueSize) diffs.push(`value size ${have.valueSize} != ${want.valueSize}`);
+      if (have.maxEntries !== want.maxEntries) diffs.push(`max entries ${have.maxEntries} != ${want.maxEntries}`);
+      if ((have.flags & ~KERNEL_ADDED_FLAGS) !== (want.flags & ~KERNEL_ADDED_FLAGS)) diffs.push(`flags ${have.flags} != ${want.flags}`);
+      if (diffs.length > 0) {
+        throw new BpfError(`the map pinned at ${path} has another layout than map ${name} of object ${this.name}: ${diffs.join(', ')}`, {
+          op: 'pin map',
+          subject: name,
+          hint: 'it was made by another version or configuration: remove that pin (its contents are lost) and load again',
+        });
+      }
+      const ret = libbpf.bpf_map__reuse_fd(m.ptr, pinned.fd) as number; // libbpf dups the fd
+      if (ret < 0) throw new BpfError(`cannot re-use the map pinned at ${path}`, { op: 'pin map', errno: -ret, subject: name });
+    } finally {
+      pinned.close();
+    }
   }
 
   private failedProgram(said: string[]): ProgramEntry | undefined {
