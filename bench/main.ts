@@ -6,6 +6,8 @@ type Bench = { summary: string; run(args: string[]): Promise<Record<string, unkn
 
 const benches: Record<string, () => Promise<Bench>> = {
   ringbuf: async () => (await import('./ringbuf.js')).bench,
+  'xdp-cost': async () => (await import('./xdp-cost.js')).bench,
+  fuzz: async () => (await import('./fuzz.js')).bench,
 };
 
 async function main(): Promise<number> {

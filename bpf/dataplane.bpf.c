@@ -195,8 +195,7 @@ static __always_inline int rewrite_l2(struct xdp_md *ctx, struct l2 *l2, struct 
 	return 0;
 }
 
-SEC("xdp")
-int xdp_ingress(struct xdp_md *ctx)
+static __always_inline int ingress(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -273,6 +272,12 @@ int xdp_ingress(struct xdp_md *ctx)
 		return verdict(XDP_ABORTED, DP_ERROR, bytes);
 	count(&dp_verdicts, DP_REDIRECT, bytes);
 	return bpf_redirect_map(&tx_ports, out.port, 0);
+}
+
+SEC("xdp")
+int xdp_ingress(struct xdp_md *ctx)
+{
+	return ingress(ctx);
 }
 
 static __always_inline int rt_verdict(int action, __u32 reason, __u64 bytes)

@@ -272,19 +272,33 @@ export class BpfObject {
     new Uint8Array(view(ptr, size[0] as number)).set(bytes, v.offset);
   }
 
-  /** Current bytes of a global variable (.bss, .data or .rodata) of a loaded object. */
-  readGlobal(name: string): Buffer {
-    this.requireLoaded(`read global ${name}`);
+  private globalVar(name: string, sections: string[], op: string): { map: BpfMap; offset: number; size: number } {
+    this.requireLoaded(`${op} ${name}`);
     const btf = this.btf();
-    for (const section of ['.bss', '.data', '.rodata']) {
+    for (const section of sections) {
       const v = btf.datasec(section).find((x) => x.name === name);
       if (!v) continue;
       const entry = [...this.maps.values()].find((m) => m.name.endsWith(section));
       if (!entry) break;
-      const value = this.map(entry.name).lookup(Buffer.alloc(4)) as Buffer;
-      return Buffer.from(value.subarray(v.offset, v.offset + v.size));
+      return { map: this.map(entry.name), offset: v.offset, size: v.size };
     }
-    throw new BpfError(`object ${this.name} has no global variable named ${name}`, { op: 'read global', subject: name });
+    throw new BpfError(`object ${this.name} has no ${sections.join('/')} variable named ${name}`, { op, subject: name });
+  }
+
+  /** Current bytes of a global variable (.bss, .data or .rodata) of a loaded object. */
+  readGlobal(name: string): Buffer {
+    const g = this.globalVar(name, ['.bss', '.data', '.rodata'], 'read global');
+    const value = g.map.lookup(Buffer.alloc(4)) as Buffer;
+    return Buffer.from(value.subarray(g.offset, g.offset + g.size));
+  }
+
+  /** Write a (non-constant) global variable of a loaded object: .bss or .data. */
+  writeGlobal(name: string, bytes: Buffer): void {
+    const g = this.globalVar(name, ['.bss', '.data'], 'write global');
+    if (bytes.length !== g.size) throw new BpfError(`global ${name} is ${g.size} bytes, got ${bytes.length}`, { op: 'write global', subject: name });
+    const value = g.map.lookup(Buffer.alloc(4)) as Buffer; // read-modify-write the section
+    bytes.copy(value, g.offset);
+    g.map.update(Buffer.alloc(4), value);
   }
 
   /**

@@ -1,0 +1,99 @@
+// ns per packet of the XDP router through BPF_PROG_TEST_RUN with 1, 1,000
+// and 100,000 exposures: a hit on one hot destination, a miss, and hits
+// spread uniformly (random order) over every installed destination.
+//
+// BPF_PROG_TEST_RUN repeats a program on one buffer and the router changes
+// it (TTL), so the figures come from bpf/test/dataplane_bench.bpf.c: a
+// wrapper restores the TTL and sets the destination, then runs the real
+// ingress code. Reported: wrapper+router - wrapper alone + an empty program
+// (the harness), i.e. the router's cost plus the harness, as an empty
+// program measures it; the raw figures are reported too.
+import { parseArgs } from 'node:util';
+import { ifindexOf, ipv4, u32 } from '../src/ebpf/index.js';
+import { Dataplane } from '../src/dataplane/dataplane.js';
+import { objectPath } from '../src/paths.js';
+import { rng } from '../test/helpers/dpfuzz.js';
+import { nodeNamespace, pinDir, skipKernel } from '../test/helpers/kernel.js';
+import { ipv4Packet } from '../test/helpers/packets.js';
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+function addrOf(i: number): string {
+  // 10.x.y.z would do, but stay in documentation ranges: 198.18.0.0/15 is
+  // for benchmarking (RFC 2544), 131,072 addresses
+  return `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+}
+
+export const bench = {
+  summary: 'ns per packet of the XDP router (BPF_PROG_TEST_RUN) with 1, 1,000 and 100,000 exposures',
+  async run(args: string[]) {
+    const { values } = parseArgs({ args, options: { sizes: { type: 'string', default: '1,1000,100000' }, repeat: { type: 'string', default: '2000000' }, rounds: { type: 'string', default: '5' } } });
+    if (skipKernel) throw new Error(`xdp-cost needs the kernel: ${skipKernel}`);
+    const sizes = values.sizes.split(',').map(Number);
+    const repeat = Number(values.repeat);
+    const rounds = Number(values.rounds);
+    const ns = await nodeNamespace([['xc0', 'xc0p']]);
+    const pins = pinDir();
+    const out: Record<string, unknown> = {};
+    try {
+      for (const n of sizes) {
+        const dp = await Dataplane.open({ pinRoot: `${pins.dir}/${n}`, netns: ns.name, object: objectPath('test/dataplane_bench'), maxExposures: Math.max(1024, n) });
+        try {
+          const t = dp.tables;
+          dp.inNetns(() => t.ports.update(0, ifindexOf('xc0', ns.name)));
+          const value = (id: number) => ({ id, dmac: '02:00:00:00:00:10', smac: '02:00:00:00:00:20', vlan: 0, port: 0, flags: 0 });
+          const entries = Array.from({ length: n }, (_, i) => [addrOf(i), value(i)] as [string, ReturnType<typeof value>]);
+          for (let i = 0; i < entries.length; i += 10000) t.exactV4.updateBatch(entries.slice(i, i + 10000));
+          const obj = (dp as unknown as { obj: import('../src/ebpf/index.js').BpfObject }).obj;
+          const addrs = obj.map('bench_addrs').typed(u32, ipv4);
+          const setAddrs = (list: string[]) => {
+            const batch = list.map((a, i) => [i, a] as [number, string]);
+            for (let i = 0; i < batch.length; i += 10000) addrs.updateBatch(batch.slice(i, i + 10000));
+            const u32le = (v: number) => {
+              const b = Buffer.alloc(4);
+              b.writeUInt32LE(v, 0);
+              return b;
+            };
+            obj.writeGlobal('bench_count', u32le(list.length));
+            obj.writeGlobal('bench_cursor', u32le(0));
+          };
+          const pkt = ipv4Packet({ src: '192.0.2.1', dst: '198.18.0.0' });
+          const time = (prog: string) => median(Array.from({ length: rounds }, () => obj.program(prog).testRun({ data: pkt, repeat }).durationNs));
+          const measure = (list: string[]) => {
+            setAddrs(list);
+            const full = time('xdp_bench');
+            const base = time('xdp_bench_base');
+            return { full, base };
+          };
+          const empty = time('xdp_empty');
+          const r = rng(n);
+          const shuffled = entries.map(([a]) => a);
+          for (let i = shuffled.length - 1; i > 0; i--) {
+            const j = Math.floor(r() * (i + 1));
+            [shuffled[i], shuffled[j]] = [shuffled[j] as string, shuffled[i] as string];
+          }
+          const hit = measure([addrOf(Math.floor(n / 2))]);
+          const miss = measure(['192.0.2.99']);
+          const spread = measure(shuffled);
+          const v = dp.verdicts();
+          const cost = (m: { full: number; base: number }) => Math.max(0, m.full - m.base) + empty;
+          out[String(n)] = {
+            hit_ns: cost(hit),
+            miss_ns: cost(miss),
+            spread_hit_ns: cost(spread),
+            harness_ns: empty,
+            raw: { hit, miss, spread },
+            redirected: Number(v.redirect.packets),
+          };
+          process.stderr.write(`xdp-cost ${n}: hit ${cost(hit)} ns, miss ${cost(miss)} ns, spread hit ${cost(spread)} ns (harness ${empty} ns)\n`);
+        } finally {
+          dp.destroy();
+        }
+      }
+    } finally {
+      pins.remove();
+      await ns.delete();
+    }
+    return out;
+  },
+};
