@@ -25,6 +25,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -286,6 +287,22 @@ static __always_inline int rt_verdict(int action, __u32 reason, __u64 bytes)
 	return action;
 }
 
+/* Replies leave untagged: drop the VLAN tag(s) of the VM side, accelerated
+ * (skb metadata) or in the data. Invalidates packet pointers. */
+static __always_inline int pop_vlans(struct __sk_buff *skb, int in_data)
+{
+#pragma unroll
+	for (int i = 0; i < VLAN_MAX_TAGS + 1; i++) {
+		if (!skb->vlan_present && !in_data)
+			break;
+		if (bpf_skb_vlan_pop(skb))
+			return -1;
+		if (in_data)
+			in_data--;
+	}
+	return 0;
+}
+
 SEC("tc")
 int tc_return(struct __sk_buff *skb)
 {
@@ -297,11 +314,11 @@ int tc_return(struct __sk_buff *skb)
 	__u32 flags = config_flags();
 	int rc;
 
-	if (parse_l2(data, data_end, &l2) < 0 || l2.tags > 0)
+	if (parse_l2(data, data_end, &l2) < 0)
 		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
 
 	if (l2.proto == ETH_P_IP) {
-		struct iphdr *ip = data + ETH_HLEN;
+		struct iphdr *ip = data + l2.l3_off;
 		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
 			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
 		if (!lookup_v4(ip->saddr, flags))
@@ -315,7 +332,7 @@ int tc_return(struct __sk_buff *skb)
 		fib.ipv4_src = ip->saddr;
 		fib.ipv4_dst = ip->daddr;
 	} else if (l2.proto == ETH_P_IPV6) {
-		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		struct ipv6hdr *ip6 = data + l2.l3_off;
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
 		if (!lookup_v6(&ip6->saddr, flags))
@@ -336,16 +353,22 @@ int tc_return(struct __sk_buff *skb)
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return rt_verdict(TC_ACT_OK, RT_NO_ROUTE, bytes);
 
-	/* pointers are still valid: nothing has resized the packet */
-	if (l2.proto == ETH_P_IP) {
-		struct iphdr *ip = data + ETH_HLEN;
+	if (pop_vlans(skb, l2.tags) < 0)
+		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return rt_verdict(TC_ACT_SHOT, RT_OTHER, bytes);
+	if (fib.family == AF_INET) {
+		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > data_end)
-			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+			return rt_verdict(TC_ACT_SHOT, RT_OTHER, bytes);
 		ipv4_dec_ttl(ip);
 	} else {
-		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
-			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+			return rt_verdict(TC_ACT_SHOT, RT_OTHER, bytes);
 		ip6->hop_limit--;
 	}
 
@@ -359,9 +382,6 @@ int tc_return(struct __sk_buff *skb)
 		count(&rt_verdicts, RT_NEIGH, bytes);
 		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 	}
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
 	__builtin_memcpy(eth->h_dest, fib.dmac, 6);
 	__builtin_memcpy(eth->h_source, fib.smac, 6);
 	count(&rt_verdicts, RT_REDIRECT, bytes);

@@ -1,0 +1,194 @@
+// FRR driver: configures bgpd through vtysh and announces / withdraws the
+// exposed prefixes.
+//
+// ovn-bgp-agent puts each exposed address on a dummy `bgp-nic` inside VRF
+// `bgp-vrf` and lets FRR `redistribute connected`. That needs VRF devices,
+// and it makes the node own every exposed address in a routing table. Here
+// each prefix is a BGP `network` statement with `no bgp network
+// import-check`: nothing changes in the node's kernel, and the announcements
+// are exactly the agent's list. FRR forgets them when it restarts, so the
+// driver watches bgpd and re-applies configuration and announcements itself.
+import { execFile } from 'node:child_process';
+import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { isIPv4 } from 'node:net';
+import { promisify } from 'node:util';
+import { parsePrefix } from '../ebpf/index.js';
+
+const run = promisify(execFile);
+
+export interface BgpNeighbor {
+  address: string;
+  remoteAs: number;
+  /** Address families to activate (default: ipv4 and ipv6). */
+  families?: ('ipv4' | 'ipv6')[];
+  /** Keepalive / hold seconds (default 1 / 3: fast convergence, as in the lab). */
+  keepalive?: number;
+  hold?: number;
+}
+
+export interface BgpConfig {
+  asn: number;
+  routerId: string;
+  neighbors: BgpNeighbor[];
+}
+
+export interface FrrOptions {
+  /** Network namespace FRR runs in (its daemons must run there too). */
+  netns?: string;
+  /** FRR pathspace (vtysh -N / frrinit.sh instance), if not the default one. */
+  pathspace?: string;
+  /** vtysh binary (default /usr/bin/vtysh). */
+  vtysh?: string;
+  timeoutMs?: number;
+}
+
+export class FrrError extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
+    super(`${message}${output ? `: ${output.trim().split('\n').slice(-5).join(' | ')}` : ''}`);
+    this.name = 'FrrError';
+  }
+}
+
+/** Canonical "addr/len" for a prefix, and its family. */
+function canonical(prefix: string): { text: string; family: 4 | 6 } {
+  const p = parsePrefix(prefix);
+  return { text: `${p.addr}/${p.prefixlen}`, family: p.family };
+}
+
+export class FrrDriver {
+  private readonly opts: Required<Omit<FrrOptions, 'netns' | 'pathspace'>> & FrrOptions;
+  private watcher: FSWatcher | undefined;
+  private lastBgpdStart = 0;
+
+  constructor(
+    readonly config: BgpConfig,
+    opts: FrrOptions = {},
+  ) {
+    this.opts = { vtysh: '/usr/bin/vtysh', timeoutMs: 20_000, ...opts };
+    if (!Number.isInteger(config.asn) || config.asn < 1 || config.asn > 4294967295) throw new FrrError(`bgp asn ${config.asn} is not a valid AS number`, '');
+    if (!isIPv4(config.routerId)) throw new FrrError(`bgp router id "${config.routerId}" must be an IPv4 address`, '');
+  }
+
+  /** Run vtysh commands (each a separate -c); throws on FRR's "%" errors. */
+  async vtysh(commands: string[]): Promise<string> {
+    const args = [...(this.opts.pathspace ? ['-N', this.opts.pathspace] : []), ...commands.flatMap((c) => ['-c', c])];
+    const [cmd, full] = this.opts.netns ? ['ip', ['netns', 'exec', this.opts.netns, this.opts.vtysh, ...args]] : [this.opts.vtysh, args];
+    let out: string;
+    try {
+      const r = await run(cmd, full, { timeout: this.opts.timeoutMs, maxBuffer: 64 << 20 });
+      out = `${r.stdout}${r.stderr}`;
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      throw new FrrError(`vtysh failed (${commands[0]}${commands.length > 1 ? ', ...' : ''})`, `${e.stdout ?? ''}${e.stderr ?? ''}` || e.message);
+    }
+    // FRR answers a refused command with a line starting with "%" (and often exit status 0)
+    const errors = out.split('\n').filter((l) => l.startsWith('%') && !l.startsWith('% Note'));
+    if (errors.length > 0) throw new FrrError(`FRR refused a command`, errors.join('\n'));
+    return out;
+  }
+
+  private routerLines(): string[] {
+    const c = this.config;
+    const lines = ['configure terminal', `router bgp ${c.asn}`, `bgp router-id ${c.routerId}`, 'no bgp ebgp-requires-policy', 'no bgp network import-check', 'no bgp default ipv4-unicast'];
+    for (const n of c.neighbors) {
+      lines.push(`neighbor ${n.address} remote-as ${n.remoteAs}`);
+      lines.push(`neighbor ${n.address} timers ${n.keepalive ?? 1} ${n.hold ?? 3}`);
+      lines.push(`neighbor ${n.address} timers connect 1`);
+      lines.push(`neighbor ${n.address} advertisement-interval 0`);
+    }
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      lines.push(`address-family ${family} unicast`);
+      for (const n of c.neighbors) if ((n.families ?? ['ipv4', 'ipv6']).includes(family)) lines.push(`neighbor ${n.address} activate`);
+      lines.push('exit-address-family');
+    }
+    lines.push('end');
+    return lines;
+  }
+
+  /** Apply the BGP instance and neighbours (idempotent). */
+  async configure(): Promise<void> {
+    await this.vtysh(this.routerLines());
+  }
+
+  /** Is our BGP instance configured (false after an FRR restart)? */
+  async isConfigured(): Promise<boolean> {
+    const out = await this.vtysh(['show running-config']);
+    return out.split('\n').some((l) => l.trim() === `router bgp ${this.config.asn}`);
+  }
+
+  /** The prefixes FRR announces for us (its `network` statements). */
+  async announced(): Promise<Set<string>> {
+    const out = await this.vtysh(['show running-config']);
+    const set = new Set<string>();
+    let inRouter = false;
+    for (const raw of out.split('\n')) {
+      const l = raw.trim();
+      if (l.startsWith('router bgp ')) inRouter = l === `router bgp ${this.config.asn}`;
+      else if (inRouter && l === 'exit' && !raw.startsWith(' ')) inRouter = false;
+      const m = inRouter ? l.match(/^network (\S+)$/) : null;
+      if (m) set.add(canonical(m[1] as string).text);
+    }
+    return set;
+  }
+
+  /** Announce exactly `prefixes` (diff against what FRR has); returns the changes. */
+  async sync(prefixes: Iterable<string>): Promise<{ announced: string[]; withdrawn: string[] }> {
+    const want = new Map<string, 4 | 6>();
+    for (const p of prefixes) {
+      const c = canonical(p);
+      want.set(c.text, c.family);
+    }
+    const have = await this.announced();
+    const add = [...want.keys()].filter((p) => !have.has(p));
+    const del = [...have].filter((p) => !want.has(p));
+    if (add.length === 0 && del.length === 0) return { announced: [], withdrawn: [] };
+    const cmds = ['configure terminal', `router bgp ${this.config.asn}`];
+    for (const family of [4, 6] as const) {
+      const a = add.filter((p) => want.get(p) === family);
+      const d = del.filter((p) => canonical(p).family === family);
+      if (a.length === 0 && d.length === 0) continue;
+      cmds.push(`address-family ipv${family} unicast`);
+      for (const p of a) cmds.push(`network ${p}`);
+      for (const p of d) cmds.push(`no network ${p}`);
+      cmds.push('exit-address-family');
+    }
+    cmds.push('end');
+    await this.vtysh(cmds);
+    return { announced: add, withdrawn: del };
+  }
+
+  /** Where bgpd writes its pid: a new pid file means bgpd restarted. */
+  get pidFile(): string {
+    return `/var/run/frr/${this.opts.pathspace ? `${this.opts.pathspace}/` : ''}bgpd.pid`;
+  }
+
+  /**
+   * Call `onRestart` when bgpd (re)starts. Event-driven (the pid file's
+   * directory is watched); `check()` can be called as a periodic safety net.
+   */
+  watchRestarts(onRestart: () => void): void {
+    const dir = this.pidFile.slice(0, this.pidFile.lastIndexOf('/'));
+    const mtime = (): number => (existsSync(this.pidFile) ? statSync(this.pidFile).mtimeMs : 0);
+    this.lastBgpdStart = mtime();
+    const check = (): void => {
+      const m = mtime();
+      if (m !== 0 && m !== this.lastBgpdStart) {
+        this.lastBgpdStart = m;
+        onRestart();
+      }
+    };
+    if (existsSync(dir)) {
+      this.watcher = watch(dir, { persistent: false }, (_e, name) => {
+        if (name === 'bgpd.pid') check();
+      });
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}
