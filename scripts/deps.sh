@@ -6,10 +6,11 @@
 set -euo pipefail
 what=${1:-run}
 pkgs=(libbpf1 iproute2 ca-certificates)
+# the agent drives FRR when bgp is configured; install frr yourself where it is used
 case "$what" in
   run) ;;
-  test) pkgs+=(iputils-ping coreutils bash) ;;
-  build) pkgs+=(iputils-ping coreutils bash clang-19 llvm-19 libbpf-dev) ;;
+  test) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl) ;;
+  build) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl clang-19 llvm-19 libbpf-dev) ;;
   *) echo "usage: scripts/deps.sh run|test|build" >&2; exit 2 ;;
 esac
 missing=()

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { runAgent } from './agent-cmd.js';
+import { runLab } from './lab-cmd.js';
 
 interface Command {
   summary: string;
@@ -15,6 +17,60 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  agent: {
+    summary: 'run the agent: XDP/TC fast path, exposures, BGP announcements, local API',
+    usage: 'stackbpf agent --config FILE',
+    help: `Loads the data plane (re-adopting pinned programs and maps from an earlier
+run, so traffic never stops), attaches XDP to the provider NICs and the TC
+return path to the VM side, keeps the exposure maps equal to the configured
+and API-added exposures, and announces them through FRR (re-applying its
+configuration by itself when bgpd restarts). Logs are JSON lines on stderr.
+
+Signals: SIGHUP reloads the exposures of the file; SIGTERM/SIGINT stop the
+agent and leave the data plane attached (it keeps forwarding).
+
+Options:
+  -c, --config FILE  the YAML configuration (see docs/configuration.md)
+  -h, --help         this help`,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    async run(values) {
+      if (!values.config) {
+        process.stderr.write('stackbpf agent: --config FILE is required\n');
+        return 2;
+      }
+      return runAgent(values.config as string);
+    },
+  },
+  lab: {
+    summary: 'build, inspect or remove the network-namespace testbed',
+    usage: 'stackbpf lab up|down|status [--name NAME] [--vms VLANS] [--write-config FILE] [--json]',
+    help: `An emulated OpenStack network node in network namespaces: an upstream router
+running FRR (eBGP peer), the node with its provider NIC and its VM-side
+interfaces, and one namespace per VM, addressed only from documentation
+ranges. IP forwarding is off on the node's provider NIC: traffic to a VM
+flows only through the eBPF path. See docs/lab.md.
+
+  up      build it (an existing lab of that name is removed first)
+  down    remove everything it made (namespaces, FRR instances, pins)
+  status  namespaces, BGP session, and the routes the upstream learned
+
+Options:
+  --name NAME          lab name (default: lab)
+  --vms VLANS          one VM per entry: its VLAN, 0 = untagged (default: 0)
+  --write-config FILE  with up: write an agent configuration for this lab
+  --json               with status: print JSON
+  -h, --help           this help`,
+    options: {
+      name: { type: 'string' },
+      vms: { type: 'string' },
+      'write-config': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    run(values, positionals) {
+      return runLab(positionals[0], values);
+    },
+  },
   doctor: {
     summary: 'check what this kernel allows and whether stackbpf can run here',
     usage: 'stackbpf doctor [--json] [--no-mount]',

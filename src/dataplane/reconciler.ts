@@ -68,8 +68,13 @@ export class Reconciler {
     return out;
   }
 
-  /** Make the maps hold exactly `desired`. Throws (having written nothing) on invalid input. */
-  apply(desired: readonly Exposure[]): ReconcileResult {
+  /**
+   * Make the maps hold exactly `desired` (with `prune: false`, add and update
+   * only: what is not desired stays until a pruning pass, e.g. after its BGP
+   * withdrawal). Throws, having written nothing, on invalid input.
+   */
+  apply(desired: readonly Exposure[], opts: { prune?: boolean } = {}): ReconcileResult {
+    const prune = opts.prune ?? true;
     const wanted = validateExposures(desired);
     const list = [...wanted.values()];
 
@@ -159,6 +164,9 @@ export class Reconciler {
     }
     if ((cfg.flags | lpmFlags) !== cfg.flags) t.config.update(0, { flags: cfg.flags | lpmFlags, pad: 0 });
 
+    if (!prune) {
+      return { added, updated, removed: 0, unchanged, portsAdded, portsRemoved: 0, total: wanted.size + [...now.keys()].filter((k) => !wanted.has(k)).length };
+    }
     // removals: switch lookups off first, then delete
     const gone = [...now.entries()].filter(([key]) => !wanted.has(key));
     const finalFlags = (cfg.flags & ~(DpConfigFlag.lpmV4 | DpConfigFlag.lpmV6)) | lpmFlags;

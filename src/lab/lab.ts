@@ -18,6 +18,7 @@
 import { execFile } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { BpfObject, ensurePinDir, type Link } from '../ebpf/index.js';
 import { objectPath } from '../paths.js';
 
 const run = promisify(execFile);
@@ -64,6 +65,41 @@ async function sh(cmd: string, args: string[], timeoutMs = 30_000): Promise<stri
 const nsExec = (ns: string, cmd: string, args: string[]): Promise<string> => sh('ip', ['netns', 'exec', ns, cmd, ...args]);
 const ipn = (ns: string, ...args: string[]): Promise<string> => sh('ip', ['-n', ns, ...args]);
 const sysctl = (ns: string, kv: string): Promise<string> => nsExec(ns, 'sysctl', ['-qw', kv]);
+
+async function macIn(ns: string, ifname: string): Promise<string> {
+  const info = JSON.parse(await ipn(ns, '-j', 'link', 'show', 'dev', ifname)) as { address: string }[];
+  return info[0]?.address as string;
+}
+
+export const labPinDir = (name: string): string => `/sys/fs/bpf/stackbpf-lab/${name}`;
+/** Pin root of an agent run with the configuration `lab up --write-config` writes. */
+export const labAgentPinRoot = (name: string): string => `/sys/fs/bpf/stackbpf-lab-agent-${name}`;
+
+/** xdp_pass on the VM's eth0 (redirect targets need it), and VLAN tagging for tagged VMs. */
+async function attachVmPrograms(state: LabState, vm: LabVm): Promise<void> {
+  const dir = `${labPinDir(state.name)}/${vm.ns}`;
+  ensurePinDir(dir);
+  const obj = BpfObject.open(objectPath('lab'));
+  try {
+    obj.setConstant('vlan_id', vm.vlan);
+    if (!vm.vlan) {
+      obj.setAutoload('tc_vlan_untag', false);
+      obj.setAutoload('tc_vlan_tag', false);
+    }
+    await obj.load();
+    const links: [string, Link][] = [['xdp', obj.program('xdp_pass').attachXdp('eth0', { netns: vm.ns })]];
+    if (vm.vlan) {
+      links.push(['tc-in', obj.program('tc_vlan_untag').attachTc('eth0', { direction: 'ingress', netns: vm.ns, mode: 'tcx' }) as Link]);
+      links.push(['tc-out', obj.program('tc_vlan_tag').attachTc('eth0', { direction: 'egress', netns: vm.ns, mode: 'tcx' }) as Link]);
+    }
+    for (const [n, l] of links) {
+      l.pin(`${dir}/${n}`);
+      l.close();
+    }
+  } finally {
+    obj.close();
+  }
+}
 
 function validName(name: string): string {
   if (!/^[a-z0-9][a-z0-9-]{0,20}$/.test(name)) throw new Error(`lab name "${name}": use 1-21 lower-case letters, digits and dashes`);
@@ -181,6 +217,10 @@ export async function labUp(opts: LabOptions = {}): Promise<LabState> {
     await ipn(up.ns, 'addr', 'add', `${up.client4}/24`, 'dev', 'lo');
     await ipn(up.ns, 'addr', 'add', `${up.client6}/64`, 'dev', 'lo', 'nodad');
     await ipn(up.ns, 'link', 'set', up.ifname, 'up');
+    // veth hands TCP/UDP over with the checksum left to "offload"; an XDP
+    // redirect loses that state, so the upstream side computes checksums
+    // itself (a real NIC delivers complete checksums)
+    await nsExec(up.ns, 'ethtool', ['-K', up.ifname, 'tx', 'off']);
     await ipn(node.ns, 'addr', 'add', `${node.ipv4}/30`, 'dev', node.provider);
     await ipn(node.ns, 'addr', 'add', `${node.ipv6}/64`, 'dev', node.provider, 'nodad');
     await ipn(node.ns, 'link', 'set', node.provider, 'up');
@@ -195,28 +235,21 @@ export async function labUp(opts: LabOptions = {}): Promise<LabState> {
       await sh('ip', ['link', 'add', vm.tap, 'netns', node.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vm.ns]);
       await ipn(vm.ns, 'link', 'set', 'eth0', 'address', vm.mac);
       await ipn(vm.ns, 'link', 'set', 'eth0', 'up');
-      let dev = 'eth0';
-      if (vm.vlan) {
-        dev = `eth0.${vm.vlan}`;
-        await ipn(vm.ns, 'link', 'add', 'link', 'eth0', 'name', dev, 'type', 'vlan', 'id', String(vm.vlan));
-        await ipn(vm.ns, 'link', 'set', dev, 'up');
-      }
-      await ipn(vm.ns, 'addr', 'add', `${vm.ipv4}/32`, 'dev', dev);
-      await ipn(vm.ns, 'addr', 'add', `${vm.ipv6}/128`, 'dev', dev, 'nodad');
-      await ipn(vm.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', dev, 'onlink');
-      await ipn(vm.ns, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', dev);
-      // a redirect target veth transmits only when its peer runs XDP
-      await ipn(vm.ns, 'link', 'set', 'dev', 'eth0', 'xdpdrv', 'obj', objectPath('lab'), 'sec', 'xdp');
+      await ipn(vm.ns, 'addr', 'add', `${vm.ipv4}/32`, 'dev', 'eth0');
+      await ipn(vm.ns, 'addr', 'add', `${vm.ipv6}/128`, 'dev', 'eth0', 'nodad');
+      await ipn(vm.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0', 'onlink');
+      await ipn(vm.ns, '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth0');
       await ipn(node.ns, 'addr', 'add', '169.254.1.1/32', 'dev', vm.tap);
       await ipn(node.ns, 'addr', 'add', 'fe80::1/64', 'dev', vm.tap, 'nodad');
       await ipn(node.ns, 'link', 'set', vm.tap, 'up');
       if (vm.vlan) {
-        // the node's side of a tagged provider network: replies arrive tagged
-        await ipn(node.ns, 'link', 'add', 'link', vm.tap, 'name', `${vm.tap}.${vm.vlan}`, 'type', 'vlan', 'id', String(vm.vlan));
-        await ipn(node.ns, 'link', 'set', `${vm.tap}.${vm.vlan}`, 'up');
-        await ipn(node.ns, 'addr', 'add', '169.254.1.1/32', 'dev', `${vm.tap}.${vm.vlan}`);
-        await ipn(node.ns, 'addr', 'add', 'fe80::1/64', 'dev', `${vm.tap}.${vm.vlan}`, 'nodad');
+        // no VLAN devices in this kernel: the node cannot answer ARP/NDP on the
+        // tagged network, so the VM knows its gateway's MAC statically
+        const gw = await macIn(node.ns, vm.tap);
+        await ipn(vm.ns, 'neigh', 'replace', '169.254.1.1', 'lladdr', gw, 'dev', 'eth0', 'nud', 'permanent');
+        await ipn(vm.ns, 'neigh', 'replace', 'fe80::1', 'lladdr', gw, 'dev', 'eth0', 'nud', 'permanent');
       }
+      await attachVmPrograms(state, vm);
       // the return path looks up the FIB on the VM side: that needs forwarding on there (only)
       await sysctl(node.ns, `net.ipv4.conf.${vm.tap}.forwarding=1`);
       await sysctl(node.ns, `net.ipv6.conf.${vm.tap}.forwarding=1`);
@@ -249,6 +282,11 @@ export async function labDown(name: string, log: (l: string) => void = () => und
     await sh('ip', ['netns', 'delete', ns]).catch(() => undefined);
     for (const dir of [`/etc/frr/${ns}`, `/var/run/frr/${ns}`]) if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   }
+  // the lab's own pins, and what an agent run with the lab's written configuration pinned
+  for (const dir of [labPinDir(validName(name)), labAgentPinRoot(name), `/run/stackbpf/lab-agent/${name}`]) {
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  }
+  if (existsSync('/sys/fs/bpf/stackbpf-lab') && readdirSync('/sys/fs/bpf/stackbpf-lab').length === 0) rmSync('/sys/fs/bpf/stackbpf-lab', { recursive: true });
   if (existsSync(statePath(name))) rmSync(statePath(name));
   if (namespaces.length) log(`removed ${namespaces.join(', ')}`);
   return namespaces.length > 0;

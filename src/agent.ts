@@ -1,0 +1,227 @@
+// The composition root: wires the data plane, the exposure sources, the FRR
+// driver and the local API from one configuration. Nothing else constructs
+// these; modules get what they need passed in.
+import { BpfError, ensureMounted, numPossibleCpus } from './ebpf/index.js';
+import { FrrDriver } from './bgp/frr.js';
+import type { AgentConfig } from './config.js';
+import { Dataplane } from './dataplane/dataplane.js';
+import { type Exposure, ExposureError, normalizeExposure, validateExposures } from './dataplane/exposure.js';
+import { Reconciler, type ReconcileResult } from './dataplane/reconciler.js';
+import { ApiSource, type ExposureSource, StaticSource } from './dataplane/sources.js';
+import type { Logger } from './log.js';
+
+export interface AgentStatus {
+  exposures: number;
+  attachments: { hook: string; ifname: string }[];
+  lastReconcile: { at: string; result?: ReconcileResult; error?: string } | undefined;
+  bgp: { configured: boolean; announced: number; lastError?: string } | undefined;
+  verdicts: Record<string, { packets: string; bytes: string }>;
+  returnVerdicts: Record<string, { packets: string; bytes: string }>;
+}
+
+export class Agent {
+  private readonly sources: ExposureSource[];
+  readonly staticSource: StaticSource;
+  readonly apiSource: ApiSource;
+  private readonly reconciler: Reconciler;
+  private running: Promise<void> = Promise.resolve();
+  private dirty = false;
+  private scheduled = false;
+  private stopped = false;
+  private last: AgentStatus['lastReconcile'];
+  private bgpState: { configured: boolean; announced: number; lastError?: string } | undefined;
+  private safetyTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly config: AgentConfig,
+    readonly dp: Dataplane,
+    private readonly frr: FrrDriver | undefined,
+    private readonly log: Logger,
+  ) {
+    this.staticSource = new StaticSource(config.exposures);
+    this.apiSource = new ApiSource(`${config.stateDir}/api-exposures.json`);
+    this.sources = [this.staticSource, this.apiSource];
+    this.reconciler = new Reconciler(dp);
+    for (const s of this.sources) s.onChange(() => this.schedule());
+  }
+
+  static async start(config: AgentConfig, log: Logger): Promise<Agent> {
+    ensureMounted('bpf');
+    const dp = await Dataplane.open({
+      pinRoot: config.pinRoot,
+      ...(config.netns ? { netns: config.netns } : {}),
+      maxExposures: config.dataplane.maxExposures,
+      maxBlockRules: config.dataplane.maxBlockRules,
+    });
+    let frr: FrrDriver | undefined;
+    try {
+      for (const ifname of config.dataplane.providerInterfaces) {
+        const a = dp.attachIngress(ifname, config.dataplane.xdpMode);
+        log.info('xdp ingress attached', { ifname, mode: a.mode, readopted: a.readopted });
+      }
+      for (const ifname of config.dataplane.returnInterfaces) {
+        const a = dp.attachReturn(ifname);
+        log.info('tc return path attached', { ifname, readopted: a.readopted });
+      }
+      if (config.bgp) {
+        const b = config.bgp;
+        frr = new FrrDriver(
+          { asn: b.asn, routerId: b.routerId, neighbors: b.neighbors },
+          { vtysh: b.frr.vtysh, ...(b.frr.netns ? { netns: b.frr.netns } : {}), ...(b.frr.pathspace ? { pathspace: b.frr.pathspace } : {}) },
+        );
+      }
+    } catch (err) {
+      dp.close();
+      throw err;
+    }
+    const agent = new Agent(config, dp, frr, log);
+    log.info('agent started', { cpus: numPossibleCpus(), pinRoot: config.pinRoot, netns: config.netns ?? '(own)' });
+    if (frr) {
+      agent.bgpState = { configured: false, announced: 0 };
+      frr.watchRestarts(() => {
+        log.warn('bgpd restarted: re-applying configuration and announcements');
+        agent.bgpState = { configured: false, announced: 0 };
+        agent.schedule();
+      });
+      // safety net for a restart the watch missed: cheap, one vtysh call
+      agent.safetyTimer = setInterval(() => {
+        void frr
+          .isConfigured()
+          .then((ok) => {
+            if (!ok && agent.bgpState) {
+              agent.bgpState.configured = false;
+              agent.schedule();
+            }
+          })
+          .catch(() => undefined);
+      }, 30_000);
+      agent.safetyTimer.unref();
+    }
+    await agent.reconcileNow();
+    return agent;
+  }
+
+  /** The merged desired set of every source. */
+  desired(): Exposure[] {
+    return this.sources.flatMap((s) => [...s.current()]);
+  }
+
+  /** Reconcile soon (changes arriving together are applied together). */
+  schedule(): void {
+    this.dirty = true;
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setTimeout(() => {
+      this.scheduled = false;
+      void this.reconcileNow();
+    }, 10);
+  }
+
+  /** Run one reconcile after any in progress; resolves when done (errors are logged, not thrown). */
+  reconcileNow(): Promise<void> {
+    this.dirty = true;
+    this.running = this.running.then(async () => {
+      if (!this.dirty || this.stopped) return;
+      this.dirty = false;
+      await this.reconcileOnce();
+    });
+    return this.running;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    const desired = this.desired();
+    const at = new Date().toISOString();
+    let result: ReconcileResult;
+    try {
+      // 1. add and update entries (traffic for new exposures is ready before it is announced)
+      const grown = this.reconciler.apply(desired, { prune: false });
+      // 2. announce exactly the desired set (withdrawals happen here)
+      await this.syncBgp(desired);
+      // 3. remove what is no longer wanted, now that it is withdrawn
+      const pruned = this.reconciler.apply(desired, { prune: true });
+      result = { ...pruned, added: grown.added, updated: grown.updated, portsAdded: grown.portsAdded };
+    } catch (err) {
+      const error = err instanceof ExposureError || err instanceof BpfError ? err.message : String(err);
+      this.last = { at, error };
+      this.log.error('reconcile failed: nothing changed', { error });
+      return;
+    }
+    this.last = { at, result };
+    if (result.added || result.updated || result.removed) this.log.info('exposures reconciled', { ...result });
+  }
+
+  private async syncBgp(desired: Exposure[]): Promise<void> {
+    if (!this.frr || !this.bgpState) return;
+    try {
+      if (!this.bgpState.configured) {
+        await this.frr.configure();
+        this.bgpState.configured = true;
+        this.log.info('bgp configured', { asn: this.frr.config.asn, neighbors: this.frr.config.neighbors.map((n) => n.address) });
+      }
+      const prefixes = [...validateExposures(desired).keys()];
+      const changes = await this.frr.sync(prefixes);
+      this.bgpState.announced = prefixes.length;
+      delete this.bgpState.lastError;
+      if (changes.announced.length || changes.withdrawn.length) this.log.info('bgp announcements', { announced: changes.announced.length, withdrawn: changes.withdrawn.length });
+    } catch (err) {
+      // keep forwarding; retry the announcements shortly
+      this.bgpState.configured = false;
+      this.bgpState.lastError = (err as Error).message;
+      this.log.error('bgp sync failed, retrying in 1 s', { error: this.bgpState.lastError });
+      setTimeout(() => this.schedule(), 1000).unref();
+    }
+  }
+
+  /** Add an exposure through the API; resolves once applied, or rejects (and keeps nothing). */
+  async apiPut(e: Exposure): Promise<ReconcileResult | undefined> {
+    // the whole desired set must stay valid: an API entry may replace an API entry, nothing else
+    const key = normalizeExposure(e).key;
+    const others = [
+      ...this.staticSource.current(),
+      ...this.apiSource.current().filter((d) => normalizeExposure(d).key !== key),
+    ];
+    validateExposures([...others, e]);
+    this.apiSource.put(e);
+    await this.reconcileNow();
+    const error = this.last?.error;
+    if (error) {
+      this.apiSource.remove(e.prefix);
+      await this.reconcileNow();
+      throw new ExposureError(undefined, 'exposure', error);
+    }
+    return this.last?.result;
+  }
+
+  async apiDelete(prefix: string): Promise<boolean> {
+    const had = this.apiSource.remove(prefix);
+    if (had) await this.reconcileNow();
+    return had;
+  }
+
+  reload(config: AgentConfig): void {
+    this.staticSource.replace(config.exposures);
+  }
+
+  status(): AgentStatus {
+    const fmt = (r: Record<string, { packets: bigint; bytes: bigint }>) =>
+      Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { packets: v.packets.toString(), bytes: v.bytes.toString() }]));
+    return {
+      exposures: this.last?.result?.total ?? 0,
+      attachments: this.dp.attachments(),
+      lastReconcile: this.last,
+      bgp: this.bgpState ? { ...this.bgpState } : undefined,
+      verdicts: fmt(this.dp.verdicts()),
+      returnVerdicts: fmt(this.dp.returnVerdicts()),
+    };
+  }
+
+  /** Stop: the pinned programs and maps stay, so traffic keeps flowing. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.safetyTimer) clearInterval(this.safetyTimer);
+    await this.running;
+    this.frr?.close();
+    this.dp.close();
+    this.log.info('agent stopped; the data plane stays attached');
+  }
+}

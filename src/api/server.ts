@@ -1,0 +1,106 @@
+// The local HTTP API (loopback or a unix socket; it has no authentication).
+//   GET    /v1/status                     counters, attachments, last reconcile, BGP
+//   GET    /v1/exposures                  the desired exposures, with their source
+//   POST   /v1/exposures                  add one (JSON body: an Exposure); 201 once applied
+//   DELETE /v1/exposures?prefix=P         remove one added through the API; 204
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { existsSync, rmSync } from 'node:fs';
+import type { Agent } from '../agent.js';
+import { ExposureError, type Exposure } from '../dataplane/exposure.js';
+import type { Logger } from '../log.js';
+
+const MAX_BODY = 64 * 1024;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new HttpError(413, `body larger than ${MAX_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null'));
+      } catch (err) {
+        reject(new HttpError(400, `body is not valid JSON: ${(err as Error).message}`));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, body?: unknown): void {
+  const text = body === undefined ? '' : `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function startApi(agent: Agent, listen: string, log: Logger): Promise<Server> {
+  const server = createServer((req, res) => {
+    void handle(agent, req, res).catch((err: unknown) => {
+      const status = err instanceof HttpError ? err.status : err instanceof ExposureError ? 400 : 500;
+      if (status === 500) log.error('api request failed', { method: req.method, url: req.url, error: String(err) });
+      send(res, status, { error: err instanceof Error ? err.message : String(err) });
+    });
+  });
+  server.requestTimeout = 30_000;
+  server.maxConnections = 64;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      log.info('api listening', { listen });
+      resolve(server);
+    };
+    if (listen.startsWith('unix:')) {
+      const path = listen.slice(5);
+      if (existsSync(path)) rmSync(path);
+      server.listen(path, done);
+    } else {
+      const i = listen.lastIndexOf(':');
+      server.listen(Number(listen.slice(i + 1)), listen.slice(0, i).replace(/^\[|\]$/g, ''), done);
+    }
+  });
+}
+
+async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://local');
+  if (url.pathname === '/v1/status' && req.method === 'GET') return send(res, 200, agent.status());
+  if (url.pathname === '/v1/exposures') {
+    if (req.method === 'GET') {
+      return send(res, 200, [
+        ...agent.staticSource.current().map((e) => ({ ...e, source: 'config' })),
+        ...agent.apiSource.current().map((e) => ({ ...e, source: 'api' })),
+      ]);
+    }
+    if (req.method === 'POST') {
+      const body = await readBody(req);
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'expected one exposure object');
+      const result = await agent.apiPut(body as Exposure);
+      return send(res, 201, { applied: result });
+    }
+    if (req.method === 'DELETE') {
+      const prefix = url.searchParams.get('prefix');
+      if (!prefix) throw new HttpError(400, 'give ?prefix=ADDR[/LEN]');
+      if (!(await agent.apiDelete(prefix))) throw new HttpError(404, `${prefix} was not added through the API`);
+      res.writeHead(204).end();
+      return;
+    }
+    throw new HttpError(405, `${req.method} not allowed on /v1/exposures`);
+  }
+  throw new HttpError(404, `no such endpoint: ${url.pathname}`);
+}

@@ -1,0 +1,177 @@
+// The agent's one configuration file (YAML), validated with errors that name
+// the field: `bgp.neighbors[1].remote_as: expected an integer 1..4294967295`.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { DEFAULT_PIN_ROOT } from './ebpf/index.js';
+import { type Exposure, ExposureError, normalizeExposure } from './dataplane/exposure.js';
+
+export interface AgentConfig {
+  pinRoot: string;
+  /** Network namespace of the node (the lab's); default: the agent's own. */
+  netns?: string;
+  stateDir: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  dataplane: {
+    providerInterfaces: string[];
+    xdpMode: 'auto' | 'native' | 'generic';
+    returnInterfaces: string[];
+    maxExposures: number;
+    maxBlockRules: number;
+  };
+  bgp?: {
+    asn: number;
+    routerId: string;
+    neighbors: { address: string; remoteAs: number; families: ('ipv4' | 'ipv6')[] }[];
+    frr: { netns?: string; pathspace?: string; vtysh: string };
+  };
+  api: { listen: string };
+  exposures: Exposure[];
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+    readonly file?: string,
+  ) {
+    super(`${file ? `${file}: ` : ''}${path}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+class Reader {
+  constructor(private readonly file?: string) {}
+  fail(path: string, msg: string): never {
+    throw new ConfigError(path, msg, this.file);
+  }
+  obj(v: unknown, path: string): Obj {
+    if (v === undefined || v === null) return {};
+    if (typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'expected a mapping');
+    return v as Obj;
+  }
+  known(o: Obj, path: string, keys: string[]): void {
+    for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(path ? `${path}.${k}` : k, `unknown setting (known: ${keys.join(', ')})`);
+  }
+  str(o: Obj, key: string, path: string, def?: string): string {
+    const v = o[key] ?? def;
+    if (typeof v !== 'string' || v === '') this.fail(`${path}${key}`, def === undefined && o[key] === undefined ? 'required' : 'expected a non-empty string');
+    return v;
+  }
+  optStr(o: Obj, key: string, path: string): string | undefined {
+    return o[key] === undefined ? undefined : this.str(o, key, path);
+  }
+  int(o: Obj, key: string, path: string, min: number, max: number, def?: number): number {
+    const v = o[key] ?? def;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(`${path}${key}`, `expected an integer ${min}..${max}`);
+    return v;
+  }
+  list(o: Obj, key: string, path: string): unknown[] {
+    const v = o[key];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) this.fail(`${path}${key}`, 'expected a list');
+    return v;
+  }
+  strList(o: Obj, key: string, path: string): string[] {
+    return this.list(o, key, path).map((x, i) => {
+      if (typeof x !== 'string' || x === '') this.fail(`${path}${key}[${i}]`, 'expected a string');
+      return x;
+    });
+  }
+  oneOf<T extends string>(o: Obj, key: string, path: string, values: readonly T[], def: T): T {
+    const v = o[key] ?? def;
+    if (!values.includes(v as T)) this.fail(`${path}${key}`, `expected one of ${values.join(', ')}`);
+    return v as T;
+  }
+}
+
+/** Validate a parsed configuration object. */
+export function parseConfig(raw: unknown, file?: string): AgentConfig {
+  const r = new Reader(file);
+  const top = r.obj(raw, '');
+  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'api', 'exposures']);
+  const dp = r.obj(top.dataplane, 'dataplane');
+  r.known(dp, 'dataplane', ['provider_interfaces', 'xdp_mode', 'return_interfaces', 'max_exposures', 'max_block_rules']);
+  const cfg: AgentConfig = {
+    pinRoot: r.str(top, 'pin_root', '', DEFAULT_PIN_ROOT),
+    stateDir: r.str(top, 'state_dir', '', '/var/lib/stackbpf'),
+    logLevel: r.oneOf(top, 'log_level', '', ['debug', 'info', 'warn', 'error'] as const, 'info'),
+    dataplane: {
+      providerInterfaces: r.strList(dp, 'provider_interfaces', 'dataplane.'),
+      xdpMode: r.oneOf(dp, 'xdp_mode', 'dataplane.', ['auto', 'native', 'generic'] as const, 'auto'),
+      returnInterfaces: r.strList(dp, 'return_interfaces', 'dataplane.'),
+      maxExposures: r.int(dp, 'max_exposures', 'dataplane.', 1, 4_000_000, 131072),
+      maxBlockRules: r.int(dp, 'max_block_rules', 'dataplane.', 1, 1_000_000, 65536),
+    },
+    api: { listen: '127.0.0.1:9180' },
+    exposures: [],
+  };
+  const netns = r.optStr(top, 'netns', '');
+  if (netns) cfg.netns = netns;
+  if (cfg.dataplane.providerInterfaces.length === 0) r.fail('dataplane.provider_interfaces', 'list at least one provider NIC');
+  if (!cfg.pinRoot.startsWith('/sys/fs/bpf')) r.fail('pin_root', 'must be a directory under /sys/fs/bpf');
+
+  if (top.bgp !== undefined) {
+    const b = r.obj(top.bgp, 'bgp');
+    r.known(b, 'bgp', ['asn', 'router_id', 'neighbors', 'frr']);
+    const routerId = r.str(b, 'router_id', 'bgp.');
+    if (isIP(routerId) !== 4) r.fail('bgp.router_id', 'expected an IPv4 address');
+    const frr = r.obj(b.frr, 'bgp.frr');
+    r.known(frr, 'bgp.frr', ['netns', 'pathspace', 'vtysh']);
+    const neighbors = r.list(b, 'neighbors', 'bgp.').map((n, i) => {
+      const p = `bgp.neighbors[${i}].`;
+      const o = r.obj(n, p.slice(0, -1));
+      r.known(o, p.slice(0, -1), ['address', 'remote_as', 'families']);
+      const address = r.str(o, 'address', p);
+      if (!isIP(address)) r.fail(`${p}address`, `"${address}" is not an IP address`);
+      const families = o.families === undefined ? (isIP(address) === 4 ? ['ipv4'] : ['ipv6']) : r.strList(o, 'families', p);
+      families.forEach((f, j) => {
+        if (f !== 'ipv4' && f !== 'ipv6') r.fail(`${p}families[${j}]`, 'expected ipv4 or ipv6');
+      });
+      return { address, remoteAs: r.int(o, 'remote_as', p, 1, 4294967295), families: families as ('ipv4' | 'ipv6')[] };
+    });
+    if (neighbors.length === 0) r.fail('bgp.neighbors', 'list at least one neighbour');
+    cfg.bgp = { asn: r.int(b, 'asn', 'bgp.', 1, 4294967295), routerId, neighbors, frr: { vtysh: r.str(frr, 'vtysh', 'bgp.frr.', '/usr/bin/vtysh') } };
+    const fns = r.optStr(frr, 'netns', 'bgp.frr.');
+    if (fns) cfg.bgp.frr.netns = fns;
+    const ps = r.optStr(frr, 'pathspace', 'bgp.frr.');
+    if (ps) cfg.bgp.frr.pathspace = ps;
+  }
+  const api = r.obj(top.api, 'api');
+  r.known(api, 'api', ['listen']);
+  cfg.api.listen = r.str(api, 'listen', 'api.', '127.0.0.1:9180');
+  if (!/^unix:\/.+|^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/.test(cfg.api.listen)) {
+    r.fail('api.listen', 'expected unix:/path or a loopback address:port (the API has no authentication)');
+  }
+  cfg.exposures = r.list(top, 'exposures', '').map((e, i) => {
+    const o = r.obj(e, `exposures[${i}]`);
+    r.known(o, `exposures[${i}]`, ['prefix', 'target', 'mac', 'vlan', 'owner', 'reason']);
+    try {
+      normalizeExposure(o as unknown as Exposure);
+    } catch (err) {
+      if (err instanceof ExposureError) r.fail(`exposures[${i}].${err.field}`, err.message.slice(err.field.length + 2));
+      throw err;
+    }
+    return o as unknown as Exposure;
+  });
+  return cfg;
+}
+
+/** Read and validate a YAML file. */
+export function loadConfig(file: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('(file)', `cannot read: ${(err as Error).message}`, file);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('(yaml)', (err as Error).message.split('\n')[0] ?? 'invalid YAML', file);
+  }
+  return parseConfig(raw, file);
+}
