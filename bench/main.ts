@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   ringbuf: async () => (await import('./ringbuf.js')).bench,
   'xdp-cost': async () => (await import('./xdp-cost.js')).bench,
   fuzz: async () => (await import('./fuzz.js')).bench,
+  forward: async () => (await import('./forward.js')).bench,
 };
 
 async function main(): Promise<number> {

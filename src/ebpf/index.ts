@@ -8,6 +8,7 @@ export { BpfObject, type OpenOptions, type ObjectState } from './object.js';
 export { BpfMap, createMap, mapInfoByFd, numPossibleCpus, perCpuCodec, sumPerCpu, type MapInfo } from './map.js';
 export {
   Program,
+  TEST_RUN_XDP_LIVE_FRAMES,
   enableStats,
   programInfoByFd,
   queryXdpMode,

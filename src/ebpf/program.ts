@@ -18,6 +18,7 @@ export interface TestRunOptions {
   dataOutSize?: number;
   /** Run the program this many times (the duration is the average). */
   repeat?: number;
+  /** e.g. TEST_RUN_XDP_LIVE_FRAMES */
   flags?: number;
   cpu?: number;
   batchSize?: number;
@@ -77,6 +78,9 @@ export interface UprobeOptions {
   pid?: number;
   retprobe?: boolean;
 }
+
+/** BPF_F_TEST_XDP_LIVE_FRAMES: XDP_TX / XDP_REDIRECT really transmit (a traffic generator). */
+export const TEST_RUN_XDP_LIVE_FRAMES = 1 << 1;
 
 const EOPNOTSUPP = 95;
 const EINVAL = 22;
@@ -314,8 +318,10 @@ export class Program {
 
   private testRunOpts(o: TestRunOptions): { opts: Record<string, unknown>; out: Buffer; ctxOut: Buffer | undefined } {
     const data = o.data;
-    const out = Buffer.alloc(o.dataOutSize ?? (data ? data.length + 256 : 0));
-    const ctxOut = o.ctx ? Buffer.alloc(o.ctx.length) : undefined;
+    // live frames (XDP): packets really leave; the kernel takes no output buffers
+    const live = ((o.flags ?? 0) & TEST_RUN_XDP_LIVE_FRAMES) !== 0;
+    const out = Buffer.alloc(live ? 0 : (o.dataOutSize ?? (data ? data.length + 256 : 0)));
+    const ctxOut = o.ctx && !live ? Buffer.alloc(o.ctx.length) : undefined;
     const opts = {
       sz: structSize(TestRunOpts),
       data_in: data ?? null,

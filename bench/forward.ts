@@ -1,0 +1,281 @@
+// Forwarding from the upstream namespace to a VM through the node, on the
+// lab, for three paths with the same generator and receiver:
+//   xdp          stackbpf's XDP fast path (IP forwarding off on the node)
+//   kernel       ovn-bgp-agent's layout: one `ip rule to X lookup T` per exposed
+//                address, a route per address in table T, forwarding on
+//   kernel_best  one rule for the whole range, every address a route in one table
+// at 1, 1,000, 10,000 and 100,000 exposures (destinations spread uniformly).
+//
+// Generator: BPF_PROG_RUN live frames (bench/trafgen-child.ts) out of the
+// upstream veth, pinned to CPU 0. Receiver: an XDP program on the VM's veth
+// that counts, keeps a latency histogram and drops. Threaded NAPI: the
+// generator alone on CPU 0, the node's forwarding thread and the VM's
+// receive thread on CPU 1 (only two CPUs here).
+// throughput: packets received per second, median of `rounds` windows;
+// cpu: CPU time of the node's forwarding NAPI thread per packet received;
+// latency: p50/p99 one-way, from a separate paced run at `latency-pps`.
+import { execFile, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { parseArgs } from 'node:util';
+import { BpfObject, Link, macOf, sumPerCpu, u32, u64 } from '../src/ebpf/index.js';
+import { Dataplane } from '../src/dataplane/dataplane.js';
+import { Reconciler } from '../src/dataplane/reconciler.js';
+import { labDown, labPinDir, labUp, type LabState } from '../src/lab/lab.js';
+import { objectPath, packageRoot } from '../src/paths.js';
+import { pinDir, skipKernel } from '../test/helpers/kernel.js';
+
+const run = promisify(execFile);
+const log = (s: string): void => {
+  process.stderr.write(`${s}\n`);
+};
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const addrOf = (i: number): string => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`; // RFC 2544 range
+
+async function sh(args: string[], input?: string): Promise<string> {
+  if (input === undefined) return (await run(args[0] as string, args.slice(1), { timeout: 600_000, maxBuffer: 64 << 20 })).stdout;
+  return new Promise((resolve, reject) => {
+    const p = spawn(args[0] as string, args.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (c) => (out += c));
+    p.stderr.on('data', (c) => (err += c));
+    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')}: ${err.trim()}`))));
+    p.stdin.end(input);
+  });
+}
+
+/** Kernel threads `napi/<ifname>-<id>` (threaded NAPI), pid and comm. */
+function napiThreads(ifnames: string[]): { pid: number; comm: string }[] {
+  const out: { pid: number; comm: string }[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let comm = '';
+    try {
+      comm = readFileSync(`/proc/${d}/comm`, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    if (ifnames.some((i) => comm.startsWith(`napi/${i}-`))) out.push({ pid: Number(d), comm });
+  }
+  return out;
+}
+const cpuNs = (pid: number): number => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+
+interface PathResult {
+  pps: number;
+  windows: number[];
+  cpuNsPerPkt: number | null;
+  p50Us: number | null;
+  p99Us: number | null;
+  offeredPps: number;
+}
+
+class Rig {
+  sink!: BpfObject;
+  constructor(
+    readonly lab: LabState,
+    readonly opts: { seconds: number; rounds: number; latencyPps: number },
+  ) {}
+
+  get vm() {
+    return this.lab.vms[0]!;
+  }
+
+  async setup(): Promise<void> {
+    const { lab, vm } = this;
+    this.sink = BpfObject.open(objectPath('test/trafgen'));
+    this.sink.setAutoload('xdp_gen', false);
+    await this.sink.load();
+    // the lab's xdp_pass on the VM's eth0 becomes the counting sink
+    const link = Link.fromPin(`${labPinDir(lab.name)}/${vm.ns}/xdp`);
+    link.update(this.sink.program('xdp_sink').fd);
+    link.close();
+    // GRO gives the provider veth a NAPI instance even without XDP (the kernel paths)
+    await sh(['ip', 'netns', 'exec', lab.node.ns, 'ethtool', '-K', lab.node.provider, 'gro', 'on']);
+    for (const [ns, dev] of [[lab.node.ns, lab.node.provider], [vm.ns, 'eth0']] as const) {
+      await sh(['ip', 'netns', 'exec', ns, 'sh', '-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
+    }
+    await sh(['ip', '-n', lab.node.ns, 'neigh', 'replace', '169.254.1.2', 'lladdr', vm.mac, 'dev', vm.tap, 'nud', 'permanent']);
+  }
+
+  /**
+   * The generator has CPU 0; the node's forwarding thread and the VM's
+   * receive thread share CPU 1 (on CPU 0 the receiver starved under the
+   * generator and the forwarded packets died in its full ring).
+   */
+  private async pin(): Promise<void> {
+    for (const t of napiThreads([this.lab.node.provider, 'eth0'])) await sh(['taskset', '-pc', '1', String(t.pid)]);
+  }
+
+  received(): number {
+    return Number(sumPerCpu(this.sink.map('received').perCpu(u32, u64).lookup(0) ?? [0n]));
+  }
+
+  private resetLatency(): void {
+    const m = this.sink.map('latency').perCpu(u32, u64);
+    const zeros = Array.from({ length: (m.lookup(0) ?? []).length }, () => 0n);
+    const keys = Array.from({ length: 8192 }, (_, i) => [i, zeros] as [number, bigint[]]);
+    m.updateBatch(keys);
+  }
+
+  private latencyPercentiles(): { p50: number | null; p99: number | null } {
+    const hist = this.sink.map('latency').perCpu(u32, u64).dump().sort((a, b) => a[0] - b[0]).map(([, v]) => Number(sumPerCpu(v)));
+    const total = hist.reduce((a, b) => a + b, 0);
+    if (total === 0) return { p50: null, p99: null };
+    const at = (q: number): number => {
+      let acc = 0;
+      for (let i = 0; i < hist.length; i++) {
+        acc += hist[i] as number;
+        if (acc >= q * total) return ((i + 0.5) * 256) / 1000;
+      }
+      return (hist.length * 256) / 1000;
+    };
+    return { p50: Number(at(0.5).toFixed(2)), p99: Number(at(0.99).toFixed(2)) };
+  }
+
+  private generate(count: number, seconds: number, pps = 0): Promise<number> {
+    const { lab } = this;
+    const args = [
+      '-c',
+      '0',
+      process.execPath,
+      `${packageRoot}/dist/bench/trafgen-child.js`,
+      lab.upstream.ns,
+      lab.upstream.ifname,
+      this.upMac,
+      this.provMac,
+      lab.upstream.ipv4,
+      addrOf(0),
+      String(count),
+      String(seconds),
+      String(pps),
+    ];
+    return sh(['taskset', ...args]).then((out) => (JSON.parse(out.trim().split('\n').pop() as string) as { sent: number }).sent);
+  }
+
+  upMac = '';
+  provMac = '';
+
+  async measure(count: number, napiOf: string): Promise<PathResult> {
+    await this.pin();
+    const windows: number[] = [];
+    const cpu: number[] = [];
+    let offered = 0;
+    for (let r = 0; r < this.opts.rounds; r++) {
+      const threads = napiThreads([napiOf]);
+      const c0 = threads.reduce((a, t) => a + cpuNs(t.pid), 0);
+      const n0 = this.received();
+      const t0 = process.hrtime.bigint();
+      const sent = await this.generate(count, this.opts.seconds);
+      await new Promise((res) => setTimeout(res, 50)); // let queues drain into the sink
+      const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+      const got = this.received() - n0;
+      const c1 = threads.reduce((a, t) => a + cpuNs(t.pid), 0);
+      windows.push(got / this.opts.seconds);
+      offered = Math.max(offered, sent / dt);
+      if (threads.length && got > 0) cpu.push((c1 - c0) / got);
+    }
+    this.resetLatency();
+    await this.generate(count, Math.max(1, this.opts.seconds / 2), this.opts.latencyPps);
+    await new Promise((res) => setTimeout(res, 50));
+    const lat = this.latencyPercentiles();
+    return {
+      pps: Math.round(median(windows)),
+      windows: windows.map(Math.round),
+      cpuNsPerPkt: cpu.length ? Math.round(median(cpu)) : null,
+      p50Us: lat.p50,
+      p99Us: lat.p99,
+      offeredPps: Math.round(offered),
+    };
+  }
+}
+
+export const bench = {
+  summary: 'forwarding rate, CPU and latency: XDP path vs ovn-bgp-agent ip rules vs one rule, 1 to 100,000 exposures',
+  async run(args: string[]) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        sizes: { type: 'string', default: '1,1000,10000,100000' },
+        seconds: { type: 'string', default: '2' },
+        rounds: { type: 'string', default: '3' },
+        'latency-pps': { type: 'string', default: '1000' },
+      },
+    });
+    if (skipKernel) throw new Error(`forward needs the kernel: ${skipKernel}`);
+    const sizes = values.sizes.split(',').map(Number);
+    const lab = await labUp({ name: `fwd-${process.pid.toString(36)}`, vms: [0] });
+    const pins = pinDir();
+    const result: Record<string, unknown> = {};
+    try {
+      const rig = new Rig(lab, { seconds: Number(values.seconds), rounds: Number(values.rounds), latencyPps: Number(values['latency-pps']) });
+      await rig.setup();
+      rig.upMac = macOf(lab.upstream.ifname, lab.upstream.ns);
+      rig.provMac = macOf(lab.node.provider, lab.node.ns);
+      const node = lab.node.ns;
+      const vm = rig.vm;
+      const sysctl = (kv: string) => sh(['ip', 'netns', 'exec', node, 'sysctl', '-qw', kv]);
+      for (const n of sizes) {
+        const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
+        // 1. the XDP path, forwarding off
+        log(`forward ${n}: xdp path (installing ${n} exposures)`);
+        const dp = await Dataplane.open({ pinRoot: `${pins.dir}/${n}`, netns: node, maxExposures: Math.max(1024, n) });
+        let xdp: PathResult;
+        try {
+          dp.attachIngress(lab.node.provider, 'native');
+          new Reconciler(dp).apply(addrs.map((a) => ({ prefix: a, target: vm.tap, mac: vm.mac, owner: 'bench' })));
+          xdp = await rig.measure(n, lab.node.provider);
+        } finally {
+          dp.destroy();
+        }
+        log(`forward ${n}: xdp ${xdp.pps} pps, ${xdp.cpuNsPerPkt} ns/pkt, p99 ${xdp.p99Us} us`);
+
+        // 2. and 3. the kernel: forwarding on
+        const routes = (table: string) => addrs.map((a) => `route add ${a}/32 via 169.254.1.2 dev ${vm.tap} onlink table ${table}`);
+        for (const kv of ['net.ipv4.conf.all.forwarding=1', `net.ipv4.conf.${lab.node.provider}.forwarding=1`]) await sysctl(kv);
+        const kernelPath = async (label: string, rules: string[], table: string): Promise<PathResult> => {
+          log(`forward ${n}: ${label} (installing)`);
+          const t0 = Date.now();
+          await sh(['ip', '-n', node, '-batch', '-'], [...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n') + '\n');
+          log(`forward ${n}: ${label} installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+          try {
+            return await rig.measure(n, lab.node.provider);
+          } finally {
+            // remove exactly what was added (the local, main and default rules stay)
+            await sh(['ip', '-n', node, '-batch', '-'], rules.map((r) => `rule del ${r}`).join('\n') + '\n');
+            await sh(['ip', '-n', node, 'route', 'flush', 'table', table]);
+          }
+        };
+        const kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/32 lookup 200 priority 1000`), '200');
+        log(`forward ${n}: kernel ${kernel.pps} pps, p99 ${kernel.p99Us} us`);
+        const best = await kernelPath('one rule', ['to 198.18.0.0/15 lookup 201 priority 1000'], '201');
+        log(`forward ${n}: kernel_best ${best.pps} pps, p99 ${best.p99Us} us`);
+        for (const kv of ['net.ipv4.conf.all.forwarding=0', `net.ipv4.conf.${lab.node.provider}.forwarding=0`]) await sysctl(kv);
+
+        result[String(n)] = {
+          xdp_pps: xdp.pps,
+          kernel_pps: kernel.pps,
+          kernel_best_pps: best.pps,
+          ratio: kernel.pps > 0 ? Number((xdp.pps / kernel.pps).toFixed(1)) : null,
+          ratio_best: best.pps > 0 ? Number((xdp.pps / best.pps).toFixed(2)) : null,
+          xdp_cpu_ns_per_pkt: xdp.cpuNsPerPkt,
+          kernel_cpu_ns_per_pkt: kernel.cpuNsPerPkt,
+          kernel_best_cpu_ns_per_pkt: best.cpuNsPerPkt,
+          xdp_p50_us: xdp.p50Us,
+          xdp_p99_us: xdp.p99Us,
+          kernel_p50_us: kernel.p50Us,
+          kernel_p99_us: kernel.p99Us,
+          kernel_best_p99_us: best.p99Us,
+          offered_pps: Math.max(xdp.offeredPps, kernel.offeredPps, best.offeredPps),
+          windows: { xdp: xdp.windows, kernel: kernel.windows, kernel_best: best.windows },
+        };
+      }
+      rig.sink.close();
+    } finally {
+      await labDown(lab.name);
+      pins.remove();
+    }
+    return result;
+  },
+};
