@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
-# Set up stackbpf on this machine (as root) and run the main job.
-# Today the main job is `stackbpf doctor`: what this kernel allows and
-# whether stackbpf can run here.
+# Set up stackbpf on this machine (as root) and run the main job:
+#   scripts/setup.sh              with /etc/stackbpf/stackbpf.yaml (or $STACKBPF_CONFIG): run the agent;
+#                                 without a configuration: stackbpf doctor, and what to do next
+#   scripts/setup.sh --lab        build the namespace lab and run the agent on it (a demo node:
+#                                 ping 198.51.100.10 from the lab's upstream router; Ctrl-C stops)
+#   scripts/setup.sh --doctor     only stackbpf doctor
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh run
+mode=${1:-}
+bash scripts/deps.sh "$([ "$mode" = --lab ] && echo test || echo run)"
 [ -d node_modules ] && [ node_modules -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error
 npm run -s build
-exec node dist/src/cli/main.js doctor "$@"
+cli="node dist/src/cli/main.js"
+config=${STACKBPF_CONFIG:-/etc/stackbpf/stackbpf.yaml}
+case "$mode" in
+  --doctor) exec $cli doctor ;;
+  --lab)
+    $cli doctor >/dev/null || { $cli doctor; exit 1; }
+    $cli lab up --name demo --vms 0,100 --write-config /run/stackbpf/demo.yaml
+    trap '$cli lab down --name demo' EXIT
+    $cli agent --config /run/stackbpf/demo.yaml ;;
+  "")
+    if [ -f "$config" ]; then
+      $cli doctor >/dev/null || { $cli doctor; exit 1; }
+      exec $cli agent --config "$config"
+    fi
+    $cli doctor
+    echo
+    echo "No configuration at $config: write one (docs/configuration.md) and run this again,"
+    echo "or try the agent on the namespace lab: bash scripts/setup.sh --lab" ;;
+  *) echo "usage: scripts/setup.sh [--lab|--doctor]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig, parseConfig } from '../../src/config.js';
+import { createLogger, redact } from '../../src/log.js';
+
+const minimal = { dataplane: { provider_interfaces: ['eth1'] } };
+
+describe('configuration', () => {
+  test('defaults work on a single host', () => {
+    const c = parseConfig(minimal);
+    assert.equal(c.pinRoot, '/sys/fs/bpf/stackbpf');
+    assert.equal(c.dataplane.xdpMode, 'auto');
+    assert.equal(c.api.listen, '127.0.0.1:9180');
+    assert.equal(c.bgp, undefined);
+    assert.deepEqual(c.exposures, []);
+  });
+
+  test('a full configuration is read', () => {
+    const c = parseConfig({
+      ...minimal,
+      netns: 'node',
+      bgp: { asn: 64999, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 65001 }, { address: '2001:db8::1', remote_as: 65001 }], frr: { pathspace: 'x' } },
+      exposures: [{ prefix: '198.51.100.10', target: 'tap0', mac: '02:00:00:00:00:01', owner: 'vm' }],
+      api: { listen: 'unix:/run/stackbpf/api.sock' },
+    });
+    assert.deepEqual(c.bgp?.neighbors.map((n) => n.families), [['ipv4'], ['ipv6']]);
+    assert.equal(c.bgp?.frr.pathspace, 'x');
+    assert.equal(c.exposures.length, 1);
+  });
+
+  test('errors name the field', () => {
+    const cases: [unknown, RegExp][] = [
+      [{}, /dataplane.provider_interfaces: list at least one provider NIC/],
+      [{ ...minimal, bogus: 1 }, /bogus: unknown setting/],
+      [{ dataplane: { provider_interfaces: 'eth1' } }, /dataplane.provider_interfaces: expected a list/],
+      [{ ...minimal, dataplane: { provider_interfaces: ['eth1'], xdp_mode: 'fast' } }, /dataplane.xdp_mode: expected one of auto, native, generic/],
+      [{ ...minimal, bgp: { asn: 0, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 1 }] } }, /bgp.asn: expected an integer/],
+      [{ ...minimal, bgp: { asn: 1, router_id: 'x', neighbors: [] } }, /bgp.router_id: expected an IPv4 address/],
+      [{ ...minimal, bgp: { asn: 1, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 1 }, { address: 'nope', remote_as: 1 }] } }, /bgp.neighbors\[1\].address: "nope" is not an IP address/],
+      [{ ...minimal, api: { listen: '0.0.0.0:9180' } }, /api.listen: expected unix:\/path or a loopback address/],
+      [{ ...minimal, exposures: [{ prefix: '198.51.100.1', target: 'tap0', mac: 'xx', owner: 'a' }] }, /exposures\[0\].mac: "xx" is not a MAC address/],
+      [{ ...minimal, pin_root: '/tmp/pins' }, /pin_root: must be a directory under \/sys\/fs\/bpf/],
+    ];
+    for (const [raw, msg] of cases) assert.throws(() => parseConfig(raw), (e: unknown) => e instanceof ConfigError && msg.test(e.message), String(msg));
+  });
+
+  test('files: unreadable and invalid YAML are clear errors', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stackbpf-cfg-'));
+    try {
+      assert.throws(() => loadConfig(join(dir, 'missing.yaml')), /missing.yaml: \(file\): cannot read/);
+      writeFileSync(join(dir, 'bad.yaml'), 'dataplane: [unclosed');
+      assert.throws(() => loadConfig(join(dir, 'bad.yaml')), /bad.yaml: \(yaml\)/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+});
+
+describe('logs', () => {
+  test('secrets are redacted, at any depth', () => {
+    assert.deepEqual(redact({ user: 'admin', password: 'hunter2', nested: { Authorization: 'Bearer x', token: 't', list: [{ api_key: 'k' }] } }), {
+      user: 'admin',
+      password: '[redacted]',
+      nested: { Authorization: '[redacted]', token: '[redacted]', list: [{ api_key: '[redacted]' }] },
+    });
+    const lines: string[] = [];
+    createLogger({ write: (l) => lines.push(l) }).info('login', { password: 'hunter2' });
+    assert.equal(lines.length, 1);
+    assert.doesNotMatch(lines[0] as string, /hunter2/);
+  });
+  test('quiet by default: debug is not printed', () => {
+    const lines: string[] = [];
+    createLogger({ write: (l) => lines.push(l) }).debug('noise');
+    assert.equal(lines.length, 0);
+  });
+});
