@@ -2,9 +2,9 @@
 // model on N random and mutated packets (default 1,000,000).
 import { parseArgs } from 'node:util';
 import { ifindexOf } from '../src/ebpf/index.js';
-import { Dataplane } from '../src/dataplane/dataplane.js';
 import { installWorld, rng, runFuzz } from '../test/helpers/dpfuzz.js';
-import { nodeNamespace, pinDir, skipKernel } from '../test/helpers/kernel.js';
+import { openDataplaneRig } from '../test/helpers/dataplane.js';
+import { skipKernel } from '../test/helpers/kernel.js';
 
 export const bench = {
   summary: 'differential fuzzing of the XDP program against the reference model: {packets, mismatches}',
@@ -13,13 +13,11 @@ export const bench = {
     if (skipKernel) throw new Error(`fuzz needs the kernel: ${skipKernel}`);
     const packets = Number(values.packets);
     const seed = Number(values.seed);
-    const ns = await nodeNamespace([['fz0', 'fz0p'], ['fz1', 'fz1p']]);
-    const pins = pinDir();
-    let dp: Dataplane | undefined;
+    const rig = await openDataplaneRig([['fz0', 'fz0p'], ['fz1', 'fz1p']], { maxExposures: 1024, maxBlockRules: 64 });
     try {
-      dp = await Dataplane.open({ pinRoot: pins.dir, netns: ns.name, maxExposures: 1024, maxBlockRules: 64 });
+      const dp = rig.dp;
       const r = rng(seed);
-      const world = installWorld(dp, r, [ifindexOf('fz0', ns.name), ifindexOf('fz1', ns.name)]);
+      const world = installWorld(dp, r, [ifindexOf('fz0', rig.ns.name), ifindexOf('fz1', rig.ns.name)]);
       const t0 = Date.now();
       let last = t0;
       const res = runFuzz(dp, world, r, packets, 1000, (done) => {
@@ -40,9 +38,7 @@ export const bench = {
         ...(res.firstMismatch ? { first_mismatch: res.firstMismatch } : {}),
       };
     } finally {
-      dp?.destroy();
-      pins.remove();
-      await ns.delete();
+      await rig.close();
     }
   },
 };

@@ -3,29 +3,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ifindexOf } from '../../src/ebpf/index.js';
-import { Dataplane } from '../../src/dataplane/dataplane.js';
 import { installWorld, rng, runFuzz } from '../helpers/dpfuzz.js';
-import { nodeNamespace, pinDir, skipKernel, type Netns } from '../helpers/kernel.js';
+import { openDataplaneRig, type DataplaneRig } from '../helpers/dataplane.js';
+import { skipKernel } from '../helpers/kernel.js';
 
 describe('differential fuzzing: xdp_ingress vs the reference model', { skip: skipKernel }, () => {
-  let ns: Netns;
-  let pins: ReturnType<typeof pinDir>;
-  let dp: Dataplane;
+  let rig: DataplaneRig;
   before(async () => {
-    ns = await nodeNamespace([['fz0', 'fz0p'], ['fz1', 'fz1p']]);
-    pins = pinDir();
-    dp = await Dataplane.open({ pinRoot: pins.dir, netns: ns.name, maxExposures: 1024, maxBlockRules: 64 });
+    rig = await openDataplaneRig([['fz0', 'fz0p'], ['fz1', 'fz1p']], { maxExposures: 1024, maxBlockRules: 64 });
   });
-  after(async () => {
-    dp?.destroy();
-    pins?.remove();
-    await ns?.delete();
-  });
+  after(() => rig?.close());
 
   test('20,000 random and mutated packets, fixed seed: zero mismatches', () => {
     const r = rng(20261127);
-    const world = installWorld(dp, r, [ifindexOf('fz0', ns.name), ifindexOf('fz1', ns.name)]);
-    const res = runFuzz(dp, world, r, 20_000);
+    const world = installWorld(rig.dp, r, [ifindexOf('fz0', rig.ns.name), ifindexOf('fz1', rig.ns.name)]);
+    const res = runFuzz(rig.dp, world, r, 20_000);
     assert.equal(res.packets, 20_000);
     assert.equal(res.mismatches, 0, JSON.stringify(res.firstMismatch));
     assert.equal(res.counterMismatches, 0, JSON.stringify(res.firstMismatch));

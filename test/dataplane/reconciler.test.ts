@@ -3,12 +3,13 @@ import { after, before, describe, test } from 'node:test';
 import { BpfObject } from '../../src/ebpf/index.js';
 import { Counter, DpConfig, ExposureValue, LpmV4, LpmV6, XdpAction } from '../../src/dataplane/abi.js';
 import { Blocklist } from '../../src/dataplane/blocklist.js';
-import { Dataplane } from '../../src/dataplane/dataplane.js';
+import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { ExposureError, type Exposure } from '../../src/dataplane/exposure.js';
 import { Reconciler } from '../../src/dataplane/reconciler.js';
 import { objectPath } from '../../src/paths.js';
 import { assertMirrorsBtf } from '../helpers/btf.js';
-import { nodeNamespace, pinDir, skipKernel, type Netns } from '../helpers/kernel.js';
+import { openDataplaneRig, type DataplaneRig } from '../helpers/dataplane.js';
+import { skipKernel } from '../helpers/kernel.js';
 import { ipv4Packet, ipv6Packet } from '../helpers/packets.js';
 
 describe('data plane ABI', () => {
@@ -27,8 +28,7 @@ describe('data plane ABI', () => {
 });
 
 describe('reconciler on the real maps', { skip: skipKernel }, () => {
-  let ns: Netns;
-  let pins: ReturnType<typeof pinDir>;
+  let rig: DataplaneRig;
   let dp: Dataplane;
   const base: Exposure[] = [
     { prefix: '198.51.100.1', target: 'brex0', mac: '02:00:00:00:01:01', owner: 'a' },
@@ -37,15 +37,10 @@ describe('reconciler on the real maps', { skip: skipKernel }, () => {
     { prefix: '203.0.113.0/25', target: 'brex1', mac: '02:00:00:00:01:04', vlan: 7, owner: 'd' },
   ];
   before(async () => {
-    ns = await nodeNamespace([['brex0', 'brex0p'], ['brex1', 'brex1p']]);
-    pins = pinDir();
-    dp = await Dataplane.open({ pinRoot: pins.dir, netns: ns.name, maxExposures: 256, maxBlockRules: 16 });
+    rig = await openDataplaneRig([['brex0', 'brex0p'], ['brex1', 'brex1p']], { maxExposures: 256, maxBlockRules: 16 });
+    dp = rig.dp;
   });
-  after(async () => {
-    dp?.destroy();
-    pins?.remove();
-    await ns?.delete();
-  });
+  after(() => rig?.close());
 
   test('applies, then converges to no writes when nothing changed', () => {
     const r = new Reconciler(dp);
@@ -89,8 +84,7 @@ describe('reconciler on the real maps', { skip: skipKernel }, () => {
 
   test('a restarted agent re-adopts the pinned maps and converges without a write', async () => {
     const ids = new Map(dp.tables.exactV4.dump().map(([k, v]) => [k, v.id]));
-    dp.close();
-    dp = await Dataplane.open({ pinRoot: pins.dir, netns: ns.name, maxExposures: 256, maxBlockRules: 16 });
+    dp = await rig.reopen();
     assert.deepEqual(new Map(dp.tables.exactV4.dump().map(([k, v]) => [k, v.id])), ids);
     assert.equal(new Reconciler(dp).apply(base).unchanged, 4);
   });

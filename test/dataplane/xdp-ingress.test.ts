@@ -4,18 +4,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { macOf } from '../../src/ebpf/index.js';
 import { XdpAction } from '../../src/dataplane/abi.js';
-import { Dataplane } from '../../src/dataplane/dataplane.js';
+import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { Reconciler } from '../../src/dataplane/reconciler.js';
 import type { Exposure } from '../../src/dataplane/exposure.js';
-import { skipKernel, pinDir, nodeNamespace, type Netns } from '../helpers/kernel.js';
+import { openDataplaneRig, type DataplaneRig } from '../helpers/dataplane.js';
+import { skipKernel } from '../helpers/kernel.js';
 import { arpPacket, ipChecksum, ipv4Packet, ipv6Packet, ndpSolicitation } from '../helpers/packets.js';
 
 const VM_MAC = '02:aa:00:00:00:10';
 const GW_MAC = '02:aa:00:00:00:20';
 
 describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
-  let ns: Netns;
-  let pins: ReturnType<typeof pinDir>;
+  let rig: DataplaneRig;
   let dp: Dataplane;
   let brMac: string;
   const exposures: Exposure[] = [
@@ -30,17 +30,12 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
   const run = (pkt: Buffer) => dp.ingressProgram.testRun({ data: pkt });
 
   before(async () => {
-    ns = await nodeNamespace([['brex0', 'brex0p'], ['prov0', 'prov0p']]);
-    pins = pinDir();
-    dp = await Dataplane.open({ pinRoot: pins.dir, netns: ns.name, maxExposures: 1024, maxBlockRules: 64 });
-    brMac = macOf('brex0', ns.name);
+    rig = await openDataplaneRig([['brex0', 'brex0p'], ['prov0', 'prov0p']], { maxExposures: 1024, maxBlockRules: 64 });
+    dp = rig.dp;
+    brMac = macOf('brex0', rig.ns.name);
     new Reconciler(dp).apply(exposures);
   });
-  after(async () => {
-    dp?.destroy();
-    pins?.remove();
-    await ns?.delete();
-  });
+  after(() => rig?.close());
 
   test('untagged to untagged: MACs rewritten, TTL decremented, checksum valid, counted', () => {
     const input = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', ttl: 64 });
