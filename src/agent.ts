@@ -198,6 +198,19 @@ export class Agent {
     return had;
   }
 
+  /** Every desired exposure with its source and what the fast path forwarded for it. */
+  exposureReport(): (Exposure & { source: string; key: string; installed: boolean; packets: string; bytes: string })[] {
+    const installed = this.reconciler.current();
+    return this.sources.flatMap((src) =>
+      src.current().map((e) => {
+        const key = normalizeExposure(e).key;
+        const entry = installed.get(key);
+        const c = entry ? this.dp.exposureCounter(entry.value.id) : { packets: 0n, bytes: 0n };
+        return { ...e, source: src.name, key, installed: entry !== undefined, packets: c.packets.toString(), bytes: c.bytes.toString() };
+      }),
+    );
+  }
+
   reload(config: AgentConfig): void {
     this.staticSource.replace(config.exposures);
   }

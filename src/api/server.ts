@@ -1,6 +1,6 @@
 // The local HTTP API (loopback or a unix socket; it has no authentication).
 //   GET    /v1/status                     counters, attachments, last reconcile, BGP
-//   GET    /v1/exposures                  the desired exposures, with their source
+//   GET    /v1/exposures                  the desired exposures, their source, and their counters
 //   POST   /v1/exposures                  add one (JSON body: an Exposure); 201 once applied
 //   DELETE /v1/exposures?prefix=P         remove one added through the API; 204
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -81,12 +81,7 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
   const url = new URL(req.url ?? '/', 'http://local');
   if (url.pathname === '/v1/status' && req.method === 'GET') return send(res, 200, agent.status());
   if (url.pathname === '/v1/exposures') {
-    if (req.method === 'GET') {
-      return send(res, 200, [
-        ...agent.staticSource.current().map((e) => ({ ...e, source: 'config' })),
-        ...agent.apiSource.current().map((e) => ({ ...e, source: 'api' })),
-      ]);
-    }
+    if (req.method === 'GET') return send(res, 200, agent.exposureReport());
     if (req.method === 'POST') {
       const body = await readBody(req);
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'expected one exposure object');

@@ -102,6 +102,11 @@ describe('e2e: exposures through the fast path, announced by FRR', { skip }, () 
     assert.match(await ping('198.51.100.10'), /3 received/);
     assert.ok((await redirected()) - r0 >= 3, 'XDP redirected the echo requests');
     assert.ok((await returned()) - b0 >= 3, 'the TC return path sent the replies');
+    const listed = (await api('GET', '/v1/exposures')).json as { key: string; installed: boolean; packets: string; source: string }[];
+    const vm0 = listed.find((e) => e.key === '198.51.100.10/32');
+    assert.equal(vm0?.installed, true);
+    assert.equal(vm0?.source, 'config');
+    assert.ok(Number(vm0?.packets) >= 3, 'per-exposure counters count the forwarded packets');
 
     const vm = lab.vms[0]!;
     for (const udp of [false, true]) {
