@@ -2,6 +2,7 @@
 // to one CPU with taskset): BPF_PROG_RUN live frames of xdp_gen out of an
 // interface inside a namespace, flat out or at a fixed rate, for N seconds.
 // Prints {"sent": N} when done.
+import { performance } from 'node:perf_hooks';
 import { BpfObject, ifindexOf, TEST_RUN_XDP_LIVE_FRAMES, withNetns } from '../src/ebpf/index.js';
 import { objectPath } from '../src/paths.js';
 
@@ -32,16 +33,17 @@ const pps = Number(rate ?? 0);
 let sent = 0;
 withNetns(netns, () => {
   if (pps > 0) {
-    // paced: one small batch per millisecond
+    // paced: one batch per millisecond, sleeping (not spinning) in between so
+    // whatever shares this CPU gets the rest of it
     const perMs = Math.max(1, Math.round(pps / 1000));
-    let next = Date.now();
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    let next = performance.now();
     while (Date.now() < end) {
       prog.testRun({ data: frame, ctx, repeat: perMs, flags: TEST_RUN_XDP_LIVE_FRAMES, batchSize: Math.min(64, perMs) });
       sent += perMs;
       next += 1;
-      while (Date.now() < next) {
-        /* spin: timers are too coarse for 1 ms pacing in a blocking loop */
-      }
+      const wait = next - performance.now();
+      if (wait > 0) Atomics.wait(sleeper, 0, 0, wait);
     }
   } else {
     while (Date.now() < end) {
