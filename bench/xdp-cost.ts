@@ -43,7 +43,9 @@ export const bench = {
           dp.inNetns(() => t.ports.update(0, ifindexOf('xc0', ns.name)));
           const value = (id: number) => ({ id, dmac: '02:00:00:00:00:10', smac: '02:00:00:00:00:20', vlan: 0, port: 0, flags: 0 });
           const entries = Array.from({ length: n }, (_, i) => [addrOf(i), value(i)] as [string, ReturnType<typeof value>]);
-          for (let i = 0; i < entries.length; i += 10000) t.exactV4.updateBatch(entries.slice(i, i + 10000));
+          t.portInfo.update(0, { smac: '02:00:00:00:00:20', pad: 0 });
+          for (let i = 0; i < entries.length; i += 10000) dp.exact4.updateBatch(entries.slice(i, i + 10000));
+          if (dp.exact4.spillCount) process.stderr.write(`xdp-cost ${n}: ${dp.exact4.spillCount} entries spilled to the hash map\n`);
           const obj = (dp as unknown as { obj: import('../src/ebpf/index.js').BpfObject }).obj;
           const addrs = obj.map('bench_addrs').typed(u32, ipv4);
           const setAddrs = (list: string[]) => {

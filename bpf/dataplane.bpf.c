@@ -34,6 +34,23 @@ struct {
 	__type(value, struct exposure);
 } exp_v4 SEC(".maps");
 
+/* size: a power of two, set with exp4_mask before load */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, struct exp4_slot);
+} exp4_slots SEC(".maps");
+
+const volatile __u32 exp4_mask = 262143;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DP_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct port_info);
+} port_info SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);
@@ -141,19 +158,74 @@ static __always_inline __u32 config_flags(void)
 	return cfg ? cfg->flags : 0;
 }
 
-static __always_inline struct exposure *lookup_v4(__u32 daddr, __u32 flags)
+/* lowbias32 (Chris Wellons): every input bit moves the slot; mirrored in src/dataplane/exp4.ts */
+static __always_inline __u32 exp4_hash(__u32 x)
 {
-	struct exposure *e = bpf_map_lookup_elem(&exp_v4, &daddr);
+	x ^= x >> 16;
+	x *= 0x7feb352d;
+	x ^= x >> 15;
+	x *= 0x846ca68b;
+	x ^= x >> 16;
+	return x;
+}
 
-	if (!e && (flags & DP_CFG_LPM_V4)) {
+static __always_inline int lookup_v4(__u32 daddr, __u32 flags, struct exposure *out)
+{
+	struct exposure *e;
+
+	int window_full = 1;
+
+	if (daddr != EXP4_EMPTY && daddr != EXP4_DELETED) {
+		__u32 home = exp4_hash(daddr);
+#pragma unroll
+		for (int i = 0; i < EXP4_PROBES; i++) {
+			__u32 idx = (home + i) & exp4_mask;
+			__u64 *w = bpf_map_lookup_elem(&exp4_slots, &idx);
+			if (!w)
+				break;
+			__u64 w0 = *(volatile __u64 *)&w[0];
+			__u32 a = (__u32)w0;
+			if (a == EXP4_EMPTY) {
+				window_full = 0;
+				break;
+			}
+			if (a != daddr)
+				continue;
+			__u64 w1 = *(volatile __u64 *)&w[1];
+			__u32 port = (w1 >> 32) & 0xff;
+			struct port_info *pi = bpf_map_lookup_elem(&port_info, &port);
+			if (!pi)
+				break;
+			__builtin_memcpy(out->dmac, (__u8 *)&w0 + 4, 4);
+			__builtin_memcpy(out->dmac + 4, &w1, 2);
+			__builtin_memcpy(out->smac, pi->smac, 6);
+			out->vlan = (w1 >> 16) & 0xffff;
+			out->port = port;
+			out->id = w1 >> 40;
+			out->flags = 0;
+			return 1;
+		}
+	}
+	if ((flags & DP_CFG_EXP4_UPDATING) || ((flags & DP_CFG_EXP4_SPILL) && window_full)) {
+		e = bpf_map_lookup_elem(&exp_v4, &daddr);
+		if (e) {
+			*out = *e;
+			return 1;
+		}
+	}
+	if (flags & DP_CFG_LPM_V4) {
 		struct lpm_v4 key = { .prefixlen = 32 };
 		__builtin_memcpy(key.addr, &daddr, 4);
 		e = bpf_map_lookup_elem(&exp_lpm_v4, &key);
+		if (e) {
+			*out = *e;
+			return 1;
+		}
 	}
-	return e;
+	return 0;
 }
 
-static __always_inline struct exposure *lookup_v6(struct in6_addr *daddr, __u32 flags)
+static __always_inline int lookup_v6(struct in6_addr *daddr, __u32 flags, struct exposure *out)
 {
 	struct exposure *e = bpf_map_lookup_elem(&exp_v6, daddr);
 
@@ -162,7 +234,43 @@ static __always_inline struct exposure *lookup_v6(struct in6_addr *daddr, __u32 
 		__builtin_memcpy(key.addr, daddr, 16);
 		e = bpf_map_lookup_elem(&exp_lpm_v6, &key);
 	}
-	return e;
+	if (!e)
+		return 0;
+	*out = *e;
+	return 1;
+}
+
+/* Slot writes from user space: the batch is put in exp4_pending, then this
+ * program runs (BPF_PROG_RUN): single 8-byte stores, the key word last,
+ * published with an atomic exchange (a full barrier). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exp4_batch);
+} exp4_pending SEC(".maps");
+
+SEC("syscall")
+int exp4_write(void *ctx)
+{
+	__u32 zero = 0;
+	struct exp4_batch *b = bpf_map_lookup_elem(&exp4_pending, &zero);
+
+	if (!b)
+		return -1;
+	for (int i = 0; i < EXP4_BATCH; i++) {
+		if (i >= b->count)
+			break;
+		struct exp4_write *wr = &b->w[i];
+		__u32 idx = wr->index;
+		__u64 *w = bpf_map_lookup_elem(&exp4_slots, &idx);
+		if (!w)
+			return -1;
+		if (wr->op == 1)
+			w[1] = wr->w1;
+		__sync_lock_test_and_set(&w[0], wr->w0);
+	}
+	return 0;
 }
 
 /* Rebuild the L2 header for the exposure: its MACs and its VLAN (0 or 1 tag). */
@@ -201,7 +309,7 @@ static __always_inline int ingress(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u64 bytes = data_end - data;
-	struct exposure *e;
+	struct exposure out;
 	struct l2 l2;
 	__u32 flags;
 
@@ -224,12 +332,11 @@ static __always_inline int ingress(struct xdp_md *ctx)
 				return verdict(XDP_DROP, DP_BLOCKED, bytes);
 			}
 		}
-		e = lookup_v4(ip->daddr, flags);
-		if (!e)
+		if (!lookup_v4(ip->daddr, flags, &out))
 			return verdict(XDP_PASS, DP_MISS, bytes);
 		if (ip->ttl <= 1)
 			return verdict(XDP_PASS, DP_TTL, bytes);
-		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ e->port }))
+		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ out.port }))
 			return verdict(XDP_PASS, DP_NO_PORT, bytes);
 		ipv4_dec_ttl(ip);
 	} else if (l2.proto == ETH_P_IPV6) {
@@ -254,20 +361,17 @@ static __always_inline int ingress(struct xdp_md *ctx)
 			if (*type >= 133 && *type <= 137)
 				return verdict(XDP_PASS, DP_NDP, bytes);
 		}
-		e = lookup_v6(&ip6->daddr, flags);
-		if (!e)
+		if (!lookup_v6(&ip6->daddr, flags, &out))
 			return verdict(XDP_PASS, DP_MISS, bytes);
 		if (ip6->hop_limit <= 1)
 			return verdict(XDP_PASS, DP_TTL, bytes);
-		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ e->port }))
+		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ out.port }))
 			return verdict(XDP_PASS, DP_NO_PORT, bytes);
 		ip6->hop_limit--;
 	} else {
 		return verdict(XDP_PASS, DP_OTHER, bytes);
 	}
 
-	/* copy what is needed: the header rewrite moves the packet */
-	struct exposure out = *e;
 	count(&exp_stats, out.id, bytes);
 	if (rewrite_l2(ctx, &l2, &out) < 0)
 		return verdict(XDP_ABORTED, DP_ERROR, bytes);
@@ -321,7 +425,8 @@ int tc_return(struct __sk_buff *skb)
 		struct iphdr *ip = data + l2.l3_off;
 		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
 			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
-		if (!lookup_v4(ip->saddr, flags))
+		struct exposure src;
+		if (!lookup_v4(ip->saddr, flags, &src))
 			return rt_verdict(TC_ACT_OK, RT_NOT_EXPOSED, bytes);
 		if (ip->ttl <= 1)
 			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);
@@ -335,7 +440,8 @@ int tc_return(struct __sk_buff *skb)
 		struct ipv6hdr *ip6 = data + l2.l3_off;
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
-		if (!lookup_v6(&ip6->saddr, flags))
+		struct exposure src;
+		if (!lookup_v6(&ip6->saddr, flags, &src))
 			return rt_verdict(TC_ACT_OK, RT_NOT_EXPOSED, bytes);
 		if (ip6->hop_limit <= 1)
 			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);

@@ -61,9 +61,52 @@ struct dp_config {
 	__u32 flags;
 	__u32 pad;
 };
+/* exp4_slots: the IPv4 exact-match table the fast path reads first. An
+ * open-addressing table in an array map (the verifier inlines array lookups):
+ * the 16-byte slot holds the key and the whole forwarding decision, so a hit
+ * costs one cache line. Each slot is two 8-byte words written with single
+ * stores by exp4_write, the key word last. exp_v4 (hash) stays the complete
+ * table. It is read after the slots when DP_CFG_EXP4_UPDATING is set (slots
+ * being rewritten), or when DP_CFG_EXP4_SPILL is set and all EXP4_PROBES
+ * slots from the key's home were taken (where an entry that did not fit
+ * lives: an empty slot in the window proves the key is not there). */
+#define EXP4_PROBES 16
+#define EXP4_EMPTY 0x00000000u
+#define EXP4_DELETED 0xffffffffu
+
+struct exp4_slot {
+	__u32 addr;   /* network order; 0: empty, 0xffffffff: deleted */
+	__u8 dmac[6];
+	__u16 vlan;
+	__u8 port;
+	__u8 id[3];   /* exposure id, 24 bits little-endian */
+};
+
+struct exp4_write {
+	__u32 index;
+	__u32 op;     /* 1: publish (w1, then w0), 2: clear (w0 only) */
+	__u64 w0;
+	__u64 w1;
+};
+
+#define EXP4_BATCH 256
+struct exp4_batch {
+	__u32 count;
+	__u32 pad;
+	struct exp4_write w[EXP4_BATCH];
+};
+
+/* smac per tx port (the exposure's source MAC is its target interface's) */
+struct port_info {
+	__u8 smac[6];
+	__u16 pad;
+};
+
 #define DP_CFG_LPM_V4 (1u << 0)
 #define DP_CFG_LPM_V6 (1u << 1)
 #define DP_CFG_BLOCK_V4 (1u << 2)
 #define DP_CFG_BLOCK_V6 (1u << 3)
+#define DP_CFG_EXP4_SPILL (1u << 4)
+#define DP_CFG_EXP4_UPDATING (1u << 5)
 
 #endif

@@ -1,5 +1,5 @@
 // TypeScript mirror of bpf/include/dataplane.h (checked against the object's BTF).
-import { bytes, ipv4, ipv6, mac, struct, u16, u32, u64 } from '../ebpf/index.js';
+import { bytes, ipv4, ipv6, mac, struct, u16, u32, u64, u8 } from '../ebpf/index.js';
 
 export const ExposureValue = struct('exposure', {
   dmac: mac,
@@ -39,6 +39,17 @@ export const RtReason = { not_exposed: 0, other: 1, ttl: 2, no_route: 3, redirec
 export type RtReasonName = keyof typeof RtReason;
 export const RT_REASONS = 6;
 
-export const DpConfigFlag = { lpmV4: 1, lpmV6: 2, blockV4: 4, blockV6: 8 } as const;
+export const DpConfigFlag = { lpmV4: 1, lpmV6: 2, blockV4: 4, blockV6: 8, exp4Spill: 16, exp4Updating: 32 } as const;
+
+export const Exp4Slot = struct('exp4_slot', {
+  addr: ipv4,
+  dmac: mac,
+  vlan: u16,
+  port: u8,
+  id: bytes(3),
+});
+export const PortInfo = struct('port_info', { smac: mac, pad: u16 });
+export const EXP4_PROBES = 16;
+export const EXP4_BATCH = 256;
 
 export const XdpAction = { aborted: 0, drop: 1, pass: 2, tx: 3, redirect: 4 } as const;

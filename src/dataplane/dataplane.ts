@@ -17,7 +17,8 @@ import {
   withNetns,
 } from '../ebpf/index.js';
 import { objectPath } from '../paths.js';
-import { Counter, DP_MAX_PORTS, DpConfig, type DpReasonName, DpReason, ExposureValue, In6Addr, LpmV4, LpmV6, RtReason, type RtReasonName } from './abi.js';
+import { Exp4Table, exp4Size } from './exp4.js';
+import { Counter, DP_MAX_PORTS, DpConfig, PortInfo, type DpReasonName, DpReason, ExposureValue, In6Addr, LpmV4, LpmV6, RtReason, type RtReasonName } from './abi.js';
 
 export interface DataplaneOptions {
   /** bpffs directory for pins (default /sys/fs/bpf/stackbpf). */
@@ -65,6 +66,10 @@ export class Dataplane {
     try {
       const exposures = opts.maxExposures ?? 131072;
       const rules = opts.maxBlockRules ?? 65536;
+      if (exposures * 2 > 1 << 24) throw new BpfError(`maxExposures ${exposures} is too large: at most ${1 << 23}`, { op: 'dataplane open' });
+      const slots = exp4Size(exposures);
+      obj.setMaxEntries('exp4_slots', slots);
+      obj.setConstant('exp4_mask', slots - 1);
       for (const m of ['exp_v4', 'exp_v6']) obj.setMaxEntries(m, exposures);
       obj.setMaxEntries('exp_stats', exposures * 2);
       for (const m of ['block_v4', 'block_v6']) obj.setMaxEntries(m, rules);
@@ -95,12 +100,24 @@ export class Dataplane {
       blockV4: m('block_v4').typed(LpmV4, u32),
       blockV6: m('block_v6').typed(LpmV6, u32),
       ports: m('tx_ports').typed(u32, u32),
+      portInfo: m('port_info').typed(u32, PortInfo),
       config: m('dp_config').typed(u32, DpConfig),
       exposureStats: m('exp_stats').perCpu(u32, Counter),
       blockStats: m('block_stats').perCpu(u32, Counter),
       verdicts: m('dp_verdicts').perCpu(u32, Counter),
       returnVerdicts: m('rt_verdicts').perCpu(u32, Counter),
     };
+  }
+
+  private exact4Table: Exp4Table | undefined;
+
+  /**
+   * The IPv4 exact-match table to write through: it keeps exp_v4 and the
+   * fast path's slot table in step (exp_v4 alone would not be seen).
+   */
+  get exact4(): Exp4Table {
+    this.exact4Table ??= new Exp4Table(this.obj.map('exp4_slots'), this.obj.map('exp4_pending'), this.tables.exactV4, this.tables.config, this.obj.program('exp4_write'));
+    return this.exact4Table;
   }
 
   get capacity(): { exposures: number; blockRules: number; ports: number } {

@@ -79,6 +79,9 @@ export function normalizeExposure(e: Exposure, index?: number): NormalizedExposu
   if (!Number.isInteger(vlan) || vlan < 0 || vlan > 4094) throw new ExposureError(index, 'vlan', `expected 0..4094, got ${String(e.vlan)}`);
   if (typeof e.owner !== 'string' || e.owner.trim() === '') throw new ExposureError(index, 'owner', 'missing: say who owns this exposure');
   const addr = p.family === 4 ? maskV4(p.addr, p.prefixlen) : maskV6(p.addr, p.prefixlen);
+  if (p.family === 4 && p.prefixlen === 32 && (addr === '0.0.0.0' || addr === '255.255.255.255')) {
+    throw new ExposureError(index, 'prefix', `${addr} cannot be exposed`);
+  }
   const max = p.family === 4 ? 32 : 128;
   return {
     prefix: e.prefix,

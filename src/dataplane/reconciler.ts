@@ -56,6 +56,11 @@ export class Reconciler {
     private readonly resolve: InterfaceResolver = netnsResolver(dp.netns),
   ) {}
 
+  /** Where writes to a table go (IPv4 exact entries through the slot table). */
+  private writer(table: Table): { updateBatch(e: readonly (readonly [any, ExposureValue])[]): void; deleteBatch(k: any[]): number } {
+    return table === 'exactV4' ? this.dp.exact4 : (this.dp.tables[table] as never);
+  }
+
   /** What the maps hold now, by "addr/len". */
   current(): Map<string, Entry> {
     const t = this.dp.tables;
@@ -110,15 +115,22 @@ export class Reconciler {
     }
     const neededIfindexes = new Set([...ifaces.values()].map((i) => i.ifindex));
     let portsAdded = 0;
-    for (const ifindex of neededIfindexes) {
-      if (portSlots.has(ifindex)) continue;
-      let slot = 0;
-      while (usedSlots.has(slot) && slot < DP_MAX_PORTS) slot++;
-      if (slot >= DP_MAX_PORTS) throw new ExposureError(undefined, 'target', `more than ${DP_MAX_PORTS} target interfaces`);
-      portSlots.set(ifindex, slot);
-      usedSlots.add(slot);
-      this.dp.inNetns(() => t.ports.update(slot, ifindex));
-      portsAdded++;
+    for (const iface of ifaces.values()) {
+      let slot = portSlots.get(iface.ifindex);
+      if (slot === undefined) {
+        slot = 0;
+        while (usedSlots.has(slot) && slot < DP_MAX_PORTS) slot++;
+        if (slot >= DP_MAX_PORTS) throw new ExposureError(undefined, 'target', `more than ${DP_MAX_PORTS} target interfaces`);
+        portSlots.set(iface.ifindex, slot);
+        usedSlots.add(slot);
+      }
+      // the port's source MAC first, then the port itself
+      if (t.portInfo.lookup(slot)?.smac !== iface.mac) t.portInfo.update(slot, { smac: iface.mac, pad: 0 });
+      if (t.ports.lookup(slot) !== iface.ifindex) {
+        const s = slot;
+        this.dp.inNetns(() => t.ports.update(s, iface.ifindex));
+        portsAdded++;
+      }
     }
 
     // exposure ids: keep each one's id (its counters), give new ones free ids
@@ -160,7 +172,7 @@ export class Reconciler {
     const lpmFlags = (counts.lpmV4 ? DpConfigFlag.lpmV4 : 0) | (counts.lpmV6 ? DpConfigFlag.lpmV6 : 0);
     // entries first, then the lookups that use them
     for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
-      if (writes[table].length) (t[table] as { updateBatch(e: [unknown, ExposureValue][]): void }).updateBatch(writes[table]);
+      if (writes[table].length) this.writer(table).updateBatch(writes[table]);
     }
     if ((cfg.flags | lpmFlags) !== cfg.flags) t.config.update(0, { flags: cfg.flags | lpmFlags, pad: 0 });
 
@@ -173,7 +185,7 @@ export class Reconciler {
     if (finalFlags !== (cfg.flags | lpmFlags)) t.config.update(0, { flags: finalFlags, pad: 0 });
     for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
       const keys = gone.filter(([, e]) => e.table === table).map(([, e]) => e.key);
-      if (keys.length) (t[table] as { deleteBatch(k: unknown[]): number }).deleteBatch(keys);
+      if (keys.length) this.writer(table).deleteBatch(keys);
     }
 
     // ports nobody uses any more

@@ -1,7 +1,7 @@
 // Programs: attach to every hook family the runtime supports, test-run with
 // packet fixtures (BPF_PROG_TEST_RUN), read run statistics, pin and re-open.
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { AttachType, progTypeName, XdpAttached, XdpFlags } from './constants.js';
+import { AttachType, ProgType, progTypeName, XdpAttached, XdpFlags } from './constants.js';
 import { BpfError, NotSupportedError } from './errors.js';
 import { nameField, objectInfo } from './info.js';
 import { Link, TC_EGRESS, TC_INGRESS, TcFilter, type Attachment } from './link.js';
@@ -320,8 +320,10 @@ export class Program {
     const data = o.data;
     // live frames (XDP): packets really leave; the kernel takes no output buffers
     const live = ((o.flags ?? 0) & TEST_RUN_XDP_LIVE_FRAMES) !== 0;
-    const out = Buffer.alloc(live ? 0 : (o.dataOutSize ?? (data ? data.length + 256 : 0)));
-    const ctxOut = o.ctx && !live ? Buffer.alloc(o.ctx.length) : undefined;
+    // syscall programs run once on their context and give nothing back but retval
+    const syscall = this.type === ProgType.syscall;
+    const out = Buffer.alloc(live || syscall ? 0 : (o.dataOutSize ?? (data ? data.length + 256 : 0)));
+    const ctxOut = o.ctx && !live && !syscall ? Buffer.alloc(o.ctx.length) : undefined;
     const opts = {
       sz: structSize(TestRunOpts),
       data_in: data ?? null,
@@ -333,7 +335,7 @@ export class Program {
       ctx_size_in: o.ctx?.length ?? 0,
       ctx_size_out: ctxOut?.length ?? 0,
       retval: 0,
-      repeat: o.repeat ?? 1,
+      repeat: syscall ? 0 : (o.repeat ?? 1),
       duration: 0,
       flags: o.flags ?? 0,
       cpu: o.cpu ?? 0,

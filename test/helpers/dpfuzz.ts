@@ -41,26 +41,27 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
   const t = dp.tables;
   const m = emptyTables();
   let id = 0;
-  const value = (): ExposureValue => ({
-    dmac: randMac(r),
-    smac: randMac(r),
-    vlan: pick(r, [0, 0, 1, 100, 4094, int(r, 4095)]),
-    port: r() < 0.9 ? int(r, portIfindexes.length) : 200, // slot 200: never filled
-    id: id++,
-    flags: 0,
-  });
+  // a port's source MAC is its interface's: one per port, as the reconciler writes them
+  const portMacs = Array.from({ length: 256 }, () => randMac(r));
+  const value = (): ExposureValue => {
+    const port = r() < 0.9 ? int(r, portIfindexes.length) : 200; // slot 200: never filled
+    return { dmac: randMac(r), smac: portMacs[port] as string, vlan: pick(r, [0, 0, 1, 100, 4094, int(r, 4095)]), port, id: id++, flags: 0 };
+  };
   const exposedV4: string[] = [];
   const exposedV6: string[] = [];
+  for (const slot of [...portIfindexes.keys(), 200]) t.portInfo.update(slot, { smac: portMacs[slot] as string, pad: 0 });
   dp.inNetns(() => portIfindexes.forEach((ifindex, slot) => t.ports.update(slot, ifindex)));
   portIfindexes.forEach((_, slot) => m.ports.add(slot));
+  const exact4: [string, ExposureValue][] = [];
   for (let i = 0; i < 48; i++) {
     const a = v4(r, pick(r, ['198.51.100', '203.0.113']));
     if (m.exactV4.has(a)) continue;
     const v = value();
-    t.exactV4.update(a, v);
+    exact4.push([a, v]);
     m.exactV4.set(a, v);
     exposedV4.push(a);
   }
+  dp.exact4.updateBatch(exact4);
   for (let i = 0; i < 24; i++) {
     const b = v6bytes(r, '2001:db8::', 8);
     const a = formatIPv6(b);
