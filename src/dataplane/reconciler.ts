@@ -168,21 +168,27 @@ export class Reconciler {
       writes[table].push([key, value]);
     }
 
-    const cfg = t.config.lookup(0) ?? { flags: 0, pad: 0 };
+    const LPM = DpConfigFlag.lpmV4 | DpConfigFlag.lpmV6;
     const lpmFlags = (counts.lpmV4 ? DpConfigFlag.lpmV4 : 0) | (counts.lpmV6 ? DpConfigFlag.lpmV6 : 0);
+    // read-modify-write of the LPM bits only, reading right before writing:
+    // the slot table sets its own bits in the same word while it is written
+    const setLpm = (f: (lpm: number) => number): void => {
+      const flags = t.config.lookup(0)?.flags ?? 0;
+      const next = (flags & ~LPM) | f(flags & LPM);
+      if (next !== flags) t.config.update(0, { flags: next, pad: 0 });
+    };
     // entries first, then the lookups that use them
     for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
       if (writes[table].length) this.writer(table).updateBatch(writes[table]);
     }
-    if ((cfg.flags | lpmFlags) !== cfg.flags) t.config.update(0, { flags: cfg.flags | lpmFlags, pad: 0 });
+    setLpm((lpm) => lpm | lpmFlags);
 
     if (!prune) {
       return { added, updated, removed: 0, unchanged, portsAdded, portsRemoved: 0, total: wanted.size + [...now.keys()].filter((k) => !wanted.has(k)).length };
     }
     // removals: switch lookups off first, then delete
     const gone = [...now.entries()].filter(([key]) => !wanted.has(key));
-    const finalFlags = (cfg.flags & ~(DpConfigFlag.lpmV4 | DpConfigFlag.lpmV6)) | lpmFlags;
-    if (finalFlags !== (cfg.flags | lpmFlags)) t.config.update(0, { flags: finalFlags, pad: 0 });
+    setLpm(() => lpmFlags);
     for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
       const keys = gone.filter(([, e]) => e.table === table).map(([, e]) => e.key);
       if (keys.length) this.writer(table).deleteBatch(keys);

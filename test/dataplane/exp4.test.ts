@@ -7,6 +7,7 @@ import { ifindexOf, macOf } from '../../src/ebpf/index.js';
 import { EXP4_PROBES, XdpAction, type ExposureValue } from '../../src/dataplane/abi.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { exp4Hash, exp4Size } from '../../src/dataplane/exp4.js';
+import { Reconciler } from '../../src/dataplane/reconciler.js';
 import { openDataplaneRig, type DataplaneRig } from '../helpers/dataplane.js';
 import { skipKernel } from '../helpers/kernel.js';
 import { ipv4Packet } from '../helpers/packets.js';
@@ -72,5 +73,12 @@ describe('IPv4 slot table: spills, updates, deletions, restart', { skip: skipKer
     for (const a of colliding.slice(2)) assert.ok(forwardedMac(a), `${a} forwards after the restart`);
     dp.exact4.updateBatch([[colliding[0] as string, value(0)]]);
     assert.equal(forwardedMac(colliding[0] as string), value(0).dmac, 'a re-inserted entry takes a freed slot');
+  });
+
+  test('the reconciler keeps the flags the slot table set (spills forward after apply)', () => {
+    dp.exact4.deleteBatch(colliding);
+    new Reconciler(dp).apply(colliding.map((a, i) => ({ prefix: a, target: 'sl0', mac: value(i).dmac, owner: `owner-${i}` })));
+    assert.ok(dp.exact4.spillCount >= 3, `spilled ${dp.exact4.spillCount}`);
+    colliding.forEach((a, i) => assert.equal(forwardedMac(a), value(i).dmac, a));
   });
 });
