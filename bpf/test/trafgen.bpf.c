@@ -34,20 +34,38 @@ struct {
 	__type(value, __u64);
 } received SEC(".maps");
 
+/* The frame both programs handle: Ethernet, IPv4 without options, UDP, the send time. */
+struct frame {
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct udphdr *udp;
+	__u64 *stamp;
+};
+
+static __always_inline int frame_of(struct xdp_md *ctx, struct frame *f)
+{
+	void *data = (void *)(long)ctx->data;
+
+	f->eth = data;
+	f->ip = (void *)(f->eth + 1);
+	f->udp = (void *)(f->ip + 1);
+	f->stamp = (void *)(f->udp + 1);
+	return (void *)(f->stamp + 1) > (void *)(long)ctx->data_end ? -1 : 0;
+}
+
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct udphdr *udp = (void *)(ip + 1);
-	__u64 *stamp = (void *)(udp + 1);
+	struct frame f;
 	__u32 sum = 0;
 	__u16 *w;
 
-	if ((void *)(stamp + 1) > data_end)
+	if (frame_of(ctx, &f) < 0)
 		return XDP_ABORTED;
+	struct ethhdr *eth = f.eth;
+	struct iphdr *ip = f.ip;
+	struct udphdr *udp = f.udp;
+	__u64 *stamp = f.stamp;
 	/* byte by byte: a memcpy would cast volatile away and let clang fold the zero initialiser */
 #pragma unroll
 	for (int i = 0; i < 6; i++) {
@@ -88,17 +106,13 @@ int xdp_gen(struct xdp_md *ctx)
 SEC("xdp")
 int xdp_sink(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct udphdr *udp = (void *)(ip + 1);
-	__u64 *stamp = (void *)(udp + 1);
+	struct frame f;
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&received, &zero);
 
-	if ((void *)(stamp + 1) > data_end || eth->h_proto != bpf_htons(0x0800) || ip->protocol != 17 || udp->dest != bpf_htons(9))
+	if (frame_of(ctx, &f) < 0 || f.eth->h_proto != bpf_htons(0x0800) || f.ip->protocol != 17 || f.udp->dest != bpf_htons(9))
 		return XDP_PASS;
+	__u64 *stamp = f.stamp;
 	if (n)
 		*n += 1;
 	__u64 delta = bpf_ktime_get_ns() - *stamp;
