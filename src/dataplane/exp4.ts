@@ -82,10 +82,33 @@ export class Exp4Table {
       this.slotKeys[index] = key;
       if (key !== EMPTY && key !== DELETED) this.where.set(key, index);
     }
-    for (const [addr] of hash.dump()) {
+    // entries of exp_v4 without a slot: true spills, or an update a crash cut short (its slot
+    // hidden, the updating flag left on); place what fits, then the flags say what is left
+    const homeless = hash.dump().filter(([addr]) => !this.where.has(keyOf(addr)));
+    const writes = this.place(homeless);
+    this.run(writes);
+    this.setFlag(DpConfigFlag.exp4Spill, this.spilled.size > 0);
+    this.setFlag(DpConfigFlag.exp4Updating, false);
+  }
+
+  /** Give each entry a free slot in its window (or spill it); returns the slot writes. */
+  private place(entries: readonly (readonly [string, ExposureValue])[]): Write[] {
+    const writes: Write[] = [];
+    for (const [addr, value] of entries) {
       const key = keyOf(addr);
-      if (!this.where.has(key)) this.spilled.add(key);
+      if (key === EMPTY || key === DELETED) throw new Error(`${addr} cannot be an exact exposure`);
+      this.spilled.delete(key);
+      const idx = this.freeSlot(key);
+      if (idx === undefined) {
+        this.spilled.add(key);
+        continue;
+      }
+      const { w0, w1 } = words(addr, value);
+      writes.push({ index: idx, op: 1, w0, w1 });
+      this.slotKeys[idx] = key;
+      this.where.set(key, idx);
     }
+    return writes;
   }
 
   get size(): number {
@@ -144,21 +167,7 @@ export class Exp4Table {
         this.where.delete(key);
       }
     }
-    const writes: Write[] = [];
-    for (const [addr, value] of entries) {
-      const key = keyOf(addr);
-      if (key === EMPTY || key === DELETED) throw new Error(`${addr} cannot be an exact exposure`);
-      this.spilled.delete(key);
-      const idx = this.freeSlot(key);
-      if (idx === undefined) {
-        this.spilled.add(key);
-        continue;
-      }
-      const { w0, w1 } = words(addr, value);
-      writes.push({ index: idx, op: 1, w0, w1 });
-      this.slotKeys[idx] = key;
-      this.where.set(key, idx);
-    }
+    const writes = this.place(entries);
     if (this.spilled.size > 0) this.setFlag(DpConfigFlag.exp4Spill, true);
     this.run(writes);
     if (changed.length > 0) this.setFlag(DpConfigFlag.exp4Updating, false);
