@@ -46,7 +46,7 @@ export const bench = {
           t.portInfo.update(0, { smac: '02:00:00:00:00:20', pad: 0 });
           for (let i = 0; i < entries.length; i += 10000) dp.exact4.updateBatch(entries.slice(i, i + 10000));
           if (dp.exact4.spillCount) process.stderr.write(`xdp-cost ${n}: ${dp.exact4.spillCount} entries spilled to the hash map\n`);
-          const obj = (dp as unknown as { obj: import('../src/ebpf/index.js').BpfObject }).obj;
+          const obj = dp.object;
           const addrs = obj.map('bench_addrs').typed(u32, ipv4);
           const setAddrs = (list: string[]) => {
             const batch = list.map((a, i) => [i, a] as [number, string]);

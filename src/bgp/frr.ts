@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { promisify } from 'node:util';
-import { parsePrefix } from '../ebpf/index.js';
+import { canonicalPrefix } from '../dataplane/exposure.js';
 
 const run = promisify(execFile);
 
@@ -52,10 +52,10 @@ export class FrrError extends Error {
   }
 }
 
-/** Canonical "addr/len" for a prefix, and its family. */
+/** Canonical "addr/len" for a prefix (host bits cleared), and its family. */
 function canonical(prefix: string): { text: string; family: 4 | 6 } {
-  const p = parsePrefix(prefix);
-  return { text: `${p.addr}/${p.prefixlen}`, family: p.family };
+  const p = canonicalPrefix(prefix);
+  return { text: p.key, family: p.family };
 }
 
 export class FrrDriver {

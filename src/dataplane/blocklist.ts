@@ -1,9 +1,9 @@
 // Source prefixes dropped at XDP, with per-rule counters. The security half
 // writes here (a detection becomes a drop rule); operators can too.
-import { numPossibleCpus, parsePrefix } from '../ebpf/index.js';
+import { numPossibleCpus } from '../ebpf/index.js';
 import { DpConfigFlag } from './abi.js';
 import type { Dataplane } from './dataplane.js';
-import { ExposureError } from './exposure.js';
+import { canonicalPrefix, ExposureError } from './exposure.js';
 
 export interface BlockRule {
   prefix: string;
@@ -18,13 +18,8 @@ export interface BlockRuleState extends BlockRule {
 }
 
 function canonical(prefix: string): { family: 4 | 6; key: { prefixlen: number; addr: string }; text: string } {
-  let p: ReturnType<typeof parsePrefix>;
-  try {
-    p = parsePrefix(prefix);
-  } catch (err) {
-    throw new ExposureError(undefined, 'prefix', (err as Error).message.replace(/^prefix: /, ''));
-  }
-  return { family: p.family, key: { prefixlen: p.prefixlen, addr: p.addr }, text: `${p.addr}/${p.prefixlen}` };
+  const p = canonicalPrefix(prefix);
+  return { family: p.family, key: { prefixlen: p.prefixlen, addr: p.addr }, text: p.key };
 }
 
 export class Blocklist {

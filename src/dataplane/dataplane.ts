@@ -47,6 +47,12 @@ const sumCounters = (values: CounterValue[]): CounterValue => ({
   bytes: sumPerCpu(values.map((v) => v.bytes)),
 });
 
+function countersByName<N extends string>(map: BpfMap<number, CounterValue[]>, names: Record<N, number>): Record<N, CounterValue> {
+  const out = {} as Record<N, CounterValue>;
+  for (const [name, idx] of Object.entries(names) as [N, number][]) out[name] = sumCounters(map.lookup(idx) ?? []);
+  return out;
+}
+
 export class Dataplane {
   readonly pinDir: string;
   readonly netns: string | undefined;
@@ -82,6 +88,11 @@ export class Dataplane {
     return new Dataplane(obj, pinDir, opts.netns);
   }
 
+  /** The loaded object, for tools that drive its other programs and maps (benchmarks, tests). */
+  get object(): BpfObject {
+    return this.obj;
+  }
+
   get ingressProgram(): Program {
     return this.obj.program('xdp_ingress');
   }
@@ -89,8 +100,15 @@ export class Dataplane {
     return this.obj.program('tc_return');
   }
 
-  /** Typed views of the tables. */
-  get tables() {
+  private tableViews: ReturnType<Dataplane['makeTables']> | undefined;
+
+  /** Typed views of the tables (made once: they share the object's fds). */
+  get tables(): ReturnType<Dataplane['makeTables']> {
+    this.tableViews ??= this.makeTables();
+    return this.tableViews;
+  }
+
+  private makeTables() {
     const m = (n: string): BpfMap => this.obj.map(n);
     return {
       exactV4: m('exp_v4').typed(ipv4, ExposureValue),
@@ -191,19 +209,14 @@ export class Dataplane {
       .map((n) => ({ hook: n.split('-')[0] as 'xdp' | 'tc', ifname: n.slice(n.indexOf(prefix) + prefix.length) }));
   }
 
-  /** Per-verdict counters, summed over CPUs. */
+  /** Per-verdict counters of the ingress path, summed over CPUs. */
   verdicts(): Record<DpReasonName, CounterValue> {
-    const v = this.tables.verdicts;
-    const out = {} as Record<DpReasonName, CounterValue>;
-    for (const [name, idx] of Object.entries(DpReason)) out[name as DpReasonName] = sumCounters(v.lookup(idx) ?? []);
-    return out;
+    return countersByName(this.tables.verdicts, DpReason);
   }
 
+  /** Per-verdict counters of the return path, summed over CPUs. */
   returnVerdicts(): Record<RtReasonName, CounterValue> {
-    const v = this.tables.returnVerdicts;
-    const out = {} as Record<RtReasonName, CounterValue>;
-    for (const [name, idx] of Object.entries(RtReason)) out[name as RtReasonName] = sumCounters(v.lookup(idx) ?? []);
-    return out;
+    return countersByName(this.tables.returnVerdicts, RtReason);
   }
 
   exposureCounter(id: number): CounterValue {

@@ -57,16 +57,26 @@ function maskV6(addr: string, len: number): string {
 }
 
 
-/** Validate one exposure; throws ExposureError naming the field. */
-export function normalizeExposure(e: Exposure, index?: number): NormalizedExposure {
-  if (e === null || typeof e !== 'object') throw new ExposureError(index, 'exposure', 'expected an object');
+/**
+ * The canonical form of a prefix: host bits cleared, "addr/len". The maps,
+ * the blocklist and the BGP announcements all key on it.
+ */
+export function canonicalPrefix(text: string, index?: number): { family: 4 | 6; prefixlen: number; addr: string; key: string } {
   let p: ReturnType<typeof parsePrefix>;
   try {
-    if (typeof e.prefix !== 'string') throw new CodecError('prefix', 'expected a string');
-    p = parsePrefix(e.prefix);
+    if (typeof text !== 'string') throw new CodecError('prefix', 'expected a string');
+    p = parsePrefix(text);
   } catch (err) {
     throw new ExposureError(index, 'prefix', err instanceof CodecError ? err.message.replace(/^prefix: /, '') : String(err));
   }
+  const addr = p.family === 4 ? maskV4(p.addr, p.prefixlen) : maskV6(p.addr, p.prefixlen);
+  return { family: p.family, prefixlen: p.prefixlen, addr, key: `${addr}/${p.prefixlen}` };
+}
+
+/** Validate one exposure; throws ExposureError naming the field. */
+export function normalizeExposure(e: Exposure, index?: number): NormalizedExposure {
+  if (e === null || typeof e !== 'object') throw new ExposureError(index, 'exposure', 'expected an object');
+  const p = canonicalPrefix(e.prefix, index);
   if (typeof e.target !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(e.target)) {
     throw new ExposureError(index, 'target', `"${String(e.target)}" is not an interface name`);
   }
@@ -78,7 +88,7 @@ export function normalizeExposure(e: Exposure, index?: number): NormalizedExposu
   const vlan = e.vlan ?? 0;
   if (!Number.isInteger(vlan) || vlan < 0 || vlan > 4094) throw new ExposureError(index, 'vlan', `expected 0..4094, got ${String(e.vlan)}`);
   if (typeof e.owner !== 'string' || e.owner.trim() === '') throw new ExposureError(index, 'owner', 'missing: say who owns this exposure');
-  const addr = p.family === 4 ? maskV4(p.addr, p.prefixlen) : maskV6(p.addr, p.prefixlen);
+  const addr = p.addr;
   if (p.family === 4 && p.prefixlen === 32 && (addr === '0.0.0.0' || addr === '255.255.255.255')) {
     throw new ExposureError(index, 'prefix', `${addr} cannot be exposed`);
   }
@@ -93,7 +103,7 @@ export function normalizeExposure(e: Exposure, index?: number): NormalizedExposu
     family: p.family,
     prefixlen: p.prefixlen,
     addr,
-    key: `${addr}/${p.prefixlen}`,
+    key: p.key,
     exact: p.prefixlen === max,
   };
 }

@@ -3,7 +3,7 @@
 // source (issue 4) without touching the rest.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Exposure, normalizeExposure } from './exposure.js';
+import { canonicalPrefix, type Exposure, normalizeExposure } from './exposure.js';
 
 export interface ExposureSource {
   readonly name: string;
@@ -70,7 +70,7 @@ export class ApiSource extends BaseSource {
   }
 
   remove(prefix: string): boolean {
-    const key = normalizeExposure({ prefix, target: 'x', mac: '02:00:00:00:00:00', owner: 'x' }).key;
+    const key = canonicalPrefix(prefix).key;
     const had = this.byKey.delete(key);
     if (had) {
       this.persist();

@@ -87,7 +87,7 @@ describe('IPv4 slot table: spills, updates, deletions, restart', { skip: skipKer
     const victim = colliding[5] as string;
     assert.ok(dp.tables.exactV4.lookup(victim), 'the victim is installed');
     // what a crash between hiding and re-publishing leaves: the key word deleted, the flag on
-    const slots = (dp as unknown as { obj: { map(n: string): import('../../src/ebpf/index.js').BpfMap } }).obj.map('exp4_slots');
+    const slots = dp.object.map('exp4_slots');
     for (const [k, v] of slots.dump() as [Buffer, Buffer][]) {
       if (v.readUInt32LE(0) === key(victim)) {
         v.writeUInt32LE(0xffffffff, 0);
