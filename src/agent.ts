@@ -9,20 +9,49 @@ import { type Exposure, ExposureError, normalizeExposure, validateExposures } fr
 import { Reconciler, type ReconcileResult } from './dataplane/reconciler.js';
 import { ApiSource, type ExposureSource, StaticSource } from './dataplane/sources.js';
 import type { Logger } from './log.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { ifindexOf, withNetns } from './ebpf/netns.js';
+import { OvnSource, type OvnSourceStatus } from './ovn/source.js';
 
 export interface AgentStatus {
   exposures: number;
   attachments: { hook: string; ifname: string }[];
   lastReconcile: { at: string; result?: ReconcileResult; error?: string } | undefined;
   bgp: { configured: boolean; announced: number; lastError?: string } | undefined;
+  ovn: OvnSourceStatus | undefined;
   verdicts: Record<string, { packets: string; bytes: string }>;
   returnVerdicts: Record<string, { packets: string; bytes: string }>;
+}
+
+/**
+ * The return path asks the kernel FIB (bpf_fib_lookup), which refuses with
+ * "forwarding disabled" unless the interface the reply arrives on forwards.
+ * Only that interface is switched on; the provider NIC stays as it is.
+ */
+function enableFibLookups(ifname: string, netns: string | undefined): string[] {
+  return withNetns(netns, () => {
+    const changed: string[] = [];
+    for (const fam of ['ipv4', 'ipv6']) {
+      const f = `/proc/sys/net/${fam}/conf/${ifname}/forwarding`;
+      try {
+        if (readFileSync(f, 'utf8').trim() !== '1') {
+          writeFileSync(f, '1');
+          changed.push(fam);
+        }
+      } catch {
+        /* family disabled on this interface */
+      }
+    }
+    return changed;
+  });
 }
 
 export class Agent {
   private readonly sources: ExposureSource[];
   readonly staticSource: StaticSource;
   readonly apiSource: ApiSource;
+  readonly ovnSource: OvnSource | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
   private readonly reconciler: Reconciler;
   private running: Promise<void> = Promise.resolve();
   private dirty = false;
@@ -41,6 +70,28 @@ export class Agent {
     this.staticSource = new StaticSource(config.exposures);
     this.apiSource = new ApiSource(`${config.stateDir}/api-exposures.json`);
     this.sources = [this.staticSource, this.apiSource];
+    if (config.ovn) {
+      const o = config.ovn;
+      this.ovnSource = new OvnSource({
+        mode: o.mode,
+        connection: o.connection,
+        ...(o.ssl ? { ssl: o.ssl } : {}),
+        ovsConnection: o.ovsConnection,
+        ...(o.chassis ? { chassis: o.chassis } : {}),
+        ...(o.bridgeMappings !== undefined ? { bridgeMappings: o.bridgeMappings } : {}),
+        exposeTenantNetworks: o.exposeTenantNetworks,
+        hasInterface: (ifname) => {
+          try {
+            ifindexOf(ifname, config.netns);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        log,
+      });
+      this.sources.push(this.ovnSource);
+    }
     this.reconciler = new Reconciler(dp);
     for (const s of this.sources) s.onChange(() => this.schedule());
   }
@@ -62,6 +113,8 @@ export class Agent {
       for (const ifname of config.dataplane.returnInterfaces) {
         const a = dp.attachReturn(ifname);
         log.info('tc return path attached', { ifname, readopted: a.readopted });
+        const enabled = enableFibLookups(ifname, config.netns);
+        if (enabled.length) log.info('forwarding enabled on the return interface: bpf_fib_lookup answers only where it is on', { ifname, families: enabled });
       }
       if (config.bgp) {
         const b = config.bgp;
@@ -97,8 +150,25 @@ export class Agent {
       }, 30_000);
       agent.safetyTimer.unref();
     }
+    if (agent.ovnSource) {
+      agent.ovnSource.start();
+      const secs = config.ovn?.resyncSeconds ?? 0;
+      if (secs > 0) {
+        // the safety net: a full recompute and a diff-based reconcile; cheap when nothing changed
+        agent.resyncTimer = setInterval(() => {
+          agent.ovnSource?.recompute();
+          agent.schedule();
+        }, secs * 1000);
+        agent.resyncTimer.unref();
+      }
+    }
     await agent.reconcileNow();
     return agent;
+  }
+
+  /** Every source knows its full set (OVN has synced once). */
+  sourcesReady(): boolean {
+    return this.sources.every((s) => s.ready?.() ?? true);
   }
 
   /** The merged desired set of every source. */
@@ -131,14 +201,17 @@ export class Agent {
   private async reconcileOnce(): Promise<void> {
     const desired = this.desired();
     const at = new Date().toISOString();
+    // Until every source has its full set (OVN before its first sync), nothing is removed:
+    // an empty replica at start-up must not withdraw what a previous run exposed.
+    const complete = this.sourcesReady();
     let result: ReconcileResult;
     try {
       // 1. add and update entries (traffic for new exposures is ready before it is announced)
       const grown = this.reconciler.apply(desired, { prune: false });
       // 2. announce exactly the desired set (withdrawals happen here)
-      await this.syncBgp(desired);
+      await this.syncBgp(desired, complete);
       // 3. remove what is no longer wanted, now that it is withdrawn
-      const pruned = this.reconciler.apply(desired, { prune: true });
+      const pruned = this.reconciler.apply(desired, { prune: complete });
       result = { ...pruned, added: grown.added, updated: grown.updated, portsAdded: grown.portsAdded };
     } catch (err) {
       const error = err instanceof ExposureError || err instanceof BpfError ? err.message : String(err);
@@ -150,7 +223,7 @@ export class Agent {
     if (result.added || result.updated || result.removed) this.log.info('exposures reconciled', { ...result });
   }
 
-  private async syncBgp(desired: Exposure[]): Promise<void> {
+  private async syncBgp(desired: Exposure[], withdraw: boolean): Promise<void> {
     if (!this.frr || !this.bgpState) return;
     try {
       if (!this.bgpState.configured) {
@@ -159,7 +232,7 @@ export class Agent {
         this.log.info('bgp configured', { asn: this.frr.config.asn, neighbors: this.frr.config.neighbors.map((n) => n.address) });
       }
       const prefixes = [...validateExposures(desired).keys()];
-      const changes = await this.frr.sync(prefixes);
+      const changes = await this.frr.sync(prefixes, { withdraw });
       this.bgpState.announced = prefixes.length;
       delete this.bgpState.lastError;
       if (changes.announced.length || changes.withdrawn.length) this.log.info('bgp announcements', { announced: changes.announced.length, withdrawn: changes.withdrawn.length });
@@ -223,6 +296,7 @@ export class Agent {
       attachments: this.dp.attachments(),
       lastReconcile: this.last,
       bgp: this.bgpState ? { ...this.bgpState } : undefined,
+      ovn: this.ovnSource?.status(),
       verdicts: fmt(this.dp.verdicts()),
       returnVerdicts: fmt(this.dp.returnVerdicts()),
     };
@@ -232,6 +306,8 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.safetyTimer) clearInterval(this.safetyTimer);
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    await this.ovnSource?.stop();
     await this.running;
     this.frr?.close();
     this.dp.close();

@@ -5,6 +5,8 @@ import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_PIN_ROOT } from './ebpf/index.js';
 import { type Exposure, ExposureError, normalizeExposure } from './dataplane/exposure.js';
+import { parseRemote } from './ovn/ovsdb.js';
+import { parseBridgeMappings } from './ovn/source.js';
 
 export interface AgentConfig {
   pinRoot: string;
@@ -24,6 +26,17 @@ export interface AgentConfig {
     routerId: string;
     neighbors: { address: string; remoteAs: number; families: ('ipv4' | 'ipv6')[] }[];
     frr: { netns?: string; pathspace?: string; vtysh: string };
+  };
+  /** Learn exposures from OVN (ovn-bgp-agent's options in docs/ovn.md). */
+  ovn?: {
+    mode: 'sb' | 'nb';
+    connection: string;
+    ssl?: { privateKey: string; certificate: string; caCert: string };
+    ovsConnection: string;
+    chassis?: string[];
+    bridgeMappings?: string;
+    exposeTenantNetworks: boolean;
+    resyncSeconds: number;
   };
   api: { listen: string };
   exposures: Exposure[];
@@ -91,7 +104,7 @@ class Reader {
 export function parseConfig(raw: unknown, file?: string): AgentConfig {
   const r = new Reader(file);
   const top = r.obj(raw, '');
-  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'api', 'exposures']);
+  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'ovn', 'api', 'exposures']);
   const dp = r.obj(top.dataplane, 'dataplane');
   r.known(dp, 'dataplane', ['provider_interfaces', 'xdp_mode', 'return_interfaces', 'max_exposures', 'max_block_rules']);
   const cfg: AgentConfig = {
@@ -138,6 +151,43 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     if (fns) cfg.bgp.frr.netns = fns;
     const ps = r.optStr(frr, 'pathspace', 'bgp.frr.');
     if (ps) cfg.bgp.frr.pathspace = ps;
+  }
+  if (top.ovn !== undefined) {
+    const o = r.obj(top.ovn, 'ovn');
+    r.known(o, 'ovn', ['mode', 'connection', 'ssl', 'ovs_connection', 'chassis', 'bridge_mappings', 'expose_tenant_networks', 'resync_seconds']);
+    const mode = r.oneOf(o, 'mode', 'ovn.', ['sb', 'nb'] as const, 'sb');
+    const connection = r.str(o, 'connection', 'ovn.', mode === 'sb' ? 'tcp:127.0.0.1:6642' : 'tcp:127.0.0.1:6641');
+    for (const part of connection.split(',')) {
+      try {
+        parseRemote(part.trim());
+      } catch (err) {
+        r.fail('ovn.connection', (err as Error).message);
+      }
+    }
+    if (o.expose_tenant_networks !== undefined && typeof o.expose_tenant_networks !== 'boolean') r.fail('ovn.expose_tenant_networks', 'expected true or false');
+    cfg.ovn = {
+      mode,
+      connection,
+      ovsConnection: r.str(o, 'ovs_connection', 'ovn.', 'unix:/var/run/openvswitch/db.sock'),
+      exposeTenantNetworks: o.expose_tenant_networks === true,
+      resyncSeconds: r.int(o, 'resync_seconds', 'ovn.', 0, 86400, 300),
+    };
+    if (o.chassis !== undefined) cfg.ovn.chassis = typeof o.chassis === 'string' ? [r.str(o, 'chassis', 'ovn.')] : r.strList(o, 'chassis', 'ovn.');
+    const bm = r.optStr(o, 'bridge_mappings', 'ovn.');
+    if (bm !== undefined) {
+      try {
+        parseBridgeMappings(bm, 'ovn.bridge_mappings');
+      } catch (err) {
+        r.fail('ovn.bridge_mappings', (err as Error).message.replace(/^ovn\.bridge_mappings: /, ''));
+      }
+      cfg.ovn.bridgeMappings = bm;
+    }
+    if (o.ssl !== undefined) {
+      const sl = r.obj(o.ssl, 'ovn.ssl');
+      r.known(sl, 'ovn.ssl', ['private_key', 'certificate', 'ca_cert']);
+      cfg.ovn.ssl = { privateKey: r.str(sl, 'private_key', 'ovn.ssl.'), certificate: r.str(sl, 'certificate', 'ovn.ssl.'), caCert: r.str(sl, 'ca_cert', 'ovn.ssl.') };
+    }
+    if (connection.includes('ssl:') && !cfg.ovn.ssl) r.fail('ovn.ssl', 'an ssl: connection needs private_key, certificate and ca_cert');
   }
   const api = r.obj(top.api, 'api');
   r.known(api, 'api', ['listen']);

@@ -134,8 +134,11 @@ export class FrrDriver {
     return set;
   }
 
-  /** Announce exactly `prefixes` (diff against what FRR has); returns the changes. */
-  async sync(prefixes: Iterable<string>): Promise<{ announced: string[]; withdrawn: string[] }> {
+  /**
+   * Announce exactly `prefixes` (diff against what FRR has); returns the
+   * changes. With `withdraw: false` only announcements are added.
+   */
+  async sync(prefixes: Iterable<string>, opts: { withdraw?: boolean } = {}): Promise<{ announced: string[]; withdrawn: string[] }> {
     const want = new Map<string, 4 | 6>();
     for (const p of prefixes) {
       const c = canonical(p);
@@ -143,7 +146,7 @@ export class FrrDriver {
     }
     const have = await this.announced();
     const add = [...want.keys()].filter((p) => !have.has(p));
-    const del = [...have].filter((p) => !want.has(p));
+    const del = opts.withdraw === false ? [] : [...have].filter((p) => !want.has(p));
     if (add.length === 0 && del.length === 0) return { announced: [], withdrawn: [] };
     const cmds = ['configure terminal', `router bgp ${this.config.asn}`];
     for (const family of [4, 6] as const) {

@@ -9,6 +9,11 @@ export interface ExposureSource {
   readonly name: string;
   current(): readonly Exposure[];
   onChange(listener: () => void): void;
+  /**
+   * False while the source does not know its full set yet (OVN before the
+   * first sync): the agent then adds but never removes or withdraws.
+   */
+  ready?(): boolean;
 }
 
 abstract class BaseSource implements ExposureSource {
