@@ -18,13 +18,15 @@ interface Command {
 
 const commands: Record<string, Command> = {
   agent: {
-    summary: 'run the agent: XDP/TC fast path, exposures, BGP announcements, local API',
+    summary: 'run the agent: XDP/TC fast path, exposures (file, API, OVN), BGP announcements, local API',
     usage: 'stackbpf agent --config FILE',
     help: `Loads the data plane (re-adopting pinned programs and maps from an earlier
 run, so traffic never stops), attaches XDP to the provider NICs and the TC
-return path to the VM side, keeps the exposure maps equal to the configured
-and API-added exposures, and announces them through FRR (re-applying its
-configuration by itself when bgpd restarts). Logs are JSON lines on stderr.
+return path to the VM side, keeps the exposure maps equal to the configured,
+API-added and (with an ovn: section) OVN-learned exposures, and announces
+them through FRR (re-applying its configuration by itself when bgpd
+restarts). Until OVN has been read in full once, nothing is withdrawn.
+Logs are JSON lines on stderr.
 
 Signals: SIGHUP reloads the exposures of the file; SIGTERM/SIGINT stop the
 agent and leave the data plane attached (it keeps forwarding).
