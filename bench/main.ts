@@ -9,6 +9,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   'xdp-cost': async () => (await import('./xdp-cost.js')).bench,
   fuzz: async () => (await import('./fuzz.js')).bench,
   forward: async () => (await import('./forward.js')).bench,
+  convergence: async () => (await import('./convergence.js')).bench,
 };
 
 async function main(): Promise<number> {

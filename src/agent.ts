@@ -181,10 +181,11 @@ export class Agent {
     this.dirty = true;
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setTimeout(() => {
+    // sources coalesce their own bursts (OVN recomputes once per batch of updates)
+    setImmediate(() => {
       this.scheduled = false;
       void this.reconcileNow();
-    }, 10);
+    });
   }
 
   /** Run one reconcile after any in progress; resolves when done (errors are logged, not thrown). */
@@ -206,12 +207,13 @@ export class Agent {
     const complete = this.sourcesReady();
     let result: ReconcileResult;
     try {
+      const wanted = validateExposures(desired);
       // 1. add and update entries (traffic for new exposures is ready before it is announced)
-      const grown = this.reconciler.apply(desired, { prune: false });
+      const grown = this.reconciler.apply(wanted, { prune: false });
       // 2. announce exactly the desired set (withdrawals happen here)
-      await this.syncBgp(desired, complete);
+      await this.syncBgp([...wanted.keys()], complete);
       // 3. remove what is no longer wanted, now that it is withdrawn
-      const pruned = this.reconciler.apply(desired, { prune: complete });
+      const pruned = this.reconciler.apply(wanted, { prune: complete });
       result = { ...pruned, added: grown.added, updated: grown.updated, portsAdded: grown.portsAdded };
     } catch (err) {
       const error = err instanceof ExposureError || err instanceof BpfError ? err.message : String(err);
@@ -223,7 +225,7 @@ export class Agent {
     if (result.added || result.updated || result.removed) this.log.info('exposures reconciled', { ...result });
   }
 
-  private async syncBgp(desired: Exposure[], withdraw: boolean): Promise<void> {
+  private async syncBgp(prefixes: string[], withdraw: boolean): Promise<void> {
     if (!this.frr || !this.bgpState) return;
     try {
       if (!this.bgpState.configured) {
@@ -231,7 +233,6 @@ export class Agent {
         this.bgpState.configured = true;
         this.log.info('bgp configured', { asn: this.frr.config.asn, neighbors: this.frr.config.neighbors.map((n) => n.address) });
       }
-      const prefixes = [...validateExposures(desired).keys()];
       const changes = await this.frr.sync(prefixes, { withdraw });
       this.bgpState.announced = prefixes.length;
       delete this.bgpState.lastError;

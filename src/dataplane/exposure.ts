@@ -73,9 +73,22 @@ export function canonicalPrefix(text: string, index?: number): { family: 4 | 6; 
   return { family: p.family, prefixlen: p.prefixlen, addr, key: `${addr}/${p.prefixlen}` };
 }
 
+// Exposures are treated as immutable once made: a source that hands out the
+// same object again (OVN does for unchanged rows) is not parsed again.
+const normalized = new WeakMap<Exposure, { n: NormalizedExposure; prefix: string; target: string; mac: string; vlan: number | undefined; owner: string; reason: string | undefined }>();
+
 /** Validate one exposure; throws ExposureError naming the field. */
 export function normalizeExposure(e: Exposure, index?: number): NormalizedExposure {
   if (e === null || typeof e !== 'object') throw new ExposureError(index, 'exposure', 'expected an object');
+  const memo = normalized.get(e);
+  // the check on the fields keeps this right even for a caller that mutates its object
+  if (memo && memo.prefix === e.prefix && memo.target === e.target && memo.mac === e.mac && memo.vlan === e.vlan && memo.owner === e.owner && memo.reason === e.reason) return memo.n;
+  const n = normalizeUncached(e, index);
+  normalized.set(e, { n, prefix: e.prefix, target: e.target, mac: e.mac, vlan: e.vlan, owner: e.owner, reason: e.reason });
+  return n;
+}
+
+function normalizeUncached(e: Exposure, index?: number): NormalizedExposure {
   const p = canonicalPrefix(e.prefix, index);
   if (typeof e.target !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(e.target)) {
     throw new ExposureError(index, 'target', `"${String(e.target)}" is not an interface name`);

@@ -1,6 +1,8 @@
 // Desired exposures in, map writes out: diff-based, batched, idempotent. It
-// reads what the kernel holds every time (so it converges from whatever a
-// previous run or a crash left), validates everything before writing
+// reads what the kernel holds (so it converges from whatever a previous run
+// or a crash left) on its first run, after any failed write and at least
+// once a minute, and otherwise diffs against its own record of what it
+// wrote (the agent is the maps' only writer); it validates everything before writing
 // anything, and orders writes so that no packet ever meets a half-made entry:
 // ports before the exposures that use them, exposures before the lookups
 // that need them are switched on, and the reverse on removal.
@@ -51,6 +53,13 @@ const sameValue = (a: ExposureValue, b: ExposureValue): boolean =>
   a.dmac === b.dmac && a.smac === b.smac && a.vlan === b.vlan && a.port === b.port && a.id === b.id && a.flags === b.flags;
 
 export class Reconciler {
+  /** What the maps hold, as of our last read plus our own writes since. */
+  private mirror: { entries: Map<string, Entry>; readAt: number } | undefined;
+  /** The entry written for a validated exposure; an unchanged one is skipped without building its value. */
+  private readonly written = new WeakMap<NormalizedExposure, Entry>();
+  /** Re-read the maps when the record is older than this. */
+  static readonly MIRROR_MAX_AGE_MS = 60_000;
+
   constructor(
     private readonly dp: Dataplane,
     private readonly resolve: InterfaceResolver = netnsResolver(dp.netns),
@@ -76,11 +85,20 @@ export class Reconciler {
   /**
    * Make the maps hold exactly `desired` (with `prune: false`, add and update
    * only: what is not desired stays until a pruning pass, e.g. after its BGP
-   * withdrawal). Throws, having written nothing, on invalid input.
+   * withdrawal). Throws, having written nothing, on invalid input. A Map from
+   * validateExposures is taken as already validated.
    */
-  apply(desired: readonly Exposure[], opts: { prune?: boolean } = {}): ReconcileResult {
+  apply(desired: readonly Exposure[] | Map<string, NormalizedExposure>, opts: { prune?: boolean; verify?: boolean } = {}): ReconcileResult {
+    try {
+      return this.applyOnce(desired instanceof Map ? desired : validateExposures(desired), desired instanceof Map ? [...desired.values()] : desired, opts);
+    } catch (err) {
+      this.mirror = undefined; // a failure part-way: read the maps again next time
+      throw err;
+    }
+  }
+
+  private applyOnce(wanted: Map<string, NormalizedExposure>, desired: readonly Exposure[], opts: { prune?: boolean; verify?: boolean }): ReconcileResult {
     const prune = opts.prune ?? true;
-    const wanted = validateExposures(desired);
     const list = [...wanted.values()];
 
     // resolve every target first: an unknown interface fails before any write
@@ -102,7 +120,10 @@ export class Reconciler {
     }
 
     const t = this.dp.tables;
-    const now = this.current();
+    if (opts.verify || !this.mirror || Date.now() - this.mirror.readAt > Reconciler.MIRROR_MAX_AGE_MS) {
+      this.mirror = { entries: this.current(), readAt: Date.now() };
+    }
+    const now = this.mirror.entries;
 
     // ports: re-use the slot a target already has, else take a free one
     const portSlots = new Map<number, number>(); // ifindex -> slot
@@ -144,13 +165,20 @@ export class Reconciler {
     };
 
     const writes: Record<Table, [unknown, ExposureValue][]> = { exactV4: [], exactV6: [], lpmV4: [], lpmV6: [] };
+    const pendingMirror: [string, Entry][] = [];
     let added = 0;
     let updated = 0;
     let unchanged = 0;
     for (const n of list) {
+      const have = now.get(n.key);
+      // the same validated exposure as last time, and the maps still hold what we wrote for it
+      const ifc = ifaces.get(n.target) as InterfaceInfo;
+      if (have !== undefined && this.written.get(n) === have && portSlots.get(ifc.ifindex) === have.value.port && ifc.mac === have.value.smac) {
+        unchanged++;
+        continue;
+      }
       const table = tableOf(n);
       const iface = ifaces.get(n.target) as InterfaceInfo;
-      const have = now.get(n.key);
       const value: ExposureValue = {
         dmac: n.mac,
         smac: iface.mac,
@@ -160,12 +188,16 @@ export class Reconciler {
         flags: 0,
       };
       if (have && have.table === table && sameValue(have.value, value)) {
+        this.written.set(n, have);
         unchanged++;
         continue;
       }
       have ? updated++ : added++;
       const key = n.exact ? n.addr : { prefixlen: n.prefixlen, addr: n.addr };
       writes[table].push([key, value]);
+      const entry = { table, key, value };
+      pendingMirror.push([n.key, entry]);
+      this.written.set(n, entry);
     }
 
     const LPM = DpConfigFlag.lpmV4 | DpConfigFlag.lpmV6;
@@ -182,9 +214,15 @@ export class Reconciler {
       if (writes[table].length) this.writer(table).updateBatch(writes[table]);
     }
     setLpm((lpm) => lpm | lpmFlags);
+    for (const [k, e] of pendingMirror) {
+      // an entry that moved tables (never for one key today) is removed from its old one below
+      now.set(k, e);
+    }
 
     if (!prune) {
-      return { added, updated, removed: 0, unchanged, portsAdded, portsRemoved: 0, total: wanted.size + [...now.keys()].filter((k) => !wanted.has(k)).length };
+      let extra = 0;
+      for (const k of now.keys()) if (!wanted.has(k)) extra++;
+      return { added, updated, removed: 0, unchanged, portsAdded, portsRemoved: 0, total: wanted.size + extra };
     }
     // removals: switch lookups off first, then delete
     const gone = [...now.entries()].filter(([key]) => !wanted.has(key));
@@ -193,6 +231,7 @@ export class Reconciler {
       const keys = gone.filter(([, e]) => e.table === table).map(([, e]) => e.key);
       if (keys.length) this.writer(table).deleteBatch(keys);
     }
+    for (const [k] of gone) now.delete(k);
 
     // ports nobody uses any more
     let portsRemoved = 0;

@@ -66,36 +66,58 @@ export function parseNatAddresses(s: string): { mac: string; ips: string[]; resi
   return a ? { ...a, resident: m?.[1] } : undefined;
 }
 
+// parsing an address is most of a recompute: remember the answers (bounded)
+const hostKeys = new Map<string, string>();
 function hostPrefix(ip: string): string {
-  return isIP(ip) === 6 ? `${ip}/128` : `${ip}/32`;
+  let k = hostKeys.get(ip);
+  if (k === undefined) {
+    // one spelling per address, so that one address is one key (2001:DB8::0:1 → 2001:db8::1)
+    k = canonicalPrefix(isIP(ip) === 6 ? `${ip}/128` : `${ip}/32`).key;
+    if (hostKeys.size >= 1_000_000) hostKeys.clear();
+    hostKeys.set(ip, k);
+  }
+  return k;
 }
 
 class Collector {
-  private readonly byKey = new Map<string, Exposure[]>();
+  // one exposure per key, a list only when a key is claimed more than once
+  private readonly byKey = new Map<string, Exposure | Exposure[]>();
+  private readonly bridges = new Map<string, boolean>();
   readonly pending: Pending[] = [];
   constructor(private readonly ready: (bridge: string) => boolean) {}
 
+  private bridgeReady(b: string): boolean {
+    let r = this.bridges.get(b);
+    if (r === undefined) this.bridges.set(b, (r = this.ready(b)));
+    return r;
+  }
+
   add(e: Exposure): void {
-    if (!this.ready(e.target)) {
+    if (!this.bridgeReady(e.target)) {
       this.pending.push({ owner: e.owner, prefix: e.prefix, why: `bridge ${e.target} is not there yet` });
       return;
     }
-    let key: string;
-    try {
-      key = canonicalPrefix(e.prefix).key;
-    } catch {
-      this.pending.push({ owner: e.owner, prefix: e.prefix, why: 'not an address or prefix' });
-      return;
-    }
-    const list = this.byKey.get(key);
-    if (list) list.push(e);
-    else this.byKey.set(key, [e]);
+    // host addresses are made canonical here (hostPrefix); subnets were canonicalised by the caller
+    const key = e.prefix;
+    const had = this.byKey.get(key);
+    if (had === undefined) this.byKey.set(key, e);
+    else if (Array.isArray(had)) had.push(e);
+    else this.byKey.set(key, [had, e]);
+  }
+
+  addAll(list: readonly Exposure[]): void {
+    for (const e of list) this.add(e);
   }
 
   result(): OvnExposures {
     const exposures: Exposure[] = [];
     const conflicts: Pending[] = [];
-    for (const list of this.byKey.values()) {
+    for (const v of this.byKey.values()) {
+      if (!Array.isArray(v)) {
+        exposures.push(v);
+        continue;
+      }
+      const list = v;
       const a = list[0] as Exposure;
       // the same forwarding claimed twice (a FIP seen from the NAT and the gateway port) is one exposure
       const differ = list.find((e) => e.target !== a.target || e.mac !== a.mac || (e.vlan ?? 0) !== (a.vlan ?? 0));
@@ -106,7 +128,7 @@ class Collector {
       }
       exposures.push(a);
     }
-    exposures.sort((x, y) => (x.prefix < y.prefix ? -1 : x.prefix > y.prefix ? 1 : 0));
+    // no sort: the order follows the replica's rows, which is stable from one recompute to the next
     return { exposures, pending: this.pending, conflicts };
   }
 }
@@ -115,6 +137,23 @@ interface Provider {
   bridge: string;
   vlan: number;
   network: string;
+}
+
+// A VM port's exposures depend only on its row (rows are replaced, never
+// changed in place, by the replica) and its provider network: remember them
+// per row, so a recompute over 10,000 unchanged ports makes no new objects.
+const vmMemo = new WeakMap<Row, { bridge: string; vlan: number; network: string; list: Exposure[] }>();
+function vmExposures(row: Row, prov: Provider, addresses: unknown, name: string): Exposure[] {
+  const m = vmMemo.get(row);
+  if (m && m.bridge === prov.bridge && m.vlan === prov.vlan && m.network === prov.network) return m.list;
+  const list: Exposure[] = [];
+  for (const a of set(addresses) as string[]) {
+    const parsed = parseAddresses(a);
+    if (!parsed) continue;
+    for (const ip of parsed.ips) list.push({ prefix: hostPrefix(ip), target: prov.bridge, mac: parsed.mac, vlan: prov.vlan, owner: `lsp:${name}`, reason: `VM port on provider network ${prov.network}` });
+  }
+  vmMemo.set(row, { bridge: prov.bridge, vlan: prov.vlan, network: prov.network, list });
+  return list;
 }
 
 // ---------------------------------------------------------------- NB mode
@@ -140,19 +179,26 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
       if (bridge) provider.set(ls._uuid, { bridge, vlan: Number(first(lsp.tag) ?? 0), network });
     }
   }
-  const lspByName = new Map<string, Row>();
   const lspByRouterPort = new Map<string, Row>();
   for (const lsp of db.rows('Logical_Switch_Port')) {
-    lspByName.set(str(lsp.name), lsp);
     if (lsp.type === 'router') lspByRouterPort.set(map(lsp.options)['router-port'] ?? '', lsp);
   }
+  let byName: Map<string, Row> | undefined; // only floating IPs need it
+  const lspByName = (name: string): Row | undefined => {
+    if (!byName) {
+      byName = new Map();
+      for (const lsp of db.rows('Logical_Switch_Port')) byName.set(str(lsp.name), lsp);
+    }
+    return byName.get(name);
+  };
 
   const boundHere = (lsp: Row): boolean => {
     const hostId = map(lsp.external_ids)['neutron:host_id'];
-    const requested = (map(lsp.options)['requested-chassis'] ?? '').split(',').filter(Boolean);
     // during a live migration requested-chassis lists both hosts; neutron:host_id says which one owns the port
     if (hostId) return me.has(hostId);
-    return requested.length > 0 && me.has(requested[0] as string);
+    const requested = map(lsp.options)['requested-chassis'] ?? '';
+    const comma = requested.indexOf(',');
+    return requested !== '' && me.has(comma < 0 ? requested : requested.slice(0, comma));
   };
   const isUp = (lsp: Row): boolean => first<boolean>(lsp.up) === true;
 
@@ -162,11 +208,7 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
     const ls = lsOfPort.get(lsp._uuid);
     const prov = ls && provider.get(ls._uuid);
     if (!prov) continue;
-    for (const a of set(lsp.addresses) as string[]) {
-      const parsed = parseAddresses(a);
-      if (!parsed) continue;
-      for (const ip of parsed.ips) out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: parsed.mac, vlan: prov.vlan, owner: `lsp:${str(lsp.name)}`, reason: `VM port on provider network ${prov.network}` });
-    }
+    out.addAll(vmExposures(lsp, prov, lsp.addresses, str(lsp.name)));
   }
 
   // routers: their gateway port (the one with gateway chassis) and where it is active
@@ -221,7 +263,7 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
       const lport = first<string>(nat.logical_port);
       const owner = `fip:${map(nat.external_ids)['neutron:fip_id'] ?? ip}`;
       if (extMac && lport) {
-        const vm = lspByName.get(lport);
+        const vm = lspByName(lport);
         if (vm && isUp(vm) && boundHere(vm)) out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: extMac.toLowerCase(), vlan: prov.vlan, owner, reason: `distributed floating IP of ${lport}` });
       } else if (gwHere && gwMac) {
         out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: gwMac, vlan: prov.vlan, owner, reason: `floating IP behind router gateway ${str(gw?.name)}` });
@@ -281,11 +323,7 @@ export function computeSb(db: RowSource, opts: OvnModelOptions): OvnExposures {
     if (VM_PORT_TYPES.has(type) && here(pb) && first<boolean>(pb.up) !== false) {
       const prov = provider.get(str(pb.datapath));
       if (!prov) continue;
-      for (const a of set(pb.mac) as string[]) {
-        const parsed = parseAddresses(a);
-        if (!parsed) continue;
-        for (const ip of parsed.ips) out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: parsed.mac, vlan: prov.vlan, owner: `lsp:${str(pb.logical_port)}`, reason: `VM port on provider network ${prov.network}` });
-      }
+      out.addAll(vmExposures(pb, prov, pb.mac, str(pb.logical_port)));
       continue;
     }
     // 2. router gateway ports (chassisredirect) active here, and 4. the subnets behind them

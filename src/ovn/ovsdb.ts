@@ -321,11 +321,13 @@ export class OvsdbClient extends EventEmitter {
     if (this.s.state === 'stopped') return;
     this.s.disconnects++;
     // The replica is kept: consumers go on with what they know until the resync.
-    (wasSynced ? this.log.warn : this.log.info).call(this.log, 'ovsdb connection lost; keeping the replica, retrying', { remote: this.s.remote, error: why, retryMs: this.backoff });
+    // a resync we asked for reconnects at once; anything else backs off
+    const deliberate = why.startsWith('resync:');
+    (wasSynced && !deliberate ? this.log.warn : this.log.info).call(this.log, 'ovsdb connection lost; keeping the replica, retrying', { remote: this.s.remote, error: why, retryMs: deliberate ? 0 : this.backoff });
     this.setState('backoff');
-    this.retryTimer = setTimeout(() => this.connectNext(), this.backoff);
+    this.retryTimer = setTimeout(() => this.connectNext(), deliberate ? 0 : this.backoff);
     this.retryTimer.unref?.();
-    this.backoff = Math.min(this.backoff * 2, this.opts.backoffMaxMs ?? 8000);
+    if (!deliberate) this.backoff = Math.min(this.backoff * 2, this.opts.backoffMaxMs ?? 8000);
   }
 
   private async onConnected(remote: string): Promise<void> {
@@ -447,10 +449,13 @@ export class OvsdbClient extends EventEmitter {
     this.emit('synced', { full });
   }
 
-  /** Forget the transaction id so the next monitor is a full dump (after a bad update). */
-  private resync(why: string): void {
+  /**
+   * Drop the connection and start over with a full copy (after a bad
+   * update, or when asked); the replica is kept until the copy replaces it.
+   */
+  resync(why: string): void {
     this.s.lastTxnId = ZERO_UUID;
-    this.log.warn('ovsdb replica resync requested', { why });
+    this.log.info('ovsdb replica resync requested', { why });
     this.drop(`resync: ${why}`);
   }
 

@@ -83,7 +83,6 @@ export class OvnSource implements ExposureSource {
   readonly ovn: OvsdbClient;
   readonly ovs: OvsdbClient | undefined;
   private result: OvnExposures = { exposures: [], pending: [], conflicts: [] };
-  private fingerprint = '';
   private scheduled = false;
   private waitTimer: NodeJS.Timeout | undefined;
   private recomputes = 0;
@@ -190,15 +189,23 @@ export class OvnSource implements ExposureSource {
     if (this.opts.mode === 'sb') this.narrowSb(chassis);
     const opts = { chassis, bridgeMappings: this.bridgeMappings(), exposeTenantNetworks: this.opts.exposeTenantNetworks, bridgeReady: (b: string) => this.opts.hasInterface(b) };
     const result = this.opts.mode === 'sb' ? computeSb(this.ovn, opts) : computeNb(this.ovn, opts);
+    // hand out the previous object for an unchanged exposure: consumers that remember
+    // what they validated (normalizeExposure) then skip it
+    const prev = new Map(this.result.exposures.map((e) => [e.prefix, e]));
+    result.exposures = result.exposures.map((e) => {
+      const p = prev.get(e.prefix);
+      return p && p.target === e.target && p.mac === e.mac && p.vlan === e.vlan && p.owner === e.owner && p.reason === e.reason ? p : e;
+    });
     this.lastMs = performance.now() - t0;
     this.recomputes++;
-    const fp = JSON.stringify(result.exposures);
+    // unchanged exposures are the previous objects (above), so identity says whether anything changed
+    const old = this.result.exposures;
+    const same = old.length === result.exposures.length && result.exposures.every((e, i) => e === old[i]);
     const first = this.recomputes === 1;
     if (result.conflicts.length && JSON.stringify(result.conflicts) !== JSON.stringify(this.result.conflicts)) this.opts.log.warn('conflicting OVN claims: not exposed', { conflicts: result.conflicts.slice(0, 10), total: result.conflicts.length });
     this.result = result;
     this.armWait();
-    if (fp !== this.fingerprint || first) {
-      this.fingerprint = fp;
+    if (!same || first) {
       for (const l of this.listeners) l();
     }
   }

@@ -50,7 +50,7 @@ describe('OVN model, NB mode', () => {
     lsp(db, ports, 'p1', 'fa:16:3e:00:00:01 198.51.100.10 2001:db8::10', { options: { 'requested-chassis': 'node-a' } });
     const r = computeNb(db, { chassis: ['node-a'], bridgeMappings: mappings, exposeTenantNetworks: false });
     assert.deepEqual(
-      r.exposures.map((e) => [e.prefix, e.target, e.mac, e.vlan]),
+      r.exposures.map((e) => [e.prefix, e.target, e.mac, e.vlan]).sort(),
       [
         ['198.51.100.10/32', 'br-vlan', 'fa:16:3e:00:00:01', 100],
         ['2001:db8::10/128', 'br-vlan', 'fa:16:3e:00:00:01', 100],
@@ -94,12 +94,12 @@ describe('OVN model, NB mode', () => {
     db.add('Logical_Router', { name: 'r1', ports: [gw, inner], nat: [nat] });
     const onA = computeNb(db, { chassis: ['node-a'], bridgeMappings: mappings, exposeTenantNetworks: true });
     assert.deepEqual(
-      onA.exposures.map((e) => [e.prefix, e.mac, e.owner]),
+      onA.exposures.map((e) => [e.prefix, e.mac, e.owner]).sort(),
       [['198.51.100.50/32', 'fa:16:3e:ff:00:50', 'fip:f1']],
     );
     const onGw = computeNb(db, { chassis: ['node-gw'], bridgeMappings: mappings, exposeTenantNetworks: true });
     assert.deepEqual(
-      onGw.exposures.map((e) => [e.prefix, e.mac]),
+      onGw.exposures.map((e) => [e.prefix, e.mac]).sort(),
       [
         ['198.51.100.2/32', 'fa:16:3e:aa:00:01'],
         ['2001:db8:5::/64', 'fa:16:3e:aa:00:01'],
@@ -142,7 +142,7 @@ describe('OVN model, SB mode', () => {
     db.add('Port_Binding', { logical_port: 'cr-lrp-gw', type: 'chassisredirect', datapath: dpRouter, options: { 'distributed-port': 'lrp-gw' }, tag: [], mac: ['fa:16:3e:aa:00:01 198.51.100.2/24'], chassis: [me], nat_addresses: [], up: [] });
     const r = computeSb(db, { chassis: ['node-a'], bridgeMappings: mappings, exposeTenantNetworks: false });
     assert.deepEqual(
-      r.exposures.map((e) => [e.prefix, e.mac, e.owner]),
+      r.exposures.map((e) => [e.prefix, e.mac, e.owner]).sort(),
       [
         ['198.51.100.10/32', 'fa:16:3e:00:00:0a', 'lsp:vm-a'],
         ['198.51.100.2/32', 'fa:16:3e:aa:00:01', 'cr-lrp:lrp-gw'],
