@@ -156,6 +156,11 @@ function vmExposures(row: Row, prov: Provider, addresses: unknown, name: string)
   return list;
 }
 
+/** A port bound here whose MAC and addresses OVN does not know ("unknown": port security off). */
+function noAddress(name: string, addresses: unknown): Pending {
+  return { owner: `lsp:${name}`, prefix: '-', why: `no "MAC address" entry in OVN (${JSON.stringify(addresses)}): the port's MAC is not known (port security disabled?)` };
+}
+
 // ---------------------------------------------------------------- NB mode
 
 /**
@@ -208,7 +213,9 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
     const ls = lsOfPort.get(lsp._uuid);
     const prov = ls && provider.get(ls._uuid);
     if (!prov) continue;
-    out.addAll(vmExposures(lsp, prov, lsp.addresses, str(lsp.name)));
+    const list = vmExposures(lsp, prov, lsp.addresses, str(lsp.name));
+    if (list.length) out.addAll(list);
+    else out.pending.push(noAddress(str(lsp.name), lsp.addresses));
   }
 
   // routers: their gateway port (the one with gateway chassis) and where it is active
@@ -323,7 +330,9 @@ export function computeSb(db: RowSource, opts: OvnModelOptions): OvnExposures {
     if (VM_PORT_TYPES.has(type) && here(pb) && first<boolean>(pb.up) !== false) {
       const prov = provider.get(str(pb.datapath));
       if (!prov) continue;
-      out.addAll(vmExposures(pb, prov, pb.mac, str(pb.logical_port)));
+      const list = vmExposures(pb, prov, pb.mac, str(pb.logical_port));
+      if (list.length) out.addAll(list);
+      else out.pending.push(noAddress(str(pb.logical_port), pb.mac));
       continue;
     }
     // 2. router gateway ports (chassisredirect) active here, and 4. the subnets behind them

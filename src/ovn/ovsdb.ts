@@ -131,7 +131,8 @@ export class OvsdbClient extends EventEmitter {
   private retryTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private lastRx = 0;
-  private probeSent = false;
+  /** when the unanswered echo went out, if one is outstanding */
+  private probeSentAt: number | undefined;
   private monitorId = 0;
   /** monitor ids whose updates belong to the replica (the previous one stays valid across monitor_cond_change) */
   private liveIds = new Set<string>();
@@ -333,7 +334,7 @@ export class OvsdbClient extends EventEmitter {
   private async onConnected(remote: string): Promise<void> {
     this.s.connects++;
     this.lastRx = Date.now();
-    this.probeSent = false;
+    this.probeSentAt = undefined;
     this.probeTimer = setInterval(() => this.probe(), this.probeMs);
     this.probeTimer.unref?.();
     try {
@@ -360,17 +361,19 @@ export class OvsdbClient extends EventEmitter {
 
   private probe(): void {
     if (!this.sock) return;
-    const idle = Date.now() - this.lastRx;
-    if (idle < this.probeMs) {
-      this.probeSent = false;
-      return;
+    const now = Date.now();
+    if (this.probeSentAt !== undefined) {
+      // the probe went out a whole interval ago: anything heard since then answers it
+      if (this.lastRx >= this.probeSentAt) this.probeSentAt = undefined;
+      else {
+        const idle = now - this.lastRx;
+        this.log.warn('ovsdb inactivity probe unanswered: reconnecting', { remote: this.s.remote, idleMs: idle });
+        this.drop(`inactivity probe unanswered after ${idle} ms`);
+        return;
+      }
     }
-    if (this.probeSent) {
-      this.log.warn('ovsdb inactivity probe unanswered: reconnecting', { remote: this.s.remote, idleMs: idle });
-      this.drop(`inactivity probe unanswered after ${idle} ms`);
-      return;
-    }
-    this.probeSent = true;
+    if (now - this.lastRx < this.probeMs) return;
+    this.probeSentAt = now;
     this.request('echo', ['stackbpf']).catch(() => undefined);
   }
 

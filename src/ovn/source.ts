@@ -190,9 +190,13 @@ export class OvnSource implements ExposureSource {
     const opts = { chassis, bridgeMappings: this.bridgeMappings(), exposeTenantNetworks: this.opts.exposeTenantNetworks, bridgeReady: (b: string) => this.opts.hasInterface(b) };
     const result = this.opts.mode === 'sb' ? computeSb(this.ovn, opts) : computeNb(this.ovn, opts);
     // hand out the previous object for an unchanged exposure: consumers that remember
-    // what they validated (normalizeExposure) then skip it
-    const prev = new Map(this.result.exposures.map((e) => [e.prefix, e]));
-    result.exposures = result.exposures.map((e) => {
+    // what they validated (normalizeExposure) then skip it. VM ports already come back as
+    // the same objects (model.ts remembers them per row); the rest are matched by prefix.
+    const old0 = this.result.exposures;
+    let prev: Map<string, Exposure> | undefined;
+    result.exposures = result.exposures.map((e, i) => {
+      if (old0[i] === e) return e;
+      prev ??= new Map(old0.map((x) => [x.prefix, x]));
       const p = prev.get(e.prefix);
       return p && p.target === e.target && p.mac === e.mac && p.vlan === e.vlan && p.owner === e.owner && p.reason === e.reason ? p : e;
     });

@@ -160,6 +160,17 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
     }
   });
 
+  test('an idle connection whose probes are answered stays up', async () => {
+    const c = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, log, probeIntervalMs: 100 }).start();
+    try {
+      await c.waitSynced();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(c.stats().disconnects, 0, `no reconnect while idle (${c.stats().lastError ?? ''})`);
+    } finally {
+      await c.stop();
+    }
+  });
+
   test('a bad remote or an unknown column fails with the reason', async () => {
     const c = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name', 'no_such_col'] } }, log, backoffMinMs: 50 }).start();
     try {

@@ -1,0 +1,227 @@
+// Real Keystone and Neutron (ML2/OVN) for a test, each with its own
+// configuration, SQLite database, keys and logs in a private directory (no
+// file under /etc is touched), on loopback ports, stopped by pid afterwards.
+// Set up the way ../shared/TESTBED.md found to work: Keystone under uwsgi
+// with one process and one thread (SQLite), Neutron's eventlet server with
+// one API and one RPC worker, schema created from the models and stamped.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from './ovsdb.js';
+
+const run = promisify(execFile);
+const PY = '/usr/bin/python3';
+const NEEDED = ['/usr/bin/keystone-manage', '/usr/bin/keystone-wsgi-public', '/usr/bin/uwsgi_python311', '/usr/bin/neutron-server', '/usr/bin/neutron-db-manage'];
+export const skipOpenStack: string | false = NEEDED.some((p) => !existsSync(p)) ? `needs ${NEEDED.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs keystone and neutron-server)` : false;
+
+async function until(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+export interface NeutronOptions {
+  nbConnection: string;
+  sbConnection: string;
+}
+
+export class OpenStack {
+  readonly password = randomBytes(12).toString('hex');
+  private keystonePid: number | undefined;
+  private neutron: ChildProcess | undefined;
+  private token: string | undefined;
+  keystonePort = 0;
+  neutronPort = 0;
+
+  private constructor(readonly dir: string) {}
+
+  get keystoneUrl(): string {
+    return `http://127.0.0.1:${this.keystonePort}/v3`;
+  }
+  get neutronUrl(): string {
+    return `http://127.0.0.1:${this.neutronPort}`;
+  }
+
+  static async start(opts: NeutronOptions): Promise<OpenStack> {
+    const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
+    try {
+      await os.startKeystone();
+      await os.startNeutron(opts);
+      return os;
+    } catch (err) {
+      const logs = os.logTail();
+      await os.stop();
+      throw new Error(`${(err as Error).message}\n${logs}`);
+    }
+  }
+
+  logTail(): string {
+    const out: string[] = [];
+    for (const f of ['keystone-uwsgi.log', 'neutron-server.log']) {
+      const p = join(this.dir, f);
+      if (existsSync(p)) out.push(`--- ${f}\n${readFileSync(p, 'utf8').split('\n').slice(-25).join('\n')}`);
+    }
+    return out.join('\n');
+  }
+
+  private async startKeystone(): Promise<void> {
+    const d = this.dir;
+    this.keystonePort = await freePort();
+    const conf = join(d, 'keystone.conf');
+    for (const sub of ['fernet-keys', 'credential-keys']) mkdirSync(join(d, sub), { mode: 0o700 });
+    writeFileSync(
+      conf,
+      [
+        '[DEFAULT]',
+        `log_dir = ${d}`,
+        '[database]',
+        `connection = sqlite:///${d}/keystone.db`,
+        '[token]',
+        'provider = fernet',
+        '[fernet_tokens]',
+        `key_repository = ${d}/fernet-keys`,
+        '[credential]',
+        `key_repository = ${d}/credential-keys`,
+        '[identity]',
+        'password_hash_rounds = 4',
+        '',
+      ].join('\n'),
+    );
+    const km = (args: string[]): Promise<unknown> => run('keystone-manage', ['--config-file', conf, ...args], { timeout: 180_000 });
+    await km(['db_sync']);
+    await run('sqlite3', [join(d, 'keystone.db'), 'PRAGMA journal_mode=WAL;']).catch(() => undefined);
+    await km(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
+    await km(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
+    await km(['bootstrap', '--bootstrap-password', this.password, '--bootstrap-admin-url', this.keystoneUrl, '--bootstrap-internal-url', this.keystoneUrl, '--bootstrap-public-url', this.keystoneUrl, '--bootstrap-region-id', 'RegionOne']);
+    await run(
+      'uwsgi_python311',
+      ['--http-socket', `127.0.0.1:${this.keystonePort}`, '--wsgi-file', '/usr/bin/keystone-wsgi-public', '--processes', '1', '--threads', '1', '--master', '--die-on-term', '--lazy-apps', '--buffer-size', '65535', '--pidfile', join(d, 'keystone.pid'), '--daemonize', join(d, 'keystone-uwsgi.log')],
+      { env: { ...process.env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 },
+    );
+    await until('keystone to answer', async () => (await fetch(this.keystoneUrl)).ok, 60_000);
+    this.keystonePid = Number(readFileSync(join(d, 'keystone.pid'), 'utf8').trim());
+  }
+
+  private async startNeutron(opts: NeutronOptions): Promise<void> {
+    const d = this.dir;
+    this.neutronPort = await freePort();
+    const conf = join(d, 'neutron.conf');
+    const ml2 = join(d, 'ml2_conf.ini');
+    mkdirSync(join(d, 'neutron-state'));
+    writeFileSync(
+      conf,
+      [
+        '[DEFAULT]',
+        'core_plugin = ml2',
+        'service_plugins = ovn-router',
+        'auth_strategy = keystone',
+        'transport_url = fake://',
+        'api_workers = 1',
+        'rpc_workers = 1',
+        'rpc_state_report_workers = 0',
+        'bind_host = 127.0.0.1',
+        `bind_port = ${this.neutronPort}`,
+        'notify_nova_on_port_status_changes = false',
+        'notify_nova_on_port_data_changes = false',
+        `state_path = ${d}/neutron-state`,
+        `api_paste_config = /etc/neutron/api-paste.ini`,
+        '[database]',
+        `connection = sqlite:///${d}/neutron.db`,
+        '[keystone_authtoken]',
+        `www_authenticate_uri = ${this.keystoneUrl}`,
+        `auth_url = ${this.keystoneUrl}`,
+        'auth_type = password',
+        'project_domain_name = Default',
+        'user_domain_name = Default',
+        'project_name = admin',
+        'username = admin',
+        `password = ${this.password}`,
+        '[oslo_concurrency]',
+        `lock_path = ${d}/neutron-state`,
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      ml2,
+      [
+        '[ml2]',
+        'mechanism_drivers = ovn',
+        'type_drivers = local,flat,vlan,geneve',
+        'tenant_network_types = geneve',
+        'extension_drivers = port_security',
+        'overlay_ip_version = 4',
+        '[ml2_type_flat]',
+        'flat_networks = physnet1',
+        '[ml2_type_geneve]',
+        'vni_ranges = 1:65536',
+        'max_header_size = 38',
+        '[ovn]',
+        `ovn_nb_connection = ${opts.nbConnection}`,
+        `ovn_sb_connection = ${opts.sbConnection}`,
+        'ovn_l3_scheduler = leastloaded',
+        'ovn_metadata_enabled = false',
+        'enable_distributed_floating_ip = false',
+        '',
+      ].join('\n'),
+    );
+    // SQLite cannot run Neutron's migrations (ALTERs of constraints): create from the models, then stamp
+    await run(PY, ['-c', `import sqlalchemy\nfrom neutron.db.migration.models import head\nhead.get_metadata().create_all(sqlalchemy.create_engine('sqlite:///${d}/neutron.db'))`], { timeout: 180_000 });
+    await run('neutron-db-manage', ['--config-file', conf, '--config-file', ml2, 'stamp', 'heads'], { timeout: 180_000 });
+    const log = openSync(join(d, 'neutron-server.log'), 'a');
+    this.neutron = spawn('neutron-server', ['--config-file', conf, '--config-file', ml2], { stdio: ['ignore', log, log] });
+    await until('neutron-server to answer', async () => (await fetch(`${this.neutronUrl}/`)).ok, 120_000);
+  }
+
+  /** An admin token (cached). The password never leaves this object. */
+  async authToken(): Promise<string> {
+    if (this.token) return this.token;
+    const res = await fetch(`${this.keystoneUrl}/auth/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: this.password } } }, scope: { project: { name: 'admin', domain: { name: 'Default' } } } } }),
+    });
+    if (res.status !== 201) throw new Error(`keystone: token request answered ${res.status}`);
+    this.token = res.headers.get('x-subject-token') ?? '';
+    return this.token;
+  }
+
+  /** A Neutron API call; throws with the status and Neutron's message unless 2xx. */
+  async neutronApi(method: string, path: string, body?: unknown): Promise<any> {
+    const res = await fetch(`${this.neutronUrl}/v2.0${path}`, {
+      method,
+      headers: { 'content-type': 'application/json', 'x-auth-token': await this.authToken() },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`neutron ${method} ${path}: ${res.status} ${text.slice(0, 300)}${res.status >= 500 ? `\n${this.logTail()}` : ''}`);
+    return text ? JSON.parse(text) : undefined;
+  }
+
+  async stop(): Promise<void> {
+    const n = this.neutron;
+    if (n && n.exitCode === null && n.signalCode === null) {
+      const exited = new Promise((r) => n.once('exit', r));
+      n.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (n.exitCode === null && n.signalCode === null) n.kill('SIGKILL');
+    }
+    // neutron-server forks workers into its process group: make sure none is left
+    await run('pkill', ['-KILL', '-f', `--config-file ${join(this.dir, 'neutron.conf')}`]).catch(() => undefined);
+    if (this.keystonePid) {
+      try {
+        process.kill(this.keystonePid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      await run('pkill', ['-KILL', '-f', `--pidfile ${join(this.dir, 'keystone.pid')}`]).catch(() => undefined);
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
