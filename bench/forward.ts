@@ -1,5 +1,7 @@
 // Forwarding from the upstream namespace to a VM through the node, on the
-// lab, for three paths with the same generator and receiver:
+// lab, for three paths with the same generator and receiver (IPv6: the
+// documentation range 2001:db8::/32 is the only one with room for 100,000
+// destinations):
 //   xdp          stackbpf's XDP fast path (IP forwarding off on the node)
 //   kernel       ovn-bgp-agent's layout: one `ip rule to X lookup T` per exposed
 //                address, a route per address in table T, forwarding on
@@ -31,7 +33,10 @@ const log = (s: string): void => {
   process.stderr.write(`${s}\n`);
 };
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-const addrOf = (i: number): string => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`; // RFC 2544 range
+// Test traffic stays in the documentation ranges (../shared/TESTBED.md): IPv6 2001:db8::/32 is the
+// only one with room for 100,000 destinations. Destination i is 2001:db8:100::<i as the last 32 bits>.
+const PREFIX = '2001:db8:100::';
+const addrOf = (i: number): string => `2001:db8:100::${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`;
 
 async function sh(args: string[], input?: string): Promise<string> {
   if (input === undefined) return (await run(args[0] as string, args.slice(1), { timeout: 600_000, maxBuffer: 64 << 20 })).stdout;
@@ -97,7 +102,7 @@ class Rig {
     for (const [ns, dev] of [[lab.node.ns, lab.node.provider]] as const) {
       await sh(['ip', 'netns', 'exec', ns, 'sh', '-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
     }
-    await sh(['ip', '-n', lab.node.ns, 'neigh', 'replace', '169.254.1.2', 'lladdr', vm.mac, 'dev', vm.tap, 'nud', 'permanent']);
+    await sh(['ip', '-6', '-n', lab.node.ns, 'neigh', 'replace', 'fe80::2', 'lladdr', vm.mac, 'dev', vm.tap, 'nud', 'permanent']);
   }
 
   /**
@@ -147,8 +152,8 @@ class Rig {
       lab.upstream.ifname,
       this.upMac,
       this.provMac,
-      lab.upstream.ipv4,
-      addrOf(0),
+      lab.upstream.client6,
+      PREFIX,
       String(count),
       String(seconds),
       String(pps),
@@ -234,13 +239,13 @@ export const bench = {
         log(`forward ${n}: xdp ${xdp.pps} pps, ${xdp.cpuNsPerPkt} ns/pkt, p99 ${xdp.p99Us} us`);
 
         // 2. and 3. the kernel: forwarding on
-        const routes = (table: string) => addrs.map((a) => `route add ${a}/32 via 169.254.1.2 dev ${vm.tap} onlink table ${table}`);
-        for (const kv of ['net.ipv4.conf.all.forwarding=1', `net.ipv4.conf.${lab.node.provider}.forwarding=1`]) await sysctl(kv);
+        const routes = (table: string) => addrs.map((a) => `route add ${a}/128 via fe80::2 dev ${vm.tap} table ${table}`);
+        for (const kv of ['net.ipv6.conf.all.forwarding=1', `net.ipv6.conf.${lab.node.provider}.forwarding=1`]) await sysctl(kv);
         const last = n === sizes[sizes.length - 1];
         const kernelPath = async (label: string, rules: string[], table: string, cleanup = true): Promise<PathResult> => {
           log(`forward ${n}: ${label} (installing)`);
           const t0 = Date.now();
-          await sh(['ip', '-n', node, '-batch', '-'], [...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n') + '\n');
+          await sh(['ip', '-6', '-n', node, '-batch', '-'], [...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n') + '\n');
           log(`forward ${n}: ${label} installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
           try {
             return await rig.measure(n, lab.node.provider);
@@ -249,16 +254,16 @@ export const bench = {
             // insertion and deletion are O(n) each in the kernel, so the last, largest set is
             // left for the namespace's deletion
             if (cleanup) {
-              await sh(['ip', '-n', node, '-batch', '-'], rules.map((r) => `rule del ${r}`).join('\n') + '\n');
-              await sh(['ip', '-n', node, 'route', 'flush', 'table', table]);
+              await sh(['ip', '-6', '-n', node, '-batch', '-'], rules.map((r) => `rule del ${r}`).join('\n') + '\n');
+              await sh(['ip', '-6', '-n', node, 'route', 'flush', 'table', table]);
             }
           }
         };
-        const best = await kernelPath('one rule', ['to 198.18.0.0/15 lookup 201 priority 1000'], '201');
+        const best = await kernelPath('one rule', [`to ${PREFIX}/96 lookup 201 priority 1000`], '201');
         log(`forward ${n}: kernel_best ${best.pps} pps, p99 ${best.p99Us} us`);
-        const kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/32 lookup 200 priority 1000`), '200', !last);
+        const kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/128 lookup 200 priority 1000`), '200', !last);
         log(`forward ${n}: kernel ${kernel.pps} pps, p99 ${kernel.p99Us} us`);
-        for (const kv of ['net.ipv4.conf.all.forwarding=0', `net.ipv4.conf.${lab.node.provider}.forwarding=0`]) await sysctl(kv);
+        for (const kv of ['net.ipv6.conf.all.forwarding=0', `net.ipv6.conf.${lab.node.provider}.forwarding=0`]) await sysctl(kv);
 
         result[String(n)] = {
           xdp_pps: xdp.pps,

@@ -3,27 +3,25 @@
 // interface inside a namespace, flat out or at a fixed rate, for N seconds.
 // Prints {"sent": N} when done.
 import { performance } from 'node:perf_hooks';
-import { BpfObject, ifindexOf, TEST_RUN_XDP_LIVE_FRAMES, withNetns } from '../src/ebpf/index.js';
+import { BpfObject, ifindexOf, parseIPv6, TEST_RUN_XDP_LIVE_FRAMES, withNetns } from '../src/ebpf/index.js';
 import { objectPath } from '../src/paths.js';
 
-const [netns, ifname, srcMac, dstMac, srcIp, dstBase, count, seconds, rate] = process.argv.slice(2) as string[];
+// dstPrefix: an IPv6 address whose first 96 bits every destination shares (its last 32 bits are the index)
+const [netns, ifname, srcMac, dstMac, srcIp, dstPrefix, count, seconds, rate] = process.argv.slice(2) as string[];
 const macBytes = (m: string): Buffer => Buffer.from((m as string).split(':').map((x) => parseInt(x, 16)));
-const ipNum = (a: string): number => a.split('.').reduce((n, x) => n * 256 + Number(x), 0);
 
 const obj = BpfObject.open(objectPath('test/trafgen'));
 obj.setConstant('src_mac', macBytes(srcMac as string));
 obj.setConstant('dst_mac', macBytes(dstMac as string));
-const sip = Buffer.alloc(4);
-sip.writeUInt32BE(ipNum(srcIp as string));
-obj.setConstant('src_ip', sip);
-obj.setConstant('dst_base', ipNum(dstBase as string));
+obj.setConstant('src_ip6', parseIPv6(srcIp as string));
+obj.setConstant('dst_prefix', parseIPv6(dstPrefix as string).subarray(0, 12));
 obj.setAutoload('xdp_sink', false);
 await obj.load();
 const n = Buffer.alloc(4);
 n.writeUInt32LE(Number(count));
 obj.writeGlobal('dst_count', n);
 const prog = obj.program('xdp_gen');
-const frame = Buffer.alloc(60);
+const frame = Buffer.alloc(70);
 const ifindex = ifindexOf(ifname as string, netns);
 const ctx = Buffer.alloc(24);
 ctx.writeUInt32LE(frame.length, 4); // data_end

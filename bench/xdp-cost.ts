@@ -19,8 +19,9 @@ import { ipv4Packet } from '../test/helpers/packets.js';
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 function addrOf(i: number): string {
-  // 10.x.y.z would do, but stay in documentation ranges: 198.18.0.0/15 is
-  // for benchmarking (RFC 2544), 131,072 addresses
+  // map keys and BPF_PROG_TEST_RUN packets only, never sent on any network:
+  // the documentation ranges hold 768 IPv4 addresses, so 198.18.0.0/15
+  // (RFC 2544's benchmarking range, 131,072 addresses) is used
   return `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
 }
 
