@@ -5,7 +5,7 @@ import { BpfError, ensureMounted, numPossibleCpus } from './ebpf/index.js';
 import { FrrDriver } from './bgp/frr.js';
 import type { AgentConfig } from './config.js';
 import { Dataplane } from './dataplane/dataplane.js';
-import { type Exposure, ExposureError, normalizeExposure, validateExposures } from './dataplane/exposure.js';
+import { type Exposure, ExposureError, type NormalizedExposure, normalizeExposure, validateExposures } from './dataplane/exposure.js';
 import { Reconciler, type ReconcileResult } from './dataplane/reconciler.js';
 import { ApiSource, type ExposureSource, StaticSource } from './dataplane/sources.js';
 import type { Logger } from './log.js';
@@ -60,6 +60,13 @@ export class Agent {
   private last: AgentStatus['lastReconcile'];
   private bgpState: { configured: boolean; announced: number; lastError?: string } | undefined;
   private safetyTimer: NodeJS.Timeout | undefined;
+  /**
+   * The validated set the last full reconcile applied (all sources ready).
+   * While only OVN changes after it, just the changes are applied.
+   */
+  private applied: Map<string, NormalizedExposure> | undefined;
+  /** A source other than OVN changed, or the safety net asked: the next reconcile is a full one. */
+  private fullNeeded = true;
 
   private constructor(
     readonly config: AgentConfig,
@@ -93,7 +100,12 @@ export class Agent {
       this.sources.push(this.ovnSource);
     }
     this.reconciler = new Reconciler(dp);
-    for (const s of this.sources) s.onChange(() => this.schedule());
+    for (const s of this.sources) {
+      s.onChange(() => {
+        if (s !== this.ovnSource) this.fullNeeded = true;
+        this.schedule();
+      });
+    }
   }
 
   static async start(config: AgentConfig, log: Logger): Promise<Agent> {
@@ -157,6 +169,7 @@ export class Agent {
         // the safety net: a full recompute and a diff-based reconcile; cheap when nothing changed
         agent.resyncTimer = setInterval(() => {
           agent.ovnSource?.recompute();
+          agent.fullNeeded = true;
           agent.schedule();
         }, secs * 1000);
         agent.resyncTimer.unref();
@@ -200,11 +213,25 @@ export class Agent {
   }
 
   private async reconcileOnce(): Promise<void> {
-    const desired = this.desired();
     const at = new Date().toISOString();
     // Until every source has its full set (OVN before its first sync), nothing is removed:
     // an empty replica at start-up must not withdraw what a previous run exposed.
     const complete = this.sourcesReady();
+    if (complete && !this.fullNeeded && this.applied && this.ovnSource && this.bgpState?.configured !== false) {
+      const changes = this.ovnSource.takeChanges();
+      try {
+        const result = await this.applyChanges(this.applied, changes.added, changes.removed);
+        this.last = { at, result };
+        if (result.added || result.updated || result.removed) this.log.info('exposures reconciled', { ...result, incremental: true });
+        return;
+      } catch (err) {
+        // anything the shortcut cannot do (a new interface, a subnet, a conflict) the full path does
+        this.log.debug('incremental reconcile declined: running a full one', { reason: (err as Error).message });
+      }
+    }
+    this.fullNeeded = false;
+    this.ovnSource?.takeChanges(); // the full set below is the new baseline
+    const desired = this.desired();
     let result: ReconcileResult;
     try {
       const wanted = validateExposures(desired);
@@ -215,7 +242,10 @@ export class Agent {
       // 3. remove what is no longer wanted, now that it is withdrawn
       const pruned = this.reconciler.apply(wanted, { prune: complete });
       result = { ...pruned, added: grown.added, updated: grown.updated, portsAdded: grown.portsAdded };
+      this.applied = complete && (!this.frr || this.bgpState?.lastError === undefined) ? wanted : undefined;
     } catch (err) {
+      this.applied = undefined;
+      this.fullNeeded = true;
       const error = err instanceof ExposureError || err instanceof BpfError ? err.message : String(err);
       this.last = { at, error };
       this.log.error('reconcile failed: nothing changed', { error });
@@ -223,6 +253,49 @@ export class Agent {
     }
     this.last = { at, result };
     if (result.added || result.updated || result.removed) this.log.info('exposures reconciled', { ...result });
+  }
+
+  /**
+   * Apply OVN's changes since the last reconcile to a fully applied set, in
+   * the same order as a full reconcile: entries first, then announcements
+   * and withdrawals, then removals. Throws, having changed nothing, when the
+   * changes need a full reconcile (a conflict, a new interface, a subnet).
+   */
+  private async applyChanges(applied: Map<string, NormalizedExposure>, added: Exposure[], removed: Exposure[]): Promise<ReconcileResult> {
+    const upsert: NormalizedExposure[] = [];
+    const addedKeys = new Set<string>();
+    for (const e of added) {
+      const n = normalizeExposure(e);
+      const prev = applied.get(n.key);
+      if (prev && prev.owner !== n.owner && !removed.some((r) => normalizeExposure(r).key === n.key)) {
+        throw new ExposureError(undefined, 'prefix', `${n.key} is claimed by both "${prev.owner}" and "${n.owner}"`);
+      }
+      if (addedKeys.has(n.key)) throw new ExposureError(undefined, 'prefix', `${n.key} added twice`);
+      addedKeys.add(n.key);
+      upsert.push(n);
+    }
+    // a removed exposure whose key comes back in `added` is an update, not a removal
+    const gone = removed
+      .map((e) => normalizeExposure(e))
+      .filter((n) => !addedKeys.has(n.key) && applied.get(n.key)?.owner === n.owner)
+      .map((n) => n.key);
+    const announce = upsert.filter((n) => !applied.has(n.key)).map((n) => n.key);
+    const d1 = this.reconciler.applyDelta(upsert, []);
+    if (this.frr && (announce.length || gone.length)) {
+      try {
+        await this.frr.change(announce, gone);
+      } catch (err) {
+        // the entries are written; the full reconcile that follows fixes BGP (and retries)
+        this.fullNeeded = true;
+        this.applied = undefined;
+        throw err;
+      }
+    }
+    const d2 = this.reconciler.applyDelta([], gone);
+    for (const n of upsert) applied.set(n.key, n);
+    for (const k of gone) applied.delete(k);
+    if (this.bgpState) this.bgpState.announced = applied.size;
+    return { added: d1.added, updated: d1.updated, removed: d2.removed, unchanged: applied.size - d1.added - d1.updated, portsAdded: 0, portsRemoved: 0, total: applied.size };
   }
 
   private async syncBgp(prefixes: string[], withdraw: boolean): Promise<void> {

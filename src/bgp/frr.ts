@@ -221,6 +221,33 @@ export class FrrDriver {
     return { announced: add, withdrawn: del };
   }
 
+  /**
+   * Announce `add` and withdraw `del` (canonical prefixes), without reading
+   * back or diffing the whole set: what the agent uses between full syncs.
+   */
+  async change(add: string[], del: string[]): Promise<void> {
+    if (add.length === 0 && del.length === 0) return;
+    const cmds = ['configure terminal', `router bgp ${this.config.asn}`];
+    for (const family of [4, 6] as const) {
+      const a = add.filter((p) => canonical(p).family === family);
+      const d = del.filter((p) => canonical(p).family === family);
+      if (a.length === 0 && d.length === 0) continue;
+      cmds.push(`address-family ipv${family} unicast`);
+      for (const p of a) cmds.push(`network ${canonical(p).text}`);
+      for (const p of d) cmds.push(`no network ${canonical(p).text}`);
+      cmds.push('exit-address-family');
+    }
+    cmds.push('end');
+    const known = this.known;
+    this.known = undefined;
+    await this.vtysh(cmds);
+    if (known) {
+      for (const p of add) known.set.add(canonical(p).text);
+      for (const p of del) known.set.delete(canonical(p).text);
+      this.known = known;
+    }
+  }
+
   /** Where bgpd writes its pid: a new pid file means bgpd restarted. */
   get pidFile(): string {
     return `/var/run/frr/${this.opts.pathspace ? `${this.opts.pathspace}/` : ''}bgpd.pid`;

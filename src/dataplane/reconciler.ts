@@ -54,7 +54,7 @@ const sameValue = (a: ExposureValue, b: ExposureValue): boolean =>
 
 export class Reconciler {
   /** What the maps hold, as of our last read plus our own writes since. */
-  private mirror: { entries: Map<string, Entry>; readAt: number } | undefined;
+  private mirror: { entries: Map<string, Entry>; readAt: number; ids?: Set<number> } | undefined;
   /** The entry written for a validated exposure; an unchanged one is skipped without building its value. */
   private readonly written = new WeakMap<NormalizedExposure, Entry>();
   /** Re-read the maps when the record is older than this. */
@@ -68,6 +68,90 @@ export class Reconciler {
   /** Where writes to a table go (IPv4 exact entries through the slot table). */
   private writer(table: Table): { updateBatch(e: readonly (readonly [any, ExposureValue])[]): void; deleteBatch(k: any[]): number } {
     return table === 'exactV4' ? this.dp.exact4 : (this.dp.tables[table] as never);
+  }
+
+  /**
+   * Write just these changes: `upsert` (validated) and remove `remove`
+   * (canonical keys). Only after a full apply, against the record of what the
+   * maps hold; throws (writing nothing) when an upsert needs what only a full
+   * apply handles — a new target interface — or there is no record.
+   */
+  applyDelta(upsert: readonly NormalizedExposure[], remove: readonly string[]): DeltaResult {
+    const mirror = this.mirror;
+    if (!mirror || Date.now() - mirror.readAt > Reconciler.MIRROR_MAX_AGE_MS) throw new ExposureError(undefined, 'exposures', 'no recent full apply: a full reconcile is needed');
+    const now = mirror.entries;
+    const t = this.dp.tables;
+    const slots = new Map<number, number>();
+    for (const [slot, ifindex] of t.ports.dump()) if (ifindex !== 0) slots.set(ifindex, slot);
+    const ifaces = new Map<string, InterfaceInfo>();
+    for (const n of upsert) {
+      if (ifaces.has(n.target)) continue;
+      const i = this.resolve(n.target);
+      if (!slots.has(i.ifindex) || t.portInfo.lookup(slots.get(i.ifindex) as number)?.smac !== i.mac) throw new ExposureError(undefined, 'target', `${n.target} is not a port yet: a full reconcile is needed`);
+      ifaces.set(n.target, i);
+    }
+    if (mirror.ids === undefined) mirror.ids = new Set([...now.values()].map((e) => e.value.id));
+    const ids = mirror.ids;
+    let nextId = 0;
+    const writes: Record<Table, [unknown, ExposureValue][]> = { exactV4: [], exactV6: [], lpmV4: [], lpmV6: [] };
+    const entries: [string, Entry, NormalizedExposure][] = [];
+    let added = 0;
+    let updated = 0;
+    let lpm = false;
+    for (const n of upsert) {
+      const table = tableOf(n);
+      if (table === 'lpmV4' || table === 'lpmV6') lpm = true;
+      const iface = ifaces.get(n.target) as InterfaceInfo;
+      const have = now.get(n.key);
+      let id: number;
+      if (have && have.table === table) id = have.value.id;
+      else {
+        while (ids.has(nextId)) nextId++;
+        id = nextId;
+        ids.add(id);
+        t.exposureStats.update(id, zeroCounters());
+      }
+      const value: ExposureValue = { dmac: n.mac, smac: iface.mac, vlan: n.vlan, port: slots.get(iface.ifindex) as number, id, flags: 0 };
+      if (have && have.table === table && sameValue(have.value, value)) {
+        this.written.set(n, have);
+        continue;
+      }
+      have ? updated++ : added++;
+      const key = n.exact ? n.addr : { prefixlen: n.prefixlen, addr: n.addr };
+      writes[table].push([key, value]);
+      entries.push([n.key, { table, key, value }, n]);
+    }
+    // subnets switch the LPM lookups on and off, which only a full apply does
+    if (lpm || remove.some((k) => now.get(k)?.table === 'lpmV4' || now.get(k)?.table === 'lpmV6')) {
+      throw new ExposureError(undefined, 'exposures', 'a subnet exposure: a full reconcile is needed');
+    }
+    try {
+      for (const table of ['exactV4', 'exactV6'] as const) if (writes[table].length) this.writer(table).updateBatch(writes[table]);
+      for (const [k, e, n] of entries) {
+        now.set(k, e);
+        this.written.set(n, e);
+      }
+      const gone: Entry[] = [];
+      for (const k of remove) {
+        const e = now.get(k);
+        if (e && (e.table === 'exactV4' || e.table === 'exactV6')) gone.push(e);
+      }
+      for (const table of ['exactV4', 'exactV6'] as const) {
+        const keys = gone.filter((e) => e.table === table).map((e) => e.key);
+        if (keys.length) this.writer(table).deleteBatch(keys);
+      }
+      for (const k of remove) {
+        const e = now.get(k);
+        if (e && (e.table === 'exactV4' || e.table === 'exactV6')) {
+          now.delete(k);
+          ids.delete(e.value.id);
+        }
+      }
+      return { added, updated, removed: gone.length };
+    } catch (err) {
+      this.mirror = undefined;
+      throw err;
+    }
   }
 
   /** What the maps hold now, by "addr/len". */
@@ -124,6 +208,7 @@ export class Reconciler {
       this.mirror = { entries: this.current(), readAt: Date.now() };
     }
     const now = this.mirror.entries;
+    this.mirror.ids = undefined;
 
     // ports: re-use the slot a target already has, else take a free one
     const portSlots = new Map<number, number>(); // ifindex -> slot
@@ -242,6 +327,12 @@ export class Reconciler {
     }
     return { added, updated, removed: gone.length, unchanged, portsAdded, portsRemoved, total: wanted.size };
   }
+}
+
+export interface DeltaResult {
+  added: number;
+  updated: number;
+  removed: number;
 }
 
 const zeroCounters = (): { packets: bigint; bytes: bigint }[] => Array.from({ length: numPossibleCpus() }, () => ({ packets: 0n, bytes: 0n }));

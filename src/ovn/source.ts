@@ -128,6 +128,25 @@ export class OvnSource implements ExposureSource {
     return this.result.exposures;
   }
 
+  /** What the agent last took as this source's set (baseline of takeChanges). */
+  private taken: readonly Exposure[] = [];
+
+  /**
+   * The exposures added and removed since the last call (an exposure whose
+   * forwarding changed is in both); the agent applies just these between full
+   * reconciles. Unchanged exposures are the same objects from one recompute
+   * to the next, so this is a pass over two lists by identity.
+   */
+  takeChanges(): { added: Exposure[]; removed: Exposure[] } {
+    const now = this.result.exposures;
+    const before = new Set(this.taken);
+    const after = new Set(now);
+    const added = now.filter((e) => !before.has(e));
+    const removed = this.taken.filter((e) => !after.has(e));
+    this.taken = now;
+    return { added, removed };
+  }
+
   /** Ready once OVN (and the local OVS, when used) have been read in full at least once. */
   ready(): boolean {
     return this.recomputes > 0 && this.ovn.stats().fullSyncs > 0 && (!this.ovs || this.ovs.stats().fullSyncs > 0);

@@ -4,7 +4,7 @@ import { BpfObject } from '../../src/ebpf/index.js';
 import { Counter, DpConfig, Exp4Slot, ExposureValue, LpmV4, LpmV6, PortInfo, XdpAction } from '../../src/dataplane/abi.js';
 import { Blocklist } from '../../src/dataplane/blocklist.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
-import { ExposureError, type Exposure } from '../../src/dataplane/exposure.js';
+import { ExposureError, type Exposure, validateExposures } from '../../src/dataplane/exposure.js';
 import { Reconciler } from '../../src/dataplane/reconciler.js';
 import { objectPath } from '../../src/paths.js';
 import { assertMirrorsBtf } from '../helpers/btf.js';
@@ -82,6 +82,25 @@ describe('reconciler on the real maps', { skip: skipKernel }, () => {
       assert.throws(() => r.apply(input), (e: unknown) => e instanceof ExposureError && msg.test(e.message), String(msg));
       assert.equal(JSON.stringify([...r.current().keys()].sort()), before, 'maps unchanged');
     }
+  });
+
+  test('deltas after a full apply leave the maps exactly as a full apply would', () => {
+    const r = new Reconciler(dp);
+    r.apply(base);
+    const norm = (list: Exposure[]) => [...validateExposures(list).values()];
+    assert.throws(() => new Reconciler(dp).applyDelta(norm([base[0] as Exposure]), []), /no recent full apply/);
+    const extra: Exposure = { prefix: '198.51.100.9', target: 'brex0', mac: '02:00:00:00:01:09', owner: 'e' };
+    const moved: Exposure = { ...(base[2] as Exposure), mac: '02:00:00:00:07:07' };
+    assert.deepEqual(r.applyDelta(norm([extra, moved]), ['198.51.100.1/32']), { added: 1, updated: 1, removed: 1 });
+    const viaDelta = JSON.stringify([dp.tables.exactV4.dump().sort(), dp.tables.exactV6.dump().sort()]);
+    const full = [extra, moved, base[1] as Exposure, base[3] as Exposure];
+    assert.equal(r.apply(full).unchanged, 4, 'a full apply finds nothing left to do');
+    assert.equal(JSON.stringify([dp.tables.exactV4.dump().sort(), dp.tables.exactV6.dump().sort()]), viaDelta);
+    // what only a full apply can do is refused before anything is written
+    assert.throws(() => r.applyDelta(norm([{ prefix: '203.0.113.128/25', target: 'brex0', mac: '02:00:00:00:01:0a', owner: 'f' }]), []), /full reconcile is needed/);
+    assert.throws(() => r.applyDelta([], ['203.0.113.0/25']), /full reconcile is needed/);
+    assert.equal(dp.tables.lpmV4.lookup({ prefixlen: 25, addr: '203.0.113.0' })?.vlan, 7);
+    r.apply(base);
   });
 
   test('a restarted agent re-adopts the pinned maps and converges without a write', async () => {
