@@ -74,10 +74,12 @@ export class OvsdbServer {
     return `ssl:127.0.0.1:${this.sslPort}`;
   }
 
-  static async start(opts: { schema: string; ssl?: boolean }): Promise<OvsdbServer> {
+  /** `cluster`: a one-server raft cluster (the only kind that keeps transaction ids for resuming). */
+  static async start(opts: { schema: string; ssl?: boolean; cluster?: boolean }): Promise<OvsdbServer> {
     const dir = mkdtempSync(join(tmpdir(), 'sbt-ovsdb-'));
     try {
-      await run('ovsdb-tool', ['create', join(dir, 'db.db'), opts.schema]);
+      if (opts.cluster) await run('ovsdb-tool', ['create-cluster', join(dir, 'db.db'), opts.schema, `unix:${join(dir, 'raft.sock')}`]);
+      else await run('ovsdb-tool', ['create', join(dir, 'db.db'), opts.schema]);
       const ssl = opts.ssl ? await makeCerts(dir) : undefined;
       const s = new OvsdbServer(dir, opts.schema, await freePort(), ssl, ssl ? await freePort() : undefined);
       await s.launch();

@@ -181,6 +181,32 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
   });
 });
 
+describe('OVSDB client against a clustered ovsdb-server', { skip: skipOvsdb }, () => {
+  test('a reconnect resumes from the last transaction id: only what changed comes over', async () => {
+    const srv = await OvsdbServer.start({ schema: NB_SCHEMA, cluster: true });
+    const c = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, log, backoffMinMs: 50, backoffMaxMs: 200 }).start();
+    try {
+      await c.waitSynced();
+      await srv.ctl('ovn-nbctl', ['ls-add', 'before-restart']);
+      await until('first row', () => lsNames(c).includes('before-restart'));
+      const txn = c.stats().lastTxnId;
+      assert.notEqual(txn, '00000000-0000-0000-0000-000000000000', 'a clustered database gives transaction ids');
+      await srv.kill();
+      await until('disconnect noticed', () => !c.isSynced());
+      await srv.launch();
+      await srv.ctl('ovn-nbctl', ['ls-add', 'after-restart']);
+      await until('resynced with the new row', () => c.isSynced() && lsNames(c).includes('after-restart'), 15_000);
+      const st = c.stats();
+      assert.ok(st.resumed >= 1, `resumed from ${txn} (stats: resumed ${st.resumed}, full syncs ${st.fullSyncs})`);
+      assert.equal(st.fullSyncs, 1, 'no second full copy');
+      assert.deepEqual(lsNames(c), ['after-restart', 'before-restart']);
+    } finally {
+      await c.stop();
+      await srv.stop();
+    }
+  });
+});
+
 describe('OVSDB client against a misbehaving peer', { skip: skipOvsdb }, () => {
   // A scripted peer: the real server's schema and monitor reply, then bytes a real server never sends.
   async function peer(script: (sock: Socket, msg: { id: unknown; method: string; params: unknown[] }) => void): Promise<{ remote: string; close(): Promise<void>; conns: () => number }> {
