@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import { labAgentConfig } from '../../src/cli/lab-cmd.js';
 import { labDown, labUp, type LabState, upstreamRoutes } from '../../src/lab/lab.js';
 import { packageRoot } from '../../src/paths.js';
+import { until } from '../helpers/agent.js';
 import { pinDir, skipKernel, unique } from '../helpers/kernel.js';
 
 const run = promisify(execFile);
@@ -21,15 +22,6 @@ const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 const missingTools = ['/usr/lib/frr/frrinit.sh', '/usr/bin/iperf3', '/usr/sbin/ethtool'].filter((p) => !existsSync(p));
 const skip = skipKernel || (missingTools.length > 0 && `needs ${missingTools.join(', ')} (scripts/deps.sh test installs them)`);
 if (skip && !skipKernel) process.stdout.write(`# SKIP e2e: ${skip}\n`);
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`timed out after ${ms} ms waiting for: ${what}`);
-}
 
 describe('e2e: exposures through the fast path, announced by FRR', { skip }, () => {
   let lab: LabState;

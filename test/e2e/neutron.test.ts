@@ -4,34 +4,22 @@
 // ovn-northd and ovn-controller make of it, programs the fast path and
 // announces to the lab's FRR peer; traffic from upstream reaches the VMs.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { stringify } from 'yaml';
 import { labAgentConfig } from '../../src/cli/lab-cmd.js';
 import { labDown, labUp, type LabState, upstreamRoutes } from '../../src/lab/lab.js';
-import { packageRoot } from '../../src/paths.js';
+import { AgentProcess, until } from '../helpers/agent.js';
 import { pinDir, skipKernel, unique } from '../helpers/kernel.js';
 import { OvnStack, skipOvn } from '../helpers/ovn.js';
 import { OpenStack, skipOpenStack } from '../helpers/openstack.js';
 
 const run = promisify(execFile);
-const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 const skip = skipKernel || skipOvn || skipOpenStack;
 if (skip && !skipKernel) process.stdout.write(`# SKIP Neutron e2e: ${skip}\n`);
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  assert.fail(`timed out after ${ms} ms waiting for: ${what}`);
-}
 
 describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, timeout: 600_000 }, () => {
   let lab: LabState;
@@ -39,33 +27,20 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
   let os: OpenStack;
   let pins: ReturnType<typeof pinDir>;
   let work: string;
-  let socket: string;
-  let agent: ChildProcess | undefined;
-  let agentLog = '';
+  let agent: AgentProcess;
   const ids: Record<string, string> = {};
 
-  const api = (path: string): Promise<any> =>
-    new Promise((resolve, reject) => {
-      const req = request({ socketPath: socket, method: 'GET', path }, (res) => {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve(text ? JSON.parse(text) : undefined));
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  const installed = async (): Promise<Map<string, { mac: string; owner: string; installed: boolean }>> => new Map(((await api('/v1/exposures')) as { key: string; source: string; mac: string; owner: string; installed: boolean }[]).filter((e) => e.source === 'ovn').map((e) => [e.key, e]));
+  const installed = () => agent.ovnExposures();
   const routes = (): Promise<string[]> => upstreamRoutes(lab);
   const exposedAndAnnounced = async (prefix: string): Promise<boolean> => (await installed()).get(prefix)?.installed === true && (await routes()).includes(prefix);
   const gone = async (prefix: string): Promise<boolean> => !(await installed()).has(prefix) && !(await routes()).includes(prefix);
   const ping = async (dst: string): Promise<string> => (await run('ip', ['netns', 'exec', lab.upstream.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', lab.upstream.client4, dst], { timeout: 20_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))).stdout;
-  const redirected = async (): Promise<number> => Number((await api('/v1/status')).verdicts.redirect.packets);
+  const redirected = (): Promise<number> => agent.redirected();
 
   before(async () => {
     lab = await labUp({ name: unique('neu', 20).toLowerCase(), vms: [] });
     pins = pinDir();
     work = mkdtempSync(join(tmpdir(), 'stackbpf-neutron-e2e-'));
-    socket = join(work, 'api.sock');
     ovn = await OvnStack.start(lab.node.ns);
     // Neutron schedules router gateways only on chassis that offer to host them
     await ovn.vsctl(['set', 'Open_vSwitch', '.', 'external_ids:ovn-cms-options=enable-chassis-as-gw']);
@@ -75,34 +50,25 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
     await ovn.sbctl(['set', 'Chassis', ovn.chassis, 'external_ids:ovn-bridge-mappings=physnet1:br-ex', 'external_ids:ovn-cms-options=enable-chassis-as-gw']);
     await run('ip', ['-n', lab.node.ns, 'addr', 'add', '198.51.100.1/25', 'dev', 'br-ex']);
     os = await OpenStack.start({ nbConnection: ovn.sock('nb'), sbConnection: ovn.sock('sb') });
-    const config = {
+    agent = new AgentProcess(join(work, 'api.sock'), work);
+    await agent.start({
       ...labAgentConfig(lab, pins.dir),
       state_dir: join(work, 'state'),
-      api: { listen: `unix:${socket}` },
       dataplane: { provider_interfaces: [lab.node.provider], return_interfaces: ['br-ex'] },
       ovn: { mode: 'sb', connection: ovn.sock('sb'), ovs_connection: ovn.sock('db') },
       exposures: [],
-    };
-    const file = join(work, 'agent.yaml');
-    writeFileSync(file, stringify(config));
-    agent = spawn(process.execPath, [cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-    agent.stderr?.on('data', (c) => (agentLog += c));
-    await until('the agent to sync with OVN', async () => (await api('/v1/status'))?.ovn?.ready === true);
+    });
+    await until('the agent to sync with OVN', async () => (await agent.api('GET', '/v1/status')).json?.ovn?.ready === true, 30_000);
   });
 
   after(async () => {
-    const a = agent;
-    if (a && a.exitCode === null && a.signalCode === null) {
-      const exited = new Promise((r) => a.once('exit', r));
-      a.kill('SIGTERM');
-      await exited;
-    }
+    await agent?.stop();
     if (os) await os.stop();
     if (ovn) await ovn.stop();
     if (lab) await labDown(lab.name);
     pins?.remove();
     if (work) rmSync(work, { recursive: true, force: true });
-    if (process.env.STACKBPF_TEST_DEBUG) process.stderr.write(agentLog);
+    if (process.env.STACKBPF_TEST_DEBUG) process.stderr.write(agent?.log ?? '');
   });
 
   test('a port created on a provider network and bound to this host is exposed, announced and reachable', async () => {

@@ -5,33 +5,21 @@
 // real traffic from upstream reaches VM namespaces plugged into br-int.
 // Scenarios are driven with ovn-nbctl, as Neutron's ML2/OVN driver writes them.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { stringify } from 'yaml';
 import { labAgentConfig } from '../../src/cli/lab-cmd.js';
 import { labDown, labUp, type LabState, upstreamRoutes } from '../../src/lab/lab.js';
-import { packageRoot } from '../../src/paths.js';
+import { AgentProcess, until } from '../helpers/agent.js';
 import { pinDir, skipKernel, unique } from '../helpers/kernel.js';
 import { OvnStack, skipOvn } from '../helpers/ovn.js';
 
 const run = promisify(execFile);
-const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 const skip = skipKernel || skipOvn;
 if (skip && !skipKernel) process.stdout.write(`# SKIP OVN e2e: ${skip}\n`);
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`timed out after ${ms} ms waiting for: ${what}`);
-}
 
 const VM1 = { port: 'vm1-port', mac: 'fa:16:3e:00:00:10', ip: '198.51.100.10' };
 const VM2 = { port: 'vm2-port', mac: 'fa:16:3e:00:00:20', ip: '198.51.100.130' };
@@ -43,48 +31,21 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
   let ovn: OvnStack;
   let pins: ReturnType<typeof pinDir>;
   let work: string;
-  let socket: string;
-  let agent: ChildProcess | undefined;
-  let agentLog = '';
+  let agent: AgentProcess;
 
-  const api = (method: string, path: string): Promise<{ status: number; json: any }> =>
-    new Promise((resolve, reject) => {
-      const req = request({ socketPath: socket, method, path }, (res) => {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }));
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  const startAgent = async (mode: 'nb' | 'sb'): Promise<void> => {
-    const config = {
-      ...labAgentConfig(lab, pins.dir),
-      state_dir: join(work, 'state'),
-      log_level: 'debug',
-      api: { listen: `unix:${socket}` },
-      dataplane: { provider_interfaces: [lab.node.provider], return_interfaces: ['br-ex'] },
-      ovn: { mode, connection: ovn.sock(mode), ovs_connection: ovn.sock('db') },
-      exposures: [],
-    };
-    const file = join(work, `agent-${mode}.yaml`);
-    writeFileSync(file, stringify(config));
-    agent = spawn(process.execPath, [cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-    agent.stderr?.on('data', (c) => (agentLog += c));
-    await until('the agent API', async () => (await api('GET', '/v1/status')).status === 200);
-  };
-  const stopAgent = async (): Promise<void> => {
-    const a = agent;
-    agent = undefined;
-    if (!a || a.exitCode !== null || a.signalCode !== null) return;
-    const exited = new Promise((r) => a.once('exit', r));
-    a.kill('SIGTERM');
-    await exited;
-  };
-  const installed = async (): Promise<Map<string, { mac: string; target: string; owner: string; installed: boolean; packets: string }>> => {
-    const list = (await api('GET', '/v1/exposures')).json as { key: string; source: string; mac: string; target: string; owner: string; installed: boolean; packets: string }[];
-    return new Map(list.filter((e) => e.source === 'ovn').map((e) => [e.key, e]));
-  };
+  const startAgent = (mode: 'nb' | 'sb'): Promise<void> =>
+    agent.start(
+      {
+        ...labAgentConfig(lab, pins.dir),
+        state_dir: join(work, 'state'),
+        log_level: 'debug',
+        dataplane: { provider_interfaces: [lab.node.provider], return_interfaces: ['br-ex'] },
+        ovn: { mode, connection: ovn.sock(mode), ovs_connection: ovn.sock('db') },
+        exposures: [],
+      },
+      `agent-${mode}`,
+    );
+  const installed = () => agent.ovnExposures();
   const routes = (): Promise<string[]> => upstreamRoutes(lab);
   const exposedAndAnnounced = async (prefix: string): Promise<boolean> => (await installed()).get(prefix)?.installed === true && (await routes()).includes(prefix);
   const gone = async (prefix: string): Promise<boolean> => !(await installed()).has(prefix) && !(await routes()).includes(prefix);
@@ -92,13 +53,14 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     const r = await run('ip', ['netns', 'exec', lab.upstream.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', lab.upstream.client4, dst], { timeout: 20_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
     return r.stdout;
   };
-  const redirected = async (): Promise<number> => Number((await api('GET', '/v1/status')).json.verdicts.redirect.packets);
+  const redirected = (): Promise<number> => agent.redirected();
+  const status = async (): Promise<any> => (await agent.api('GET', '/v1/status')).json;
 
   before(async () => {
     lab = await labUp({ name: unique('ovn', 20).toLowerCase(), vms: [] });
     pins = pinDir();
     work = mkdtempSync(join(tmpdir(), 'stackbpf-ovn-e2e-'));
-    socket = join(work, 'api.sock');
+    agent = new AgentProcess(join(work, 'api.sock'), work);
     ovn = await OvnStack.start(lab.node.ns);
     // the provider network's gateway, as a physical router would be: the node's side of br-ex
     await run('ip', ['-n', lab.node.ns, 'addr', 'add', '198.51.100.1/25', 'dev', 'br-ex']);
@@ -111,12 +73,12 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
   });
 
   after(async () => {
-    await stopAgent();
+    await agent?.stop();
     if (ovn) await ovn.stop();
     if (lab) await labDown(lab.name);
     pins?.remove();
     if (work) rmSync(work, { recursive: true, force: true });
-    if (process.env.STACKBPF_TEST_DEBUG) process.stderr.write(agentLog);
+    if (process.env.STACKBPF_TEST_DEBUG) process.stderr.write(agent?.log ?? '');
   });
 
   test('NB: a VM port on a provider network bound here is exposed, announced, and reached on the fast path', async () => {
@@ -128,10 +90,10 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     const r0 = await redirected();
     assert.match(await ping(VM1.ip), /3 received/);
     assert.ok((await redirected()) - r0 >= 3, 'the echo requests took the XDP path');
-    const status = (await api('GET', '/v1/status')).json;
-    assert.equal(status.ovn.ready, true);
-    assert.deepEqual(status.ovn.chassis, [ovn.chassis, ovn.hostname]);
-    assert.deepEqual(status.ovn.bridgeMappings, { physnet1: 'br-ex' });
+    const st = await status();
+    assert.equal(st.ovn.ready, true);
+    assert.deepEqual(st.ovn.chassis, [ovn.chassis, ovn.hostname]);
+    assert.deepEqual(st.ovn.bridgeMappings, { physnet1: 'br-ex' });
   });
 
   test('NB: router gateway and floating IP associate → exposed and reachable; disassociate → withdrawn', async () => {
@@ -168,12 +130,12 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     const before = [...(await installed()).keys()].sort();
     const routesBefore = await routes();
     await ovn.kill('nb');
-    await until('the agent to notice', async () => (await api('GET', '/v1/status')).json.ovn.ovn.state !== 'monitoring');
+    await until('the agent to notice', async () => (await status()).ovn.ovn.state !== 'monitoring');
     await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual([...(await installed()).keys()].sort(), before, 'nothing removed while the database is down');
     assert.deepEqual(await routes(), routesBefore, 'nothing withdrawn while the database is down');
     await ovn.restartDb('nb');
-    await until('resynced', async () => (await api('GET', '/v1/status')).json.ovn.ovn.state === 'monitoring');
+    await until('resynced', async () => (await status()).ovn.ovn.state === 'monitoring');
     await ovn.nbctl(['lr-nat-add', 'router1', 'dnat_and_snat', FIP, VM2.ip]);
     await until('a change after the restart is applied', () => exposedAndAnnounced(`${FIP}/32`));
     assert.deepEqual([...(await installed()).keys()].filter((k) => k !== `${FIP}/32`).sort(), before);
@@ -182,7 +144,7 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
   test('NB: port delete → withdrawn', async () => {
     await ovn.nbctl(['lsp-del', VM1.port]);
     await until('vm1 withdrawn', () => gone(`${VM1.ip}/32`));
-    await stopAgent();
+    await agent.stop();
   });
 
   test('SB: the same cases from the southbound database (bindings, chassisredirect, nat_addresses)', async () => {
@@ -194,8 +156,7 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     assert.equal(now.get(`${VM1.ip}/32`)?.mac, VM1.mac);
     assert.match(await ping(VM1.ip), /3 received/);
     assert.match(await ping(FIP), /3 received/);
-    const st = (await api('GET', '/v1/status')).json.ovn;
-    assert.equal(st.mode, 'sb');
+    assert.equal((await status()).ovn.mode, 'sb');
     // only what this node needs is replicated: no VM port bound elsewhere
     await ovn.nbctl(['lsp-add', 'neutron-pub', 'far-port', '--', 'lsp-set-addresses', 'far-port', 'fa:16:3e:00:00:99 198.51.100.99']);
     await ovn.nbctl(['lr-nat-del', 'router1', 'dnat_and_snat', FIP]);

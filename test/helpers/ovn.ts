@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { killPid } from './agent.js';
 import { unique } from './kernel.js';
 
 const run = promisify(execFile);
@@ -128,25 +129,7 @@ export class OvnStack {
   async kill(name: Daemon): Promise<void> {
     const pid = this.pid(name);
     if (!pid) return;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    for (let i = 0; i < 150; i++) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        rmSync(join(this.dir, `${name}.pid`), { force: true });
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
+    await killPid(pid);
     rmSync(join(this.dir, `${name}.pid`), { force: true });
   }
 

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { killPid } from './agent.js';
 
 const run = promisify(execFile);
 
@@ -112,24 +113,7 @@ export class OvsdbServer {
     if (this.pid === undefined) return;
     const pid = this.pid;
     this.pid = undefined;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    for (let i = 0; i < 100; i++) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
+    await killPid(pid);
   }
 
   async stop(): Promise<void> {
