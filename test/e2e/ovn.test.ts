@@ -141,6 +141,22 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     assert.deepEqual([...(await installed()).keys()].filter((k) => k !== `${FIP}/32`).sort(), before);
   });
 
+  test('NB: a port bound before its bridge exists waits, and is exposed as soon as the bridge appears', async () => {
+    const LATE = { port: 'late-port', mac: 'fa:16:3e:00:00:30', ip: '198.51.100.30' };
+    await ovn.vsctl(['set', 'Open_vSwitch', '.', 'external_ids:ovn-bridge-mappings=physnet1:br-ex,physnet2:br-late']);
+    await ovn.nbctl(['ls-add', 'neutron-late', '--', 'lsp-add', 'neutron-late', 'provnet-late', '--', 'lsp-set-type', 'provnet-late', 'localnet', '--', 'lsp-set-addresses', 'provnet-late', 'unknown', '--', 'lsp-set-options', 'provnet-late', 'network_name=physnet2']);
+    await ovn.nbctl(['lsp-add', 'neutron-late', LATE.port, '--', 'lsp-set-addresses', LATE.port, `${LATE.mac} ${LATE.ip}`, '--', 'lsp-set-options', LATE.port, `requested-chassis=${ovn.hostname}`]);
+    await ovn.addVm(LATE.port, LATE.mac, `${LATE.ip}/25`, '198.51.100.1');
+    await until('the port to wait for its bridge', async () => ((await status()).ovn.pending as { owner: string; why: string }[]).some((p) => p.owner === `lsp:${LATE.port}` && /br-late is not there yet/.test(p.why)));
+    assert.ok(!(await installed()).has(`${LATE.ip}/32`), 'not exposed while its bridge is missing');
+    await ovn.vsctl(['add-br', 'br-late', '--', 'set', 'Bridge', 'br-late', 'datapath_type=netdev']);
+    await run('ip', ['-n', lab.node.ns, 'link', 'set', 'br-late', 'up']);
+    await until('exposed once the bridge is there', () => exposedAndAnnounced(`${LATE.ip}/32`));
+    assert.equal((await installed()).get(`${LATE.ip}/32`)?.target, 'br-late');
+    await ovn.nbctl(['lsp-del', LATE.port]);
+    await until('withdrawn again', () => gone(`${LATE.ip}/32`));
+  });
+
   test('NB: port delete → withdrawn', async () => {
     await ovn.nbctl(['lsp-del', VM1.port]);
     await until('vm1 withdrawn', () => gone(`${VM1.ip}/32`));
