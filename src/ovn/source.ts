@@ -89,6 +89,7 @@ export class OvnSource implements ExposureSource {
   private lastMs = 0;
   private chassisUuids = '';
   private stopped = false;
+  private noChassisWarned = false;
 
   constructor(private readonly opts: OvnSourceOptions) {
     const log = opts.log.child({ component: 'ovn' });
@@ -202,8 +203,11 @@ export class OvnSource implements ExposureSource {
     if (this.ovs && !this.ovs.isSynced() && this.ovs.stats().fullSyncs === 0) return;
     const t0 = performance.now();
     const chassis = this.chassis();
-    if (chassis.length === 0) {
-      this.opts.log.warn('no chassis name: set ovn.chassis or external_ids:system-id in the local Open vSwitch database');
+    // said once per change of state, not on every recompute
+    if ((chassis.length === 0) !== this.noChassisWarned) {
+      this.noChassisWarned = chassis.length === 0;
+      if (this.noChassisWarned) this.opts.log.warn('no chassis name: set ovn.chassis or external_ids:system-id in the local Open vSwitch database; nothing is exposed from OVN until then');
+      else this.opts.log.info('chassis known', { chassis });
     }
     if (this.opts.mode === 'sb') this.narrowSb(chassis);
     const opts = { chassis, bridgeMappings: this.bridgeMappings(), exposeTenantNetworks: this.opts.exposeTenantNetworks, bridgeReady: (b: string) => this.opts.hasInterface(b) };
