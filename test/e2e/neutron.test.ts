@@ -49,7 +49,7 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
     // copy them over, as a deployment of this pair must, or Neutron refuses to bind ports
     await ovn.sbctl(['set', 'Chassis', ovn.chassis, 'external_ids:ovn-bridge-mappings=physnet1:br-ex', 'external_ids:ovn-cms-options=enable-chassis-as-gw']);
     await run('ip', ['-n', lab.node.ns, 'addr', 'add', '198.51.100.1/25', 'dev', 'br-ex']);
-    os = await OpenStack.start({ nbConnection: ovn.sock('nb'), sbConnection: ovn.sock('sb') });
+    os = await OpenStack.start({ neutron: { nbConnection: ovn.sock('nb'), sbConnection: ovn.sock('sb') } });
     agent = new AgentProcess(join(work, 'api.sock'), work);
     await agent.start({
       ...labAgentConfig(lab, pins.dir),

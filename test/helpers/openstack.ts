@@ -14,8 +14,11 @@ import { freePort } from './ovsdb.js';
 
 const run = promisify(execFile);
 const PY = '/usr/bin/python3';
-const NEEDED = ['/usr/bin/keystone-manage', '/usr/bin/keystone-wsgi-public', '/usr/bin/uwsgi_python311', '/usr/bin/neutron-server', '/usr/bin/neutron-db-manage'];
-export const skipOpenStack: string | false = NEEDED.some((p) => !existsSync(p)) ? `needs ${NEEDED.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs keystone and neutron-server)` : false;
+const KEYSTONE = ['/usr/bin/keystone-manage', '/usr/bin/keystone-wsgi-public', '/usr/bin/uwsgi_python311'];
+const NEEDED = [...KEYSTONE, '/usr/bin/neutron-server', '/usr/bin/neutron-db-manage'];
+const missing = (list: string[]): string | false => (list.some((p) => !existsSync(p)) ? `needs ${list.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs keystone and neutron-server)` : false);
+export const skipOpenStack: string | false = missing(NEEDED);
+export const skipKeystone: string | false = missing(KEYSTONE);
 
 async function until(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
   const end = Date.now() + ms;
@@ -33,7 +36,7 @@ export interface NeutronOptions {
 
 export class OpenStack {
   readonly password = randomBytes(12).toString('hex');
-  private keystonePid: number | undefined;
+  keystonePid: number | undefined;
   private neutron: ChildProcess | undefined;
   private token: string | undefined;
   keystonePort = 0;
@@ -48,11 +51,12 @@ export class OpenStack {
     return `http://127.0.0.1:${this.neutronPort}`;
   }
 
-  static async start(opts: NeutronOptions): Promise<OpenStack> {
+  /** Keystone, and Neutron when `neutron` says where its OVN databases are. */
+  static async start(opts: { neutron?: NeutronOptions } = {}): Promise<OpenStack> {
     const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
     try {
       await os.startKeystone();
-      await os.startNeutron(opts);
+      if (opts.neutron) await os.startNeutron(opts.neutron);
       return os;
     } catch (err) {
       const logs = os.logTail();
