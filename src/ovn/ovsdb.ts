@@ -251,7 +251,7 @@ export class OvsdbClient extends EventEmitter {
     this.where.set(table, where);
     if (!this.sock || !this.synced || this.method === 'monitor') {
       // applied on the next (re)connect; plain monitor has no conditions, so resubscribe
-      if (this.sock && this.method === 'monitor') this.sock.destroy();
+      if (this.sock && this.method === 'monitor') this.drop('resync: conditions changed (plain monitor has none: resubscribing)');
       return;
     }
     const old = this.monitorKey();
