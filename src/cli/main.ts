@@ -7,6 +7,7 @@ import { packageRoot } from '../paths.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { runAgent } from './agent-cmd.js';
 import { runLab } from './lab-cmd.js';
+import { runStatus } from './status-cmd.js';
 
 interface Command {
   summary: string;
@@ -41,6 +42,27 @@ Options:
         return 2;
       }
       return runAgent(values.config as string);
+    },
+  },
+  status: {
+    summary: "ask a running agent what it is doing (attachments, exposures, BGP, OVN)",
+    usage: 'stackbpf status [--api ADDRESS | --config FILE] [--json]',
+    help: `Asks a running agent through its local API (GET /v1/status) and prints what
+is attached, how many exposures are installed, the last reconcile, the BGP
+state, and the OVN state: mode, readiness, chassis, bridge mappings, the
+database connection, exposures waiting for a bridge and conflicting claims.
+
+Options:
+  --api ADDRESS  where the agent listens: unix:/path or 127.0.0.1:PORT
+  -c, --config FILE  read the address from the agent's configuration (api.listen)
+  --json         print the status object as JSON
+  -h, --help     this help
+
+Without --api or --config: 127.0.0.1:9180 (the default api.listen).
+Exit status: 0 when the agent answered, 1 when it could not be reached.`,
+    options: { api: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    run(values) {
+      return runStatus({ ...(values.api ? { api: values.api as string } : {}), ...(values.config ? { config: values.config as string } : {}), json: values.json === true });
     },
   },
   lab: {

@@ -22,6 +22,12 @@ describe('stackbpf command line', () => {
     }
   });
 
+  test('status without a running agent says where it looked and exits 1', () => {
+    const r = run('status', '--api', 'unix:/nonexistent/stackbpf-api.sock');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /cannot reach the agent at unix:\/nonexistent\/stackbpf-api\.sock: .*is `stackbpf agent` running/);
+  });
+
   test('an unknown command or option is a usage error (exit 2)', () => {
     const r = run('frobnicate');
     assert.equal(r.status, 2);

@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { labAgentConfig } from '../../src/cli/lab-cmd.js';
 import { labDown, labUp, type LabState, upstreamRoutes } from '../../src/lab/lab.js';
+import { packageRoot } from '../../src/paths.js';
 import { AgentProcess, until } from '../helpers/agent.js';
 import { pinDir, skipKernel, unique } from '../helpers/kernel.js';
 import { OvnStack, skipOvn } from '../helpers/ovn.js';
@@ -91,6 +92,10 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     assert.match(await ping(VM1.ip), /3 received/);
     assert.ok((await redirected()) - r0 >= 3, 'the echo requests took the XDP path');
     const st = await status();
+    // what an operator sees
+    const { stdout } = await run(process.execPath, [join(packageRoot, 'dist', 'src', 'cli', 'main.js'), 'status', '--api', `unix:${agent.socket}`]);
+    assert.match(stdout, /^ovn {9}NB mode, ready, 1 exposures, chassis /m);
+    assert.match(stdout, /^ {2}database {2}monitoring unix:\S+nb\.sock \(monitor_cond_since\)/m);
     assert.equal(st.ovn.ready, true);
     assert.deepEqual(st.ovn.chassis, [ovn.chassis, ovn.hostname]);
     assert.deepEqual(st.ovn.bridgeMappings, { physnet1: 'br-ex' });

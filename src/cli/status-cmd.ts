@@ -1,0 +1,90 @@
+// `stackbpf status`: ask a running agent, through its local API, what it is
+// doing — attachments, exposures, the last reconcile, BGP, OVN — and print it
+// for a person (or as JSON).
+import { request } from 'node:http';
+import { loadConfig } from '../config.js';
+
+/** The API address: --api wins, then the configuration file's api.listen, then the default. */
+export function apiAddress(opts: { api?: string; config?: string }): string {
+  if (opts.api) return opts.api;
+  if (opts.config) return loadConfig(opts.config).api.listen;
+  return '127.0.0.1:9180';
+}
+
+export function getJson(address: string, path: string, timeoutMs = 5000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const target = address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
+    const req = request({ ...target, path, method: 'GET', timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.on('data', (c) => (text += c));
+      res.on('end', () => {
+        if ((res.statusCode ?? 0) >= 400) reject(new Error(`${path} answered ${res.statusCode}: ${text.slice(0, 200)}`));
+        else
+          try {
+            resolve(JSON.parse(text));
+          } catch {
+            reject(new Error(`${path}: the answer is not JSON`));
+          }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => reject(new Error(`cannot reach the agent at ${address}: ${err.message} (is \`stackbpf agent\` running? --api or --config say where it listens)`)));
+    req.end();
+  });
+}
+
+type Status = {
+  exposures: number;
+  attachments: { hook: string; ifname: string }[];
+  lastReconcile?: { at: string; error?: string; result?: Record<string, number> };
+  bgp?: { configured: boolean; announced: number; lastError?: string };
+  ovn?: {
+    mode: string;
+    ready: boolean;
+    chassis: string[];
+    bridgeMappings: Record<string, string>;
+    exposures: number;
+    pending: { owner: string; prefix: string; why: string }[];
+    conflicts: { owner: string; prefix: string; why: string }[];
+    lastRecomputeMs: number;
+    ovn: { state: string; remote?: string; method?: string; disconnects: number; resumed: number; fullSyncs: number; malformed: number; lastError?: string; rows: Record<string, number> };
+    ovs?: { state: string; remote?: string };
+  };
+  verdicts: Record<string, { packets: string }>;
+};
+
+export function formatStatus(s: Status): string {
+  const out: string[] = [];
+  out.push(`exposures   ${s.exposures} installed`);
+  out.push(`attached    ${s.attachments.map((a) => `${a.hook} on ${a.ifname}`).join(', ') || 'nothing'}`);
+  const lr = s.lastReconcile;
+  out.push(`reconcile   ${lr ? `${lr.at} ${lr.error ? `FAILED: ${lr.error}` : Object.entries(lr.result ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')}` : 'not yet'}`);
+  if (s.bgp) out.push(`bgp         ${s.bgp.configured ? 'configured' : 'NOT configured'}, ${s.bgp.announced} announced${s.bgp.lastError ? `, last error: ${s.bgp.lastError}` : ''}`);
+  else out.push('bgp         off (no bgp: section)');
+  const o = s.ovn;
+  if (o) {
+    out.push(`ovn         ${o.mode.toUpperCase()} mode, ${o.ready ? 'ready' : 'NOT ready (nothing is withdrawn until it is)'}, ${o.exposures} exposures, chassis ${o.chassis.join(' / ') || '(unknown)'}, bridges ${Object.entries(o.bridgeMappings).map(([n, b]) => `${n}:${b}`).join(',') || '(none)'}`);
+    out.push(`  database  ${o.ovn.state} ${o.ovn.remote ?? ''} (${o.ovn.method ?? '-'}), full syncs ${o.ovn.fullSyncs}, resumed ${o.ovn.resumed}, disconnects ${o.ovn.disconnects}, malformed ${o.ovn.malformed}${o.ovn.lastError ? `, last error: ${o.ovn.lastError}` : ''}`);
+    if (o.ovs) out.push(`  local ovs ${o.ovs.state} ${o.ovs.remote ?? ''}`);
+    out.push(`  rows      ${Object.entries(o.ovn.rows).map(([t, n]) => `${t} ${n}`).join(', ')}; last recompute ${o.lastRecomputeMs.toFixed(1)} ms`);
+    for (const p of o.pending.slice(0, 10)) out.push(`  pending   ${p.owner} ${p.prefix}: ${p.why}`);
+    for (const c of o.conflicts.slice(0, 10)) out.push(`  conflict  ${c.owner} ${c.prefix}: ${c.why}`);
+  } else out.push('ovn         off (no ovn: section)');
+  const v = Object.entries(s.verdicts)
+    .filter(([, c]) => c.packets !== '0')
+    .map(([k, c]) => `${k} ${c.packets}`);
+  out.push(`xdp         ${v.join(', ') || 'no packets yet'}`);
+  return out.join('\n');
+}
+
+export async function runStatus(opts: { api?: string; config?: string; json?: boolean }): Promise<number> {
+  let status: unknown;
+  try {
+    status = await getJson(apiAddress(opts), '/v1/status');
+  } catch (err) {
+    process.stderr.write(`stackbpf status: ${(err as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(opts.json ? `${JSON.stringify(status)}\n` : `${formatStatus(status as Status)}\n`);
+  return 0;
+}
