@@ -99,7 +99,7 @@ export class OpenStack {
     );
     const km = (args: string[]): Promise<unknown> => run('keystone-manage', ['--config-file', conf, ...args], { timeout: 180_000 });
     await km(['db_sync']);
-    await run('sqlite3', [join(d, 'keystone.db'), 'PRAGMA journal_mode=WAL;']).catch(() => undefined);
+    await run('sqlite3', [join(d, 'keystone.db'), 'PRAGMA journal_mode=WAL;']);
     await km(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['bootstrap', '--bootstrap-password', this.password, '--bootstrap-admin-url', this.keystoneUrl, '--bootstrap-internal-url', this.keystoneUrl, '--bootstrap-public-url', this.keystoneUrl, '--bootstrap-region-id', 'RegionOne']);
@@ -136,7 +136,8 @@ export class OpenStack {
         `state_path = ${d}/neutron-state`,
         `api_paste_config = /etc/neutron/api-paste.ini`,
         '[database]',
-        `connection = sqlite:///${d}/neutron.db`,
+        // several Neutron workers share the file: wait for a lock instead of failing at once
+        `connection = sqlite:///${d}/neutron.db?timeout=30`,
         '[keystone_authtoken]',
         `www_authenticate_uri = ${this.keystoneUrl}`,
         `auth_url = ${this.keystoneUrl}`,
@@ -177,6 +178,8 @@ export class OpenStack {
     // SQLite cannot run Neutron's migrations (ALTERs of constraints): create from the models, then stamp
     await run(PY, ['-c', `import sqlalchemy\nfrom neutron.db.migration.models import head\nhead.get_metadata().create_all(sqlalchemy.create_engine('sqlite:///${d}/neutron.db'))`], { timeout: 180_000 });
     await run('neutron-db-manage', ['--config-file', conf, '--config-file', ml2, 'stamp', 'heads'], { timeout: 180_000 });
+    // readers never block the writer in WAL mode (TESTBED.md's "database is locked" trap)
+    await run('sqlite3', [join(d, 'neutron.db'), 'PRAGMA journal_mode=WAL;']);
     const log = openSync(join(d, 'neutron-server.log'), 'a');
     this.neutron = spawn('neutron-server', ['--config-file', conf, '--config-file', ml2], { stdio: ['ignore', log, log] });
     await until('neutron-server to answer', async () => (await fetch(`${this.neutronUrl}/`)).ok, 120_000);
