@@ -121,12 +121,6 @@ export class OvsdbServer {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** Run a transaction with ovsdb-client (an independent writer). */
-  async transact(db: string, ops: unknown[]): Promise<unknown[]> {
-    const { stdout } = await run('ovsdb-client', ['transact', this.unix, JSON.stringify([db, ...ops])], { timeout: 15_000 });
-    return JSON.parse(stdout) as unknown[];
-  }
-
   /** Run an ovn-nbctl / ovn-sbctl command against this server. */
   async ctl(tool: 'ovn-nbctl' | 'ovn-sbctl', args: string[]): Promise<string> {
     const { stdout } = await run(tool, [`--db=${this.unix}`, ...args], { timeout: 30_000 });
