@@ -264,10 +264,12 @@ export class Agent {
   private async applyChanges(applied: Map<string, NormalizedExposure>, added: Exposure[], removed: Exposure[]): Promise<ReconcileResult> {
     const upsert: NormalizedExposure[] = [];
     const addedKeys = new Set<string>();
+    const gone0 = removed.map((e) => normalizeExposure(e));
+    const removedKeys = new Set(gone0.map((n) => n.key));
     for (const e of added) {
       const n = normalizeExposure(e);
       const prev = applied.get(n.key);
-      if (prev && prev.owner !== n.owner && !removed.some((r) => normalizeExposure(r).key === n.key)) {
+      if (prev && prev.owner !== n.owner && !removedKeys.has(n.key)) {
         throw new ExposureError(undefined, 'prefix', `${n.key} is claimed by both "${prev.owner}" and "${n.owner}"`);
       }
       if (addedKeys.has(n.key)) throw new ExposureError(undefined, 'prefix', `${n.key} added twice`);
@@ -275,10 +277,7 @@ export class Agent {
       upsert.push(n);
     }
     // a removed exposure whose key comes back in `added` is an update, not a removal
-    const gone = removed
-      .map((e) => normalizeExposure(e))
-      .filter((n) => !addedKeys.has(n.key) && applied.get(n.key)?.owner === n.owner)
-      .map((n) => n.key);
+    const gone = gone0.filter((n) => !addedKeys.has(n.key) && applied.get(n.key)?.owner === n.owner).map((n) => n.key);
     const announce = upsert.filter((n) => !applied.has(n.key)).map((n) => n.key);
     const d1 = this.reconciler.applyDelta(upsert, []);
     if (this.frr && (announce.length || gone.length)) {

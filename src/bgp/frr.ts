@@ -186,38 +186,15 @@ export class FrrDriver {
    * changes. With `withdraw: false` only announcements are added.
    */
   async sync(prefixes: Iterable<string>, opts: { withdraw?: boolean } = {}): Promise<{ announced: string[]; withdrawn: string[] }> {
-    const want = new Map<string, 4 | 6>();
-    for (const p of prefixes) {
-      const c = canonical(p);
-      want.set(c.text, c.family);
-    }
+    const want = new Set<string>();
+    for (const p of prefixes) want.add(canonical(p).text);
     const cached = this.known && Date.now() - this.known.at < 60_000 ? this.known : undefined;
-    const fresh = cached !== undefined;
-    const since = cached?.at ?? Date.now();
     const have = cached ? cached.set : await this.announced();
-    const add = [...want.keys()].filter((p) => !have.has(p));
+    const add = [...want].filter((p) => !have.has(p));
     const del = opts.withdraw === false ? [] : [...have].filter((p) => !want.has(p));
-    if (add.length === 0 && del.length === 0) {
-      if (!fresh) this.known = { set: have, at: Date.now() };
-      return { announced: [], withdrawn: [] };
-    }
-    const cmds = ['configure terminal', `router bgp ${this.config.asn}`];
-    for (const family of [4, 6] as const) {
-      const a = add.filter((p) => want.get(p) === family);
-      const d = del.filter((p) => canonical(p).family === family);
-      if (a.length === 0 && d.length === 0) continue;
-      cmds.push(`address-family ipv${family} unicast`);
-      for (const p of a) cmds.push(`network ${p}`);
-      for (const p of d) cmds.push(`no network ${p}`);
-      cmds.push('exit-address-family');
-    }
-    cmds.push('end');
-    this.known = undefined;
-    await this.vtysh(cmds);
-    const next = new Set(have);
-    for (const p of add) next.add(p);
-    for (const p of del) next.delete(p);
-    this.known = { set: next, at: since };
+    // what FRR holds now is known either way; change() keeps it in step with its writes
+    this.known = { set: have, at: cached?.at ?? Date.now() };
+    await this.change(add, del);
     return { announced: add, withdrawn: del };
   }
 
