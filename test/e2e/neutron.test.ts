@@ -80,6 +80,8 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
     const sg = (await os.neutronApi('POST', '/security-groups', { security_group: { name: 'allow-icmp' } })).security_group;
     ids.sg = sg.id;
     await os.neutronApi('POST', '/security-group-rules', { security_group_rule: { security_group_id: sg.id, direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp', remote_ip_prefix: '0.0.0.0/0' } });
+    // Neutron binds only to a chassis whose agent it sees alive (it refuses "dead agents")
+    await until('Neutron to see this chassis alive', async () => ((await os.neutronApi('GET', `/agents?host=${ovn.hostname}`)).agents as { alive: boolean }[]).some((a) => a.alive), 60_000, 500);
     const port = (await os.neutronApi('POST', '/ports', { port: { network_id: net.id, name: 'vm1', fixed_ips: [{ subnet_id: sub.id, ip_address: '198.51.100.20' }], 'binding:host_id': ovn.hostname, security_groups: [sg.id] } })).port;
     ids.port = port.id;
     // Neutron names the logical switch port after the port's id: plug a VM in with that iface-id

@@ -6,7 +6,7 @@
 // one API and one RPC worker, schema created from the models and stamped.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -200,14 +200,26 @@ export class OpenStack {
 
   /** A Neutron API call; throws with the status and Neutron's message unless 2xx. */
   async neutronApi(method: string, path: string, body?: unknown): Promise<any> {
-    const res = await fetch(`${this.neutronUrl}/v2.0${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', 'x-auth-token': await this.authToken() },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`neutron ${method} ${path}: ${res.status} ${text.slice(0, 300)}${res.status >= 500 ? `\n${this.logTail()}` : ''}`);
-    return text ? JSON.parse(text) : undefined;
+    const log = join(this.dir, 'neutron-server.log');
+    for (let attempt = 1; ; attempt++) {
+      const logAt = existsSync(log) ? statSync(log).size : 0;
+      const res = await fetch(`${this.neutronUrl}/v2.0${path}`, {
+        method,
+        headers: { 'content-type': 'application/json', 'x-auth-token': await this.authToken() },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      if (res.ok) return text ? JSON.parse(text) : undefined;
+      // Neutron on SQLite (a test-bed shortcut, not a deployment) loses write-lock races
+      // between its workers with "database is locked"; the transaction was rolled back,
+      // so the request is sent again. Any other failure is the test's to see.
+      const locked = res.status >= 500 && existsSync(log) && readFileSync(log).subarray(logAt).includes('database is locked');
+      if (locked && attempt < 5) {
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+        continue;
+      }
+      throw new Error(`neutron ${method} ${path}: ${res.status} ${text.slice(0, 300)}${res.status >= 500 ? `\n${this.logTail()}` : ''}`);
+    }
   }
 
   async stop(): Promise<void> {
