@@ -151,6 +151,8 @@ describe('e2e: exposures through the fast path, announced by FRR', { skip }, () 
   test('FRR restarted: the routes are announced again without operator action', async () => {
     await run('ip', ['netns', 'exec', lab.node.ns, '/usr/lib/frr/frrinit.sh', 'restart', lab.node.frr], { timeout: 30_000 });
     await until('the routes to be re-announced', async () => (await routes()).length === 4, 30_000);
+    // FRR's RIB has the routes a moment before the peer's kernel does
+    await until('the route in the peer kernel', async () => (await upExec('ip', ['route', 'show', '198.51.100.11'])).stdout.trim() !== '', 10_000);
     assert.match(await ping('198.51.100.11'), /3 received/);
   });
 
