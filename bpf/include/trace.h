@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Records the tracer (bpf/trace.bpf.c) writes to its ring buffer; decoded by
+ * src/trace/events.ts. Every record starts with struct trace_hdr. Change a
+ * layout here and there together (the decoder checks sizes against BTF). */
+#ifndef STACKBPF_TRACE_H
+#define STACKBPF_TRACE_H
+
+#define TRACE_COMM_LEN 16
+#define TRACE_PATH_LEN 256
+#define TRACE_ARGS_LEN 1024
+#define TRACE_CAPTURE_MAX 2048 /* power of two: bounds every captured chunk */
+#define TRACE_LPM_PATH 128
+
+enum trace_kind {
+	TK_EXEC = 1,
+	TK_FORK = 2,
+	TK_EXIT = 3,
+	TK_OPEN = 4,
+	TK_FILE = 5,     /* unlink / rename / write-open under a sensitive path */
+	TK_CONNECT = 6,
+	TK_ACCEPT = 7,
+	TK_CLOSE = 8,
+	TK_DATA = 9,     /* first bytes of a message on a tracked socket */
+};
+
+enum trace_file_op {
+	TF_OPEN_WRITE = 1,
+	TF_UNLINK = 2,
+	TF_RENAME = 3,
+};
+
+/* header flags */
+#define TH_MONITORED 1   /* the process is in the monitored set */
+#define TH_SENSITIVE 2   /* a path matched the sensitive-path table */
+
+enum trace_counter {
+	TC_INFLIGHT_FULL = 0, /* a syscall's arguments could not be stashed: its event is lost */
+	TC_CONNS_FULL = 1,    /* a connection could not be tracked: no HTTP/SQL/close events for it */
+	TC_MONITORED_FULL = 2,/* a monitored process's child could not join the set */
+	TC_READ_FAULT = 3,    /* user memory could not be read (the event goes out without it) */
+	TC_NR = 8,
+};
+
+struct trace_hdr {
+	__u64 ts;        /* bpf_ktime_get_ns */
+	__u16 kind;
+	__u16 flags;
+	__u32 tgid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 service;   /* id the agent gave the process's service, 0 if none */
+	char comm[TRACE_COMM_LEN];
+};
+
+struct trace_exec {
+	struct trace_hdr h;
+	__u64 cgroup;
+	__u32 filename_len;
+	__u32 args_len;
+	char filename[TRACE_PATH_LEN];
+	char args[TRACE_ARGS_LEN];   /* NUL-separated argv, possibly truncated */
+};
+
+struct trace_fork {
+	struct trace_hdr h;
+	__u32 child;
+	__u32 pad;
+};
+
+struct trace_exit {
+	struct trace_hdr h;
+	__s32 code;       /* wait status: exit code << 8 | signal */
+	__u32 pad;
+};
+
+struct trace_open {
+	struct trace_hdr h;
+	__s64 ret;
+	__s32 dfd;
+	__u32 flags;
+	__u32 mode;
+	__u32 path_len;
+	char path[TRACE_PATH_LEN];
+};
+
+struct trace_file {
+	struct trace_hdr h;
+	__s64 ret;
+	__u32 op;
+	__u32 flags;
+	char path[TRACE_PATH_LEN];
+	char path2[TRACE_PATH_LEN];
+};
+
+struct trace_conn {
+	struct trace_hdr h;
+	__u64 conn_id;
+	__s64 ret;
+	__u32 fd;
+	__u16 family;
+	__u8 role;        /* 1 accepted (we serve), 2 connected (we are the client) */
+	__u8 proto;
+	__u16 lport;
+	__u16 rport;
+	__u32 pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	char unix_path[108];
+	__u32 pad2;
+};
+
+struct trace_close {
+	struct trace_hdr h;
+	__u64 conn_id;
+	__u64 opened_ns;
+	__u64 bytes_in;   /* tcp_sock counters for TCP, else what read/write saw */
+	__u64 bytes_out;
+	__u64 last_msg_bytes;
+	__u64 last_msg_start;
+	__u32 fd;
+	__u8 role;
+	__u8 last_dir;
+	__u16 family;
+};
+
+struct trace_data {
+	struct trace_hdr h;
+	__u64 conn_id;
+	__u64 prev_bytes;  /* size of the message this one follows (other direction) */
+	__u64 prev_start;  /* when that message began */
+	__u32 fd;
+	__u32 seq;         /* message number on the connection */
+	__u32 offset;      /* where this chunk starts within its message */
+	__u16 len;         /* bytes captured below */
+	__u8 dir;          /* 1 in (read), 2 out (write) */
+	__u8 role;
+	__u8 data[TRACE_CAPTURE_MAX];
+};
+
+#endif

@@ -1,0 +1,803 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Kernel side of the OpenStack service tracer.
+ *
+ * Cost model (measured on the reference machine, see docs/tracing.md): a
+ * global sys_enter hook costs every syscall of every process; per-syscall
+ * tracepoints cost only the hooked syscalls (plus ~15 ns of slow path on
+ * the others). So we hook the syscalls we need one by one, and every hook
+ * starts with one hash lookup: is this process in the monitored set? Only
+ * monitored processes produce events, with two exceptions that are rare by
+ * nature: exec (how the agent discovers services; every process) and
+ * writes/unlinks/renames of paths in the sensitive-path table (any process:
+ * tampering with /etc/keystone matters whoever does it).
+ *
+ * The monitored set is keyed by tgid. The agent puts the services' processes
+ * in it; a monitored process's children join it here, in the fork hook, so
+ * nothing a service starts escapes between fork and the agent noticing.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "events.h"
+#include "trace.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define O_WRONLY 01
+#define O_RDWR 02
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define EINPROGRESS 115
+
+/* the agent's own process: never traced, whatever the set says */
+const volatile __u32 self_tgid = 0;
+/* bytes captured at the start of each message on a tracked socket (≤ TRACE_CAPTURE_MAX) */
+const volatile __u32 capture_bytes = 1024;
+
+struct mon {
+	__u32 service;
+	__u32 flags;
+};
+#define MON_CAPTURE 1 /* track sockets and capture message heads */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct mon);
+} monitored SEC(".maps");
+
+struct lpm_path {
+	__u32 prefixlen;
+	__u8 path[TRACE_LPM_PATH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__type(key, struct lpm_path);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sensitive SEC(".maps");
+
+/* a syscall's arguments between enter and exit, per thread */
+struct inflight {
+	__u64 a0;
+	__u64 a1;
+	__u64 a2;
+	__u32 nr;       /* which handler stashed it */
+	__u32 flags;
+	__u32 mode;
+	__u32 sensitive;
+};
+enum { IF_OPEN = 1, IF_READ = 2, IF_CONNECT = 3, IF_ACCEPT = 4, IF_UNLINK = 5, IF_RENAME = 6 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+struct conn_key {
+	__u32 tgid;
+	__u32 fd;
+};
+
+struct conn {
+	__u64 id;
+	__u64 sk;
+	__u64 opened;
+	__u64 msg_start;
+	__u64 msg_bytes;
+	__u64 bytes_in;
+	__u64 bytes_out;
+	__u32 captured;
+	__u32 seq;
+	__u16 family;
+	__u8 dir;
+	__u8 role;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct conn_key);
+	__type(value, struct conn);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24);
+} events SEC(".maps");
+
+DECLARE_LOST_COUNTER(events_lost);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TC_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* big records are built here, not on the 512-byte stack */
+union scratch {
+	struct trace_exec exec;
+	struct trace_open open;
+	struct trace_file file;
+	struct trace_conn conn;
+	struct trace_data data;
+	struct lpm_path key;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, union scratch);
+} scratch SEC(".maps");
+
+BTF_EXPORT_STRUCT(trace_hdr);
+BTF_EXPORT_STRUCT(trace_exec);
+BTF_EXPORT_STRUCT(trace_fork);
+BTF_EXPORT_STRUCT(trace_exit);
+BTF_EXPORT_STRUCT(trace_open);
+BTF_EXPORT_STRUCT(trace_file);
+BTF_EXPORT_STRUCT(trace_conn);
+BTF_EXPORT_STRUCT(trace_close);
+BTF_EXPORT_STRUCT(trace_data);
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&counters, &which);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void *scratch_slot(__u32 i)
+{
+	return bpf_map_lookup_elem(&scratch, &i);
+}
+
+static __always_inline struct mon *monitored_self(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&monitored, &tgid);
+}
+
+static __always_inline void fill_hdr(struct trace_hdr *h, __u16 kind, __u32 service, __u16 flags)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+
+	h->ts = bpf_ktime_get_ns();
+	h->kind = kind;
+	h->flags = flags;
+	h->tgid = id >> 32;
+	h->tid = (__u32)id;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)bpf_get_current_uid_gid();
+	h->service = service;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* ---- processes ---------------------------------------------------------- */
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(trace_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct trace_exec *ev = scratch_slot(0);
+	__u32 tgid = p->tgid;
+	struct mon *m;
+	__u64 start, end, len;
+	long n;
+
+	if (!ev || tgid == self_tgid)
+		return 0;
+	m = monitored_self(tgid);
+	fill_hdr(&ev->h, TK_EXEC, m ? m->service : 0, m ? TH_MONITORED : 0);
+	ev->cgroup = bpf_get_current_cgroup_id();
+	n = bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), bprm->filename);
+	ev->filename_len = n > 0 ? n - 1 : 0;
+	start = BPF_CORE_READ(p, mm, arg_start);
+	end = BPF_CORE_READ(p, mm, arg_end);
+	len = end > start ? end - start : 0;
+	if (len > TRACE_ARGS_LEN)
+		len = TRACE_ARGS_LEN;
+	ev->args_len = 0;
+	if (len > 0 && bpf_probe_read_user(ev->args, len, (void *)start) == 0)
+		ev->args_len = len;
+	else if (len > 0)
+		count(TC_READ_FAULT);
+	emit_event(&events, &events_lost, ev, sizeof(*ev));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(trace_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct trace_fork ev = {};
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	struct mon *m;
+
+	if (child->pid != ctgid) /* a new thread, not a new process */
+		return 0;
+	m = monitored_self(ptgid);
+	if (!m || ptgid == self_tgid)
+		return 0;
+	if (bpf_map_update_elem(&monitored, &ctgid, m, BPF_ANY) < 0)
+		count(TC_MONITORED_FULL);
+	fill_hdr(&ev.h, TK_FORK, m->service, TH_MONITORED);
+	ev.child = ctgid;
+	emit_event(&events, &events_lost, &ev, sizeof(ev));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(trace_exit, struct task_struct *p)
+{
+	struct trace_exit ev = {};
+	__u32 tgid = p->tgid;
+	struct mon *m;
+
+	if (p->pid != tgid) /* a thread; the process ends with its leader */
+		return 0;
+	m = monitored_self(tgid);
+	if (!m)
+		return 0;
+	fill_hdr(&ev.h, TK_EXIT, m->service, TH_MONITORED);
+	ev.code = p->exit_code;
+	bpf_map_delete_elem(&monitored, &tgid);
+	emit_event(&events, &events_lost, &ev, sizeof(ev));
+	return 0;
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+/* Is this user path under a sensitive prefix? Absolute paths only. */
+static __always_inline int is_sensitive(const char *upath)
+{
+	struct lpm_path *key = scratch_slot(1);
+	__u32 *hit;
+
+	if (!key)
+		return 0;
+	__builtin_memset(key->path, 0, sizeof(key->path));
+	if (bpf_probe_read_user_str(key->path, sizeof(key->path), upath) <= 0)
+		return 0;
+	if (key->path[0] != '/')
+		return 0;
+	key->prefixlen = TRACE_LPM_PATH * 8;
+	hit = bpf_map_lookup_elem(&sensitive, key);
+	return hit != 0;
+}
+
+static __always_inline void stash(__u32 tid, __u32 nr, __u64 a0, __u64 a1, __u64 a2, __u32 flags, __u32 mode, __u32 sens)
+{
+	struct inflight in = { .a0 = a0, .a1 = a1, .a2 = a2, .nr = nr, .flags = flags, .mode = mode, .sensitive = sens };
+
+	if (bpf_map_update_elem(&inflight, &tid, &in, BPF_ANY) < 0)
+		count(TC_INFLIGHT_FULL);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int trace_openat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, flags = ctx->args[2];
+	__u32 sens = 0;
+
+	if (!monitored_self(tgid)) {
+		if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)))
+			return 0;
+		if (!is_sensitive((const char *)ctx->args[1]) || tgid == self_tgid)
+			return 0;
+		sens = 1;
+	} else if (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) {
+		sens = is_sensitive((const char *)ctx->args[1]);
+	}
+	stash((__u32)id, IF_OPEN, ctx->args[0], ctx->args[1], 0, flags, ctx->args[3], sens);
+	return 0;
+}
+
+static __always_inline struct inflight *take_inflight(__u32 tid, __u32 nr)
+{
+	struct inflight *in = bpf_map_lookup_elem(&inflight, &tid);
+
+	if (!in)
+		return 0;
+	if (in->nr != nr) {
+		bpf_map_delete_elem(&inflight, &tid);
+		return 0;
+	}
+	return in;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int trace_openat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = id, tgid = id >> 32;
+	struct inflight *in = take_inflight(tid, IF_OPEN);
+	struct trace_open *ev;
+	struct mon *m;
+	long n;
+
+	if (!in)
+		return 0;
+	ev = scratch_slot(0);
+	if (ev) {
+		m = monitored_self(tgid);
+		fill_hdr(&ev->h, TK_OPEN, m ? m->service : 0,
+			 (m ? TH_MONITORED : 0) | (in->sensitive ? TH_SENSITIVE : 0));
+		ev->ret = ctx->ret;
+		ev->dfd = in->a0;
+		ev->flags = in->flags;
+		ev->mode = in->mode;
+		n = bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const char *)in->a1);
+		if (n < 0)
+			count(TC_READ_FAULT);
+		ev->path_len = n > 0 ? n - 1 : 0;
+		emit_event(&events, &events_lost, ev, sizeof(*ev));
+	}
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+/* unlink / rename: reported for monitored processes and, under a sensitive
+ * path, for everyone */
+static __always_inline int file_op_enter(__u32 nr, const char *p1, const char *p2, __u32 flags)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 sens;
+
+	if (tgid == self_tgid)
+		return 0;
+	sens = is_sensitive(p1) || (p2 && is_sensitive(p2));
+	if (!sens && !monitored_self(tgid))
+		return 0;
+	stash((__u32)id, nr, (__u64)p1, (__u64)p2, 0, flags, 0, sens);
+	return 0;
+}
+
+static __always_inline int file_op_exit(__u32 nr, __u32 op, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = id, tgid = id >> 32;
+	struct inflight *in = take_inflight(tid, nr);
+	struct trace_file *ev;
+	struct mon *m;
+
+	if (!in)
+		return 0;
+	ev = scratch_slot(0);
+	if (ev) {
+		m = monitored_self(tgid);
+		fill_hdr(&ev->h, TK_FILE, m ? m->service : 0,
+			 (m ? TH_MONITORED : 0) | (in->sensitive ? TH_SENSITIVE : 0));
+		ev->ret = ret;
+		ev->op = op;
+		ev->flags = in->flags;
+		ev->path[0] = 0;
+		ev->path2[0] = 0;
+		bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const char *)in->a0);
+		if (in->a1)
+			bpf_probe_read_user_str(ev->path2, sizeof(ev->path2), (const char *)in->a1);
+		emit_event(&events, &events_lost, ev, sizeof(*ev));
+	}
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_unlinkat")
+int trace_unlinkat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return file_op_enter(IF_UNLINK, (const char *)ctx->args[1], 0, ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_unlinkat")
+int trace_unlinkat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return file_op_exit(IF_UNLINK, TF_UNLINK, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_unlink")
+int trace_unlink_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return file_op_enter(IF_UNLINK, (const char *)ctx->args[0], 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_unlink")
+int trace_unlink_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return file_op_exit(IF_UNLINK, TF_UNLINK, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_renameat2")
+int trace_renameat2_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return file_op_enter(IF_RENAME, (const char *)ctx->args[1], (const char *)ctx->args[3], ctx->args[4]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_renameat2")
+int trace_renameat2_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return file_op_exit(IF_RENAME, TF_RENAME, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_rename")
+int trace_rename_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return file_op_enter(IF_RENAME, (const char *)ctx->args[0], (const char *)ctx->args[1], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_rename")
+int trace_rename_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return file_op_exit(IF_RENAME, TF_RENAME, ctx->ret);
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static __always_inline struct sock *sock_of_fd(__u32 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = 0;
+	struct socket *sock;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) < 0 || !file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return 0;
+	return BPF_CORE_READ(sock, sk);
+}
+
+static __always_inline void fill_addrs(struct trace_conn *ev, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	ev->family = family;
+	ev->proto = BPF_CORE_READ(sk, sk_protocol);
+	__builtin_memset(ev->laddr, 0, 16);
+	__builtin_memset(ev->raddr, 0, 16);
+	ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		bpf_core_read(ev->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ev->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else if (family == AF_INET6) {
+		bpf_core_read(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+static __always_inline void track(__u32 tgid, __u32 fd, struct mon *m, __u8 role, long ret, __u64 uaddr)
+{
+	struct trace_conn *ev = scratch_slot(0);
+	struct conn_key key = { .tgid = tgid, .fd = fd };
+	struct conn c = {};
+	struct sock *sk;
+
+	if (!ev)
+		return;
+	fill_hdr(&ev->h, role == 1 ? TK_ACCEPT : TK_CONNECT, m->service, TH_MONITORED);
+	ev->ret = ret;
+	ev->fd = fd;
+	ev->role = role;
+	ev->unix_path[0] = 0;
+	ev->family = 0;
+	ev->proto = 0;
+	ev->lport = 0;
+	ev->rport = 0;
+	sk = (ret == 0 || ret == -EINPROGRESS) ? sock_of_fd(fd) : 0;
+	if (sk)
+		fill_addrs(ev, sk);
+	if (ev->family == AF_UNIX && uaddr)
+		bpf_probe_read_user_str(ev->unix_path, sizeof(ev->unix_path), (void *)(uaddr + 2));
+	ev->conn_id = bpf_ktime_get_ns();
+	if (sk && (m->flags & MON_CAPTURE)) {
+		c.id = ev->conn_id;
+		c.sk = (__u64)sk;
+		c.opened = ev->conn_id;
+		c.family = ev->family;
+		c.proto = ev->proto;
+		c.role = role;
+		if (bpf_map_update_elem(&conns, &key, &c, BPF_ANY) < 0)
+			count(TC_CONNS_FULL);
+	}
+	emit_event(&events, &events_lost, ev, sizeof(*ev));
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int trace_connect_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!monitored_self(id >> 32))
+		return 0;
+	stash((__u32)id, IF_CONNECT, ctx->args[0], ctx->args[1], 0, 0, 0, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int trace_connect_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = id, tgid = id >> 32;
+	struct inflight *in = take_inflight(tid, IF_CONNECT);
+	struct mon *m;
+
+	if (!in)
+		return 0;
+	m = monitored_self(tgid);
+	if (m)
+		track(tgid, in->a0, m, 2, ctx->ret, in->a1);
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+static __always_inline int accept_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct mon *m;
+
+	if (ret < 0)
+		return 0;
+	m = monitored_self(tgid);
+	if (m)
+		track(tgid, ret, m, 1, 0, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int trace_accept4_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int trace_accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int trace_close_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key = { .tgid = id >> 32, .fd = ctx->args[0] };
+	struct trace_close ev = {};
+	struct tcp_sock *tp;
+	struct mon *m;
+	struct conn *c;
+
+	m = monitored_self(key.tgid);
+	if (!m)
+		return 0;
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		return 0;
+	fill_hdr(&ev.h, TK_CLOSE, m->service, TH_MONITORED);
+	ev.conn_id = c->id;
+	ev.opened_ns = c->opened;
+	ev.fd = key.fd;
+	ev.role = c->role;
+	ev.family = c->family;
+	ev.last_dir = c->dir;
+	ev.last_msg_bytes = c->msg_bytes;
+	ev.last_msg_start = c->msg_start;
+	ev.bytes_in = c->bytes_in;
+	ev.bytes_out = c->bytes_out;
+	if (c->proto == IPPROTO_TCP && c->sk) {
+		tp = (struct tcp_sock *)c->sk;
+		ev.bytes_in = BPF_CORE_READ(tp, bytes_received);
+		ev.bytes_out = BPF_CORE_READ(tp, bytes_sent);
+	}
+	bpf_map_delete_elem(&conns, &key);
+	emit_event(&events, &events_lost, &ev, sizeof(ev));
+	return 0;
+}
+
+/* Data on a tracked socket. A change of direction starts a new message; the
+ * first capture_bytes of every message go to user space (over one or more
+ * chunks), the rest is only counted. */
+static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *ubuf, __u64 size, __u64 avail, struct mon *m)
+{
+	struct conn_key key = { .tgid = tgid, .fd = fd };
+	struct trace_data *ev;
+	struct conn *c;
+	__u64 now, prev_bytes = 0, prev_start = 0;
+	__u32 len, want;
+
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c || size == 0)
+		return;
+	now = bpf_ktime_get_ns();
+	if (c->dir != dir) {
+		prev_bytes = c->msg_bytes;
+		prev_start = c->msg_start;
+		c->dir = dir;
+		c->seq += 1;
+		c->msg_start = now;
+		c->msg_bytes = 0;
+		c->captured = 0;
+	}
+	if (dir == 1)
+		c->bytes_in += size;
+	else
+		c->bytes_out += size;
+	want = capture_bytes;
+	if (want > TRACE_CAPTURE_MAX)
+		want = TRACE_CAPTURE_MAX;
+	if (c->captured >= want) {
+		c->msg_bytes += size;
+		return;
+	}
+	ev = scratch_slot(0);
+	if (!ev) {
+		c->msg_bytes += size;
+		return;
+	}
+	fill_hdr(&ev->h, TK_DATA, m->service, TH_MONITORED);
+	ev->conn_id = c->id;
+	ev->prev_bytes = prev_bytes;
+	ev->prev_start = prev_start;
+	ev->fd = fd;
+	ev->seq = c->seq;
+	ev->offset = c->msg_bytes;
+	ev->dir = dir;
+	ev->role = c->role;
+	len = want - c->captured;
+	if (len > avail)
+		len = avail;
+	len &= TRACE_CAPTURE_MAX * 2 - 1;
+	if (len > TRACE_CAPTURE_MAX)
+		len = TRACE_CAPTURE_MAX;
+	if (bpf_probe_read_user(ev->data, len, ubuf) < 0) {
+		count(TC_READ_FAULT);
+		len = 0;
+	}
+	ev->len = len;
+	c->captured += len;
+	c->msg_bytes += size;
+	emit_event(&events, &events_lost, ev, (sizeof(*ev) - TRACE_CAPTURE_MAX + len) & 0x1fff);
+}
+
+/* reads: the data is there only at exit */
+static __always_inline int read_enter(__u64 fd, __u64 buf)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct mon *m = monitored_self(id >> 32);
+	struct conn_key key;
+
+	if (!m || !(m->flags & MON_CAPTURE))
+		return 0;
+	key.tgid = id >> 32;
+	key.fd = fd;
+	if (!bpf_map_lookup_elem(&conns, &key))
+		return 0;
+	stash((__u32)id, IF_READ, fd, buf, 0, 0, 0, 0);
+	return 0;
+}
+
+static __always_inline int read_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = id, tgid = id >> 32;
+	struct inflight *in = take_inflight(tid, IF_READ);
+	struct mon *m;
+
+	if (!in)
+		return 0;
+	m = monitored_self(tgid);
+	if (m && ret > 0)
+		on_data(tgid, in->a0, 1, (const void *)in->a1, ret, ret, m);
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int trace_read_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return read_enter(ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int trace_read_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return read_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int trace_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return read_enter(ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int trace_recvfrom_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return read_exit(ctx->ret);
+}
+
+/* writes: the data is there at entry; the size asked is counted */
+static __always_inline int write_enter(__u64 fd, const void *buf, __u64 size)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct mon *m = monitored_self(id >> 32);
+
+	if (!m || !(m->flags & MON_CAPTURE))
+		return 0;
+	on_data(id >> 32, fd, 2, buf, size, size, m);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int trace_write_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return write_enter(ctx->args[0], (const void *)ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int trace_sendto_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return write_enter(ctx->args[0], (const void *)ctx->args[1], ctx->args[2]);
+}
+
+/* writev / sendmsg: each of the first four iovecs is a chunk of the same
+ * message (uwsgi writes the head and the body of a response in one writev);
+ * the size of all of them is counted */
+#define IOV_MAX_SEEN 4
+static __always_inline int writev_enter(__u64 fd, const struct iovec *iov, __u64 iovcnt)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct mon *m = monitored_self(id >> 32);
+	struct iovec v[IOV_MAX_SEEN] = {};
+	__u64 n = iovcnt, i;
+
+	if (!m || !(m->flags & MON_CAPTURE) || !iov || iovcnt == 0)
+		return 0;
+	if (n > IOV_MAX_SEEN)
+		n = IOV_MAX_SEEN;
+	if (bpf_probe_read_user(v, sizeof(v[0]) * n, iov) < 0)
+		return 0;
+	for (i = 0; i < IOV_MAX_SEEN; i++) {
+		if (i >= n)
+			break;
+		on_data(id >> 32, fd, 2, v[i].iov_base, v[i].iov_len, v[i].iov_len, m);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int trace_writev_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return writev_enter(ctx->args[0], (const struct iovec *)ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int trace_sendmsg_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct user_msghdr msg;
+
+	if (!monitored_self(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]) < 0)
+		return 0;
+	return writev_enter(ctx->args[0], msg.msg_iov, msg.msg_iovlen);
+}

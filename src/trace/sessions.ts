@@ -1,0 +1,322 @@
+// Connections of monitored processes, rebuilt from the kernel's records:
+// connect/accept open one, data chunks carry the first bytes of each message
+// (a message is a run of bytes in one direction), close ends it. Completed
+// request/response pairs become http.request events; MySQL exchanges become
+// sql.login / sql.query events. A message is complete when the next one
+// starts, when the connection closes, or when it has been idle for
+// `idleMs` (pooled database connections stay open between queries).
+import { createHmac, randomBytes } from 'node:crypto';
+import type { KernelRecord } from './records.js';
+import {
+  type HttpHead,
+  keystoneAuthSubject,
+  keystoneTokenIdentity,
+  looksLikeHttp,
+  parseHttpHead,
+  parseMysqlCommand,
+  parseMysqlGreeting,
+  parseMysqlLogin,
+  parseMysqlResult,
+} from './protocols.js';
+
+type DataRecord = Extract<KernelRecord, { kind: 9 }>;
+type ConnRecord = Extract<KernelRecord, { kind: 6 | 7 }>;
+type CloseRecord = Extract<KernelRecord, { kind: 8 }>;
+
+export interface SessionOutput {
+  type: 'http.request' | 'sql.login' | 'sql.query';
+  /** the process the event belongs to */
+  tgid: number;
+  tid: number;
+  /** kernel ns of the event (the request's start) */
+  ts: bigint;
+  data: Record<string, unknown>;
+}
+
+interface Message {
+  seq: number;
+  dir: number; // 1 in, 2 out
+  start: bigint;
+  lastTs: bigint;
+  chunks: Buffer[];
+  captured: number;
+  seen: number; // bytes known so far (offset + len of the last chunk)
+  tid: number;
+}
+
+interface Session {
+  key: string;
+  connId: bigint;
+  tgid: number;
+  role: number; // 1 server (accepted), 2 client (connected)
+  local?: string;
+  remote?: string;
+  proto: 'unknown' | 'http' | 'mysql' | 'other';
+  cur?: Message;
+  /** the previous complete message (a request waiting for its response) */
+  pending?: { msg: Message; bytes: number };
+  mysql?: { user?: string; database?: string; stage: 'login' | 'ready' };
+  lastActivity: number;
+}
+
+/** Token → identity, keyed by an HMAC under a per-process key: the token itself is never kept. */
+export class TokenDirectory {
+  private readonly key = randomBytes(32);
+  private readonly map = new Map<string, { user?: string; userId?: string; project?: string; projectId?: string }>();
+  constructor(private readonly max = 10000) {}
+  private h(token: string): string {
+    return createHmac('sha256', this.key).update(token).digest('base64');
+  }
+  learn(token: string, who: { user?: string; userId?: string; project?: string; projectId?: string }): void {
+    const k = this.h(token);
+    this.map.delete(k);
+    this.map.set(k, who);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
+  }
+  lookup(token: string): { user?: string; userId?: string; project?: string; projectId?: string } | undefined {
+    return this.map.get(this.h(token));
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+export interface SessionStats {
+  open: number;
+  http: number;
+  sql: number;
+  /** sessions forgotten because the table was full */
+  evicted: number;
+  /** data records for a connection the tracker never saw open */
+  orphanData: number;
+}
+
+const ms = (a: bigint, b: bigint): number => Number(a - b) / 1e6;
+
+export class SessionTracker {
+  private readonly sessions = new Map<string, Session>();
+  readonly tokens = new TokenDirectory();
+  private stats = { http: 0, sql: 0, evicted: 0, orphanData: 0 };
+
+  constructor(
+    private readonly emit: (o: SessionOutput) => void,
+    private readonly opts: { captureBytes: number; idleMs?: number; maxSessions?: number; mysqlPorts?: number[] } = { captureBytes: 1024 },
+  ) {}
+
+  private open(key: string, tgid: number, connId: bigint, role: number): Session {
+    let s = this.sessions.get(key);
+    if (!s || s.connId !== connId) {
+      if (s) this.finish(s, undefined);
+      s = { key, connId, tgid, role, proto: 'unknown', lastActivity: Date.now() };
+      this.sessions.set(key, s);
+      if (this.sessions.size > (this.opts.maxSessions ?? 50000)) {
+        const oldest = this.sessions.keys().next().value as string;
+        this.sessions.delete(oldest);
+        this.stats.evicted++;
+      }
+    }
+    return s;
+  }
+
+  onConnect(r: ConnRecord): void {
+    if (r.ret !== 0 && r.ret !== -115) return;
+    const s = this.open(`${r.tgid}:${r.fd}`, r.tgid, r.connId, r.role);
+    const fmt = (a: string, p: number): string => (r.family === 10 ? `[${a}]:${p}` : `${a}:${p}`);
+    if (r.family === 2 || r.family === 10) {
+      s.local = fmt(r.laddr, r.lport);
+      s.remote = fmt(r.raddr, r.rport);
+    } else if (r.family === 1) s.remote = r.unixPath || 'unix';
+  }
+
+  onData(r: DataRecord): void {
+    const key = `${r.tgid}:${r.fd}`;
+    let s = this.sessions.get(key);
+    if (!s || s.connId !== r.connId) {
+      this.stats.orphanData++;
+      s = this.open(key, r.tgid, r.connId, r.role);
+    }
+    s.lastActivity = Date.now();
+    if (!s.cur || s.cur.seq !== r.seq) {
+      if (s.cur) this.complete(s, s.cur, Number(r.prevBytes));
+      s.cur = { seq: r.seq, dir: r.dir, start: r.ts, lastTs: r.ts, chunks: [], captured: 0, seen: 0, tid: r.tid };
+    }
+    const m = s.cur;
+    m.lastTs = r.ts;
+    if (r.data.length > 0 && m.captured < this.opts.captureBytes) {
+      m.chunks.push(r.data);
+      m.captured += r.data.length;
+    }
+    m.seen = Math.max(m.seen, r.offset + r.data.length);
+  }
+
+  onClose(r: CloseRecord): Record<string, unknown> | undefined {
+    const key = `${r.tgid}:${r.fd}`;
+    const s = this.sessions.get(key);
+    if (!s || s.connId !== r.connId) return undefined;
+    this.finish(s, Number(r.lastMsgBytes));
+    this.sessions.delete(key);
+    return { protocol: s.proto, ...(s.remote ? { remote: s.remote } : {}), ...(s.local ? { local: s.local } : {}) };
+  }
+
+  /** Complete messages idle for longer than idleMs; forget sessions of exited processes. */
+  sweep(now = Date.now(), alive?: (tgid: number) => boolean): void {
+    const idle = this.opts.idleMs ?? 250;
+    for (const [key, s] of this.sessions) {
+      if (alive && !alive(s.tgid)) {
+        this.finish(s, undefined);
+        this.sessions.delete(key);
+        continue;
+      }
+      if (s.cur && now - s.lastActivity >= idle) {
+        const m = s.cur;
+        s.cur = undefined;
+        this.complete(s, m, undefined);
+      }
+    }
+  }
+
+  private finish(s: Session, lastBytes: number | undefined): void {
+    if (s.cur) {
+      const m = s.cur;
+      s.cur = undefined;
+      this.complete(s, m, lastBytes);
+    }
+  }
+
+  /** A message is complete; `bytes` is its exact size when known. */
+  private complete(s: Session, m: Message, bytes: number | undefined): void {
+    const data = m.chunks.length === 1 ? (m.chunks[0] as Buffer) : Buffer.concat(m.chunks);
+    const size = bytes ?? m.seen;
+    if (s.proto === 'unknown') {
+      if (looksLikeHttp(data)) s.proto = 'http';
+      else if (m.dir === 1 && s.role === 2 && parseMysqlGreeting(data)) {
+        s.proto = 'mysql';
+        s.mysql = { stage: 'login' };
+        return;
+      } else {
+        s.proto = 'other';
+        return;
+      }
+    }
+    if (s.proto === 'http') this.http(s, m, data, size, bytes !== undefined);
+    else if (s.proto === 'mysql') this.mysql(s, m, data, size);
+  }
+
+  private http(s: Session, m: Message, data: Buffer, size: number, exact: boolean): void {
+    const head = parseHttpHead(data);
+    if (head?.kind === 'request') {
+      s.pending = { msg: m, bytes: size };
+      (m as Message & { head?: HttpHead }).head = head;
+      return;
+    }
+    const p = s.pending;
+    if (!p) return;
+    s.pending = undefined;
+    const req = (p.msg as Message & { head?: HttpHead }).head as HttpHead;
+    const out: Record<string, unknown> = {
+      role: s.role === 1 ? 'server' : 'client',
+      method: req.method,
+      path: req.target,
+      status: head?.status ?? null,
+      latency_ms: Math.round(ms(m.start, p.msg.start) * 1000) / 1000,
+      request_bytes: p.bytes,
+      response_bytes: size,
+      ...(exact ? {} : { response_bytes_partial: true }),
+    };
+    if (s.remote) out.remote = s.remote;
+    if (s.local) out.local = s.local;
+    const ua = req.headers['user-agent'];
+    if (ua) out.user_agent = ua;
+    const rid = head?.headers['x-openstack-request-id'] ?? head?.headers['openstack-request-id'] ?? head?.headers['x-compute-request-id'];
+    if (rid) out.request_id = rid;
+    const xff = req.headers['x-forwarded-for'];
+    if (xff) out.forwarded_for = xff;
+    // who: the caller's token, mapped to the identity Keystone gave it
+    if (req.secrets.authToken) {
+      const who = this.tokens.lookup(req.secrets.authToken);
+      if (who) Object.assign(out, pick(who));
+    }
+    // Keystone: an authentication names its user; a token response (issue or validation) names the token's owner
+    const isAuth = req.target?.startsWith('/v3/auth/tokens') === true;
+    if (isAuth && req.method === 'POST') {
+      const subj = keystoneAuthSubject(req.body);
+      if (subj.user) out.auth_user = subj.user;
+      if (subj.userId) out.auth_user_id = subj.userId;
+      if (subj.domain) out.auth_domain = subj.domain;
+      if (subj.project) out.auth_project = subj.project;
+    }
+    if (head && isAuth) {
+      const tokenOwner = keystoneTokenIdentity(head.body);
+      const token = head.secrets.subjectToken ?? req.secrets.subjectToken;
+      if (tokenOwner && token && head.status !== undefined && head.status < 300) {
+        this.tokens.learn(token, tokenOwner);
+        if (req.method === 'POST') Object.assign(out, pick(tokenOwner));
+        else {
+          if (tokenOwner.user) out.subject_user = tokenOwner.user;
+          if (tokenOwner.project) out.subject_project = tokenOwner.project;
+        }
+      }
+    }
+    this.stats.http++;
+    this.emit({ type: 'http.request', tgid: s.tgid, tid: p.msg.tid, ts: p.msg.start, data: out });
+  }
+
+  private mysql(s: Session, m: Message, data: Buffer, size: number): void {
+    const st = s.mysql as NonNullable<Session['mysql']>;
+    if (m.dir === 2) {
+      s.pending = { msg: m, bytes: size };
+      if (st.stage === 'login') {
+        const login = parseMysqlLogin(data);
+        if (login) {
+          st.user = login.user;
+          if (login.database) st.database = login.database;
+        }
+      }
+      return;
+    }
+    const p = s.pending;
+    if (!p) return;
+    s.pending = undefined;
+    const reqData = p.msg.chunks.length === 1 ? (p.msg.chunks[0] as Buffer) : Buffer.concat(p.msg.chunks);
+    const res = parseMysqlResult(data);
+    const base: Record<string, unknown> = { latency_ms: Math.round(ms(m.start, p.msg.start) * 1000) / 1000, request_bytes: p.bytes, response_bytes: size };
+    if (s.remote) base.server = s.remote;
+    if (st.user) base.db_user = st.user;
+    if (st.database) base.database = st.database;
+    if (res) {
+      base.result = res.result;
+      if (res.affectedRows !== undefined) base.affected_rows = res.affectedRows;
+      if (res.columns !== undefined) base.columns = res.columns;
+      if (res.errorCode !== undefined) base.error_code = res.errorCode;
+      if (res.sqlState) base.sql_state = res.sqlState;
+      if (res.error) base.error = res.error;
+    }
+    if (st.stage === 'login') {
+      st.stage = 'ready';
+      this.stats.sql++;
+      this.emit({ type: 'sql.login', tgid: s.tgid, tid: p.msg.tid, ts: p.msg.start, data: base });
+      return;
+    }
+    const cmd = parseMysqlCommand(reqData, p.bytes);
+    if (!cmd) return;
+    if (cmd.command === 'init_db' && cmd.statement) st.database = cmd.statement;
+    const out: Record<string, unknown> = { command: cmd.command, ...base };
+    if (cmd.statement !== undefined) out.statement = cmd.statement;
+    if (cmd.truncated) out.statement_truncated = true;
+    this.stats.sql++;
+    this.emit({ type: 'sql.query', tgid: s.tgid, tid: p.msg.tid, ts: p.msg.start, data: out });
+  }
+
+  status(): SessionStats {
+    return { open: this.sessions.size, ...this.stats };
+  }
+}
+
+function pick(who: { user?: string; userId?: string; project?: string; projectId?: string }): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (who.user) out.user = who.user;
+  if (who.userId) out.user_id = who.userId;
+  if (who.project) out.project = who.project;
+  if (who.projectId) out.project_id = who.projectId;
+  return out;
+}

@@ -1,0 +1,309 @@
+// Event storage: SQLite (better-sqlite3) as the embedded default.
+//
+// Events go into segments — one table per time slice (`ev_<n>`, no
+// secondary index, so inserts stay cheap) — listed in `segments` with their
+// first and last timestamps. Retention drops whole segments (by age, and by
+// size when the file is over its budget), which costs the same whatever the
+// rate, unlike DELETE of old rows; freed pages are returned to the file
+// system by incremental vacuum. Writes are batched into one transaction per
+// batch; WAL lets readers (the query API) run while the agent writes.
+// Schema versions live in PRAGMA user_version and migrate forward in order.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EVENT_TYPES, type EventFilter, type TraceEvent, matches } from './event.js';
+
+export interface StoreOptions {
+  /** database file, or ':memory:' */
+  path: string;
+  /** drop events older than this (seconds; default 7 days) */
+  maxAgeSeconds?: number;
+  /** keep the database under this many bytes (default 1 GiB) */
+  maxBytes?: number;
+  /** start a new segment after this many seconds (default 600) or rows (default 500,000) */
+  segmentSeconds?: number;
+  segmentRows?: number;
+}
+
+export interface StoreStats {
+  path: string;
+  schemaVersion: number;
+  segments: number;
+  rows: number;
+  bytes: number;
+  oldestTs: number | null;
+  newestTs: number | null;
+  written: number;
+  batches: number;
+  droppedSegments: number;
+  writeErrors: number;
+}
+
+export class StoreError extends Error {
+  override name = 'StoreError';
+}
+
+export const SCHEMA_VERSION = 1;
+
+/** Ordered migrations: MIGRATIONS[i] takes the schema from version i to i + 1. */
+const MIGRATIONS: ((db: Database.Database) => void)[] = [
+  (db) => {
+    db.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE segments (id INTEGER PRIMARY KEY, first_ts REAL NOT NULL, last_ts REAL NOT NULL, rows INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE names (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (kind, name));
+    `);
+  },
+];
+
+interface Segment {
+  id: number;
+  firstTs: number;
+  lastTs: number;
+  rows: number;
+}
+
+export interface QueryOptions extends EventFilter {
+  /** ms since the epoch */
+  since?: number;
+  until?: number;
+  /** newest first; default 100, at most 10,000 */
+  limit?: number;
+}
+
+export class EventStore {
+  readonly db: Database.Database;
+  private readonly opts: Required<StoreOptions>;
+  private segments: Segment[] = [];
+  private insert: Database.Statement | undefined;
+  private readonly nameIds = new Map<string, number>();
+  private readonly idNames = new Map<number, string>();
+  private readonly writeBatch: (events: TraceEvent[]) => void;
+  private counters = { written: 0, batches: 0, droppedSegments: 0, writeErrors: 0 };
+  private retentionTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: StoreOptions) {
+    this.opts = { maxAgeSeconds: 7 * 86400, maxBytes: 1 << 30, segmentSeconds: 600, segmentRows: 500_000, ...opts };
+    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
+    try {
+      this.db = new Database(opts.path);
+    } catch (err) {
+      throw new StoreError(`cannot open the event store ${opts.path}: ${(err as Error).message}`);
+    }
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.migrate();
+      this.load();
+    } catch (err) {
+      this.db.close();
+      throw err instanceof StoreError ? err : new StoreError(`event store ${opts.path}: ${(err as Error).message}`);
+    }
+    this.writeBatch = this.db.transaction((events: TraceEvent[]) => this.writeRows(events));
+  }
+
+  private migrate(): void {
+    let v = this.db.pragma('user_version', { simple: true }) as number;
+    if (v > SCHEMA_VERSION) throw new StoreError(`event store ${this.opts.path} has schema version ${v}, newer than this stackbpf knows (${SCHEMA_VERSION}): use a newer stackbpf or another state_dir`);
+    if (v === 0) this.db.pragma('auto_vacuum = INCREMENTAL'); // only takes effect on an empty database
+    while (v < SCHEMA_VERSION) {
+      const step = MIGRATIONS[v] as (db: Database.Database) => void;
+      this.db.transaction(() => {
+        step(this.db);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+      v++;
+    }
+  }
+
+  private load(): void {
+    this.segments = (this.db.prepare('SELECT id, first_ts AS firstTs, last_ts AS lastTs, rows FROM segments ORDER BY id').all() as Segment[]).map((s) => ({ ...s }));
+    for (const r of this.db.prepare('SELECT id, kind, name FROM names').all() as { id: number; kind: string; name: string }[]) {
+      this.nameIds.set(`${r.kind}\0${r.name}`, r.id);
+      this.idNames.set(r.id, r.name);
+    }
+  }
+
+  private nameId(kind: string, name: string): number {
+    const k = `${kind}\0${name}`;
+    let id = this.nameIds.get(k);
+    if (id === undefined) {
+      id = Number(this.db.prepare('INSERT INTO names (kind, name) VALUES (?, ?)').run(kind, name).lastInsertRowid);
+      this.nameIds.set(k, id);
+      this.idNames.set(id, name);
+    }
+    return id;
+  }
+
+  private table(id: number): string {
+    return `ev_${id}`;
+  }
+
+  private current(ts: number): Segment {
+    const last = this.segments[this.segments.length - 1];
+    if (last && last.rows < this.opts.segmentRows && ts - last.firstTs < this.opts.segmentSeconds * 1000) return last;
+    if (last) this.db.prepare('UPDATE segments SET last_ts = ?, rows = ? WHERE id = ?').run(last.lastTs, last.rows, last.id);
+    const id = Number(this.db.prepare('INSERT INTO segments (first_ts, last_ts, rows) VALUES (?, ?, 0)').run(ts, ts).lastInsertRowid);
+    this.db.exec(`CREATE TABLE ${this.table(id)} (ts REAL NOT NULL, type INTEGER NOT NULL, service INTEGER NOT NULL, pid INTEGER NOT NULL, tid INTEGER NOT NULL, ppid INTEGER NOT NULL, uid INTEGER NOT NULL, comm TEXT NOT NULL, ctx TEXT, data TEXT NOT NULL)`);
+    const seg = { id, firstTs: ts, lastTs: ts, rows: 0 };
+    this.segments.push(seg);
+    this.insert = undefined;
+    return seg;
+  }
+
+  private writeRows(events: TraceEvent[]): void {
+    let seg = this.current(events[0]?.ts ?? Date.now());
+    let ins = (this.insert ??= this.db.prepare(`INSERT INTO ${this.table(seg.id)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`));
+    for (const ev of events) {
+      if (seg.rows >= this.opts.segmentRows || ev.ts - seg.firstTs >= this.opts.segmentSeconds * 1000) {
+        seg = this.current(ev.ts);
+        ins = this.insert = this.db.prepare(`INSERT INTO ${this.table(seg.id)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      }
+      const ctx = ev.parent || ev.instance ? JSON.stringify({ parent: ev.parent, instance: ev.instance }) : null;
+      ins.run(ev.ts, this.nameId('type', ev.type), this.nameId('service', ev.service), ev.pid, ev.tid, ev.ppid, ev.uid, ev.comm, ctx, JSON.stringify(ev.data));
+      seg.rows++;
+      if (ev.ts > seg.lastTs) seg.lastTs = ev.ts;
+    }
+    this.db.prepare('UPDATE segments SET last_ts = ?, rows = ? WHERE id = ?').run(seg.lastTs, seg.rows, seg.id);
+  }
+
+  /** Write a batch in one transaction. */
+  write(events: TraceEvent[]): void {
+    if (events.length === 0) return;
+    try {
+      this.writeBatch(events);
+      this.counters.written += events.length;
+      this.counters.batches++;
+    } catch (err) {
+      this.counters.writeErrors++;
+      throw new StoreError(`event store: writing ${events.length} events failed: ${(err as Error).message}`);
+    }
+  }
+
+  bytes(): number {
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const free = this.db.pragma('freelist_count', { simple: true }) as number;
+    const size = this.db.pragma('page_size', { simple: true }) as number;
+    return (pages - free) * size;
+  }
+
+  /** Drop segments past the age limit, then the oldest while over the size budget. Returns segments dropped. */
+  applyRetention(now = Date.now()): number {
+    let dropped = 0;
+    const drop = (seg: Segment): void => {
+      this.db.transaction(() => {
+        this.db.exec(`DROP TABLE IF EXISTS ${this.table(seg.id)}`);
+        this.db.prepare('DELETE FROM segments WHERE id = ?').run(seg.id);
+      })();
+      this.segments.shift();
+      dropped++;
+    };
+    const cutoff = now - this.opts.maxAgeSeconds * 1000;
+    while (this.segments.length > 1 && (this.segments[0] as Segment).lastTs < cutoff) drop(this.segments[0] as Segment);
+    while (this.segments.length > 1 && this.bytes() > this.opts.maxBytes) drop(this.segments[0] as Segment);
+    if (dropped > 0) {
+      this.db.pragma('incremental_vacuum');
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.counters.droppedSegments += dropped;
+    }
+    return dropped;
+  }
+
+  /** Check retention every `seconds`. */
+  startRetention(seconds = 10, onError?: (err: unknown) => void): void {
+    this.retentionTimer = setInterval(() => {
+      try {
+        this.applyRetention();
+      } catch (err) {
+        onError?.(err);
+      }
+    }, seconds * 1000);
+    this.retentionTimer.unref();
+  }
+
+  /** Newest first, filtered; the query API the analytics features use. */
+  query(q: QueryOptions = {}): TraceEvent[] {
+    const limit = Math.min(Math.max(q.limit ?? 100, 1), 10_000);
+    const out: TraceEvent[] = [];
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.since !== undefined) {
+      where.push('ts >= ?');
+      args.push(q.since);
+    }
+    if (q.until !== undefined) {
+      where.push('ts <= ?');
+      args.push(q.until);
+    }
+    if (q.service !== undefined) {
+      const id = this.nameIds.get(`service\0${q.service}`);
+      if (id === undefined) return [];
+      where.push('service = ?');
+      args.push(id);
+    }
+    if (q.type !== undefined) {
+      const ids = EVENT_TYPES.filter((t) => t === q.type || t.startsWith(q.type?.endsWith('.') ? q.type : `${q.type}.`))
+        .map((t) => this.nameIds.get(`type\0${t}`))
+        .filter((x): x is number => x !== undefined);
+      if (ids.length === 0) return [];
+      where.push(`type IN (${ids.join(',')})`);
+    }
+    if (q.pid !== undefined) {
+      where.push('(pid = ? OR ppid = ?)');
+      args.push(q.pid, q.pid);
+    }
+    const sql = (table: string): string => `SELECT * FROM ${table}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC`;
+    for (let i = this.segments.length - 1; i >= 0 && out.length < limit; i--) {
+      const seg = this.segments[i] as Segment;
+      if (q.since !== undefined && seg.lastTs < q.since) break;
+      if (q.until !== undefined && seg.firstTs > q.until) continue;
+      for (const row of this.db.prepare(sql(this.table(seg.id))).iterate(...args) as Iterable<Record<string, unknown>>) {
+        const ev = this.rowToEvent(row);
+        if (q.pathPrefix !== undefined && !matches(ev, { pathPrefix: q.pathPrefix })) continue;
+        out.push(ev);
+        if (out.length >= limit) break;
+      }
+    }
+    return out;
+  }
+
+  private rowToEvent(row: Record<string, unknown>): TraceEvent {
+    const ev: TraceEvent = {
+      ts: row.ts as number,
+      type: this.idNames.get(row.type as number) as TraceEvent['type'],
+      service: this.idNames.get(row.service as number) ?? '',
+      pid: row.pid as number,
+      tid: row.tid as number,
+      ppid: row.ppid as number,
+      uid: row.uid as number,
+      comm: row.comm as string,
+      data: JSON.parse(row.data as string) as Record<string, unknown>,
+    };
+    if (row.ctx) {
+      const ctx = JSON.parse(row.ctx as string) as { parent?: TraceEvent['parent']; instance?: string };
+      if (ctx.parent) ev.parent = ctx.parent;
+      if (ctx.instance) ev.instance = ctx.instance;
+    }
+    return ev;
+  }
+
+  stats(): StoreStats {
+    let rows = 0;
+    for (const s of this.segments) rows += s.rows;
+    return {
+      path: this.opts.path,
+      schemaVersion: this.db.pragma('user_version', { simple: true }) as number,
+      segments: this.segments.length,
+      rows,
+      bytes: this.bytes(),
+      oldestTs: this.segments[0]?.firstTs ?? null,
+      newestTs: this.segments[this.segments.length - 1]?.lastTs ?? null,
+      ...this.counters,
+    };
+  }
+
+  close(): void {
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    if (this.db.open) this.db.close();
+  }
+}

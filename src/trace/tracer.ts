@@ -1,0 +1,376 @@
+// The tracer: loads bpf/trace.bpf.c, attaches its tracepoints, keeps the
+// kernel's monitored set equal to the services' processes, and turns ring
+// buffer records into events: decode → enrich (service, parent, wall clock)
+// → sessions (HTTP / SQL) → redacted events on the bus. Every stage counts
+// what it loses: the kernel (ring full, stash/connection tables full,
+// unreadable user memory), the decoder (malformed records), the bus queues.
+import { readFileSync } from 'node:fs';
+import { BpfObject, type Link, RingBuffer, sumPerCpu, u32, u64 } from '../ebpf/index.js';
+import type { Logger } from '../log.js';
+import { objectPath } from '../paths.js';
+import type { EventBus } from './bus.js';
+import type { EventType, TraceEvent } from './event.js';
+import { ServiceIdentifier } from './identity.js';
+import { type MonitorChange, ProcessTable } from './processes.js';
+import { checkLayouts, COUNTERS, decodeRecord, FILE_OPS, type KernelRecord, TH_MONITORED, TH_SENSITIVE } from './records.js';
+import { redactArgv } from './redact.js';
+import { SessionTracker } from './sessions.js';
+
+export interface TracerOptions {
+  /** bytes captured at the start of each HTTP/SQL message (64..2048) */
+  captureBytes: number;
+  /** ring buffer size in bytes (a power of two, ≥ 1 MiB) */
+  ringBytes: number;
+  /** path prefixes whose writes, renames and unlinks are reported for every process */
+  sensitivePaths: string[];
+  /** operator service rules (YAML), tried before the built-in ones */
+  rulesFile?: string;
+  /** services to trace (default: every recognised service except stackbpf) */
+  services?: string[];
+  /** services whose sockets are tracked for HTTP/SQL */
+  captureServices: string[];
+}
+
+export const DEFAULT_SENSITIVE_PATHS = ['/etc/keystone/', '/etc/nova/', '/etc/neutron/', '/etc/glance/', '/etc/placement/', '/etc/ovn/', '/etc/openvswitch/', '/etc/frr/', '/etc/mysql/', '/etc/shadow', '/etc/sudoers', '/root/.ssh/', '/etc/ssh/'];
+
+const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 9: 'EBADF', 11: 'EAGAIN', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR', 24: 'EMFILE', 28: 'ENOSPC', 30: 'EROFS', 36: 'ENAMETOOLONG', 40: 'ELOOP', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED', 113: 'EHOSTUNREACH', 115: 'EINPROGRESS' };
+const O_FLAGS: [number, string][] = [
+  [0o100, 'O_CREAT'],
+  [0o200, 'O_EXCL'],
+  [0o1000, 'O_TRUNC'],
+  [0o2000, 'O_APPEND'],
+  [0o4000, 'O_NONBLOCK'],
+  [0o200000, 'O_DIRECTORY'],
+  [0o2000000, 'O_CLOEXEC'],
+  [0o20000000, 'O_TMPFILE'],
+];
+
+export function openFlags(f: number): string {
+  const acc = ['O_RDONLY', 'O_WRONLY', 'O_RDWR', 'O_ACCMODE'][f & 3] as string;
+  const parts = [acc];
+  for (const [bit, name] of O_FLAGS) if ((f & bit) === bit && (name !== 'O_DIRECTORY' || (f & 0o20000000) !== 0o20000000)) parts.push(name);
+  return parts.join('|');
+}
+
+const result = (ret: number): Record<string, unknown> => (ret < 0 ? { result: ret, error: ERRNO[-ret] ?? `errno ${-ret}` } : { result: ret });
+
+export interface TracerStatus {
+  attached: string[];
+  monitoredProcesses: number;
+  services: Record<string, number>;
+  records: number;
+  events: Record<string, number>;
+  eventsPerSecond: number;
+  discoveryExecs: number;
+  lost: { ring: number; decode: number } & Record<(typeof COUNTERS)[number], number>;
+  ring: { size: number; pendingBytes: number; mode: string; paused: number };
+  sessions: ReturnType<SessionTracker['status']>;
+  tokensKnown: number;
+}
+
+export class Tracer {
+  private readonly links: Link[] = [];
+  private ring: RingBuffer | undefined;
+  readonly procs: ProcessTable;
+  readonly sessions: SessionTracker;
+  private readonly parentCache = new Map<number, { comm: string; service: string }>();
+  private clockOffsetMs = 0;
+  private timers: NodeJS.Timeout[] = [];
+  private counts = { records: 0, decodeErrors: 0, discoveryExecs: 0, paused: 0 };
+  private readonly perType = new Map<string, number>();
+  private rate = { at: Date.now(), published: 0, perSecond: 0 };
+  private readonly monitoredMap;
+  private lastDecodeError = '';
+
+  private constructor(
+    private readonly obj: BpfObject,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+    readonly opts: TracerOptions,
+  ) {
+    const identifier = opts.rulesFile ? ServiceIdentifier.fromFile(opts.rulesFile) : new ServiceIdentifier();
+    this.procs = new ProcessTable(identifier, { ...(opts.services ? { services: opts.services } : {}), captureServices: opts.captureServices });
+    this.sessions = new SessionTracker(
+      (o) => {
+        const p = this.procs.get(o.tgid);
+        this.publish({ ts: o.ts, tgid: o.tgid, tid: o.tid, ppid: p?.ppid ?? 0, uid: p?.uid ?? 0, service: 0, comm: p?.comm ?? '' }, o.type, o.data);
+      },
+      { captureBytes: opts.captureBytes },
+    );
+    this.monitoredMap = obj.map('monitored').typed(u32, u64);
+  }
+
+  static async start(opts: TracerOptions, bus: EventBus, log: Logger): Promise<Tracer> {
+    if (opts.captureBytes < 64 || opts.captureBytes > 2048) throw new RangeError(`trace.capture_bytes: expected 64..2048, got ${opts.captureBytes}`);
+    const obj = BpfObject.open(objectPath('trace'));
+    let t: Tracer | undefined;
+    try {
+      checkLayouts(obj.types);
+      obj.setConstant('self_tgid', process.pid);
+      obj.setConstant('capture_bytes', opts.captureBytes);
+      obj.setMaxEntries('events', opts.ringBytes);
+      await obj.load();
+      t = new Tracer(obj, bus, log, opts);
+      t.setSensitive(opts.sensitivePaths);
+      t.syncClock();
+      // the set first, then the hooks: a service's fork between the two is caught by the scan below
+      t.attachAll();
+      t.applyChanges(t.procs.scan());
+      t.ring = new RingBuffer(obj.map('events'), (buf, off, len) => t?.onRecord(buf, off, len), { lostCounter: obj.map('events_lost'), maxRecordsPerTick: 8192 });
+      t.ring.start();
+      t.timers.push(setInterval(() => t?.housekeeping(), 250));
+      t.timers.push(setInterval(() => t?.syncClock(), 60_000));
+      for (const x of t.timers) x.unref();
+      log.info('tracer started', { programs: t.links.length, monitored: t.procs.monitoredCount(), services: t.procs.services() });
+      return t;
+    } catch (err) {
+      if (t) await t.stop();
+      else obj.close();
+      throw err;
+    }
+  }
+
+  private attachAll(): void {
+    for (const name of this.obj.programNames) {
+      const prog = this.obj.program(name);
+      const sec = prog.section;
+      if (sec.startsWith('tp_btf/')) this.links.push(prog.attachTrace());
+      else if (sec.startsWith('tracepoint/')) {
+        const [, cat, tp] = sec.split('/');
+        this.links.push(prog.attachTracepoint(cat as string, tp as string));
+      }
+    }
+  }
+
+  private setSensitive(paths: string[]): void {
+    const m = this.obj.map('sensitive');
+    for (const p of paths) {
+      if (!p.startsWith('/')) throw new RangeError(`trace.sensitive_paths: "${p}" is not an absolute path`);
+      const bytes = Buffer.from(p, 'utf8');
+      if (bytes.length > 127) throw new RangeError(`trace.sensitive_paths: "${p}" is longer than 127 bytes`);
+      const key = Buffer.alloc(4 + 128);
+      key.writeUInt32LE(bytes.length * 8, 0);
+      bytes.copy(key, 4);
+      const value = Buffer.alloc(4);
+      m.update(key, value);
+    }
+  }
+
+  private applyChanges(changes: MonitorChange[]): void {
+    for (const c of changes) {
+      try {
+        if (c.entry) this.monitoredMap.update(c.pid, BigInt(c.entry.service) | (BigInt(c.entry.capture ? 1 : 0) << 32n));
+        else this.monitoredMap.delete(c.pid);
+      } catch (err) {
+        this.log.warn('cannot update the monitored set', { pid: c.pid, error: (err as Error).message });
+      }
+    }
+  }
+
+  private syncClock(): void {
+    this.clockOffsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;
+  }
+
+  private wall(ts: bigint): number {
+    return Math.round((Number(ts) / 1e6 + this.clockOffsetMs) * 1000) / 1000;
+  }
+
+  private parentOf(ppid: number): TraceEvent['parent'] {
+    const p = this.procs.get(ppid);
+    if (p) return { pid: ppid, comm: p.comm, service: p.service };
+    let c = this.parentCache.get(ppid);
+    if (!c) {
+      let comm = '';
+      try {
+        comm = readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
+      } catch {
+        /* gone */
+      }
+      c = { comm, service: '' };
+      this.parentCache.set(ppid, c);
+      if (this.parentCache.size > 4096) this.parentCache.delete(this.parentCache.keys().next().value as number);
+    }
+    return { pid: ppid, comm: c.comm, service: c.service };
+  }
+
+  private publish(h: { ts: bigint; tgid: number; tid: number; ppid: number; uid: number; service: number; comm: string }, type: EventType, data: Record<string, unknown>): void {
+    const p = this.procs.get(h.tgid);
+    const ev: TraceEvent = {
+      ts: this.wall(h.ts),
+      type,
+      service: p?.service || this.procs.serviceName(h.service),
+      pid: h.tgid,
+      tid: h.tid,
+      ppid: h.ppid || p?.ppid || 0,
+      uid: h.uid,
+      comm: h.comm || p?.comm || '',
+      data,
+    };
+    if (p?.instance) ev.instance = p.instance;
+    if (ev.ppid) ev.parent = this.parentOf(ev.ppid);
+    this.perType.set(type, (this.perType.get(type) ?? 0) + 1);
+    this.bus.publish(ev);
+  }
+
+  private onRecord(buf: Buffer, off: number, len: number): void {
+    this.counts.records++;
+    let r: KernelRecord;
+    try {
+      r = decodeRecord(buf, off, len);
+    } catch (err) {
+      this.counts.decodeErrors++;
+      this.lastDecodeError = (err as Error).message;
+      return;
+    }
+    switch (r.kind) {
+      case 1: {
+        const change = this.procs.onExec(r.tgid, r.ppid, r.comm, r.filename, r.argv, r.uid, r.flags & TH_MONITORED ? this.procs.serviceName(r.service) || 'unknown' : '');
+        if (change) this.applyChanges([change]);
+        if (!this.procs.get(r.tgid)?.monitored) {
+          this.counts.discoveryExecs++;
+          return;
+        }
+        this.publish(r, 'process.exec', { filename: r.filename, argv: redactArgv(r.argv), ...(r.argsTruncated ? { argv_truncated: true } : {}), cgroup: r.cgroup.toString() });
+        return;
+      }
+      case 2:
+        this.procs.onFork(r.tgid, r.child);
+        this.publish(r, 'process.fork', { child: r.child });
+        return;
+      case 3:
+        this.publish(r, 'process.exit', { exit_code: (r.code >> 8) & 0xff, ...(r.code & 0x7f ? { signal: r.code & 0x7f } : {}) });
+        this.procs.onExit(r.tgid);
+        return;
+      case 4: {
+        const write = (r.openFlags & 0o1103) !== 0;
+        const type = r.flags & TH_SENSITIVE && write ? 'file.write' : 'file.open';
+        this.publish(r, type, { path: r.path, flags: openFlags(r.openFlags), ...(r.path.startsWith('/') ? {} : { relative: true }), ...result(r.ret), ...(r.flags & TH_SENSITIVE ? { sensitive: true } : {}) });
+        return;
+      }
+      case 5:
+        this.publish(r, r.op === 3 ? 'file.rename' : 'file.unlink', { path: r.path, ...(r.op === 3 ? { new_path: r.path2 } : {}), op: FILE_OPS[r.op as 1 | 2 | 3], ...result(r.ret), ...(r.flags & TH_SENSITIVE ? { sensitive: true } : {}) });
+        return;
+      case 6:
+      case 7: {
+        this.sessions.onConnect(r);
+        const fam = r.family === 2 ? 'ipv4' : r.family === 10 ? 'ipv6' : r.family === 1 ? 'unix' : String(r.family);
+        const data: Record<string, unknown> = { fd: r.fd, family: fam, ...result(r.ret) };
+        if (r.family === 2 || r.family === 10) {
+          data.protocol = r.proto === 6 ? 'tcp' : r.proto === 17 ? 'udp' : r.proto;
+          data.local = r.family === 10 ? `[${r.laddr}]:${r.lport}` : `${r.laddr}:${r.lport}`;
+          data.remote = r.family === 10 ? `[${r.raddr}]:${r.rport}` : `${r.raddr}:${r.rport}`;
+        } else if (r.unixPath) data.path = r.unixPath;
+        this.publish(r, r.kind === 6 ? 'net.connect' : 'net.accept', data);
+        return;
+      }
+      case 8: {
+        const info = this.sessions.onClose(r);
+        this.publish(r, 'net.close', {
+          fd: r.fd,
+          role: r.role === 1 ? 'server' : 'client',
+          bytes_in: Number(r.bytesIn),
+          bytes_out: Number(r.bytesOut),
+          duration_ms: Math.round(Number(r.ts - r.openedNs) / 1e3) / 1e3,
+          ...(info ?? {}),
+        });
+        return;
+      }
+      default:
+        this.sessions.onData(r);
+    }
+  }
+
+  private housekeeping(): void {
+    const now = Date.now();
+    this.sessions.sweep(now);
+    // back-pressure: while the store is behind, leave records in the ring
+    if (this.ring) {
+      if (this.bus.saturated()) {
+        if (this.ringActive) {
+          this.ring.stop();
+          this.ringActive = false;
+          this.counts.paused++;
+        }
+      } else if (!this.ringActive) {
+        this.ring.start();
+        this.ringActive = true;
+      }
+    }
+    if (now - this.rate.at >= 5000) {
+      this.rate = { at: now, published: this.bus.published, perSecond: ((this.bus.published - this.rate.published) * 1000) / (now - this.rate.at) };
+      const alive = (pid: number): boolean => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch (err) {
+          return (err as NodeJS.ErrnoException).code === 'EPERM';
+        }
+      };
+      for (const pid of this.procs.vanished(alive)) this.procs.onExit(pid, now);
+      for (const pid of this.procs.prune(now)) {
+        this.monitoredMap.delete(pid);
+        this.pruneConns(pid);
+      }
+    }
+  }
+
+  private ringActive = true;
+
+  private pruneConns(tgid: number): void {
+    const conns = this.obj.map('conns');
+    const gone: Buffer[] = [];
+    for (const k of conns.keys() as Iterable<Buffer>) if (k.readUInt32LE(0) === tgid) gone.push(Buffer.from(k));
+    for (const k of gone) conns.delete(k);
+  }
+
+  kernelCounters(): Record<(typeof COUNTERS)[number], number> {
+    const m = this.obj.map('counters').perCpu(u32, u64);
+    const out = {} as Record<(typeof COUNTERS)[number], number>;
+    COUNTERS.forEach((name, i) => {
+      out[name] = Number(sumPerCpu(m.lookup(i) ?? []));
+    });
+    return out;
+  }
+
+  /** Drain the ring now (tests and shutdown). */
+  drain(): number {
+    return this.ring?.drain() ?? 0;
+  }
+
+  status(): TracerStatus {
+    const rs = this.ring?.stats();
+    return {
+      attached: this.links.map((l) => l.description ?? '').filter(Boolean),
+      monitoredProcesses: this.procs.monitoredCount(),
+      services: this.procs.services(),
+      records: this.counts.records,
+      events: Object.fromEntries(this.perType),
+      eventsPerSecond: Math.round(this.rate.perSecond),
+      discoveryExecs: this.counts.discoveryExecs,
+      lost: { ring: Number(rs?.lost ?? 0), decode: this.counts.decodeErrors, ...this.kernelCounters() },
+      ring: { size: rs?.size ?? 0, pendingBytes: rs?.pendingBytes ?? 0, mode: rs?.mode ?? 'stopped', paused: this.counts.paused },
+      sessions: this.sessions.status(),
+      tokensKnown: this.sessions.tokens.size,
+      ...(this.lastDecodeError ? { lastDecodeError: this.lastDecodeError } : {}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.ring) {
+      this.ring.drain();
+      this.ring.close();
+      this.ring = undefined;
+    }
+    this.sessions.sweep(Number.MAX_SAFE_INTEGER);
+    for (const l of this.links.splice(0)) {
+      try {
+        l.close();
+      } catch {
+        /* already gone */
+      }
+    }
+    this.obj.close();
+  }
+}
