@@ -7,6 +7,8 @@ import { DEFAULT_PIN_ROOT } from './ebpf/index.js';
 import { type Exposure, ExposureError, normalizeExposure } from './dataplane/exposure.js';
 import { parseRemote } from './ovn/ovsdb.js';
 import { parseBridgeMappings } from './ovn/source.js';
+import { DEFAULT_CAPTURE_SERVICES } from './trace/processes.js';
+import { DEFAULT_SENSITIVE_PATHS } from './trace/tracer.js';
 
 export interface AgentConfig {
   pinRoot: string;
@@ -40,6 +42,29 @@ export interface AgentConfig {
   };
   api: { listen: string };
   exposures: Exposure[];
+  /** Kernel tracing of the OpenStack services (docs/tracing.md). */
+  trace: {
+    enabled: boolean;
+    captureBytes: number;
+    ringBytes: number;
+    sensitivePaths: string[];
+    rulesFile?: string;
+    services?: string[];
+    captureServices: string[];
+  };
+  /** Where events are kept. */
+  storage: {
+    enabled: boolean;
+    path: string;
+    retentionDays: number;
+    maxSizeMb: number;
+    queueEvents: number;
+  };
+}
+
+/** Is the data plane configured (provider NICs listed)? */
+export function dataplaneEnabled(c: AgentConfig): boolean {
+  return c.dataplane.providerInterfaces.length > 0;
 }
 
 export class ConfigError extends Error {
@@ -104,7 +129,7 @@ class Reader {
 export function parseConfig(raw: unknown, file?: string): AgentConfig {
   const r = new Reader(file);
   const top = r.obj(raw, '');
-  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'ovn', 'api', 'exposures']);
+  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'ovn', 'api', 'exposures', 'trace', 'storage']);
   const dp = r.obj(top.dataplane, 'dataplane');
   r.known(dp, 'dataplane', ['provider_interfaces', 'xdp_mode', 'return_interfaces', 'max_exposures', 'max_block_rules']);
   const cfg: AgentConfig = {
@@ -120,10 +145,13 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     },
     api: { listen: '127.0.0.1:9180' },
     exposures: [],
+    trace: { enabled: true, captureBytes: 1024, ringBytes: 16 << 20, sensitivePaths: [...DEFAULT_SENSITIVE_PATHS], captureServices: [...DEFAULT_CAPTURE_SERVICES] },
+    storage: { enabled: true, path: '', retentionDays: 7, maxSizeMb: 1024, queueEvents: 200_000 },
   };
   const netns = r.optStr(top, 'netns', '');
   if (netns) cfg.netns = netns;
-  if (cfg.dataplane.providerInterfaces.length === 0) r.fail('dataplane.provider_interfaces', 'list at least one provider NIC');
+  const needsDataplane = top.bgp !== undefined || top.ovn !== undefined || r.list(top, 'exposures', '').length > 0 || cfg.dataplane.returnInterfaces.length > 0;
+  if (cfg.dataplane.providerInterfaces.length === 0 && needsDataplane) r.fail('dataplane.provider_interfaces', 'list at least one provider NIC (bgp, ovn, exposures and return_interfaces need the data plane)');
   if (!cfg.pinRoot.startsWith('/sys/fs/bpf')) r.fail('pin_root', 'must be a directory under /sys/fs/bpf');
 
   if (top.bgp !== undefined) {
@@ -195,6 +223,33 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
   if (!/^unix:\/.+|^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/.test(cfg.api.listen)) {
     r.fail('api.listen', 'expected unix:/path or a loopback address:port (the API has no authentication)');
   }
+  const bool = (o: Obj, key: string, path: string, def: boolean): boolean => {
+    if (o[key] === undefined) return def;
+    if (typeof o[key] !== 'boolean') r.fail(`${path}${key}`, 'expected true or false');
+    return o[key] as boolean;
+  };
+  const tr = r.obj(top.trace, 'trace');
+  r.known(tr, 'trace', ['enabled', 'capture_bytes', 'ring_bytes', 'sensitive_paths', 'rules_file', 'services', 'capture_services']);
+  cfg.trace.enabled = bool(tr, 'enabled', 'trace.', true);
+  cfg.trace.captureBytes = r.int(tr, 'capture_bytes', 'trace.', 64, 2048, 1024);
+  cfg.trace.ringBytes = r.int(tr, 'ring_bytes', 'trace.', 1 << 20, 1 << 30, 16 << 20);
+  if ((cfg.trace.ringBytes & (cfg.trace.ringBytes - 1)) !== 0) r.fail('trace.ring_bytes', 'expected a power of two (e.g. 16777216)');
+  if (tr.sensitive_paths !== undefined) cfg.trace.sensitivePaths = r.strList(tr, 'sensitive_paths', 'trace.');
+  cfg.trace.sensitivePaths.forEach((p, i) => {
+    if (!p.startsWith('/')) r.fail(`trace.sensitive_paths[${i}]`, `"${p}" is not an absolute path`);
+    if (Buffer.byteLength(p) > 127) r.fail(`trace.sensitive_paths[${i}]`, 'longer than 127 bytes');
+  });
+  const rules = r.optStr(tr, 'rules_file', 'trace.');
+  if (rules) cfg.trace.rulesFile = rules;
+  if (tr.services !== undefined) cfg.trace.services = r.strList(tr, 'services', 'trace.');
+  if (tr.capture_services !== undefined) cfg.trace.captureServices = r.strList(tr, 'capture_services', 'trace.');
+  const st = r.obj(top.storage, 'storage');
+  r.known(st, 'storage', ['enabled', 'path', 'retention_days', 'max_size_mb', 'queue_events']);
+  cfg.storage.enabled = bool(st, 'enabled', 'storage.', true);
+  cfg.storage.path = r.str(st, 'path', 'storage.', `${cfg.stateDir}/events.db`);
+  cfg.storage.retentionDays = r.int(st, 'retention_days', 'storage.', 1, 3650, 7);
+  cfg.storage.maxSizeMb = r.int(st, 'max_size_mb', 'storage.', 16, 1 << 20, 1024);
+  cfg.storage.queueEvents = r.int(st, 'queue_events', 'storage.', 1000, 10_000_000, 200_000);
   cfg.exposures = r.list(top, 'exposures', '').map((e, i) => {
     const o = r.obj(e, `exposures[${i}]`);
     r.known(o, `exposures[${i}]`, ['prefix', 'target', 'mac', 'vlan', 'owner', 'reason']);

@@ -3,9 +3,16 @@
 //   GET    /v1/exposures                  the desired exposures, their source, and their counters
 //   POST   /v1/exposures                  add one (JSON body: an Exposure); 201 once applied
 //   DELETE /v1/exposures?prefix=P         remove one added through the API; 204
+//   GET    /v1/events?service=&type=&pid=&path=&since=&until=&limit=
+//                                         stored events, newest first (since/until: ms since the epoch)
+//   GET    /v1/events/stream?service=&type=&pid=&path=
+//                                         live events as JSON lines (a slow reader loses its oldest, counted)
+//   GET    /metrics                       Prometheus text: event rates, drops at every stage, storage
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, rmSync } from 'node:fs';
-import type { Agent } from '../agent.js';
+import type { Daemon } from '../daemon.js';
+import type { EventFilter } from '../trace/event.js';
+import { metricsText } from './metrics.js';
 import { ExposureError, type Exposure } from '../dataplane/exposure.js';
 import type { Logger } from '../log.js';
 
@@ -50,9 +57,9 @@ function send(res: ServerResponse, status: number, body?: unknown): void {
   res.end(text);
 }
 
-export function startApi(agent: Agent, listen: string, log: Logger): Promise<Server> {
+export function startApi(daemon: Daemon, listen: string, log: Logger): Promise<Server> {
   const server = createServer((req, res) => {
-    void handle(agent, req, res).catch((err: unknown) => {
+    void handle(daemon, req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : err instanceof ExposureError ? 400 : 500;
       if (status === 500) log.error('api request failed', { method: req.method, url: req.url, error: String(err) });
       send(res, status, { error: err instanceof Error ? err.message : String(err) });
@@ -77,10 +84,62 @@ export function startApi(agent: Agent, listen: string, log: Logger): Promise<Ser
   });
 }
 
-async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): Promise<void> {
+function filterOf(url: URL): EventFilter {
+  const f: EventFilter = {};
+  const q = url.searchParams;
+  if (q.get('service')) f.service = q.get('service') as string;
+  if (q.get('type')) f.type = q.get('type') as string;
+  if (q.get('path')) f.pathPrefix = q.get('path') as string;
+  if (q.get('pid')) {
+    const pid = Number(q.get('pid'));
+    if (!Number.isInteger(pid) || pid <= 0) throw new HttpError(400, `pid: expected a process id, got "${q.get('pid')}"`);
+    f.pid = pid;
+  }
+  return f;
+}
+
+function numParam(url: URL, name: string): number | undefined {
+  const v = url.searchParams.get(name);
+  if (v === null || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new HttpError(400, `${name}: expected a non-negative number, got "${v}"`);
+  return n;
+}
+
+async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://local');
-  if (url.pathname === '/v1/status' && req.method === 'GET') return send(res, 200, agent.status());
+  if (url.pathname === '/v1/status' && req.method === 'GET') return send(res, 200, daemon.status());
+  if (url.pathname === '/metrics' && req.method === 'GET') {
+    const text = metricsText(daemon.status());
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return;
+  }
+  if (url.pathname === '/v1/events' && req.method === 'GET') {
+    if (!daemon.store) throw new HttpError(409, 'event storage is off (storage.enabled: false)');
+    const since = numParam(url, 'since');
+    const until = numParam(url, 'until');
+    const limit = numParam(url, 'limit');
+    return send(res, 200, daemon.query({ ...filterOf(url), ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}), ...(limit !== undefined ? { limit } : {}) }));
+  }
+  if (url.pathname === '/v1/events/stream' && req.method === 'GET') {
+    if (!daemon.tracer) throw new HttpError(409, 'tracing is off (trace.enabled: false)');
+    const filter = filterOf(url);
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const stream = daemon.stream(filter, (events) => {
+      res.write(events.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    });
+    const beat = setInterval(() => res.write('\n'), 15_000);
+    beat.unref();
+    req.on('close', () => {
+      clearInterval(beat);
+      stream.close();
+    });
+    return;
+  }
   if (url.pathname === '/v1/exposures') {
+    const agent = daemon.agent;
+    if (!agent) throw new HttpError(409, 'the data plane is off (no dataplane.provider_interfaces in the configuration)');
     if (req.method === 'GET') return send(res, 200, agent.exposureReport());
     if (req.method === 'POST') {
       const body = await readBody(req);

@@ -1,18 +1,27 @@
 // `stackbpf agent`: run the agent until SIGTERM / SIGINT; SIGHUP reloads the
-// exposures of the configuration file.
-import { Agent } from '../agent.js';
+// exposures of the configuration file. Without a file, the defaults: tracing
+// and event storage on, the data plane off, the API on 127.0.0.1:9180.
 import { startApi } from '../api/server.js';
-import { loadConfig } from '../config.js';
+import { type AgentConfig, loadConfig, parseConfig } from '../config.js';
+import { Daemon } from '../daemon.js';
 import { createLogger } from '../log.js';
 
-export async function runAgent(configFile: string): Promise<number> {
-  const config = loadConfig(configFile);
+export async function runAgent(configFile: string | undefined): Promise<number> {
+  const config: AgentConfig = configFile ? loadConfig(configFile) : parseConfig({});
   const log = createLogger({ level: config.logLevel });
-  const agent = await Agent.start(config, log);
-  const api = await startApi(agent, config.api.listen, log);
+  if (!configFile) log.info('no configuration file: tracing with the defaults, data plane off', { api: config.api.listen, store: config.storage.path });
+  const daemon = await Daemon.start(config, log);
+  let api;
+  try {
+    api = await startApi(daemon, config.api.listen, log);
+  } catch (err) {
+    await daemon.stop();
+    throw new Error(`api.listen ${config.api.listen}: ${(err as Error).message}`);
+  }
   process.on('SIGHUP', () => {
+    if (!configFile) return;
     try {
-      agent.reload(loadConfig(configFile));
+      daemon.reload(loadConfig(configFile));
       log.info('configuration reloaded', { file: configFile });
     } catch (err) {
       log.error('reload refused, keeping the running configuration', { error: (err as Error).message });
@@ -26,7 +35,8 @@ export async function runAgent(configFile: string): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  api.closeAllConnections?.();
   await new Promise<void>((r) => api.close(() => r()));
-  await agent.stop();
+  await daemon.stop();
   return 0;
 }

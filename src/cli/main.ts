@@ -8,6 +8,7 @@ import { formatDoctor, runDoctor } from './doctor.js';
 import { runAgent } from './agent-cmd.js';
 import { runLab } from './lab-cmd.js';
 import { runStatus } from './status-cmd.js';
+import { runTrace } from './trace-cmd.js';
 
 interface Command {
   summary: string;
@@ -19,15 +20,25 @@ interface Command {
 
 const commands: Record<string, Command> = {
   agent: {
-    summary: 'run the agent: XDP/TC fast path, exposures (file, API, OVN), BGP announcements, local API',
-    usage: 'stackbpf agent --config FILE',
-    help: `Loads the data plane (re-adopting pinned programs and maps from an earlier
-run, so traffic never stops), attaches XDP to the provider NICs and the TC
-return path to the VM side, keeps the exposure maps equal to the configured,
-API-added and (with an ovn: section) OVN-learned exposures, and announces
-them through FRR (re-applying its configuration by itself when bgpd
-restarts). Until OVN has been read in full once, nothing is withdrawn.
-Logs are JSON lines on stderr.
+    summary: 'run the agent: kernel tracing of the OpenStack services, event storage, the XDP/TC data plane when configured, local API',
+    usage: 'stackbpf agent [--config FILE]',
+    help: `Runs everything this node needs, as one process:
+- tracing (on by default): attaches the tracer's tracepoints, recognises the
+  OpenStack services (keystone, nova, neutron, OVN/OVS, FRR, MariaDB, ...)
+  among the running processes and those that start later, and records their
+  processes, file accesses, connections, HTTP API calls and SQL statements
+  with secrets redacted (docs/tracing.md);
+- event storage in SQLite under state_dir, with retention by age and size;
+- the data plane, when dataplane.provider_interfaces lists NICs: re-adopts
+  pinned programs and maps from an earlier run (traffic never stops),
+  attaches XDP and the TC return path, keeps the exposure maps equal to the
+  configured, API-added and (with an ovn: section) OVN-learned exposures,
+  and announces them through FRR. Until OVN has been read in full once,
+  nothing is withdrawn;
+- the local API (api.listen, 127.0.0.1:9180 by default) that \`stackbpf
+  status\` and \`stackbpf trace\` use.
+Without --config the defaults apply (tracing and storage on, state in
+/var/lib/stackbpf, no data plane). Logs are JSON lines on stderr.
 
 Signals: SIGHUP reloads the exposures of the file; SIGTERM/SIGINT stop the
 agent and leave the data plane attached (it keeps forwarding).
@@ -37,20 +48,60 @@ Options:
   -h, --help         this help`,
     options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
     async run(values) {
-      if (!values.config) {
-        process.stderr.write('stackbpf agent: --config FILE is required\n');
-        return 2;
-      }
-      return runAgent(values.config as string);
+      return runAgent(values.config as string | undefined);
+    },
+  },
+  trace: {
+    summary: "stream a running agent's events (or read stored ones) with filters",
+    usage: 'stackbpf trace [--service S] [--type T] [--pid N] [--path PREFIX] [--since DUR [--limit N]] [--count N] [--json] [--api ADDRESS | --config FILE]',
+    help: `Prints the events of a running agent as they happen: process exec/fork/exit,
+file opens and writes under sensitive paths, connections, HTTP API requests
+(method, path, status, latency, user and project when known) and SQL
+statements (redacted), each with its service and process.
+
+Options:
+  --service S      only this service (keystone, neutron-server, mariadb, ...)
+  --type T         an event type (http.request) or family (http, sql, file, net, process)
+  --pid N          only this process (or its children)
+  --path PREFIX    only file events under this path
+  --since DUR      stored events instead of live ones: the last 90s / 10m / 2h / 1d, or since a date
+  --limit N        with --since: at most N events (default 1000)
+  --count N        stop after N live events
+  --json           JSON lines instead of a table
+  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
+  -c, --config FILE  read the address from the agent's configuration (api.listen)
+  -h, --help       this help
+
+A live reader that cannot keep up loses its oldest events (counted in the
+agent's status as droppedByClosedStreams / the stream's queue); the agent
+and its store are never slowed by it.`,
+    options: {
+      service: { type: 'string' },
+      type: { type: 'string' },
+      pid: { type: 'string' },
+      path: { type: 'string' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
+      count: { type: 'string' },
+      json: { type: 'boolean' },
+      api: { type: 'string' },
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    run(values) {
+      return runTrace(values as Record<string, string | undefined> & { json?: boolean });
     },
   },
   status: {
-    summary: "ask a running agent what it is doing (attachments, exposures, BGP, OVN)",
+    summary: 'ask a running agent what it is doing (tracing, storage, drops, data plane, BGP, OVN)',
     usage: 'stackbpf status [--api ADDRESS | --config FILE] [--json]',
-    help: `Asks a running agent through its local API (GET /v1/status) and prints what
-is attached, how many exposures are installed, the last reconcile, the BGP
-state, and the OVN state: mode, readiness, chassis, bridge mappings, the
-database connection, exposures waiting for a bridge and conflicting claims.
+    help: `Asks a running agent through its local API (GET /v1/status) and prints:
+tracing (programs attached, monitored services, event rates, what was lost
+at each stage), the event store (rows, size, retention), the pipeline's
+queues, and with the data plane: what is attached, how many exposures are
+installed, the last reconcile, the BGP state, and the OVN state (mode,
+readiness, chassis, bridge mappings, the database connection, exposures
+waiting for a bridge and conflicting claims).
 
 Options:
   --api ADDRESS  where the agent listens: unix:/path or 127.0.0.1:PORT

@@ -34,6 +34,22 @@ export function getJson(address: string, path: string, timeoutMs = 5000): Promis
 }
 
 type Status = {
+  dataplane?: 'on' | 'off';
+  trace?: {
+    state?: string;
+    error?: string;
+    attached?: string[];
+    monitoredProcesses?: number;
+    services?: Record<string, number>;
+    records?: number;
+    events?: Record<string, number>;
+    eventsPerSecond?: number;
+    lost?: Record<string, number>;
+    ring?: { size: number; pendingBytes: number; paused: number };
+    sessions?: { open: number };
+  };
+  storage?: { state: string; path?: string; rows?: number; bytes?: number; segments?: number; oldestTs?: number | null; writeErrors?: number; droppedSegments?: number };
+  pipeline?: { published: number; consumers: { name: string; queued: number; capacity: number; delivered: number; dropped: number }[]; droppedByClosedStreams: number };
   exposures: number;
   attachments: { hook: string; ifname: string }[];
   lastReconcile?: { at: string; error?: string; result?: Record<string, number> };
@@ -53,8 +69,29 @@ type Status = {
   verdicts: Record<string, { packets: string }>;
 };
 
+function mb(n: number): string {
+  return `${(n / 1048576).toFixed(1)} MB`;
+}
+
 export function formatStatus(s: Status): string {
   const out: string[] = [];
+  const t = s.trace;
+  if (t && t.attached) {
+    const lost = Object.entries(t.lost ?? {}).filter(([, n]) => n > 0);
+    out.push(`tracing     ${t.attached.length} programs attached, ${t.monitoredProcesses} processes monitored: ${Object.entries(t.services ?? {}).map(([k, n]) => `${k} ${n}`).join(', ') || 'no service found yet'}`);
+    out.push(`  events    ${Object.values(t.events ?? {}).reduce((a, b) => a + b, 0)} (${t.eventsPerSecond}/s): ${Object.entries(t.events ?? {}).map(([k, n]) => `${k} ${n}`).join(', ') || 'none yet'}`);
+    out.push(`  lost      ${lost.length ? lost.map(([k, n]) => `${k} ${n}`).join(', ') : 'nothing'}; ring ${t.ring ? `${mb(t.ring.pendingBytes)} of ${mb(t.ring.size)} waiting, back-pressure pauses ${t.ring.paused}` : '-'}; ${t.sessions?.open ?? 0} connections tracked`);
+  } else out.push(`tracing     ${t?.state ?? 'off'}${t?.error ? `: ${t.error}` : ''}`);
+  const st = s.storage;
+  if (st?.state === 'on') out.push(`storage     ${st.rows} events, ${mb(st.bytes ?? 0)} in ${st.segments} segments at ${st.path}${st.oldestTs ? `, oldest ${new Date(st.oldestTs).toISOString()}` : ''}${st.writeErrors ? `, WRITE ERRORS ${st.writeErrors}` : ''}`);
+  else out.push('storage     off');
+  if (s.pipeline) {
+    out.push(`pipeline    ${s.pipeline.published} published; ${s.pipeline.consumers.map((c) => `${c.name} ${c.queued}/${c.capacity} queued, ${c.dropped} dropped`).join('; ')}${s.pipeline.droppedByClosedStreams ? `; closed streams dropped ${s.pipeline.droppedByClosedStreams}` : ''}`);
+  }
+  if (s.dataplane === 'off') {
+    out.push('dataplane   off (no dataplane.provider_interfaces)');
+    return out.join('\n');
+  }
   out.push(`exposures   ${s.exposures} installed`);
   out.push(`attached    ${s.attachments.map((a) => `${a.hook} on ${a.ifname}`).join(', ') || 'nothing'}`);
   const lr = s.lastReconcile;

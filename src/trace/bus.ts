@@ -115,6 +115,7 @@ export class EventBus {
         r = c.opts.handle(batch);
       } catch {
         c.errors++;
+        c.dropped += batch.length; // the batch is lost: counted, never silent
         continue;
       }
       c.delivered += batch.length;
@@ -128,6 +129,8 @@ export class EventBus {
           () => {
             c.busy = false;
             c.errors++;
+            c.dropped += batch.length;
+            c.delivered -= batch.length;
             if (c.queued > 0 && !c.closed) this.schedule();
           },
         );

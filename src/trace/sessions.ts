@@ -56,7 +56,17 @@ interface Session {
   /** the previous complete message (a request waiting for its response) */
   pending?: { msg: Message; bytes: number };
   mysql?: { user?: string; database?: string; stage: 'login' | 'ready' };
+  /** opened before tracing began: the protocol is recognised mid-stream */
+  adopted?: boolean;
   lastActivity: number;
+  undecided: number;
+}
+
+/** One whole command packet: its 3-byte length matches the message, its command byte is known. */
+function isMysqlCommand(b: Buffer, size: number): boolean {
+  if (b.length < 5 || b[3] !== 0) return false;
+  const len = b.readUIntLE(0, 3);
+  return len + 4 === size && [0x02, 0x03, 0x0e, 0x16, 0x17, 0x19].includes(b[4] as number);
 }
 
 /** Token → identity, keyed by an HMAC under a per-process key: the token itself is never kept. */
@@ -107,7 +117,7 @@ export class SessionTracker {
     let s = this.sessions.get(key);
     if (!s || s.connId !== connId) {
       if (s) this.finish(s, undefined);
-      s = { key, connId, tgid, role, proto: 'unknown', lastActivity: Date.now() };
+      s = { key, connId, tgid, role, proto: 'unknown', lastActivity: Date.now(), undecided: 0 };
       this.sessions.set(key, s);
       if (this.sessions.size > (this.opts.maxSessions ?? 50000)) {
         const oldest = this.sessions.keys().next().value as string;
@@ -116,6 +126,14 @@ export class SessionTracker {
       }
     }
     return s;
+  }
+
+  /** A connection that was open before tracing began (found in /proc). */
+  adopt(tgid: number, fd: number, connId: bigint, role: number, local: string, remote: string): void {
+    const s = this.open(`${tgid}:${fd}`, tgid, connId, role);
+    s.local = local;
+    s.remote = remote;
+    s.adopted = true;
   }
 
   onConnect(r: ConnRecord): void {
@@ -193,8 +211,13 @@ export class SessionTracker {
         s.proto = 'mysql';
         s.mysql = { stage: 'login' };
         return;
+      } else if (s.role === 2 && m.dir === 2 && isMysqlCommand(data, size)) {
+        // a MySQL connection met mid-stream (adopted, or its greeting was missed)
+        s.proto = 'mysql';
+        s.mysql = { stage: 'ready' };
       } else {
-        s.proto = 'other';
+        // an adopted connection may be met mid-message: decide on a later one
+        if (!s.adopted || ++s.undecided > 4) s.proto = 'other';
         return;
       }
     }

@@ -4,8 +4,8 @@
 // → sessions (HTTP / SQL) → redacted events on the bus. Every stage counts
 // what it loses: the kernel (ring full, stash/connection tables full,
 // unreadable user memory), the decoder (malformed records), the bus queues.
-import { readFileSync } from 'node:fs';
-import { BpfObject, type Link, RingBuffer, sumPerCpu, u32, u64 } from '../ebpf/index.js';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { BpfObject, formatIPv6, type Link, RingBuffer, sumPerCpu, u32, u64 } from '../ebpf/index.js';
 import type { Logger } from '../log.js';
 import { objectPath } from '../paths.js';
 import type { EventBus } from './bus.js';
@@ -116,6 +116,7 @@ export class Tracer {
       // the set first, then the hooks: a service's fork between the two is caught by the scan below
       t.attachAll();
       t.applyChanges(t.procs.scan());
+      t.adoptSockets();
       t.ring = new RingBuffer(obj.map('events'), (buf, off, len) => t?.onRecord(buf, off, len), { lostCounter: obj.map('events_lost'), maxRecordsPerTick: 8192 });
       t.ring.start();
       t.timers.push(setInterval(() => t?.housekeeping(), 250));
@@ -165,6 +166,59 @@ export class Tracer {
         this.log.warn('cannot update the monitored set', { pid: c.pid, error: (err as Error).message });
       }
     }
+  }
+
+  /**
+   * Connections opened before the tracer started (a service's pooled
+   * database connections, kept-alive API clients) were never seen by the
+   * connect/accept hooks: find the established TCP sockets of capture-enabled
+   * processes in /proc and add them to the kernel's connection table, so
+   * their traffic is captured from now on. Byte counts of such a connection
+   * cover only what passed after adoption.
+   */
+  private adoptSockets(): void {
+    const conns = this.obj.map('conns');
+    let adopted = 0;
+    for (const p of this.procs.procs.values()) {
+      if (!p.capture) continue;
+      const inodes = new Map<string, number>();
+      try {
+        for (const fd of readdirSync(`/proc/${p.pid}/fd`)) {
+          try {
+            const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${p.pid}/fd/${fd}`));
+            if (m) inodes.set(m[1] as string, Number(fd));
+          } catch {
+            /* closed meanwhile */
+          }
+        }
+      } catch {
+        continue;
+      }
+      if (inodes.size === 0) continue;
+      for (const sock of readTcpTable(p.pid)) {
+        const fd = inodes.get(sock.inode);
+        if (fd === undefined || sock.state !== 1) continue;
+        const role = sock.listeningPorts.has(sock.localPort) ? 1 : 2;
+        const key = Buffer.alloc(8);
+        key.writeUInt32LE(p.pid, 0);
+        key.writeUInt32LE(fd, 4);
+        const v = Buffer.alloc(72);
+        const id = process.hrtime.bigint();
+        v.writeBigUInt64LE(id, 0);
+        v.writeBigUInt64LE(id, 16);
+        v.writeUInt16LE(sock.family, 64);
+        v[67] = role;
+        v[68] = 6;
+        try {
+          conns.update(key, v, 'noexist');
+          adopted++;
+          this.sessions.adopt(p.pid, fd, id, role, sock.local, sock.remote);
+        } catch {
+          /* the kernel saw it already */
+        }
+      }
+    }
+    if (adopted) this.log.info('adopted connections opened before the tracer started', { connections: adopted });
   }
 
   private syncClock(): void {
@@ -373,4 +427,50 @@ export class Tracer {
     }
     this.obj.close();
   }
+}
+
+interface TcpSocket {
+  family: number;
+  state: number;
+  inode: string;
+  local: string;
+  remote: string;
+  localPort: number;
+  listeningPorts: Set<number>;
+}
+
+function hexAddr(h: string): { addr: string; port: number } {
+  const [a, p] = h.split(':') as [string, string];
+  const port = parseInt(p, 16);
+  if (a.length === 8) {
+    const n = parseInt(a, 16);
+    return { addr: `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`, port };
+  }
+  const b = Buffer.alloc(16);
+  for (let i = 0; i < 4; i++) b.writeUInt32LE(parseInt(a.slice(i * 8, i * 8 + 8), 16), i * 4);
+  return { addr: `[${formatIPv6(b)}]`, port };
+}
+
+/** TCP sockets in a process's network namespace (/proc/PID/net/tcp{,6}). */
+function readTcpTable(pid: number): TcpSocket[] {
+  const out: TcpSocket[] = [];
+  const listening = new Set<number>();
+  for (const [file, family] of [['tcp', 2], ['tcp6', 10]] as const) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/net/${file}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const l = hexAddr(f[1] as string);
+      const r = hexAddr(f[2] as string);
+      const state = parseInt(f[3] as string, 16);
+      if (state === 10) listening.add(l.port);
+      out.push({ family, state, inode: f[9] as string, local: `${l.addr}:${l.port}`, remote: `${r.addr}:${r.port}`, localPort: l.port, listeningPorts: listening });
+    }
+  }
+  return out;
 }

@@ -3,12 +3,22 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config.js';
+import { ConfigError, dataplaneEnabled, loadConfig, parseConfig } from '../../src/config.js';
 import { createLogger, redact } from '../../src/log.js';
 
 const minimal = { dataplane: { provider_interfaces: ['eth1'] } };
 
 describe('configuration', () => {
+  test('no file at all: tracing and storage on, the data plane off', () => {
+    const c = parseConfig({});
+    assert.equal(dataplaneEnabled(c), false);
+    assert.equal(c.trace.enabled, true);
+    assert.equal(c.trace.captureBytes, 1024);
+    assert.ok(c.trace.sensitivePaths.includes('/etc/keystone/'));
+    assert.equal(c.storage.path, '/var/lib/stackbpf/events.db');
+    assert.equal(c.storage.retentionDays, 7);
+  });
+
   test('defaults work on a single host', () => {
     const c = parseConfig(minimal);
     assert.equal(c.pinRoot, '/sys/fs/bpf/stackbpf');
@@ -33,7 +43,13 @@ describe('configuration', () => {
 
   test('errors name the field', () => {
     const cases: [unknown, RegExp][] = [
-      [{}, /dataplane.provider_interfaces: list at least one provider NIC/],
+      [{ bgp: { asn: 1, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 1 }] } }, /dataplane.provider_interfaces: list at least one provider NIC/],
+      [{ trace: { capture_bytes: 4096 } }, /trace.capture_bytes: expected an integer 64..2048/],
+      [{ trace: { ring_bytes: 3_000_000 } }, /trace.ring_bytes: expected a power of two/],
+      [{ trace: { sensitive_paths: ['etc/keystone'] } }, /trace.sensitive_paths\[0\]: "etc\/keystone" is not an absolute path/],
+      [{ trace: { enabled: 'yes' } }, /trace.enabled: expected true or false/],
+      [{ storage: { retention_days: 0 } }, /storage.retention_days: expected an integer/],
+      [{ storage: { compress: true } }, /storage.compress: unknown setting/],
       [{ ...minimal, bogus: 1 }, /bogus: unknown setting/],
       [{ dataplane: { provider_interfaces: 'eth1' } }, /dataplane.provider_interfaces: expected a list/],
       [{ ...minimal, dataplane: { provider_interfaces: ['eth1'], xdp_mode: 'fast' } }, /dataplane.xdp_mode: expected one of auto, native, generic/],

@@ -1,0 +1,129 @@
+// The agent process as a whole: the tracer (on by default), the event store
+// and the bus between them, and the data plane when provider NICs are
+// configured. One status for all of it; one stop.
+import { type AgentConfig, dataplaneEnabled } from './config.js';
+import { Agent, type AgentStatus } from './agent.js';
+import type { Logger } from './log.js';
+import { EventBus, type ConsumerStats } from './trace/bus.js';
+import { type EventFilter, type TraceEvent, matches } from './trace/event.js';
+import { EventStore, type QueryOptions, type StoreStats } from './trace/store.js';
+import { Tracer, type TracerStatus } from './trace/tracer.js';
+
+export interface DaemonStatus extends Partial<AgentStatus> {
+  dataplane: 'on' | 'off';
+  trace: TracerStatus | { state: 'off' | 'failed'; error?: string };
+  storage: (StoreStats & { state: 'on' }) | { state: 'off' };
+  pipeline: { published: number; consumers: ConsumerStats[]; droppedByClosedStreams: number };
+  startedAt: string;
+}
+
+export class Daemon {
+  readonly bus = new EventBus();
+  store: EventStore | undefined;
+  tracer: Tracer | undefined;
+  agent: Agent | undefined;
+  private traceError: string | undefined;
+  private closedStreamDrops = 0;
+  private readonly startedAt = new Date().toISOString();
+
+  private constructor(
+    private config: AgentConfig,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(config: AgentConfig, log: Logger): Promise<Daemon> {
+    const d = new Daemon(config, log);
+    try {
+      if (config.storage.enabled) {
+        const store = new EventStore({ path: config.storage.path, maxAgeSeconds: config.storage.retentionDays * 86400, maxBytes: config.storage.maxSizeMb * 1024 * 1024 });
+        d.store = store;
+        store.applyRetention();
+        store.startRetention(10, (err) => log.warn('retention failed', { error: (err as Error).message }));
+        d.bus.subscribe({
+          name: 'store',
+          capacity: config.storage.queueEvents,
+          policy: 'backpressure',
+          batch: 5000,
+          handle: (batch) => store.write(batch),
+        });
+        log.info('event store open', { path: config.storage.path, rows: store.stats().rows });
+      }
+      if (config.trace.enabled) {
+        const t = config.trace;
+        d.tracer = await Tracer.start(
+          { captureBytes: t.captureBytes, ringBytes: t.ringBytes, sensitivePaths: t.sensitivePaths, captureServices: t.captureServices, ...(t.rulesFile ? { rulesFile: t.rulesFile } : {}), ...(t.services ? { services: t.services } : {}) },
+          d.bus,
+          log,
+        );
+      }
+      if (dataplaneEnabled(config)) d.agent = await Agent.start(config, log);
+      else log.info('data plane off: no dataplane.provider_interfaces configured');
+      return d;
+    } catch (err) {
+      await d.stop();
+      throw err;
+    }
+  }
+
+  reload(config: AgentConfig): void {
+    this.agent?.reload(config);
+    this.config = config;
+  }
+
+  /** Live events matching `filter`; a slow reader loses its oldest events (counted). */
+  stream(filter: EventFilter, onBatch: (events: TraceEvent[]) => void, capacity = 10_000): { close(): void; stats(): ConsumerStats | undefined } {
+    const name = `stream-${Math.random().toString(36).slice(2, 8)}`;
+    const unsubscribe = this.bus.subscribe({
+      name,
+      capacity,
+      policy: 'drop-oldest',
+      batch: 500,
+      handle: (batch) => {
+        const mine = batch.filter((e) => matches(e, filter));
+        if (mine.length) onBatch(mine);
+      },
+    });
+    const stats = (): ConsumerStats | undefined => this.bus.stats().find((s) => s.name === name);
+    return {
+      close: () => {
+        this.closedStreamDrops += stats()?.dropped ?? 0;
+        unsubscribe();
+      },
+      stats,
+    };
+  }
+
+  query(q: QueryOptions): TraceEvent[] {
+    if (!this.store) throw new Error('event storage is off (storage.enabled: false)');
+    return this.store.query(q);
+  }
+
+  status(): DaemonStatus {
+    const st: DaemonStatus = {
+      ...(this.agent ? this.agent.status() : {}),
+      dataplane: this.agent ? 'on' : 'off',
+      trace: this.tracer ? this.tracer.status() : this.traceError ? { state: 'failed', error: this.traceError } : { state: 'off' },
+      storage: this.store ? { state: 'on', ...this.store.stats() } : { state: 'off' },
+      pipeline: { published: this.bus.published, consumers: this.bus.stats(), droppedByClosedStreams: this.closedStreamDrops },
+      startedAt: this.startedAt,
+    };
+    return st;
+  }
+
+  async stop(): Promise<void> {
+    if (this.tracer) {
+      await this.tracer.stop();
+      this.tracer = undefined;
+    }
+    await this.bus.drain(10_000);
+    if (this.agent) {
+      await this.agent.stop();
+      this.agent = undefined;
+    }
+    if (this.store) {
+      this.store.close();
+      this.store = undefined;
+    }
+    this.log.debug('daemon stopped', { config: this.config.api.listen });
+  }
+}
