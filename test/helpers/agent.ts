@@ -60,9 +60,14 @@ export class AgentProcess {
     private readonly work: string,
   ) {}
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   async start(config: Record<string, unknown>, name = 'agent'): Promise<void> {
     const file = join(this.work, `${name}.yaml`);
-    writeFileSync(file, stringify({ ...config, api: { listen: `unix:${this.socket}` } }));
+    // tracing and event storage stay off unless a test asks for them: the data-plane tests do not need them
+    writeFileSync(file, stringify({ trace: { enabled: false }, storage: { enabled: false }, ...config, api: { listen: `unix:${this.socket}` } }));
     const child = spawn(process.execPath, [cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr?.on('data', (c) => (this.log += c));

@@ -19,6 +19,8 @@ const NEEDED = [...KEYSTONE, '/usr/bin/neutron-server', '/usr/bin/neutron-db-man
 const missing = (list: string[]): string | false => (list.some((p) => !existsSync(p)) ? `needs ${list.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs keystone and neutron-server)` : false);
 export const skipOpenStack: string | false = missing(NEEDED);
 export const skipKeystone: string | false = missing(KEYSTONE);
+const MARIADB = ['/usr/sbin/mariadbd', '/usr/bin/mariadb-install-db', '/usr/bin/mariadb'];
+export const skipMariadb: string | false = missing([...KEYSTONE, ...MARIADB]);
 
 async function until(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
   const end = Date.now() + ms;
@@ -41,6 +43,10 @@ export class OpenStack {
   private token: string | undefined;
   keystonePort = 0;
   neutronPort = 0;
+  /** with db: 'mariadb': a private mariadbd for Keystone */
+  mariadbPort = 0;
+  mariadbPid: number | undefined;
+  readonly dbPassword = randomBytes(12).toString('hex');
 
   private constructor(readonly dir: string) {}
 
@@ -52,10 +58,11 @@ export class OpenStack {
   }
 
   /** Keystone, and Neutron when `neutron` says where its OVN databases are. */
-  static async start(opts: { neutron?: NeutronOptions } = {}): Promise<OpenStack> {
+  static async start(opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string> } = {}): Promise<OpenStack> {
     const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
     try {
-      await os.startKeystone();
+      if (opts.db === 'mariadb') await os.startMariadb();
+      await os.startKeystone(opts.env ?? {});
       if (opts.neutron) await os.startNeutron(opts.neutron);
       return os;
     } catch (err) {
@@ -74,7 +81,23 @@ export class OpenStack {
     return out.join('\n');
   }
 
-  private async startKeystone(): Promise<void> {
+  /** A private MariaDB (own datadir and socket, a free loopback port) with a keystone database. */
+  private async startMariadb(): Promise<void> {
+    const d = join(this.dir, 'mariadb');
+    mkdirSync(d);
+    this.mariadbPort = await freePort();
+    await run('mariadb-install-db', [`--datadir=${d}/data`, '--user=root', '--auth-root-authentication-method=socket', '--skip-test-db'], { timeout: 60_000 });
+    const child = spawn('mariadbd', [`--datadir=${d}/data`, `--socket=${d}/sock`, `--port=${this.mariadbPort}`, '--bind-address=127.0.0.1', '--user=root', `--pid-file=${d}/pid`, `--log-error=${d}/err.log`, '--skip-name-resolve', '--innodb-buffer-pool-size=32M'], { stdio: 'ignore', detached: true });
+    child.unref();
+    this.mariadbPid = child.pid;
+    await until('mariadb to answer', async () => {
+      await run('mariadb', [`--socket=${d}/sock`, '-e', 'SELECT 1']);
+      return true;
+    }, 30_000);
+    await run('mariadb', [`--socket=${d}/sock`, '-e', `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1';`]);
+  }
+
+  private async startKeystone(env: Record<string, string>): Promise<void> {
     const d = this.dir;
     this.keystonePort = await freePort();
     const conf = join(d, 'keystone.conf');
@@ -85,7 +108,7 @@ export class OpenStack {
         '[DEFAULT]',
         `log_dir = ${d}`,
         '[database]',
-        `connection = sqlite:///${d}/keystone.db`,
+        this.mariadbPort ? `connection = mysql+pymysql://keystone:${this.dbPassword}@127.0.0.1:${this.mariadbPort}/keystone` : `connection = sqlite:///${d}/keystone.db`,
         '[token]',
         'provider = fernet',
         '[fernet_tokens]',
@@ -99,14 +122,14 @@ export class OpenStack {
     );
     const km = (args: string[]): Promise<unknown> => run('keystone-manage', ['--config-file', conf, ...args], { timeout: 180_000 });
     await km(['db_sync']);
-    await run('sqlite3', [join(d, 'keystone.db'), 'PRAGMA journal_mode=WAL;']);
+    if (!this.mariadbPort) await run('sqlite3', [join(d, 'keystone.db'), 'PRAGMA journal_mode=WAL;']);
     await km(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['bootstrap', '--bootstrap-password', this.password, '--bootstrap-admin-url', this.keystoneUrl, '--bootstrap-internal-url', this.keystoneUrl, '--bootstrap-public-url', this.keystoneUrl, '--bootstrap-region-id', 'RegionOne']);
     await run(
       'uwsgi_python311',
       ['--http-socket', `127.0.0.1:${this.keystonePort}`, '--wsgi-file', '/usr/bin/keystone-wsgi-public', '--processes', '1', '--threads', '1', '--master', '--die-on-term', '--lazy-apps', '--buffer-size', '65535', '--pidfile', join(d, 'keystone.pid'), '--daemonize', join(d, 'keystone-uwsgi.log')],
-      { env: { ...process.env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 },
+      { env: { ...process.env, ...env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 },
     );
     await until('keystone to answer', async () => (await fetch(this.keystoneUrl)).ok, 60_000);
     this.keystonePid = Number(readFileSync(join(d, 'keystone.pid'), 'utf8').trim());
@@ -240,6 +263,22 @@ export class OpenStack {
       }
       await new Promise((r) => setTimeout(r, 300));
       await run('pkill', ['-KILL', '-f', `--pidfile ${join(this.dir, 'keystone.pid')}`]).catch(() => undefined);
+    }
+    if (this.mariadbPid) {
+      try {
+        process.kill(this.mariadbPid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      for (let i = 0; i < 100; i++) {
+        try {
+          process.kill(this.mariadbPid, 0);
+        } catch {
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await run('pkill', ['-KILL', '-f', `--datadir=${join(this.dir, 'mariadb')}`]).catch(() => undefined);
     }
     rmSync(this.dir, { recursive: true, force: true });
   }

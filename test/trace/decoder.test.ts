@@ -1,0 +1,164 @@
+// Pure logic of the tracer's user-space half: redaction, protocol parsers,
+// the session tracker, record decoding. Kernel behaviour is in
+// tracer.test.ts and keystone.test.ts.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { keystoneAuthSubject, keystoneTokenIdentity, looksLikeHttp, parseHttpHead, parseMysqlCommand, parseMysqlGreeting, parseMysqlLogin, parseMysqlResult } from '../../src/trace/protocols.js';
+import { decodeRecord, RecordError } from '../../src/trace/records.js';
+import { REDACTED, redactArgv, redactJsonText, redactSql, redactUrl } from '../../src/trace/redact.js';
+import { type SessionOutput, SessionTracker } from '../../src/trace/sessions.js';
+
+const PW = 's3cr3t-Pa55';
+const FERNET = `gAAAAAB${'x'.repeat(150)}`;
+
+describe('redaction', () => {
+  test('Keystone auth bodies: the password goes, whole or cut off at any byte', () => {
+    const body = JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'alice', domain: { name: 'Default' }, password: PW } } } } });
+    const r = redactJsonText(body);
+    assert.ok(!r.includes(PW));
+    assert.ok(r.includes('"alice"'));
+    assert.ok(r.includes(REDACTED));
+    // every truncation of the body: no prefix of the password longer than 2 bytes survives
+    for (let i = 0; i <= body.length; i++) {
+      const cut = redactJsonText(body.slice(0, i));
+      for (let k = 3; k <= PW.length; k++) assert.ok(!cut.includes(PW.slice(0, k)), `cut at ${i} leaked ${PW.slice(0, k)}`);
+    }
+    const tokenAuth = JSON.stringify({ auth: { identity: { methods: ['token'], token: { id: 'opaque-token-value' } } } });
+    assert.ok(!redactJsonText(tokenAuth).includes('opaque-token-value'));
+    const appCred = '{"auth":{"identity":{"methods":["application_credential"],"application_credential":{"id":"abc","secret":"topsecret"}}}}';
+    assert.ok(!redactJsonText(appCred).includes('topsecret'));
+    assert.ok(!redactJsonText(`{"x": "${FERNET}"}`).includes(FERNET.slice(0, 40)));
+  });
+
+  test('HTTP heads: credential headers are replaced, tokens kept aside for correlation only', () => {
+    const raw = `GET /v3/projects?name=x&token=${FERNET} HTTP/1.1\r\nHost: a\r\nX-Auth-Token: ${FERNET}\r\nAuthorization: Basic dXNlcjpwYXNz\r\nCookie: s=1\r\nUser-Agent: t\r\n\r\n`;
+    const h = parseHttpHead(Buffer.from(raw));
+    assert.ok(h);
+    assert.equal(h.headers['x-auth-token'], REDACTED);
+    assert.equal(h.headers.authorization, REDACTED);
+    assert.equal(h.headers.cookie, REDACTED);
+    assert.equal(h.secrets.authToken, FERNET);
+    const { secrets, ...visible } = h;
+    assert.ok(!JSON.stringify(visible).includes('dXNlcjpwYXNz'));
+    assert.ok(!JSON.stringify(visible).includes(FERNET.slice(0, 30)));
+    assert.equal(secrets.authToken, FERNET);
+    assert.equal(redactUrl('/v1/x?password=abc&limit=1'), `/v1/x?password=${REDACTED}&limit=1`);
+  });
+
+  test('command lines and SQL', () => {
+    assert.deepEqual(redactArgv(['openstack', '--os-password', PW, 'token', 'issue']), ['openstack', '--os-password', REDACTED, 'token', 'issue']);
+    assert.deepEqual(redactArgv(['keystone-manage', `--bootstrap-password=${PW}`]), ['keystone-manage', `--bootstrap-password=${REDACTED}`]);
+    assert.deepEqual(redactArgv(['/usr/bin/mysql', `-p${PW}`, 'keystone']), ['/usr/bin/mysql', `-p${REDACTED}`, 'keystone']);
+    assert.ok(!redactArgv(['x', `mysql+pymysql://keystone:${PW}@db/keystone`]).join(' ').includes(PW));
+    assert.ok(!redactArgv(['env', `OS_PASSWORD=${PW}`]).join(' ').includes(PW));
+    const upd = `UPDATE password SET password_hash='$2b$04$abcdefghijklmnopqrstuv' WHERE id = 1`;
+    assert.ok(!redactSql(upd).includes('abcdefghij'));
+    assert.ok(!redactSql(`CREATE USER 'k'@'%' IDENTIFIED BY '${PW}'`).includes(PW));
+    assert.ok(!redactSql(`INSERT INTO credential (blob) VALUES ('${PW}`).includes(PW), 'an unterminated literal is redacted to the end');
+    assert.equal(redactSql("SELECT * FROM project WHERE name = 'admin'"), "SELECT * FROM project WHERE name = 'admin'");
+  });
+});
+
+describe('protocol parsers', () => {
+  test('HTTP', () => {
+    assert.equal(looksLikeHttp(Buffer.from('POST /v3/auth/tokens HTTP/1.1\r\n')), true);
+    assert.equal(looksLikeHttp(Buffer.from('HTTP/1.1 201 CREATED\r\n')), true);
+    assert.equal(looksLikeHttp(Buffer.from('\x03SELECT 1')), false);
+    const res = parseHttpHead(Buffer.from('HTTP/1.1 401 UNAUTHORIZED\r\nContent-Type: application/json\r\nx-openstack-request-id: req-1\r\n\r\n{"error":{}}'));
+    assert.equal(res?.status, 401);
+    assert.equal(res?.headers['x-openstack-request-id'], 'req-1');
+    assert.equal(res?.body, '{"error":{}}');
+    assert.equal(parseHttpHead(Buffer.from('garbage')), undefined);
+  });
+
+  test('Keystone bodies: who authenticates, who owns a token', () => {
+    const req = '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "bob", "domain": {"name": "Default"}, "password": "<redacted>"}}}, "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}}}}';
+    assert.deepEqual(keystoneAuthSubject(req), { user: 'bob', domain: 'Default', project: 'demo' });
+    const tok = '{"token": {"methods": ["password"], "user": {"domain": {"id": "default", "name": "Default"}, "id": "u1", "name": "bob", "password_expires_at": null}, "audit_ids": ["a"], "project": {"domain": {"id": "default", "name": "Default"}, "id": "p1", "name": "demo"}, "roles": [';
+    assert.deepEqual(keystoneTokenIdentity(tok), { user: 'bob', userId: 'u1', project: 'demo', projectId: 'p1' });
+    assert.equal(keystoneTokenIdentity('{"error": {}}'), undefined);
+  });
+
+  test('MySQL: greeting, login without auth data, commands, results, lengths never trusted', () => {
+    const greeting = Buffer.concat([Buffer.from([0x30, 0, 0, 0, 10]), Buffer.from('10.11.19-MariaDB\0'), Buffer.alloc(40)]);
+    assert.equal(parseMysqlGreeting(greeting)?.version, '10.11.19-MariaDB');
+    // handshake response: caps (CLIENT_SECURE_CONNECTION | CONNECT_WITH_DB | PLUGIN_AUTH_LENENC), user, 20-byte scramble, db
+    const scramble = Buffer.alloc(20, 0xab);
+    const body = Buffer.concat([Buffer.from([0x08, 0x80, 0x20, 0x00]), Buffer.alloc(4), Buffer.from([0x21]), Buffer.alloc(23), Buffer.from('keystone\0'), Buffer.from([20]), scramble, Buffer.from('keystone\0')]);
+    const login = Buffer.concat([Buffer.from([body.length & 255, body.length >> 8, 0, 1]), body]);
+    assert.deepEqual(parseMysqlLogin(login), { user: 'keystone', database: 'keystone' });
+    const q = Buffer.concat([Buffer.from([9, 0, 0, 0, 3]), Buffer.from('SELECT 1')]);
+    assert.deepEqual(parseMysqlCommand(q, q.length), { command: 'query', statement: 'SELECT 1', truncated: false });
+    const lying = Buffer.from([0xff, 0xff, 0xff, 0, 3, 0x53]);
+    assert.equal(parseMysqlCommand(lying, lying.length)?.statement, 'S');
+    assert.deepEqual(parseMysqlResult(Buffer.from([7, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0])), { result: 'ok', affectedRows: 2 });
+    const err = Buffer.concat([Buffer.from([30, 0, 0, 1, 0xff, 0x15, 0x04, 0x23]), Buffer.from('28000'), Buffer.from('Access denied')]);
+    assert.deepEqual(parseMysqlResult(err), { result: 'error', errorCode: 1045, sqlState: '28000', error: 'Access denied' });
+    assert.deepEqual(parseMysqlResult(Buffer.from([1, 0, 0, 1, 3])), { result: 'rows', columns: 3 });
+    assert.equal(parseMysqlResult(Buffer.from([1, 0])), undefined);
+  });
+});
+
+describe('records', () => {
+  test('malformed records are refused with what was wrong', () => {
+    assert.throws(() => decodeRecord(Buffer.alloc(20), 0, 20), (e: unknown) => e instanceof RecordError && /shorter than the 48-byte header/.test(e.message));
+    const b = Buffer.alloc(64);
+    b.writeUInt16LE(77, 8);
+    assert.throws(() => decodeRecord(b, 0, 64), /kind 77 is unknown/);
+    b.writeUInt16LE(4, 8);
+    assert.throws(() => decodeRecord(b, 0, 64), /kind 4 has 64 bytes, expected at least 328/);
+    const d = Buffer.alloc(100);
+    d.writeUInt16LE(9, 8);
+    d.writeUInt16LE(500, 84);
+    assert.throws(() => decodeRecord(d, 0, 100), /says 500 captured bytes but has room for 12/);
+  });
+});
+
+describe('sessions', () => {
+  const hdr = { flags: 1, ppid: 1, uid: 0, service: 1, comm: 'uwsgi' };
+  const data = (tgid: number, fd: number, seq: number, dir: number, ts: bigint, text: string, prevBytes = 0n, offset = 0) => ({ ...hdr, kind: 9 as const, ts, tgid, tid: tgid, connId: 7n, prevBytes, prevStart: 0n, fd, seq, offset, dir, role: 1, data: Buffer.from(text) });
+
+  test('a request and its response, in several chunks, become one http.request with the token owner', () => {
+    const out: SessionOutput[] = [];
+    const t = new SessionTracker((o) => out.push(o), { captureBytes: 4096 });
+    const body = '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"Default"},"password":"pw"}}}}}';
+    t.onData(data(10, 5, 1, 1, 1_000_000n, 'POST /v3/auth/tokens HTTP/1.1\r\nHost: k\r\nUser-Agent: cli\r\n\r\n'));
+    t.onData(data(10, 5, 1, 1, 1_100_000n, body, 0n, 60));
+    const head = `HTTP/1.1 201 CREATED\r\nX-Subject-Token: ${FERNET}\r\nContent-Type: application/json\r\n\r\n`;
+    t.onData(data(10, 5, 2, 2, 51_000_000n, head, 200n));
+    t.onData(data(10, 5, 2, 2, 51_000_100n, '{"token": {"user": {"id": "u1", "name": "alice"}, "project": {"id": "p1", "name": "demo"}}}', 0n, head.length));
+    // the next request on the connection completes the response; it uses the token
+    t.onData(data(10, 5, 3, 1, 90_000_000n, `GET /v3/projects HTTP/1.1\r\nX-Auth-Token: ${FERNET}\r\n\r\n`, 900n));
+    t.onData(data(10, 5, 4, 2, 95_000_000n, 'HTTP/1.1 200 OK\r\n\r\n{}', 70n));
+    t.onClose({ ...hdr, kind: 8, ts: 99_000_000n, tgid: 10, tid: 10, connId: 7n, openedNs: 0n, bytesIn: 0n, bytesOut: 0n, lastMsgBytes: 22n, lastMsgStart: 0n, fd: 5, role: 1, lastDir: 2, family: 2 });
+    assert.equal(out.length, 2);
+    const [auth, list] = out.map((o) => o.data) as [Record<string, unknown>, Record<string, unknown>];
+    assert.equal(auth.status, 201);
+    assert.equal(auth.latency_ms, 50);
+    assert.equal(auth.request_bytes, 200);
+    assert.equal(auth.response_bytes, 900);
+    assert.equal(auth.auth_user, 'alice');
+    assert.equal(auth.user, 'alice');
+    assert.equal(auth.project, 'demo');
+    assert.equal(list.user, 'alice', 'the token maps to its owner');
+    assert.equal(list.project_id, 'p1');
+    assert.equal(list.response_bytes, 22);
+    assert.ok(!JSON.stringify(out.map((o) => o.data)).includes(FERNET.slice(0, 30)));
+    assert.equal(t.status().open, 0);
+  });
+
+  test('a pooled MySQL connection met mid-stream is recognised from a whole command packet', () => {
+    const out: SessionOutput[] = [];
+    const t = new SessionTracker((o) => out.push(o), { captureBytes: 1024 });
+    t.adopt(20, 9, 5n, 2, '127.0.0.1:40000', '127.0.0.1:3306');
+    const q = Buffer.concat([Buffer.from([9, 0, 0, 0, 3]), Buffer.from('SELECT 1')]);
+    t.onData({ ...hdr, kind: 9, ts: 1_000_000n, tgid: 20, tid: 20, connId: 5n, prevBytes: 0n, prevStart: 0n, fd: 9, seq: 1, offset: 0, dir: 2, role: 2, data: q });
+    t.onData({ ...hdr, kind: 9, ts: 1_500_000n, tgid: 20, tid: 20, connId: 5n, prevBytes: BigInt(q.length), prevStart: 0n, fd: 9, seq: 2, offset: 0, dir: 1, role: 2, data: Buffer.from([1, 0, 0, 1, 1]) });
+    t.sweep(Date.now() + 1000);
+    assert.equal(out.length, 1);
+    assert.equal(out[0]?.type, 'sql.query');
+    assert.equal(out[0]?.data.statement, 'SELECT 1');
+    assert.equal(out[0]?.data.latency_ms, 0.5);
+    assert.equal(out[0]?.data.result, 'rows');
+  });
+});

@@ -1,0 +1,115 @@
+// The event store on a real SQLite file, and the bus's bounded queues.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { EventBus } from '../../src/trace/bus.js';
+import type { TraceEvent } from '../../src/trace/event.js';
+import { EventStore, SCHEMA_VERSION, StoreError } from '../../src/trace/store.js';
+
+const ev = (i: number, over: Partial<TraceEvent> = {}): TraceEvent => ({
+  ts: 1_700_000_000_000 + i,
+  type: 'file.open',
+  service: i % 2 ? 'keystone' : 'neutron-server',
+  pid: 100 + (i % 3),
+  tid: 100,
+  ppid: 1,
+  uid: 0,
+  comm: 'x',
+  data: { path: `/etc/keystone/f${i}`, result: 3 },
+  ...over,
+});
+
+describe('event store', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sbt-store-'));
+  test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('batched writes, filtered queries newest first, segments, reopen', () => {
+    const path = join(dir, 'a.db');
+    const s = new EventStore({ path, segmentRows: 1000 });
+    const batch = Array.from({ length: 2500 }, (_, i) => ev(i));
+    s.write(batch.slice(0, 1200));
+    s.write(batch.slice(1200));
+    s.write([ev(2500, { type: 'http.request', data: { method: 'POST', status: 401 }, parent: { pid: 1, comm: 'init', service: '' } })]);
+    const st = s.stats();
+    assert.equal(st.rows, 2501);
+    assert.equal(st.segments, 3);
+    assert.equal(st.schemaVersion, SCHEMA_VERSION);
+    assert.equal(s.db.pragma('journal_mode', { simple: true }), 'wal');
+    const http = s.query({ type: 'http' });
+    assert.equal(http.length, 1);
+    assert.deepEqual(http[0]?.data, { method: 'POST', status: 401 });
+    assert.deepEqual(http[0]?.parent, { pid: 1, comm: 'init', service: '' });
+    const ks = s.query({ service: 'keystone', type: 'file.open', limit: 5 });
+    assert.deepEqual(ks.map((e) => e.ts), [2499, 2497, 2495, 2493, 2491].map((i) => 1_700_000_000_000 + i));
+    assert.equal(s.query({ pid: 101, since: 1_700_000_000_000 + 2400, limit: 10000 }).length, 34);
+    assert.equal(s.query({ pathPrefix: '/etc/keystone/f249', limit: 100 }).length, 11);
+    assert.equal(s.query({ service: 'nova-api' }).length, 0);
+    s.close();
+    const again = new EventStore({ path });
+    assert.equal(again.stats().rows, 2501);
+    again.write([ev(3000)]);
+    assert.equal(again.query({ limit: 1 })[0]?.ts, 1_700_000_003_000);
+    again.close();
+  });
+
+  test('retention drops whole segments by age and by size, and the file shrinks', () => {
+    const path = join(dir, 'b.db');
+    const s = new EventStore({ path, segmentRows: 2000, maxAgeSeconds: 3600, maxBytes: 2 ** 40 });
+    const now = Date.now();
+    const big = { blob: 'y'.repeat(400) };
+    s.write(Array.from({ length: 4000 }, (_, i) => ev(i, { ts: now - 7200_000 + i, data: big })));
+    s.write(Array.from({ length: 4000 }, (_, i) => ev(i, { ts: now - 60_000 + i, data: big })));
+    assert.equal(s.stats().segments, 4);
+    assert.equal(s.applyRetention(now), 2, 'the two old segments go');
+    assert.equal(s.stats().rows, 4000);
+    assert.ok(s.query({ limit: 10000 }).every((e) => e.ts >= now - 60_000));
+    s.close();
+    const before = s.stats;
+    void before;
+    const sized = new EventStore({ path, maxBytes: 1 << 20, segmentRows: 2000 });
+    const size0 = sized.bytes();
+    sized.write(Array.from({ length: 6000 }, (_, i) => ev(i, { ts: now + i, data: big })));
+    assert.ok(sized.bytes() > 1 << 20);
+    sized.applyRetention(now);
+    assert.ok(sized.bytes() <= 1 << 20, `under budget: ${sized.bytes()}`);
+    assert.ok(sized.stats().droppedSegments >= 2);
+    assert.ok(size0 >= 0);
+    sized.close();
+  });
+
+  test('a database from a newer stackbpf is refused, not damaged', () => {
+    const path = join(dir, 'c.db');
+    const raw = new Database(path);
+    raw.pragma(`user_version = ${SCHEMA_VERSION + 5}`);
+    raw.close();
+    assert.throws(() => new EventStore({ path }), (e: unknown) => e instanceof StoreError && /schema version 6, newer than this stackbpf knows \(1\)/.test(e.message));
+    const check = new Database(path);
+    assert.equal(check.pragma('user_version', { simple: true }), SCHEMA_VERSION + 5);
+    check.close();
+  });
+});
+
+describe('bus', () => {
+  test('bounded queues: a drop-oldest reader loses the oldest (counted); a back-pressure consumer makes the bus saturated', async () => {
+    const bus = new EventBus();
+    const slow: TraceEvent[] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    bus.subscribe({ name: 'store', capacity: 100, policy: 'backpressure', batch: 10, handle: async () => gate });
+    bus.subscribe({ name: 'viewer', capacity: 5, policy: 'drop-oldest', batch: 1000, handle: (b) => void slow.push(...b) });
+    for (let i = 0; i < 50; i++) bus.publish(ev(i));
+    bus.flush(); // viewer takes its 5 newest; store takes 10 and blocks
+    for (let i = 50; i < 150; i++) bus.publish(ev(i));
+    assert.equal(bus.saturated(0.8), true);
+    const st = Object.fromEntries(bus.stats().map((s) => [s.name, s]));
+    assert.equal(st.store?.dropped, 0 + (150 - 10 - 100 > 0 ? 150 - 10 - 100 : 0));
+    assert.equal(st.viewer?.queued, 5);
+    assert.equal(st.viewer?.dropped, 45 + 95);
+    release();
+    assert.equal(await bus.drain(2000), true);
+    assert.deepEqual(slow.slice(-5).map((e) => e.ts - 1_700_000_000_000), [145, 146, 147, 148, 149]);
+  });
+});
