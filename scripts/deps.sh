@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Install what stackbpf needs on a Debian-family machine, as root. Idempotent.
 #   scripts/deps.sh run    what the agent needs at run time
-#   scripts/deps.sh test   plus what the tests use (ping, FRR, iperf3, OVS/OVN, Keystone, Neutron, openssl)
+#   scripts/deps.sh test   plus what the tests use (ping, FRR, iperf3, OVS/OVN, Keystone, Neutron, MariaDB, openssl)
 #   scripts/deps.sh build  plus the BPF toolchain to rebuild bpf/build (clang, libbpf headers)
 set -euo pipefail
 what=${1:-run}
-pkgs=(libbpf1 iproute2 ca-certificates)
+# g++/make/python3: npm builds the SQLite binding (better-sqlite3) from source where no prebuilt one can be fetched
+pkgs=(libbpf1 iproute2 ca-certificates g++ make python3)
 # the agent drives FRR when bgp is configured; install frr yourself where it is used
 case "$what" in
   run) ;;
-  test) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server) ;;
-  build) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server clang-19 llvm-19 libbpf-dev) ;;
+  test) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server) ;;
+  build) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server clang-19 llvm-19 libbpf-dev) ;;
   *) echo "usage: scripts/deps.sh run|test|build" >&2; exit 2 ;;
 esac
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up stackbpf on this machine (as root) and run the main job:
-#   scripts/setup.sh              with /etc/stackbpf/stackbpf.yaml (or $STACKBPF_CONFIG): run the agent;
-#                                 without a configuration: stackbpf doctor, and what to do next
+#   scripts/setup.sh              run the agent: with /etc/stackbpf/stackbpf.yaml (or $STACKBPF_CONFIG)
+#                                 if there is one, else with the defaults (tracing of the OpenStack
+#                                 services and event storage in /var/lib/stackbpf; no data plane)
 #   scripts/setup.sh --lab        build the namespace lab and run the agent on it (a demo node:
 #                                 ping 198.51.100.10 from the lab's upstream router; Ctrl-C stops)
 #   scripts/setup.sh --doctor     only stackbpf doctor
@@ -25,9 +26,12 @@ case "$mode" in
       $cli doctor >/dev/null || { $cli doctor; exit 1; }
       exec $cli agent --config "$config"
     fi
-    $cli doctor
+    $cli doctor || exit 1
     echo
-    echo "No configuration at $config: write one (docs/configuration.md) and run this again,"
-    echo "or try the agent on the namespace lab: bash scripts/setup.sh --lab" ;;
+    echo "No configuration at $config: running the agent with the defaults (tracing and event"
+    echo "storage; no data plane). Watch it with: node dist/src/cli/main.js trace   (or: status)"
+    echo "For the data plane write a configuration (docs/configuration.md), or try the lab:"
+    echo "bash scripts/setup.sh --lab"
+    exec $cli agent ;;
   *) echo "usage: scripts/setup.sh [--lab|--doctor]" >&2; exit 2 ;;
 esac

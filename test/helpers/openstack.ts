@@ -72,6 +72,13 @@ export class OpenStack {
     }
   }
 
+  /** The uwsgi worker serving Keystone (the master's child). */
+  keystoneWorkerPid(): number {
+    const kids = readFileSync(`/proc/${this.keystonePid}/task/${this.keystonePid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    if (kids.length !== 1) throw new Error(`keystone master ${this.keystonePid} has ${kids.length} workers, expected 1`);
+    return kids[0] as number;
+  }
+
   logTail(): string {
     const out: string[] = [];
     for (const f of ['keystone-uwsgi.log', 'neutron-server.log']) {

@@ -1,0 +1,209 @@
+// End to end: the real agent process traces a real Keystone (Debian's
+// package under uwsgi) running on a real MariaDB: HTTP API events with
+// status, latency and the user; the SQL behind them; processes with their
+// parents; files under sensitive paths; connections with byte counts; and
+// not one byte of a password or token in the store, the log or the CLI.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { packageRoot } from '../../src/paths.js';
+import type { TraceEvent } from '../../src/trace/event.js';
+import { DEFAULT_SENSITIVE_PATHS } from '../../src/trace/tracer.js';
+import { AgentProcess, until } from '../helpers/agent.js';
+import { skipKernel, unique } from '../helpers/kernel.js';
+import { OpenStack, skipMariadb } from '../helpers/openstack.js';
+
+const run = promisify(execFile);
+const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
+const skip = skipKernel || skipMariadb;
+if (skip && !skipKernel) process.stdout.write(`# SKIP Keystone tracing e2e: ${skip}\n`);
+
+describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 300_000 }, () => {
+  let os: OpenStack;
+  let work: string;
+  let agent: AgentProcess;
+  let token = '';
+  const service = unique('sbt-svc', 20).toLowerCase();
+  const cliOut: string[] = [];
+
+  const events = async (q: string): Promise<TraceEvent[]> => {
+    const r = await agent.api('GET', `/v1/events?${q}`);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    return r.json as TraceEvent[];
+  };
+  const stackbpf = async (args: string[]): Promise<string> => {
+    const { stdout } = await run(process.execPath, [cli, ...args, '--api', `unix:${agent.socket}`], { timeout: 20_000 });
+    cliOut.push(stdout);
+    return stdout;
+  };
+  const login = (password: string): Promise<Response> =>
+    fetch(`${os.keystoneUrl}/auth/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': 'stackbpf-e2e' },
+      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password } } }, scope: { project: { name: 'admin', domain: { name: 'Default' } } } } }),
+    });
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'stackbpf-trace-e2e-'));
+    mkdirSync(join(work, 'secure'));
+    writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: ${service}\n    cmdline: "${service}-marker"\n`);
+    os = await OpenStack.start({ db: 'mariadb' });
+    agent = new AgentProcess(join(work, 'api.sock'), work);
+    await agent.start({
+      state_dir: join(work, 'state'),
+      log_level: 'debug',
+      trace: { enabled: true, sensitive_paths: [...DEFAULT_SENSITIVE_PATHS, `${join(work, 'secure')}/`], rules_file: join(work, 'rules.yaml') },
+      storage: { enabled: true },
+    });
+  });
+
+  after(async () => {
+    await agent?.stop();
+    await os?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('Keystone is recognised under uwsgi, its database too', async () => {
+    const st = (await agent.api('GET', '/v1/status')).json;
+    assert.ok(st.trace.services.keystone >= 1, JSON.stringify(st.trace.services));
+    assert.ok(st.trace.services.mariadb >= 1, JSON.stringify(st.trace.services));
+    assert.equal(st.dataplane, 'off');
+  });
+
+  test('a failed and a successful POST /v3/auth/tokens: HTTP events of keystone with status, latency and user', async () => {
+    const bad = await login(`${os.password}-wrong`);
+    assert.equal(bad.status, 401);
+    const good = await login(os.password);
+    assert.equal(good.status, 201);
+    token = good.headers.get('x-subject-token') ?? '';
+    assert.ok(token.length > 20);
+    const list = await fetch(`${os.keystoneUrl}/users`, { headers: { 'x-auth-token': token } });
+    assert.equal(list.status, 200);
+    let http: TraceEvent[] = [];
+    await until('three keystone HTTP events', async () => (http = await events('service=keystone&type=http.request&limit=50')).filter((e) => e.data.user_agent === 'stackbpf-e2e' || e.data.path === '/v3/users').length >= 3);
+    const failed = http.find((e) => e.data.status === 401);
+    const ok = http.find((e) => e.data.status === 201);
+    const users = http.find((e) => e.data.path === '/v3/users');
+    assert.ok(failed && ok && users, JSON.stringify(http.map((e) => e.data)));
+    for (const e of [failed, ok, users]) {
+      assert.equal(e.service, 'keystone');
+      assert.equal(e.pid, os.keystoneWorkerPid(), 'the uwsgi worker that served it');
+      assert.ok((e.data.latency_ms as number) > 0, 'latency measured');
+      assert.ok((e.data.request_bytes as number) > 0 && (e.data.response_bytes as number) > 0);
+      assert.equal(e.parent?.service, 'keystone', 'process tree: the uwsgi master');
+    }
+    assert.equal(failed.data.method, 'POST');
+    assert.equal(failed.data.path, '/v3/auth/tokens');
+    assert.equal(failed.data.auth_user, 'admin', "the failure's user name");
+    assert.equal(failed.data.user, undefined, 'no identity was established');
+    assert.equal(ok.data.user, 'admin');
+    assert.equal(ok.data.project, 'admin');
+    assert.equal(users.data.user, 'admin', "the caller's token maps to its owner");
+    assert.equal(users.data.status, 200);
+  });
+
+  test('the SQL statements behind them, attributed to keystone, with latency', async () => {
+    let sql: TraceEvent[] = [];
+    await until('keystone SQL statements', async () => (sql = await events('service=keystone&type=sql&limit=2000')).some((e) => /\bFROM `?user`?\b|\blocal_user\b/.test(String(e.data.statement))));
+    const userLookup = sql.find((e) => /\blocal_user\b/.test(String(e.data.statement)));
+    assert.ok(userLookup, 'the user lookup of the logins');
+    assert.equal(userLookup.service, 'keystone');
+    assert.equal(userLookup.data.command, 'query');
+    assert.equal(userLookup.data.server, `127.0.0.1:${os.mariadbPort}`);
+    assert.equal(userLookup.data.result, 'rows');
+    assert.ok((userLookup.data.latency_ms as number) >= 0);
+    assert.ok(sql.every((e) => e.pid === os.keystoneWorkerPid()));
+  });
+
+  test('connections: accepted API sockets close with their byte counts', async () => {
+    let closes: TraceEvent[] = [];
+    await until('closed keystone connections', async () => (closes = await events(`service=keystone&type=net.close&limit=100`)).filter((e) => e.data.protocol === 'http').length >= 3);
+    const c = closes.find((e) => e.data.protocol === 'http') as TraceEvent;
+    assert.equal(c.data.role, 'server');
+    assert.ok((c.data.bytes_in as number) > 100 && (c.data.bytes_out as number) > 100, JSON.stringify(c.data));
+    const accepts = await events('service=keystone&type=net.accept&limit=100');
+    assert.ok(accepts.some((a) => String(a.data.local).endsWith(`:${os.keystonePort}`)));
+  });
+
+  test('a shell started by a monitored process appears with its parent, and its exit', async () => {
+    const marker = `${service}-marker`;
+    const py = spawn('/usr/bin/python3', ['-c', 'import os,sys,time; time.sleep(1.5); os.system("/bin/sh -c \'exit 3\'")', marker], { stdio: 'ignore' });
+    const exited = new Promise((r) => py.once('exit', r));
+    try {
+      await exited;
+      let execs: TraceEvent[] = [];
+      await until('the shell exec', async () => (execs = await events(`service=${service}&type=process.exec&limit=50`)).some((e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3')));
+      const sh = execs.find((e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3')) as TraceEvent;
+      // os.system runs `sh -c "/bin/sh -c 'exit 3'"`: the inner shell's parent is the outer shell, whose parent is python
+      const chain = await events(`service=${service}&limit=200`);
+      const forks = chain.filter((e) => e.type === 'process.fork');
+      assert.ok(forks.some((f) => f.pid === py.pid), 'python forked');
+      assert.equal(sh.service, service);
+      assert.ok(sh.ppid > 0 && sh.parent?.pid === sh.ppid);
+      const ancestors = new Set([py.pid, ...chain.filter((e) => e.type === 'process.exec').map((e) => e.pid)]);
+      assert.ok(ancestors.has(sh.ppid), `parent ${sh.ppid} is python or the shell it started`);
+      const exits = chain.filter((e) => e.type === 'process.exit' && e.pid === sh.pid);
+      assert.equal(exits[0]?.data.exit_code, 3);
+    } finally {
+      if (py.exitCode === null) py.kill('SIGKILL');
+    }
+  });
+
+  test('writes, renames and unlinks under a sensitive path are seen whoever makes them', async () => {
+    const dir = join(work, 'secure');
+    await run('/bin/sh', ['-c', `echo x > ${dir}/a.conf && mv ${dir}/a.conf ${dir}/b.conf && rm ${dir}/b.conf && cat /etc/hostname > /dev/null`]);
+    let files: TraceEvent[] = [];
+    await until('the file events', async () => (files = await events(`type=file&path=${encodeURIComponent(dir)}&limit=50`)).length >= 3);
+    const types = files.map((e) => e.type).sort();
+    assert.deepEqual(types, ['file.rename', 'file.unlink', 'file.write']);
+    const w = files.find((e) => e.type === 'file.write') as TraceEvent;
+    assert.equal(w.data.path, `${dir}/a.conf`);
+    assert.equal(w.data.sensitive, true);
+    assert.match(String(w.data.flags), /O_WRONLY\|O_CREAT\|O_TRUNC/);
+    assert.equal(w.service, '', 'an unmonitored shell');
+    assert.equal(files.find((e) => e.type === 'file.rename')?.data.new_path, `${dir}/b.conf`);
+    assert.ok(!files.some((e) => String(e.data.path).includes('/etc/hostname')), 'reads by unmonitored processes are not traced');
+  });
+
+  test('stackbpf trace and status: live stream, stored events, counters', async () => {
+    const live = run(process.execPath, [cli, 'trace', '--api', `unix:${agent.socket}`, '--service', 'keystone', '--type', 'http', '--json', '--count', '1'], { timeout: 20_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    await login(`${os.password}-again-wrong`);
+    const { stdout } = await live;
+    cliOut.push(stdout);
+    const ev = JSON.parse(stdout.trim()) as TraceEvent;
+    assert.equal(ev.type, 'http.request');
+    assert.equal(ev.data.status, 401);
+    const table = await stackbpf(['trace', '--since', '10m', '--service', 'keystone', '--type', 'http']);
+    assert.match(table, /keystone\s+\d+ http\.request\s+POST \/v3\/auth\/tokens 401 .*auth_user=admin/);
+    cliOut.push(await stackbpf(['trace', '--since', '10m', '--json', '--limit', '5000']));
+    const status = await stackbpf(['status']);
+    assert.match(status, /tracing\s+\d+ programs attached, \d+ processes monitored: .*keystone/);
+    assert.match(status, /lost\s+nothing/);
+    assert.match(status, /storage\s+\d+ events/);
+    cliOut.push(await stackbpf(['status', '--json']));
+    const { stdout: metrics } = await run('curl', ['-sf', '--unix-socket', agent.socket, 'http://agent/metrics']);
+    assert.match(metrics, /^stackbpf_trace_events_total\{type="http.request"\} [1-9]/m);
+    assert.match(metrics, /^stackbpf_trace_lost_total\{stage="ring"\} 0$/m);
+    assert.match(metrics, /^stackbpf_pipeline_dropped_total\{consumer="store"\} 0$/m);
+  });
+
+  test('redaction: the admin password, the database password and the issued token appear in no stored byte, log line or CLI output', async () => {
+    assert.ok(token, 'a token was issued');
+    await agent.api('GET', '/v1/status'); // the store has flushed what the tests saw
+    await new Promise((r) => setTimeout(r, 500));
+    const secrets = { password: os.password, dbPassword: os.dbPassword, token, tokenHead: token.slice(0, 24) };
+    const state = join(work, 'state');
+    const stored = readdirSync(state).map((f) => readFileSync(join(state, f)));
+    assert.ok(stored.some((b) => b.includes('/v3/auth/tokens')), 'the store holds the HTTP events (the check is not vacuous)');
+    const places: [string, Buffer][] = [...readdirSync(state).map((f): [string, Buffer] => [`state/${f}`, readFileSync(join(state, f))]), ['agent log', Buffer.from(agent.log)], ['CLI output', Buffer.from(cliOut.join('\n'))]];
+    assert.ok(agent.log.length > 0 && cliOut.join('').length > 0);
+    for (const [where, bytes] of places) {
+      for (const [name, value] of Object.entries(secrets)) assert.ok(!bytes.includes(value), `${name} found in ${where}`);
+    }
+  });
+});
