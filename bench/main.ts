@@ -10,6 +10,8 @@ const benches: Record<string, () => Promise<Bench>> = {
   fuzz: async () => (await import('./fuzz.js')).bench,
   forward: async () => (await import('./forward.js')).bench,
   convergence: async () => (await import('./convergence.js')).bench,
+  'trace-overhead': async () => (await import('./trace-overhead.js')).bench,
+  'trace-throughput': async () => (await import('./trace-throughput.js')).bench,
 };
 
 async function main(): Promise<number> {

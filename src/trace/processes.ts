@@ -19,6 +19,8 @@ export interface Proc {
   monitored: boolean;
   capture: boolean;
   exitedAt?: number;
+  /** this process as events' parent context (built once) */
+  asParent?: { pid: number; comm: string; service: string };
 }
 
 export interface MonitorPolicy {
@@ -159,7 +161,10 @@ export class ProcessTable {
   onFork(parentPid: number, child: number): void {
     const parent = this.procs.get(parentPid);
     if (!parent?.monitored) return;
-    this.procs.set(child, { ...parent, pid: child, ppid: parentPid, exitedAt: undefined } as Proc);
+    const c: Proc = { ...parent, pid: child, ppid: parentPid };
+    delete c.exitedAt;
+    delete c.asParent;
+    this.procs.set(child, c);
   }
 
   onExit(pid: number, now = Date.now()): void {

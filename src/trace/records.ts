@@ -43,8 +43,8 @@ export function checkLayouts(btf: Btf): void {
 }
 
 export interface RecordHeader {
-  /** kernel monotonic ns */
-  ts: bigint;
+  /** kernel monotonic ns (a double: exact for 104 days of uptime, then rounded below the µs) */
+  ts: number;
   kind: number;
   flags: number;
   tgid: number;
@@ -56,14 +56,14 @@ export interface RecordHeader {
 }
 
 export type KernelRecord =
-  | (RecordHeader & { kind: 1; cgroup: bigint; filename: string; argv: string[]; argsTruncated: boolean })
+  | (RecordHeader & { kind: 1; cgroup: string; filename: string; argv: string[]; argsTruncated: boolean })
   | (RecordHeader & { kind: 2; child: number })
   | (RecordHeader & { kind: 3; code: number })
   | (RecordHeader & { kind: 4; ret: number; dfd: number; openFlags: number; mode: number; path: string })
   | (RecordHeader & { kind: 5; ret: number; op: number; opFlags: number; path: string; path2: string })
-  | (RecordHeader & { kind: 6 | 7; connId: bigint; ret: number; fd: number; family: number; role: number; proto: number; lport: number; rport: number; laddr: string; raddr: string; unixPath: string })
-  | (RecordHeader & { kind: 8; connId: bigint; openedNs: bigint; bytesIn: bigint; bytesOut: bigint; lastMsgBytes: bigint; lastMsgStart: bigint; fd: number; role: number; lastDir: number; family: number })
-  | (RecordHeader & { kind: 9; connId: bigint; prevBytes: bigint; prevStart: bigint; fd: number; seq: number; offset: number; dir: number; role: number; data: Buffer });
+  | (RecordHeader & { kind: 6 | 7; connId: number; ret: number; fd: number; family: number; role: number; proto: number; lport: number; rport: number; laddr: string; raddr: string; unixPath: string })
+  | (RecordHeader & { kind: 8; connId: number; openedNs: number; bytesIn: number; bytesOut: number; lastMsgBytes: number; lastMsgStart: number; fd: number; role: number; lastDir: number; family: number })
+  | (RecordHeader & { kind: 9; connId: number; prevBytes: number; prevStart: number; fd: number; seq: number; offset: number; dir: number; role: number; data: Buffer });
 
 export class RecordError extends Error {
   override name = 'RecordError';
@@ -73,6 +73,14 @@ function cstr(buf: Buffer, off: number, max: number): string {
   const end = buf.indexOf(0, off);
   const stop = end < 0 || end > off + max ? off + max : end;
   return buf.toString('utf8', off, stop);
+}
+
+/** u64 / s64 as a double, without a BigInt */
+function u64(buf: Buffer, off: number): number {
+  return buf.readUInt32LE(off + 4) * 4294967296 + buf.readUInt32LE(off);
+}
+function s64(buf: Buffer, off: number): number {
+  return buf.readInt32LE(off + 4) * 4294967296 + buf.readUInt32LE(off);
 }
 
 function ipString(buf: Buffer, off: number, family: number): string {
@@ -95,41 +103,46 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
   const min = MIN_SIZE[kind];
   if (min === undefined) throw new RecordError(`record kind ${kind} is unknown`);
   if (len < min) throw new RecordError(`record kind ${kind} has ${len} bytes, expected at least ${min}`);
-  const h: RecordHeader = {
-    ts: buf.readBigUInt64LE(off),
-    kind,
-    flags: buf.readUInt16LE(off + 10),
-    tgid: buf.readUInt32LE(off + 12),
-    tid: buf.readUInt32LE(off + 16),
-    ppid: buf.readUInt32LE(off + 20),
-    uid: buf.readUInt32LE(off + 24),
-    service: buf.readUInt32LE(off + 28),
-    comm: cstr(buf, off + 32, 16),
-  };
+  // one object literal per kind (one hidden class each): this runs once per event
+  const ts = u64(buf, off);
+  const flags = buf.readUInt16LE(off + 10);
+  const tgid = buf.readUInt32LE(off + 12);
+  const tid = buf.readUInt32LE(off + 16);
+  const ppid = buf.readUInt32LE(off + 20);
+  const uid = buf.readUInt32LE(off + 24);
+  const service = buf.readUInt32LE(off + 28);
+  const comm = cstr(buf, off + 32, 16);
   switch (kind) {
     case 1: {
       const argsLen = Math.min(buf.readUInt32LE(off + 60), 1024);
       const raw = buf.toString('utf8', off + 320, off + 320 + argsLen);
       const argv = raw.split('\0');
       if (argv.length > 1 && argv[argv.length - 1] === '') argv.pop();
-      return { ...h, kind: 1, cgroup: buf.readBigUInt64LE(off + 48), filename: cstr(buf, off + 64, 256), argv, argsTruncated: argsLen >= 1024 };
+      return { ts, kind: 1, flags, tgid, tid, ppid, uid, service, comm, cgroup: buf.readBigUInt64LE(off + 48).toString(), filename: cstr(buf, off + 64, 256), argv, argsTruncated: argsLen >= 1024 };
     }
     case 2:
-      return { ...h, kind: 2, child: buf.readUInt32LE(off + 48) };
+      return { ts, kind: 2, flags, tgid, tid, ppid, uid, service, comm, child: buf.readUInt32LE(off + 48) };
     case 3:
-      return { ...h, kind: 3, code: buf.readInt32LE(off + 48) };
+      return { ts, kind: 3, flags, tgid, tid, ppid, uid, service, comm, code: buf.readInt32LE(off + 48) };
     case 4:
-      return { ...h, kind: 4, ret: Number(buf.readBigInt64LE(off + 48)), dfd: buf.readInt32LE(off + 56), openFlags: buf.readUInt32LE(off + 60), mode: buf.readUInt32LE(off + 64), path: cstr(buf, off + 72, 256) };
+      return { ts, kind: 4, flags, tgid, tid, ppid, uid, service, comm, ret: s64(buf, off + 48), dfd: buf.readInt32LE(off + 56), openFlags: buf.readUInt32LE(off + 60), mode: buf.readUInt32LE(off + 64), path: cstr(buf, off + 72, 256) };
     case 5:
-      return { ...h, kind: 5, ret: Number(buf.readBigInt64LE(off + 48)), op: buf.readUInt32LE(off + 56), opFlags: buf.readUInt32LE(off + 60), path: cstr(buf, off + 64, 256), path2: cstr(buf, off + 320, 256) };
+      return { ts, kind: 5, flags, tgid, tid, ppid, uid, service, comm, ret: s64(buf, off + 48), op: buf.readUInt32LE(off + 56), opFlags: buf.readUInt32LE(off + 60), path: cstr(buf, off + 64, 256), path2: cstr(buf, off + 320, 256) };
     case 6:
     case 7: {
       const family = buf.readUInt16LE(off + 68);
       return {
-        ...h,
+        ts,
         kind: kind as 6 | 7,
-        connId: buf.readBigUInt64LE(off + 48),
-        ret: Number(buf.readBigInt64LE(off + 56)),
+        flags,
+        tgid,
+        tid,
+        ppid,
+        uid,
+        service,
+        comm,
+        connId: u64(buf, off + 48),
+        ret: s64(buf, off + 56),
         fd: buf.readUInt32LE(off + 64),
         family,
         role: buf[off + 70] as number,
@@ -143,14 +156,21 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
     }
     case 8:
       return {
-        ...h,
+        ts,
         kind: 8,
-        connId: buf.readBigUInt64LE(off + 48),
-        openedNs: buf.readBigUInt64LE(off + 56),
-        bytesIn: buf.readBigUInt64LE(off + 64),
-        bytesOut: buf.readBigUInt64LE(off + 72),
-        lastMsgBytes: buf.readBigUInt64LE(off + 80),
-        lastMsgStart: buf.readBigUInt64LE(off + 88),
+        flags,
+        tgid,
+        tid,
+        ppid,
+        uid,
+        service,
+        comm,
+        connId: u64(buf, off + 48),
+        openedNs: u64(buf, off + 56),
+        bytesIn: u64(buf, off + 64),
+        bytesOut: u64(buf, off + 72),
+        lastMsgBytes: u64(buf, off + 80),
+        lastMsgStart: u64(buf, off + 88),
         fd: buf.readUInt32LE(off + 96),
         role: buf[off + 100] as number,
         lastDir: buf[off + 101] as number,
@@ -160,11 +180,18 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
       const n = buf.readUInt16LE(off + 84);
       if (88 + n > len) throw new RecordError(`data record says ${n} captured bytes but has room for ${len - 88}`);
       return {
-        ...h,
+        ts,
         kind: 9,
-        connId: buf.readBigUInt64LE(off + 48),
-        prevBytes: buf.readBigUInt64LE(off + 56),
-        prevStart: buf.readBigUInt64LE(off + 64),
+        flags,
+        tgid,
+        tid,
+        ppid,
+        uid,
+        service,
+        comm,
+        connId: u64(buf, off + 48),
+        prevBytes: u64(buf, off + 56),
+        prevStart: u64(buf, off + 64),
         fd: buf.readUInt32LE(off + 72),
         seq: buf.readUInt32LE(off + 76),
         offset: buf.readUInt32LE(off + 80),

@@ -29,15 +29,15 @@ export interface SessionOutput {
   tgid: number;
   tid: number;
   /** kernel ns of the event (the request's start) */
-  ts: bigint;
+  ts: number;
   data: Record<string, unknown>;
 }
 
 interface Message {
   seq: number;
   dir: number; // 1 in, 2 out
-  start: bigint;
-  lastTs: bigint;
+  start: number;
+  lastTs: number;
   chunks: Buffer[];
   captured: number;
   seen: number; // bytes known so far (offset + len of the last chunk)
@@ -46,7 +46,7 @@ interface Message {
 
 interface Session {
   key: string;
-  connId: bigint;
+  connId: number;
   tgid: number;
   role: number; // 1 server (accepted), 2 client (connected)
   local?: string;
@@ -101,7 +101,7 @@ export interface SessionStats {
   orphanData: number;
 }
 
-const ms = (a: bigint, b: bigint): number => Number(a - b) / 1e6;
+const ms = (a: number, b: number): number => (a - b) / 1e6;
 
 export class SessionTracker {
   private readonly sessions = new Map<string, Session>();
@@ -113,7 +113,7 @@ export class SessionTracker {
     private readonly opts: { captureBytes: number; idleMs?: number; maxSessions?: number; mysqlPorts?: number[] } = { captureBytes: 1024 },
   ) {}
 
-  private open(key: string, tgid: number, connId: bigint, role: number): Session {
+  private open(key: string, tgid: number, connId: number, role: number): Session {
     let s = this.sessions.get(key);
     if (!s || s.connId !== connId) {
       if (s) this.finish(s, undefined);
@@ -129,7 +129,7 @@ export class SessionTracker {
   }
 
   /** A connection that was open before tracing began (found in /proc). */
-  adopt(tgid: number, fd: number, connId: bigint, role: number, local: string, remote: string): void {
+  adopt(tgid: number, fd: number, connId: number, role: number, local: string, remote: string): void {
     const s = this.open(`${tgid}:${fd}`, tgid, connId, role);
     s.local = local;
     s.remote = remote;
@@ -155,7 +155,7 @@ export class SessionTracker {
     }
     s.lastActivity = Date.now();
     if (!s.cur || s.cur.seq !== r.seq) {
-      if (s.cur) this.complete(s, s.cur, Number(r.prevBytes));
+      if (s.cur) this.complete(s, s.cur, r.prevBytes);
       s.cur = { seq: r.seq, dir: r.dir, start: r.ts, lastTs: r.ts, chunks: [], captured: 0, seen: 0, tid: r.tid };
     }
     const m = s.cur;
@@ -171,7 +171,7 @@ export class SessionTracker {
     const key = `${r.tgid}:${r.fd}`;
     const s = this.sessions.get(key);
     if (!s || s.connId !== r.connId) return undefined;
-    this.finish(s, Number(r.lastMsgBytes));
+    this.finish(s, r.lastMsgBytes);
     this.sessions.delete(key);
     return { protocol: s.proto, ...(s.remote ? { remote: s.remote } : {}), ...(s.local ? { local: s.local } : {}) };
   }

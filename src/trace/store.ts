@@ -44,6 +44,7 @@ export class StoreError extends Error {
 }
 
 export const SCHEMA_VERSION = 1;
+const ROWS_PER_INSERT = 50; // 500 bound parameters per statement, under SQLite's limit
 
 /** Ordered migrations: MIGRATIONS[i] takes the schema from version i to i + 1. */
 const MIGRATIONS: ((db: Database.Database) => void)[] = [
@@ -93,6 +94,7 @@ export class EventStore {
     try {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('cache_size = -32768'); // 32 MiB of page cache
       this.migrate();
       this.load();
     } catch (err) {
@@ -124,7 +126,13 @@ export class EventStore {
     }
   }
 
-  private nameId(kind: string, name: string): number {
+  private readonly typeIds = new Map<string, number>();
+  private readonly serviceIds = new Map<string, number>();
+
+  private nameId(kind: 'type' | 'service', name: string): number {
+    const fast = kind === 'type' ? this.typeIds : this.serviceIds;
+    const hit = fast.get(name);
+    if (hit !== undefined) return hit;
     const k = `${kind}\0${name}`;
     let id = this.nameIds.get(k);
     if (id === undefined) {
@@ -132,6 +140,7 @@ export class EventStore {
       this.nameIds.set(k, id);
       this.idNames.set(id, name);
     }
+    fast.set(name, id);
     return id;
   }
 
@@ -147,23 +156,61 @@ export class EventStore {
     this.db.exec(`CREATE TABLE ${this.table(id)} (ts REAL NOT NULL, type INTEGER NOT NULL, service INTEGER NOT NULL, pid INTEGER NOT NULL, tid INTEGER NOT NULL, ppid INTEGER NOT NULL, uid INTEGER NOT NULL, comm TEXT NOT NULL, ctx TEXT, data TEXT NOT NULL)`);
     const seg = { id, firstTs: ts, lastTs: ts, rows: 0 };
     this.segments.push(seg);
-    this.insert = undefined;
+    this.insertSeg = -1;
     return seg;
   }
 
+  // parent objects are shared by all events of a process: serialise each once
+  private readonly ctxCache = new WeakMap<object, string>();
+  private parentJson(parent: NonNullable<TraceEvent['parent']>): string {
+    let j = this.ctxCache.get(parent);
+    if (j === undefined) {
+      j = JSON.stringify({ parent });
+      this.ctxCache.set(parent, j);
+    }
+    return j;
+  }
+
+  private insertMany: Database.Statement | undefined;
+
+  private statements(seg: Segment): { one: Database.Statement; many: Database.Statement } {
+    if (!this.insert || this.insertSeg !== seg.id) {
+      const row = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+      this.insert = this.db.prepare(`INSERT INTO ${this.table(seg.id)} VALUES ${row}`);
+      this.insertMany = this.db.prepare(`INSERT INTO ${this.table(seg.id)} VALUES ${Array(ROWS_PER_INSERT).fill(row).join(', ')}`);
+      this.insertSeg = seg.id;
+    }
+    return { one: this.insert, many: this.insertMany as Database.Statement };
+  }
+
+  private insertSeg = -1;
+
+  // rows go in ROWS_PER_INSERT at a time: one statement execution per chunk
+  // instead of per row (the per-call cost dominated the profile)
   private writeRows(events: TraceEvent[]): void {
     let seg = this.current(events[0]?.ts ?? Date.now());
-    let ins = (this.insert ??= this.db.prepare(`INSERT INTO ${this.table(seg.id)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`));
+    const args: unknown[] = [];
+    let chunk = 0;
+    const flush = (): void => {
+      if (chunk === 0) return;
+      const st = this.statements(seg);
+      if (chunk === ROWS_PER_INSERT) st.many.run(args);
+      else for (let i = 0; i < chunk; i++) st.one.run(args.slice(i * 10, i * 10 + 10));
+      args.length = 0;
+      chunk = 0;
+    };
     for (const ev of events) {
       if (seg.rows >= this.opts.segmentRows || ev.ts - seg.firstTs >= this.opts.segmentSeconds * 1000) {
+        flush();
         seg = this.current(ev.ts);
-        ins = this.insert = this.db.prepare(`INSERT INTO ${this.table(seg.id)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
       }
-      const ctx = ev.parent || ev.instance ? JSON.stringify({ parent: ev.parent, instance: ev.instance }) : null;
-      ins.run(ev.ts, this.nameId('type', ev.type), this.nameId('service', ev.service), ev.pid, ev.tid, ev.ppid, ev.uid, ev.comm, ctx, JSON.stringify(ev.data));
+      const ctx = ev.instance ? JSON.stringify({ parent: ev.parent, instance: ev.instance }) : ev.parent ? this.parentJson(ev.parent) : null;
+      args.push(ev.ts, this.nameId('type', ev.type), this.nameId('service', ev.service), ev.pid, ev.tid, ev.ppid, ev.uid, ev.comm, ctx, JSON.stringify(ev.data));
+      if (++chunk === ROWS_PER_INSERT) flush();
       seg.rows++;
       if (ev.ts > seg.lastTs) seg.lastTs = ev.ts;
     }
+    flush();
     this.db.prepare('UPDATE segments SET last_ts = ?, rows = ? WHERE id = ?').run(seg.lastTs, seg.rows, seg.id);
   }
 

@@ -45,7 +45,19 @@ const O_FLAGS: [number, string][] = [
   [0o20000000, 'O_TMPFILE'],
 ];
 
+const flagNames = new Map<number, string>();
+
+/** O_* names of open(2) flags (cached: a handful of combinations recur). */
 export function openFlags(f: number): string {
+  let s = flagNames.get(f);
+  if (s === undefined) {
+    s = openFlagsUncached(f);
+    if (flagNames.size < 4096) flagNames.set(f, s);
+  }
+  return s;
+}
+
+function openFlagsUncached(f: number): string {
   const acc = ['O_RDONLY', 'O_WRONLY', 'O_RDWR', 'O_ACCMODE'][f & 3] as string;
   const parts = [acc];
   for (const [bit, name] of O_FLAGS) if ((f & bit) === bit && (name !== 'O_DIRECTORY' || (f & 0o20000000) !== 0o20000000)) parts.push(name);
@@ -73,11 +85,11 @@ export class Tracer {
   private ring: RingBuffer | undefined;
   readonly procs: ProcessTable;
   readonly sessions: SessionTracker;
-  private readonly parentCache = new Map<number, { comm: string; service: string }>();
+  private readonly parentCache = new Map<number, { pid: number; comm: string; service: string }>();
   private clockOffsetMs = 0;
   private timers: NodeJS.Timeout[] = [];
   private counts = { records: 0, decodeErrors: 0, discoveryExecs: 0, paused: 0 };
-  private readonly perType = new Map<string, number>();
+  private readonly perType: Record<string, number> = {};
   private rate = { at: Date.now(), published: 0, perSecond: 0 };
   private readonly monitoredMap;
   private lastDecodeError = '';
@@ -206,13 +218,14 @@ export class Tracer {
         const id = process.hrtime.bigint();
         v.writeBigUInt64LE(id, 0);
         v.writeBigUInt64LE(id, 16);
+        const connId = Number(id);
         v.writeUInt16LE(sock.family, 64);
         v[67] = role;
         v[68] = 6;
         try {
           conns.update(key, v, 'noexist');
           adopted++;
-          this.sessions.adopt(p.pid, fd, id, role, sock.local, sock.remote);
+          this.sessions.adopt(p.pid, fd, connId, role, sock.local, sock.remote);
         } catch {
           /* the kernel saw it already */
         }
@@ -225,13 +238,13 @@ export class Tracer {
     this.clockOffsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;
   }
 
-  private wall(ts: bigint): number {
-    return Math.round((Number(ts) / 1e6 + this.clockOffsetMs) * 1000) / 1000;
+  private wall(ts: number): number {
+    return Math.round((ts / 1e6 + this.clockOffsetMs) * 1000) / 1000;
   }
 
   private parentOf(ppid: number): TraceEvent['parent'] {
     const p = this.procs.get(ppid);
-    if (p) return { pid: ppid, comm: p.comm, service: p.service };
+    if (p) return (p.asParent ??= { pid: ppid, comm: p.comm, service: p.service });
     let c = this.parentCache.get(ppid);
     if (!c) {
       let comm = '';
@@ -240,14 +253,14 @@ export class Tracer {
       } catch {
         /* gone */
       }
-      c = { comm, service: '' };
+      c = { pid: ppid, comm, service: '' };
       this.parentCache.set(ppid, c);
       if (this.parentCache.size > 4096) this.parentCache.delete(this.parentCache.keys().next().value as number);
     }
-    return { pid: ppid, comm: c.comm, service: c.service };
+    return c;
   }
 
-  private publish(h: { ts: bigint; tgid: number; tid: number; ppid: number; uid: number; service: number; comm: string }, type: EventType, data: Record<string, unknown>): void {
+  private publish(h: { ts: number; tgid: number; tid: number; ppid: number; uid: number; service: number; comm: string }, type: EventType, data: Record<string, unknown>): void {
     const p = this.procs.get(h.tgid);
     const ev: TraceEvent = {
       ts: this.wall(h.ts),
@@ -262,7 +275,7 @@ export class Tracer {
     };
     if (p?.instance) ev.instance = p.instance;
     if (ev.ppid) ev.parent = this.parentOf(ev.ppid);
-    this.perType.set(type, (this.perType.get(type) ?? 0) + 1);
+    this.perType[type] = (this.perType[type] ?? 0) + 1;
     this.bus.publish(ev);
   }
 
@@ -284,7 +297,7 @@ export class Tracer {
           this.counts.discoveryExecs++;
           return;
         }
-        this.publish(r, 'process.exec', { filename: r.filename, argv: redactArgv(r.argv), ...(r.argsTruncated ? { argv_truncated: true } : {}), cgroup: r.cgroup.toString() });
+        this.publish(r, 'process.exec', { filename: r.filename, argv: redactArgv(r.argv), ...(r.argsTruncated ? { argv_truncated: true } : {}), cgroup: r.cgroup });
         return;
       }
       case 2:
@@ -298,7 +311,11 @@ export class Tracer {
       case 4: {
         const write = (r.openFlags & 0o1103) !== 0;
         const type = r.flags & TH_SENSITIVE && write ? 'file.write' : 'file.open';
-        this.publish(r, type, { path: r.path, flags: openFlags(r.openFlags), ...(r.path.startsWith('/') ? {} : { relative: true }), ...result(r.ret), ...(r.flags & TH_SENSITIVE ? { sensitive: true } : {}) });
+        const data: Record<string, unknown> = { path: r.path, flags: openFlags(r.openFlags), result: r.ret };
+        if (r.ret < 0) data.error = ERRNO[-r.ret] ?? `errno ${-r.ret}`;
+        if (r.path.charCodeAt(0) !== 47) data.relative = true;
+        if (r.flags & TH_SENSITIVE) data.sensitive = true;
+        this.publish(r, type, data);
         return;
       }
       case 5:
@@ -322,9 +339,9 @@ export class Tracer {
         this.publish(r, 'net.close', {
           fd: r.fd,
           role: r.role === 1 ? 'server' : 'client',
-          bytes_in: Number(r.bytesIn),
-          bytes_out: Number(r.bytesOut),
-          duration_ms: Math.round(Number(r.ts - r.openedNs) / 1e3) / 1e3,
+          bytes_in: r.bytesIn,
+          bytes_out: r.bytesOut,
+          duration_ms: Math.round((r.ts - r.openedNs) / 1e3) / 1e3,
           ...(info ?? {}),
         });
         return;
@@ -398,7 +415,7 @@ export class Tracer {
       monitoredProcesses: this.procs.monitoredCount(),
       services: this.procs.services(),
       records: this.counts.records,
-      events: Object.fromEntries(this.perType),
+      events: { ...this.perType },
       eventsPerSecond: Math.round(this.rate.perSecond),
       discoveryExecs: this.counts.discoveryExecs,
       lost: { ring: Number(rs?.lost ?? 0), decode: this.counts.decodeErrors, ...this.kernelCounters() },

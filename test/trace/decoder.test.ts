@@ -116,21 +116,21 @@ describe('records', () => {
 
 describe('sessions', () => {
   const hdr = { flags: 1, ppid: 1, uid: 0, service: 1, comm: 'uwsgi' };
-  const data = (tgid: number, fd: number, seq: number, dir: number, ts: bigint, text: string, prevBytes = 0n, offset = 0) => ({ ...hdr, kind: 9 as const, ts, tgid, tid: tgid, connId: 7n, prevBytes, prevStart: 0n, fd, seq, offset, dir, role: 1, data: Buffer.from(text) });
+  const data = (tgid: number, fd: number, seq: number, dir: number, ts: number, text: string, prevBytes = 0, offset = 0) => ({ ...hdr, kind: 9 as const, ts, tgid, tid: tgid, connId: 7, prevBytes, prevStart: 0, fd, seq, offset, dir, role: 1, data: Buffer.from(text) });
 
   test('a request and its response, in several chunks, become one http.request with the token owner', () => {
     const out: SessionOutput[] = [];
     const t = new SessionTracker((o) => out.push(o), { captureBytes: 4096 });
     const body = '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"Default"},"password":"pw"}}}}}';
-    t.onData(data(10, 5, 1, 1, 1_000_000n, 'POST /v3/auth/tokens HTTP/1.1\r\nHost: k\r\nUser-Agent: cli\r\n\r\n'));
-    t.onData(data(10, 5, 1, 1, 1_100_000n, body, 0n, 60));
+    t.onData(data(10, 5, 1, 1, 1_000_000, 'POST /v3/auth/tokens HTTP/1.1\r\nHost: k\r\nUser-Agent: cli\r\n\r\n'));
+    t.onData(data(10, 5, 1, 1, 1_100_000, body, 0, 60));
     const head = `HTTP/1.1 201 CREATED\r\nX-Subject-Token: ${FERNET}\r\nContent-Type: application/json\r\n\r\n`;
-    t.onData(data(10, 5, 2, 2, 51_000_000n, head, 200n));
-    t.onData(data(10, 5, 2, 2, 51_000_100n, '{"token": {"user": {"id": "u1", "name": "alice"}, "project": {"id": "p1", "name": "demo"}}}', 0n, head.length));
+    t.onData(data(10, 5, 2, 2, 51_000_000, head, 200));
+    t.onData(data(10, 5, 2, 2, 51_000_100, '{"token": {"user": {"id": "u1", "name": "alice"}, "project": {"id": "p1", "name": "demo"}}}', 0, head.length));
     // the next request on the connection completes the response; it uses the token
-    t.onData(data(10, 5, 3, 1, 90_000_000n, `GET /v3/projects HTTP/1.1\r\nX-Auth-Token: ${FERNET}\r\n\r\n`, 900n));
-    t.onData(data(10, 5, 4, 2, 95_000_000n, 'HTTP/1.1 200 OK\r\n\r\n{}', 70n));
-    t.onClose({ ...hdr, kind: 8, ts: 99_000_000n, tgid: 10, tid: 10, connId: 7n, openedNs: 0n, bytesIn: 0n, bytesOut: 0n, lastMsgBytes: 22n, lastMsgStart: 0n, fd: 5, role: 1, lastDir: 2, family: 2 });
+    t.onData(data(10, 5, 3, 1, 90_000_000, `GET /v3/projects HTTP/1.1\r\nX-Auth-Token: ${FERNET}\r\n\r\n`, 900));
+    t.onData(data(10, 5, 4, 2, 95_000_000, 'HTTP/1.1 200 OK\r\n\r\n{}', 70));
+    t.onClose({ ...hdr, kind: 8, ts: 99_000_000, tgid: 10, tid: 10, connId: 7, openedNs: 0, bytesIn: 0, bytesOut: 0, lastMsgBytes: 22, lastMsgStart: 0, fd: 5, role: 1, lastDir: 2, family: 2 });
     assert.equal(out.length, 2);
     const [auth, list] = out.map((o) => o.data) as [Record<string, unknown>, Record<string, unknown>];
     assert.equal(auth.status, 201);
@@ -150,10 +150,10 @@ describe('sessions', () => {
   test('a pooled MySQL connection met mid-stream is recognised from a whole command packet', () => {
     const out: SessionOutput[] = [];
     const t = new SessionTracker((o) => out.push(o), { captureBytes: 1024 });
-    t.adopt(20, 9, 5n, 2, '127.0.0.1:40000', '127.0.0.1:3306');
+    t.adopt(20, 9, 5, 2, '127.0.0.1:40000', '127.0.0.1:3306');
     const q = Buffer.concat([Buffer.from([9, 0, 0, 0, 3]), Buffer.from('SELECT 1')]);
-    t.onData({ ...hdr, kind: 9, ts: 1_000_000n, tgid: 20, tid: 20, connId: 5n, prevBytes: 0n, prevStart: 0n, fd: 9, seq: 1, offset: 0, dir: 2, role: 2, data: q });
-    t.onData({ ...hdr, kind: 9, ts: 1_500_000n, tgid: 20, tid: 20, connId: 5n, prevBytes: BigInt(q.length), prevStart: 0n, fd: 9, seq: 2, offset: 0, dir: 1, role: 2, data: Buffer.from([1, 0, 0, 1, 1]) });
+    t.onData({ ...hdr, kind: 9, ts: 1_000_000, tgid: 20, tid: 20, connId: 5, prevBytes: 0, prevStart: 0, fd: 9, seq: 1, offset: 0, dir: 2, role: 2, data: q });
+    t.onData({ ...hdr, kind: 9, ts: 1_500_000, tgid: 20, tid: 20, connId: 5, prevBytes: q.length, prevStart: 0, fd: 9, seq: 2, offset: 0, dir: 1, role: 2, data: Buffer.from([1, 0, 0, 1, 1]) });
     t.sweep(Date.now() + 1000);
     assert.equal(out.length, 1);
     assert.equal(out[0]?.type, 'sql.query');
