@@ -38,7 +38,7 @@ export class Daemon {
         const store = new EventStore({ path: config.storage.path, maxAgeSeconds: config.storage.retentionDays * 86400, maxBytes: config.storage.maxSizeMb * 1024 * 1024 });
         d.store = store;
         store.applyRetention();
-        store.startRetention(10, (err) => log.warn('retention failed', { error: (err as Error).message }));
+        store.startRetention(0.5, (err) => log.warn('retention failed', { error: (err as Error).message }));
         d.bus.subscribe({
           name: 'store',
           capacity: config.storage.queueEvents,

@@ -20,7 +20,7 @@ export interface StoreOptions {
   maxAgeSeconds?: number;
   /** keep the database under this many bytes (default 1 GiB) */
   maxBytes?: number;
-  /** start a new segment after this many seconds (default 600) or rows (default 500,000) */
+  /** start a new segment after this many seconds (default 600) or rows (default 100,000) */
   segmentSeconds?: number;
   segmentRows?: number;
 }
@@ -84,7 +84,7 @@ export class EventStore {
   private retentionTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: StoreOptions) {
-    this.opts = { maxAgeSeconds: 7 * 86400, maxBytes: 1 << 30, segmentSeconds: 600, segmentRows: 500_000, ...opts };
+    this.opts = { maxAgeSeconds: 7 * 86400, maxBytes: 1 << 30, segmentSeconds: 600, segmentRows: 100_000, ...opts };
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
     try {
       this.db = new Database(opts.path);
@@ -92,6 +92,8 @@ export class EventStore {
       throw new StoreError(`cannot open the event store ${opts.path}: ${(err as Error).message}`);
     }
     try {
+      // auto_vacuum only takes effect before anything is written, WAL's header included
+      if ((this.db.pragma('user_version', { simple: true }) as number) === 0) this.db.pragma('auto_vacuum = INCREMENTAL');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('cache_size = -32768'); // 32 MiB of page cache
@@ -107,7 +109,6 @@ export class EventStore {
   private migrate(): void {
     let v = this.db.pragma('user_version', { simple: true }) as number;
     if (v > SCHEMA_VERSION) throw new StoreError(`event store ${this.opts.path} has schema version ${v}, newer than this stackbpf knows (${SCHEMA_VERSION}): use a newer stackbpf or another state_dir`);
-    if (v === 0) this.db.pragma('auto_vacuum = INCREMENTAL'); // only takes effect on an empty database
     while (v < SCHEMA_VERSION) {
       const step = MIGRATIONS[v] as (db: Database.Database) => void;
       this.db.transaction(() => {
@@ -234,8 +235,14 @@ export class EventStore {
     return (pages - free) * size;
   }
 
-  /** Drop segments past the age limit, then the oldest while over the size budget. Returns segments dropped. */
-  applyRetention(now = Date.now()): number {
+  /**
+   * Drop segments past the age limit, then the oldest while over the size
+   * budget; stop once `budgetMs` is spent (the rest waits for the next
+   * call: the agent's event loop must not stall long, or the kernel's ring
+   * buffer fills). Returns the segments dropped.
+   */
+  applyRetention(now = Date.now(), budgetMs = Infinity): number {
+    const start = performance.now();
     let dropped = 0;
     const drop = (seg: Segment): void => {
       this.db.transaction(() => {
@@ -246,21 +253,23 @@ export class EventStore {
       dropped++;
     };
     const cutoff = now - this.opts.maxAgeSeconds * 1000;
-    while (this.segments.length > 1 && (this.segments[0] as Segment).lastTs < cutoff) drop(this.segments[0] as Segment);
-    while (this.segments.length > 1 && this.bytes() > this.opts.maxBytes) drop(this.segments[0] as Segment);
+    const more = (): boolean => performance.now() - start < budgetMs;
+    while (this.segments.length > 1 && (this.segments[0] as Segment).lastTs < cutoff && more()) drop(this.segments[0] as Segment);
+    while (this.segments.length > 1 && this.bytes() > this.opts.maxBytes && more()) drop(this.segments[0] as Segment);
     if (dropped > 0) {
-      this.db.pragma('incremental_vacuum');
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.db.pragma('incremental_vacuum(256)'); // 1 MiB back to the file system per call: bigger steps stall (~25 ms per 1,000 pages here); freed pages are reused meanwhile
       this.counters.droppedSegments += dropped;
+    } else if ((this.db.pragma('freelist_count', { simple: true }) as number) > 0 && more()) {
+      this.db.pragma('incremental_vacuum(256)');
     }
     return dropped;
   }
 
-  /** Check retention every `seconds`. */
-  startRetention(seconds = 10, onError?: (err: unknown) => void): void {
+  /** Check retention every `seconds`, spending at most `budgetMs` each time. */
+  startRetention(seconds = 0.5, onError?: (err: unknown) => void, budgetMs = 40): void {
     this.retentionTimer = setInterval(() => {
       try {
-        this.applyRetention();
+        this.applyRetention(Date.now(), budgetMs);
       } catch (err) {
         onError?.(err);
       }
