@@ -52,6 +52,11 @@ export interface AgentConfig {
     services?: string[];
     captureServices: string[];
   };
+  /** Detectors over the traced events (docs/analytics.md). */
+  analytics: {
+    enabled: boolean;
+    bruteforce: { windowSeconds: number; perSource: number; perUser: number; sprayUsers: number; recoverySeconds: number; trustedProxies: string[] };
+  };
   /** Where events are kept. */
   storage: {
     enabled: boolean;
@@ -129,7 +134,7 @@ class Reader {
 export function parseConfig(raw: unknown, file?: string): AgentConfig {
   const r = new Reader(file);
   const top = r.obj(raw, '');
-  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'ovn', 'api', 'exposures', 'trace', 'storage']);
+  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'ovn', 'api', 'exposures', 'trace', 'storage', 'analytics']);
   const dp = r.obj(top.dataplane, 'dataplane');
   r.known(dp, 'dataplane', ['provider_interfaces', 'xdp_mode', 'return_interfaces', 'max_exposures', 'max_block_rules']);
   const cfg: AgentConfig = {
@@ -147,6 +152,7 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     exposures: [],
     trace: { enabled: true, captureBytes: 1024, ringBytes: 16 << 20, sensitivePaths: [...DEFAULT_SENSITIVE_PATHS], captureServices: [...DEFAULT_CAPTURE_SERVICES] },
     storage: { enabled: true, path: '', retentionDays: 7, maxSizeMb: 1024, queueEvents: 200_000 },
+    analytics: { enabled: true, bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [] } },
   };
   const netns = r.optStr(top, 'netns', '');
   if (netns) cfg.netns = netns;
@@ -250,6 +256,23 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
   cfg.storage.retentionDays = r.int(st, 'retention_days', 'storage.', 1, 3650, 7);
   cfg.storage.maxSizeMb = r.int(st, 'max_size_mb', 'storage.', 16, 1 << 20, 1024);
   cfg.storage.queueEvents = r.int(st, 'queue_events', 'storage.', 1000, 10_000_000, 200_000);
+  const an = r.obj(top.analytics, 'analytics');
+  r.known(an, 'analytics', ['enabled', 'bruteforce']);
+  cfg.analytics.enabled = bool(an, 'enabled', 'analytics.', true);
+  const bf = r.obj(an.bruteforce, 'analytics.bruteforce');
+  r.known(bf, 'analytics.bruteforce', ['window_seconds', 'per_source', 'per_user', 'spray_users', 'recovery_seconds', 'trusted_proxies']);
+  const p = 'analytics.bruteforce.';
+  cfg.analytics.bruteforce = {
+    windowSeconds: r.int(bf, 'window_seconds', p, 1, 86400, 60),
+    perSource: r.int(bf, 'per_source', p, 1, 1_000_000, 10),
+    perUser: r.int(bf, 'per_user', p, 1, 1_000_000, 8),
+    sprayUsers: r.int(bf, 'spray_users', p, 2, 1_000_000, 5),
+    recoverySeconds: r.int(bf, 'recovery_seconds', p, 1, 86400, 60),
+    trustedProxies: r.strList(bf, 'trusted_proxies', p),
+  };
+  cfg.analytics.bruteforce.trustedProxies.forEach((a, i) => {
+    if (!isIP(a)) r.fail(`${p}trusted_proxies[${i}]`, `"${a}" is not an IP address`);
+  });
   cfg.exposures = r.list(top, 'exposures', '').map((e, i) => {
     const o = r.obj(e, `exposures[${i}]`);
     r.known(o, `exposures[${i}]`, ['prefix', 'target', 'mac', 'vlan', 'owner', 'reason']);

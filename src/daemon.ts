@@ -4,6 +4,7 @@
 import { type AgentConfig, dataplaneEnabled } from './config.js';
 import { Agent, type AgentStatus } from './agent.js';
 import type { Logger } from './log.js';
+import { Analytics } from './analytics/engine.js';
 import { EventBus, type ConsumerStats } from './trace/bus.js';
 import { type EventFilter, type TraceEvent, matches } from './trace/event.js';
 import { EventStore, type QueryOptions, type StoreStats } from './trace/store.js';
@@ -13,6 +14,7 @@ export interface DaemonStatus extends Partial<AgentStatus> {
   dataplane: 'on' | 'off';
   trace: TracerStatus | { state: 'off' | 'failed'; error?: string };
   storage: (StoreStats & { state: 'on' }) | { state: 'off' };
+  analytics: (ReturnType<Analytics['status']> & { state: 'on' }) | { state: 'off' };
   pipeline: { published: number; consumers: ConsumerStats[]; droppedByClosedStreams: number };
   startedAt: string;
 }
@@ -22,6 +24,7 @@ export class Daemon {
   store: EventStore | undefined;
   tracer: Tracer | undefined;
   agent: Agent | undefined;
+  analytics: Analytics | undefined;
   private traceError: string | undefined;
   private closedStreamDrops = 0;
   private readonly startedAt = new Date().toISOString();
@@ -48,6 +51,7 @@ export class Daemon {
         });
         log.info('event store open', { path: config.storage.path, rows: store.stats().rows });
       }
+      if (config.analytics.enabled) d.analytics = new Analytics(d.bus, d.store, { bruteforce: config.analytics.bruteforce });
       if (config.trace.enabled) {
         const t = config.trace;
         d.tracer = await Tracer.start(
@@ -104,6 +108,7 @@ export class Daemon {
       dataplane: this.agent ? 'on' : 'off',
       trace: this.tracer ? this.tracer.status() : this.traceError ? { state: 'failed', error: this.traceError } : { state: 'off' },
       storage: this.store ? { state: 'on', ...this.store.stats() } : { state: 'off' },
+      analytics: this.analytics ? { state: 'on', ...this.analytics.status() } : { state: 'off' },
       pipeline: { published: this.bus.published, consumers: this.bus.stats(), droppedByClosedStreams: this.closedStreamDrops },
       startedAt: this.startedAt,
     };
@@ -116,6 +121,8 @@ export class Daemon {
       this.tracer = undefined;
     }
     await this.bus.drain(10_000);
+    this.analytics?.stop();
+    this.analytics = undefined;
     if (this.agent) {
       await this.agent.stop();
       this.agent = undefined;

@@ -33,6 +33,16 @@ export function metricsText(s: DaemonStatus): string {
   metric('stackbpf_pipeline_delivered_total', 'counter', 'Events delivered, by consumer.', s.pipeline.consumers.map((c) => [{ consumer: c.name }, c.delivered]));
   metric('stackbpf_pipeline_dropped_total', 'counter', 'Events a consumer queue dropped, by consumer.', [...s.pipeline.consumers.map((c): [Record<string, string>, number] => [{ consumer: c.name }, c.dropped]), [{ consumer: 'closed-streams' }, s.pipeline.droppedByClosedStreams]]);
   metric('stackbpf_pipeline_queued', 'gauge', 'Events waiting, by consumer.', s.pipeline.consumers.map((c) => [{ consumer: c.name }, c.queued]));
+  if (s.analytics.state === 'on') {
+    metric('stackbpf_alerts_active', 'gauge', 'Alerts firing now.', [[{}, s.analytics.active]]);
+    metric('stackbpf_alerts_total', 'counter', 'Alert changes, by kind (suppressed: over the per-rule rate limit).', [
+      [{ change: 'raised' }, s.analytics.raised],
+      [{ change: 'updated' }, s.analytics.updated],
+      [{ change: 'resolved' }, s.analytics.resolved],
+      [{ change: 'suppressed' }, s.analytics.suppressed],
+    ]);
+    metric('stackbpf_keystone_failed_authentications_total', 'counter', 'Failed Keystone authentications seen.', [[{}, s.analytics.failedAuthentications]]);
+  }
   if (s.storage.state === 'on') {
     metric('stackbpf_store_rows', 'gauge', 'Stored events.', [[{}, s.storage.rows]]);
     metric('stackbpf_store_bytes', 'gauge', 'Bytes used by the event store.', [[{}, s.storage.bytes]]);

@@ -7,6 +7,8 @@
 //                                         stored events, newest first (since/until: ms since the epoch)
 //   GET    /v1/events/stream?service=&type=&pid=&path=
 //                                         live events as JSON lines (a slow reader loses its oldest, counted)
+//   GET    /v1/alerts?since=&rule=&state=&limit=   stored alerts, newest first (or ?active=1: those firing now)
+//   GET    /v1/alerts/stream              alert changes as JSON lines ({change, alert})
 //   GET    /metrics                       Prometheus text: event rates, drops at every stage, storage
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, rmSync } from 'node:fs';
@@ -134,6 +136,37 @@ async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse)
     req.on('close', () => {
       clearInterval(beat);
       stream.close();
+    });
+    return;
+  }
+  if (url.pathname === '/v1/alerts' && req.method === 'GET') {
+    const an = daemon.analytics;
+    if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');
+    if (url.searchParams.get('active')) return send(res, 200, an.alerts.active());
+    if (!daemon.store) throw new HttpError(409, 'event storage is off: only ?active=1 is available');
+    const since = numParam(url, 'since');
+    const limit = numParam(url, 'limit');
+    const q: { since?: number; rule?: string; state?: string; limit?: number } = {};
+    if (since !== undefined) q.since = since;
+    if (limit !== undefined) q.limit = limit;
+    if (url.searchParams.get('rule')) q.rule = url.searchParams.get('rule') as string;
+    const state = url.searchParams.get('state');
+    if (state) {
+      if (state !== 'firing' && state !== 'resolved') throw new HttpError(400, `state: expected firing or resolved, got "${state}"`);
+      q.state = state;
+    }
+    return send(res, 200, daemon.store.alerts(q));
+  }
+  if (url.pathname === '/v1/alerts/stream' && req.method === 'GET') {
+    const an = daemon.analytics;
+    if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const stop = an.stream((alert, change) => res.write(`${JSON.stringify({ change, alert })}\n`));
+    const beat = setInterval(() => res.write('\n'), 15_000);
+    beat.unref();
+    req.on('close', () => {
+      clearInterval(beat);
+      stop();
     });
     return;
   }

@@ -9,6 +9,7 @@ import { runAgent } from './agent-cmd.js';
 import { runLab } from './lab-cmd.js';
 import { runStatus } from './status-cmd.js';
 import { runTrace } from './trace-cmd.js';
+import { runAlerts } from './alerts-cmd.js';
 
 interface Command {
   summary: string;
@@ -90,6 +91,39 @@ and its store are never slowed by it.`,
     },
     run(values) {
       return runTrace(values as Record<string, string | undefined> & { json?: boolean });
+    },
+  },
+  alerts: {
+    summary: "a running agent's alerts: stored, firing now, or as they happen",
+    usage: 'stackbpf alerts [--active | --follow] [--since DUR] [--rule R] [--limit N] [--json] [--api ADDRESS | --config FILE]',
+    help: `Prints the alerts the agent's detectors raised (docs/analytics.md): brute
+force against Keystone per source address, per user and as password
+spraying, with severity, the MITRE ATT&CK technique, a count, and the
+evidence (the events behind it; --json shows them).
+
+Options:
+  --active         only the alerts firing now
+  --follow         alert changes as they happen (raised, updated, resolved)
+  --since DUR      stored alerts seen in the last 90s / 10m / 2h / 1d, or since a date
+  --rule R         one rule (keystone.bruteforce.source) or a family (keystone.bruteforce)
+  --limit N        at most N alerts (default 100)
+  --json           JSON lines instead of a table
+  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
+  -c, --config FILE  read the address from the agent's configuration (api.listen)
+  -h, --help       this help`,
+    options: {
+      active: { type: 'boolean' },
+      follow: { type: 'boolean' },
+      since: { type: 'string' },
+      rule: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      api: { type: 'string' },
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    run(values) {
+      return runAlerts(values as Record<string, string | undefined> & { active?: boolean; follow?: boolean; json?: boolean });
     },
   },
   status: {

@@ -49,6 +49,7 @@ type Status = {
     sessions?: { open: number };
   };
   storage?: { state: string; path?: string; rows?: number; bytes?: number; segments?: number; oldestTs?: number | null; writeErrors?: number; droppedSegments?: number };
+  analytics?: { state: string; active?: number; raised?: number; resolved?: number; suppressed?: number; failedAuthentications?: number };
   pipeline?: { published: number; consumers: { name: string; queued: number; capacity: number; delivered: number; dropped: number }[]; droppedByClosedStreams: number };
   exposures: number;
   attachments: { hook: string; ifname: string }[];
@@ -85,6 +86,9 @@ export function formatStatus(s: Status): string {
   const st = s.storage;
   if (st?.state === 'on') out.push(`storage     ${st.rows} events, ${mb(st.bytes ?? 0)} in ${st.segments} segments at ${st.path}${st.oldestTs ? `, oldest ${new Date(st.oldestTs).toISOString()}` : ''}${st.writeErrors ? `, WRITE ERRORS ${st.writeErrors}` : ''}`);
   else out.push('storage     off');
+  const an = s.analytics;
+  if (an?.state === 'on') out.push(`analytics   ${an.active} alerts firing, ${an.raised} raised, ${an.resolved} resolved${an.suppressed ? `, ${an.suppressed} suppressed by the rate limit` : ''}; ${an.failedAuthentications} failed Keystone authentications seen`);
+  else if (an) out.push('analytics   off');
   if (s.pipeline) {
     out.push(`pipeline    ${s.pipeline.published} published; ${s.pipeline.consumers.map((c) => `${c.name} ${c.queued}/${c.capacity} queued, ${c.dropped} dropped`).join('; ')}${s.pipeline.droppedByClosedStreams ? `; closed streams dropped ${s.pipeline.droppedByClosedStreams}` : ''}`);
   }

@@ -27,10 +27,10 @@ export function isSecretHeader(name: string): boolean {
   return SECRET_HEADERS.has(name.toLowerCase());
 }
 
-// JSON keys whose string values are secrets (Keystone: password, totp
-// passcode, application credential secret, token id in the token method,
-// EC2 / credential blobs)
-const SECRET_KEY = '(?:password|passwd|original_password|secret|passcode|token_id|blob|private_key|access_token_id|credential|api_key)';
+// JSON keys whose string values are secrets: Keystone's password, totp
+// passcode, application credential secret, token ids; Nova's adminPass;
+// credential blobs; anything named like a password, secret or token
+const SECRET_KEY = '(?:[A-Za-z_]*(?:password|passwd|secret|passcode|token|credential|private_?key|adminpass|api_?key)[A-Za-z_]*|blob)';
 // "key": "value" — value possibly unterminated (truncated capture)
 const JSON_SECRET = new RegExp(`("${SECRET_KEY}"\\s*:\\s*)"(?:[^"\\\\]|\\\\.)*("|$|\\\\$)`, 'gi');
 // {"token": {"id": "..."}} (the token auth method)

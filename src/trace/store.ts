@@ -9,7 +9,7 @@
 // batch; WAL lets readers (the query API) run while the agent writes.
 // Schema versions live in PRAGMA user_version and migrate forward in order.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EVENT_TYPES, type EventFilter, type TraceEvent, matches } from './event.js';
 
@@ -43,7 +43,7 @@ export class StoreError extends Error {
   override name = 'StoreError';
 }
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 const ROWS_PER_INSERT = 50; // 500 bound parameters per statement, under SQLite's limit
 
 /** Ordered migrations: MIGRATIONS[i] takes the schema from version i to i + 1. */
@@ -53,6 +53,14 @@ const MIGRATIONS: ((db: Database.Database) => void)[] = [
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE segments (id INTEGER PRIMARY KEY, first_ts REAL NOT NULL, last_ts REAL NOT NULL, rows INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE names (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (kind, name));
+    `);
+  },
+  // 2: alerts raised by the analytics (src/analytics)
+  (db) => {
+    db.exec(`
+      CREATE TABLE alerts (id TEXT PRIMARY KEY, ts REAL NOT NULL, last_ts REAL NOT NULL, rule TEXT NOT NULL, severity TEXT NOT NULL,
+                           service TEXT NOT NULL, subject TEXT NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL);
+      CREATE INDEX alerts_ts ON alerts (ts);
     `);
   },
 ];
@@ -88,6 +96,8 @@ export class EventStore {
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true, mode: 0o700 });
     try {
       this.db = new Database(opts.path);
+      // events hold command lines, paths and API calls: readable by root only
+      if (opts.path !== ':memory:') chmodSync(opts.path, 0o600);
     } catch (err) {
       throw new StoreError(`cannot open the event store ${opts.path}: ${(err as Error).message}`);
     }
@@ -275,6 +285,33 @@ export class EventStore {
       }
     }, seconds * 1000);
     this.retentionTimer.unref();
+  }
+
+  /** Insert or update an alert (the whole alert is kept as JSON; key columns for queries). */
+  saveAlert(a: { id: string; ts: number; lastTs: number; rule: string; severity: string; service: string; subject: string; state: string }): void {
+    this.db
+      .prepare('INSERT INTO alerts (id, ts, last_ts, rule, severity, service, subject, state, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, state = excluded.state, body = excluded.body')
+      .run(a.id, a.ts, a.lastTs, a.rule, a.severity, a.service, a.subject, a.state, JSON.stringify(a));
+  }
+
+  /** Alerts, newest first. */
+  alerts(q: { since?: number; rule?: string; state?: string; limit?: number } = {}): unknown[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.since !== undefined) {
+      where.push('last_ts >= ?');
+      args.push(q.since);
+    }
+    if (q.rule !== undefined) {
+      where.push('(rule = ? OR rule LIKE ?)');
+      args.push(q.rule, `${q.rule}.%`);
+    }
+    if (q.state !== undefined) {
+      where.push('state = ?');
+      args.push(q.state);
+    }
+    args.push(Math.min(Math.max(q.limit ?? 100, 1), 10_000));
+    return (this.db.prepare(`SELECT body FROM alerts${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC LIMIT ?`).all(...args) as { body: string }[]).map((r) => JSON.parse(r.body) as unknown);
   }
 
   /** Newest first, filtered; the query API the analytics features use. */

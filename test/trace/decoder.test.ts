@@ -28,6 +28,9 @@ describe('redaction', () => {
     const appCred = '{"auth":{"identity":{"methods":["application_credential"],"application_credential":{"id":"abc","secret":"topsecret"}}}}';
     assert.ok(!redactJsonText(appCred).includes('topsecret'));
     assert.ok(!redactJsonText(`{"x": "${FERNET}"}`).includes(FERNET.slice(0, 40)));
+    const nova = redactJsonText('{"server": {"name": "vm1", "adminPass": "n0va-pw", "key_name": "mykey"}}');
+    assert.ok(!nova.includes('n0va-pw') && nova.includes('"mykey"') && nova.includes('"vm1"'));
+    assert.ok(!redactJsonText('{"user": {"name": "u", "new_password": "np1", "original_password": "op1"}}').match(/np1|op1/));
   });
 
   test('HTTP heads: credential headers are replaced, tokens kept aside for correlation only', () => {

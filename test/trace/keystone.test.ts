@@ -58,6 +58,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       log_level: 'debug',
       trace: { enabled: true, sensitive_paths: [...DEFAULT_SENSITIVE_PATHS, `${join(work, 'secure')}/`], rules_file: join(work, 'rules.yaml') },
       storage: { enabled: true },
+      analytics: { bruteforce: { per_source: 8, per_user: 50 } },
     });
   });
 
@@ -190,6 +191,31 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     assert.match(metrics, /^stackbpf_trace_events_total\{type="http.request"\} [1-9]/m);
     assert.match(metrics, /^stackbpf_trace_lost_total\{stage="ring"\} 0$/m);
     assert.match(metrics, /^stackbpf_pipeline_dropped_total\{consumer="store"\} 0$/m);
+  });
+
+  test('brute force: repeated failed logins from one source raise an alert with its evidence, stored and shown by the CLI', async () => {
+    const follow = run(process.execPath, [cli, 'alerts', '--api', `unix:${agent.socket}`, '--follow', '--json', '--rule', 'keystone.bruteforce.source'], { timeout: 60_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 8; i++) assert.equal((await login(`${os.password}-guess-${i}`)).status, 401);
+    let active: any[] = [];
+    await until('the brute-force alert', async () => (active = (await agent.api('GET', '/v1/alerts?active=1')).json).some((a: any) => a.rule === 'keystone.bruteforce.source'));
+    const a = active.find((x: any) => x.rule === 'keystone.bruteforce.source');
+    assert.equal(a.subject, '127.0.0.1');
+    assert.equal(a.service, 'keystone');
+    assert.equal(a.severity, 'high');
+    assert.ok(a.details.failures >= 8);
+    assert.ok(a.evidence.some((e: any) => /POST \/v3\/auth\/tokens 401 auth_user=admin/.test(e.summary)));
+    const stored = (await agent.api('GET', '/v1/alerts?rule=keystone.bruteforce')).json;
+    assert.ok(stored.some((x: any) => x.id === a.id));
+    const table = await stackbpf(['alerts', '--active']);
+    assert.match(table, /firing\s+high\s+keystone\.bruteforce\.source\s+keystone\s+\d+ failed Keystone authentications from 127\.0\.0\.1/);
+    const st = await stackbpf(['status']);
+    assert.match(st, /analytics\s+[1-9]\d* alerts firing/);
+    // the follower saw it raised (stop it: it streams until interrupted)
+    await run('pkill', ['-INT', '-f', `alerts --api unix:${agent.socket} --follow`]).catch(() => undefined);
+    const { stdout } = await follow;
+    cliOut.push(stdout);
+    assert.ok(stdout.split('\n').some((l) => l.includes('"change":"raised"') && l.includes('keystone.bruteforce.source')), stdout.slice(0, 500));
   });
 
   test('redaction: the admin password, the database password and the issued token appear in no stored byte, log line or CLI output', async () => {

@@ -1,0 +1,151 @@
+// Brute force against Keystone, from the tracer's http.request events:
+// failed authentications (POST /v3/auth/tokens answered 401) counted in
+// sliding windows per source address, per user name, and as password
+// spraying (many distinct users from one source). An alert is raised on the
+// event that crosses a threshold — no polling between the failure and the
+// alert — and resolved once the source (or user) has been quiet for
+// `recoverySeconds`.
+import type { TraceEvent } from '../trace/event.js';
+import { type AlertManager, evidenceOf, type Evidence } from './alerts.js';
+
+export interface BruteForceOptions {
+  windowSeconds: number;
+  /** failures from one source within the window */
+  perSource: number;
+  /** failures for one user name within the window, whatever the source */
+  perUser: number;
+  /** distinct user names failing from one source within the window */
+  sprayUsers: number;
+  recoverySeconds: number;
+  /** proxies whose X-Forwarded-For names the real client */
+  trustedProxies: string[];
+}
+
+export const DEFAULT_BRUTEFORCE: BruteForceOptions = { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [] };
+
+interface Window {
+  times: number[];
+  evidence: Evidence[];
+  users?: Map<string, number>;
+  last: number;
+}
+
+function hostOf(addr: string): string {
+  if (addr.startsWith('[')) return addr.slice(1, addr.indexOf(']'));
+  const i = addr.lastIndexOf(':');
+  return i > 0 && addr.indexOf(':') === i ? addr.slice(0, i) : addr;
+}
+
+export class BruteForceDetector {
+  private readonly bySource = new Map<string, Window>();
+  private readonly byUser = new Map<string, Window>();
+  /** failed authentications seen */
+  failures = 0;
+
+  constructor(
+    private readonly alerts: AlertManager,
+    private readonly opts: BruteForceOptions = DEFAULT_BRUTEFORCE,
+  ) {}
+
+  static isFailedAuth(ev: TraceEvent): boolean {
+    const d = ev.data;
+    return ev.type === 'http.request' && d.method === 'POST' && typeof d.path === 'string' && d.path.startsWith('/v3/auth/tokens') && d.status === 401 && d.role === 'server';
+  }
+
+  private source(ev: TraceEvent): string {
+    const remote = hostOf(String(ev.data.remote ?? ''));
+    const xff = ev.data.forwarded_for;
+    if (typeof xff === 'string' && this.opts.trustedProxies.includes(remote)) return xff.split(',').at(-1)?.trim() || remote;
+    return remote || 'unknown';
+  }
+
+  private push(map: Map<string, Window>, key: string, ev: TraceEvent, user?: string): Window {
+    let w = map.get(key);
+    if (!w) {
+      w = { times: [], evidence: [], last: 0 };
+      map.set(key, w);
+    }
+    const horizon = ev.ts - this.opts.windowSeconds * 1000;
+    w.times.push(ev.ts);
+    while ((w.times[0] as number) < horizon) w.times.shift();
+    w.evidence.push(evidenceOf(ev));
+    if (w.evidence.length > 20) w.evidence.shift();
+    w.last = ev.ts;
+    if (user !== undefined) {
+      w.users ??= new Map();
+      w.users.set(user, ev.ts);
+      for (const [u, t] of w.users) if (t < horizon) w.users.delete(u);
+    }
+    return w;
+  }
+
+  onEvent(ev: TraceEvent): void {
+    if (!BruteForceDetector.isFailedAuth(ev)) return;
+    this.failures++;
+    const src = this.source(ev);
+    const user = `${String(ev.data.auth_user ?? ev.data.auth_user_id ?? '?')}${ev.data.auth_domain ? `@${ev.data.auth_domain}` : ''}`;
+    const o = this.opts;
+    const s = this.push(this.bySource, src, ev, user);
+    const u = this.push(this.byUser, user, ev);
+    if (s.times.length >= o.perSource) {
+      this.alerts.raise({
+        rule: 'keystone.bruteforce.source',
+        severity: 'high',
+        service: ev.service,
+        subject: src,
+        summary: `${s.times.length} failed Keystone authentications from ${src} in ${o.windowSeconds} s`,
+        mitre: 'T1110.001',
+        evidence: s.evidence.slice(-10),
+        details: { source: src, failures: s.times.length, window_seconds: o.windowSeconds, threshold: o.perSource, users: [...(s.users?.keys() ?? [])].slice(0, 20) },
+        ts: ev.ts,
+      });
+    }
+    if ((s.users?.size ?? 0) >= o.sprayUsers) {
+      this.alerts.raise({
+        rule: 'keystone.bruteforce.spray',
+        severity: 'high',
+        service: ev.service,
+        subject: src,
+        summary: `password spraying: ${s.users?.size} user names failed from ${src} in ${o.windowSeconds} s`,
+        mitre: 'T1110.003',
+        evidence: s.evidence.slice(-10),
+        details: { source: src, users: [...(s.users?.keys() ?? [])].slice(0, 50), window_seconds: o.windowSeconds, threshold: o.sprayUsers },
+        ts: ev.ts,
+      });
+    }
+    if (u.times.length >= o.perUser) {
+      this.alerts.raise({
+        rule: 'keystone.bruteforce.user',
+        severity: 'medium',
+        service: ev.service,
+        subject: user,
+        summary: `${u.times.length} failed Keystone authentications for ${user} in ${o.windowSeconds} s`,
+        mitre: 'T1110.001',
+        evidence: u.evidence.slice(-10),
+        details: { user, failures: u.times.length, window_seconds: o.windowSeconds, threshold: o.perUser },
+        ts: ev.ts,
+      });
+    }
+  }
+
+  /** Resolve alerts whose subject has been quiet for recoverySeconds; forget idle windows. */
+  tick(now: number): void {
+    const quiet = now - this.opts.recoverySeconds * 1000;
+    for (const [src, w] of this.bySource) {
+      if (w.last < quiet) {
+        this.alerts.resolve('keystone.bruteforce.source', src, now);
+        this.alerts.resolve('keystone.bruteforce.spray', src, now);
+        this.bySource.delete(src);
+      }
+    }
+    for (const [user, w] of this.byUser) {
+      if (w.last < quiet) {
+        this.alerts.resolve('keystone.bruteforce.user', user, now);
+        this.byUser.delete(user);
+      }
+    }
+    // bound the state under a flood of distinct sources
+    while (this.bySource.size > 100_000) this.bySource.delete(this.bySource.keys().next().value as string);
+    while (this.byUser.size > 100_000) this.byUser.delete(this.byUser.keys().next().value as string);
+  }
+}

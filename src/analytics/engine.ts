@@ -1,0 +1,58 @@
+// The analytics consumer on the event bus: runs the detectors on every
+// event, keeps the alerts, stores them and streams their changes. It asks
+// the bus for back-pressure (a detector must not miss events): if it falls
+// behind, the tracer leaves records in the kernel's ring buffer.
+import type { EventBus } from '../trace/bus.js';
+import type { EventStore } from '../trace/store.js';
+import { type Alert, AlertManager } from './alerts.js';
+import { type BruteForceOptions, BruteForceDetector } from './bruteforce.js';
+
+export interface AnalyticsOptions {
+  bruteforce: BruteForceOptions;
+}
+
+export class Analytics {
+  readonly alerts = new AlertManager();
+  readonly bruteforce: BruteForceDetector;
+  private readonly timer: NodeJS.Timeout;
+  private readonly unsubscribe: () => void;
+  private storeErrors = 0;
+
+  constructor(bus: EventBus, store: EventStore | undefined, opts: AnalyticsOptions) {
+    this.bruteforce = new BruteForceDetector(this.alerts, opts.bruteforce);
+    if (store) {
+      this.alerts.subscribe((a) => {
+        try {
+          store.saveAlert(a);
+        } catch {
+          this.storeErrors++;
+        }
+      });
+    }
+    this.unsubscribe = bus.subscribe({
+      name: 'analytics',
+      capacity: 100_000,
+      policy: 'backpressure',
+      batch: 2000,
+      handle: (batch) => {
+        for (const ev of batch) this.bruteforce.onEvent(ev);
+      },
+    });
+    this.timer = setInterval(() => this.bruteforce.tick(Date.now()), 1000);
+    this.timer.unref();
+  }
+
+  /** Alert changes as they happen. */
+  stream(onChange: (a: Alert, change: 'raised' | 'updated' | 'resolved') => void): () => void {
+    return this.alerts.subscribe(onChange);
+  }
+
+  status(): { active: number; raised: number; updated: number; resolved: number; suppressed: number; failedAuthentications: number; storeErrors: number } {
+    return { active: this.alerts.active().length, ...this.alerts.counters, failedAuthentications: this.bruteforce.failures, storeErrors: this.storeErrors };
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.unsubscribe();
+  }
+}
