@@ -54,11 +54,18 @@ export class Daemon {
       if (config.analytics.enabled) d.analytics = new Analytics(d.bus, d.store, { bruteforce: config.analytics.bruteforce });
       if (config.trace.enabled) {
         const t = config.trace;
-        d.tracer = await Tracer.start(
-          { captureBytes: t.captureBytes, ringBytes: t.ringBytes, sensitivePaths: t.sensitivePaths, captureServices: t.captureServices, ...(t.rulesFile ? { rulesFile: t.rulesFile } : {}), ...(t.services ? { services: t.services } : {}) },
-          d.bus,
-          log,
-        );
+        try {
+          d.tracer = await Tracer.start(
+            { captureBytes: t.captureBytes, ringBytes: t.ringBytes, sensitivePaths: t.sensitivePaths, captureServices: t.captureServices, ...(t.rulesFile ? { rulesFile: t.rulesFile } : {}), ...(t.services ? { services: t.services } : {}) },
+            d.bus,
+            log,
+          );
+        } catch (err) {
+          // with a data plane to run, a tracer that cannot start must not take forwarding down with it
+          if (!dataplaneEnabled(config)) throw err;
+          d.traceError = (err as Error).message;
+          log.error('tracing could not start; the data plane runs without it', { error: d.traceError });
+        }
       }
       if (dataplaneEnabled(config)) d.agent = await Agent.start(config, log);
       else log.info('data plane off: no dataplane.provider_interfaces configured');
