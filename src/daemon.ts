@@ -5,6 +5,7 @@ import { type AgentConfig, dataplaneEnabled } from './config.js';
 import { Agent, type AgentStatus } from './agent.js';
 import type { Logger } from './log.js';
 import { Analytics } from './analytics/engine.js';
+import { inspectRequest } from './analytics/sqli.js';
 import { EventBus, type ConsumerStats } from './trace/bus.js';
 import { type EventFilter, type TraceEvent, matches } from './trace/event.js';
 import { EventStore, type QueryOptions, type StoreStats } from './trace/store.js';
@@ -56,7 +57,15 @@ export class Daemon {
         const t = config.trace;
         try {
           d.tracer = await Tracer.start(
-            { captureBytes: t.captureBytes, ringBytes: t.ringBytes, sensitivePaths: t.sensitivePaths, captureServices: t.captureServices, ...(t.rulesFile ? { rulesFile: t.rulesFile } : {}), ...(t.services ? { services: t.services } : {}) },
+            {
+              captureBytes: t.captureBytes,
+              ringBytes: t.ringBytes,
+              sensitivePaths: t.sensitivePaths,
+              captureServices: t.captureServices,
+              ...(t.rulesFile ? { rulesFile: t.rulesFile } : {}),
+              ...(t.services ? { services: t.services } : {}),
+              ...(config.analytics.enabled ? { inspectRequest: inspectRequest } : {}),
+            },
             d.bus,
             log,
           );

@@ -144,6 +144,11 @@ export class AlertManager {
     this.notify(a, 'resolved');
   }
 
+  /** Resolve alerts of these rules whose last hit is older than quietMs. */
+  expire(rules: string[], quietMs: number, now: number): void {
+    for (const a of [...this.firing.values()]) if (rules.includes(a.rule) && now - a.lastTs > quietMs) this.resolve(a.rule, a.subject, now);
+  }
+
   active(): Alert[] {
     return [...this.firing.values()];
   }

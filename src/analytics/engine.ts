@@ -6,6 +6,7 @@ import type { EventBus } from '../trace/bus.js';
 import type { EventStore } from '../trace/store.js';
 import { type Alert, AlertManager } from './alerts.js';
 import { type BruteForceOptions, BruteForceDetector } from './bruteforce.js';
+import { SqliDetector } from './sqli-detector.js';
 
 export interface AnalyticsOptions {
   bruteforce: BruteForceOptions;
@@ -14,12 +15,14 @@ export interface AnalyticsOptions {
 export class Analytics {
   readonly alerts = new AlertManager();
   readonly bruteforce: BruteForceDetector;
+  readonly sqli: SqliDetector;
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private storeErrors = 0;
 
   constructor(bus: EventBus, store: EventStore | undefined, opts: AnalyticsOptions) {
     this.bruteforce = new BruteForceDetector(this.alerts, opts.bruteforce);
+    this.sqli = new SqliDetector(this.alerts);
     if (store) {
       this.alerts.subscribe((a) => {
         try {
@@ -35,10 +38,18 @@ export class Analytics {
       policy: 'backpressure',
       batch: 2000,
       handle: (batch) => {
-        for (const ev of batch) this.bruteforce.onEvent(ev);
+        for (const ev of batch) {
+          this.bruteforce.onEvent(ev);
+          this.sqli.onEvent(ev);
+        }
       },
     });
-    this.timer = setInterval(() => this.bruteforce.tick(Date.now()), 1000);
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      this.bruteforce.tick(now);
+      // an injection alert stands until its source has been quiet for 5 minutes
+      this.alerts.expire(['sqli.request', 'sqli.statement'], 300_000, now);
+    }, 1000);
     this.timer.unref();
   }
 
@@ -47,8 +58,8 @@ export class Analytics {
     return this.alerts.subscribe(onChange);
   }
 
-  status(): { active: number; raised: number; updated: number; resolved: number; suppressed: number; failedAuthentications: number; storeErrors: number } {
-    return { active: this.alerts.active().length, ...this.alerts.counters, failedAuthentications: this.bruteforce.failures, storeErrors: this.storeErrors };
+  status(): { active: number; raised: number; updated: number; resolved: number; suppressed: number; failedAuthentications: number; sqliRequests: number; sqliStatements: number; storeErrors: number } {
+    return { active: this.alerts.active().length, ...this.alerts.counters, failedAuthentications: this.bruteforce.failures, sqliRequests: this.sqli.requests, sqliStatements: this.sqli.statements, storeErrors: this.storeErrors };
   }
 
   stop(): void {

@@ -209,6 +209,8 @@ export function fingerprint(sql: string | Token[]): string {
   return parts.join(' ').replace(/ ?\. ?/g, '.').replace(/\( /g, '(').replace(/ \)/g, ')').replace(/ ,/g, ',');
 }
 
+const STATEMENT_START = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'DROP', 'CREATE', 'ALTER', 'TRUNCATE', 'REPLACE', 'SHOW', 'DECLARE', 'EXEC', 'EXECUTE', 'SET', 'GRANT', 'REVOKE', 'SHUTDOWN', 'WAITFOR', 'CALL', 'LOAD', 'RENAME', 'DO', 'BEGIN', 'COMMIT', 'ROLLBACK', 'LOCK', 'UNLOCK']);
+
 export interface SqlFindings {
   /** comments in the text (applications send none through pymysql / SQLAlchemy) */
   comment: boolean;
@@ -236,17 +238,24 @@ export function findings(sql: string | Token[]): SqlFindings {
   for (let i = 0; i < code.length; i++) {
     const x = code[i] as Token;
     const next = code[i + 1];
-    if (x.text === ';' && next && next.kind === 'keyword') f.stacked = true;
+    if (x.text === ';' && next && STATEMENT_START.has(next.text.toUpperCase())) f.stacked = true;
     if (x.kind === 'keyword' && x.text === 'UNION' && (next?.text === 'SELECT' || ((next?.text === 'ALL' || next?.text === 'DISTINCT') && code[i + 2]?.text === 'SELECT') || next?.text === '(')) f.unionSelect = true;
     if ((x.text === 'SLEEP' || x.text === 'BENCHMARK' || x.text === 'pg_sleep') && next?.text === '(') f.timeBased = true;
     if (x.text === 'WAITFOR' && next?.text === 'DELAY') f.timeBased = true;
     if (x.text === 'INFORMATION_SCHEMA' || x.text === 'LOAD_FILE' || x.text === 'OUTFILE' || x.text === 'DUMPFILE' || x.text === '@@version' || x.text === 'EXTRACTVALUE' || x.text === 'UPDATEXML' || (x.kind === 'variable' && /^@@(version|datadir|hostname|basedir)/.test(x.text))) f.probing = true;
-    if (x.kind === 'keyword' && (x.text === 'OR' || x.text === 'XOR' || x.text === '||' || x.text === 'AND' || x.text === '&&')) {
-      const a = code[i + 1];
-      const op = code[i + 2];
-      const b = code[i + 3];
+    if ((x.kind === 'keyword' && (x.text === 'OR' || x.text === 'XOR' || x.text === 'AND')) || (x.kind === 'op' && (x.text === '||' || x.text === '&&'))) {
+      // OR (1=1), OR ((1)=(1)): opening parentheses do not change the comparison
+      let j = i + 1;
+      while (code[j]?.text === '(') j++;
+      const a = code[j];
+      let k = j + 1;
+      while (code[k]?.text === ')') k++;
+      const op = code[k];
+      let m = k + 1;
+      while (code[m]?.text === '(') m++;
+      const b = code[m];
       if (isLiteral(a) && op && (op.text === '=' || op.text === 'LIKE' || op.text === '<=>' || op.text === '>' || op.text === '<' || op.text === '!=' || op.text === '<>' || op.text === 'IS') && (isLiteral(b) || b?.text === 'NULL' || b?.text === 'NOT')) f.tautology = true;
-      if (x.text !== 'AND' && x.text !== '&&' && isLiteral(a) && (!op || op.kind === 'comment' || op.text === ')' || op.text === ';' || op.kind === 'keyword')) f.tautology = true;
+      if (x.text !== 'AND' && x.text !== '&&' && isLiteral(a) && a.text !== '0' && a.text !== "'0'" && (!op || op.text === ';' || op.kind === 'keyword')) f.tautology = true;
       if (a?.kind === 'ident' && op?.text === '=' && b?.kind === 'ident' && a.text === b.text) f.tautology = true;
     }
   }

@@ -110,7 +110,7 @@ export class SessionTracker {
 
   constructor(
     private readonly emit: (o: SessionOutput) => void,
-    private readonly opts: { captureBytes: number; idleMs?: number; maxSessions?: number; mysqlPorts?: number[] } = { captureBytes: 1024 },
+    private readonly opts: { captureBytes: number; idleMs?: number; maxSessions?: number; inspect?: (target: string, body: string, contentType: string) => unknown[] } = { captureBytes: 1024 },
   ) {}
 
   private open(key: string, tgid: number, connId: number, role: number): Session {
@@ -254,6 +254,11 @@ export class SessionTracker {
     if (rid) out.request_id = rid;
     const xff = req.headers['x-forwarded-for'];
     if (xff) out.forwarded_for = xff;
+    // what the client sent, inspected before it is dropped (the body is not kept)
+    if (this.opts.inspect && req.target) {
+      const found = this.opts.inspect(req.target, req.body, req.headers['content-type'] ?? '');
+      if (found.length) out.sqli = found;
+    }
     // who: the caller's token, mapped to the identity Keystone gave it
     if (req.secrets.authToken) {
       const who = this.tokens.lookup(req.secrets.authToken);

@@ -29,6 +29,8 @@ export interface TracerOptions {
   services?: string[];
   /** services whose sockets are tracked for HTTP/SQL */
   captureServices: string[];
+  /** looks at each request's target and body (redacted) before the body is dropped; findings go on the event as `sqli` */
+  inspectRequest?: (target: string, body: string, contentType: string) => unknown[];
 }
 
 export const DEFAULT_SENSITIVE_PATHS = ['/etc/keystone/', '/etc/nova/', '/etc/neutron/', '/etc/glance/', '/etc/placement/', '/etc/ovn/', '/etc/openvswitch/', '/etc/frr/', '/etc/mysql/', '/etc/shadow', '/etc/sudoers', '/root/.ssh/', '/etc/ssh/'];
@@ -107,7 +109,7 @@ export class Tracer {
         const p = this.procs.get(o.tgid);
         this.publish({ ts: o.ts, tgid: o.tgid, tid: o.tid, ppid: p?.ppid ?? 0, uid: p?.uid ?? 0, service: 0, comm: p?.comm ?? '' }, o.type, o.data);
       },
-      { captureBytes: opts.captureBytes },
+      { captureBytes: opts.captureBytes, ...(opts.inspectRequest ? { inspect: opts.inspectRequest } : {}) },
     );
     this.monitoredMap = obj.map('monitored').typed(u32, u64);
   }

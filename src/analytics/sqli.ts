@@ -1,0 +1,122 @@
+// SQL injection in what clients send (query strings, JSON bodies, path
+// segments) and in what services send to their database.
+//
+// A request value is lexed the way the database would see it if the
+// service pasted it into a statement, in the three places a value lands: as
+// a bare token (a number or identifier position), inside a single-quoted
+// string, inside a double-quoted one (libinjection's idea, our lexer). A
+// value is an injection when, in some context, it breaks out and leaves
+// structure behind: a tautology, UNION SELECT, a stacked statement, a
+// time-based probe, schema probing, or a comment cutting the rest off after
+// a break-out. Ordinary text — names with apostrophes, free-form
+// descriptions, UUIDs, JSON — leaves none of these.
+import { findings, type SqlFindings, suspicious, tokenize } from './sql.js';
+
+export interface ValueFinding {
+  /** query:NAME, body:$.path.to.member, path:N */
+  where: string;
+  /** the offending value (truncated) */
+  value: string;
+  findings: string[];
+}
+
+const STRUCTURAL: (keyof SqlFindings)[] = ['tautology', 'unionSelect', 'stacked', 'timeBased', 'probing'];
+
+/** Findings for one value, [] when it is harmless in every context. */
+export function inspectValue(v: string): string[] {
+  if (v.length < 3) return [];
+  // cheap gate: every injection needs a quote, a comment, a semicolon, a
+  // parenthesis or a keyword-ish word; most values have none
+  if (!/['"`;#()]|--|\/\*|\b(or|and|union|select|sleep|benchmark|waitfor|xor|information_schema|having|order|like)\b/i.test(v)) return [];
+  const out = new Set<string>();
+  for (const [prefix, breakout] of [
+    ['', false],
+    ["'", true],
+    ['"', true],
+    ['(', false],
+    ["')", true],
+  ] as const) {
+    const toks = tokenize(prefix + v);
+    // in a quoted context the value only matters if it closes the string
+    if (breakout && (toks[0]?.kind !== 'string' || toks[0].unterminated)) continue;
+    const f = findings(toks);
+    for (const k of STRUCTURAL) if (f[k]) out.add(k);
+    // a comment after a break-out cuts the service's own quote off
+    if (breakout && f.comment && toks.length > 1) out.add('comment');
+  }
+  return [...out];
+}
+
+function walkJson(v: unknown, path: string, out: ValueFinding[], depth = 0): void {
+  if (out.length >= 10 || depth > 12) return;
+  if (typeof v === 'string') {
+    const f = inspectValue(v);
+    if (f.length) out.push({ where: `body:${path}`, value: v.slice(0, 200), findings: f });
+  } else if (Array.isArray(v)) v.forEach((x, i) => walkJson(x, `${path}[${i}]`, out, depth + 1));
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walkJson(x, `${path}.${k}`, out, depth + 1);
+}
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
+
+/** Injection findings in a request target (path segments, query) and body (JSON or form). */
+export function inspectRequest(target: string, body: string, contentType = ''): ValueFinding[] {
+  const out: ValueFinding[] = [];
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  path.split('/').forEach((seg, i) => {
+    if (!seg) return;
+    const v = decode(seg);
+    const f = inspectValue(v);
+    if (f.length) out.push({ where: `path:${i}`, value: v.slice(0, 200), findings: f });
+  });
+  const params = (s: string, where: string): void => {
+    for (const kv of s.split('&')) {
+      if (!kv) continue;
+      const eq = kv.indexOf('=');
+      const name = decode(eq < 0 ? kv : kv.slice(0, eq));
+      const v = eq < 0 ? '' : decode(kv.slice(eq + 1));
+      for (const [w, x] of [[`${where}:${name}`, v], [`${where}-name`, name]] as const) {
+        const f = inspectValue(x);
+        if (f.length) out.push({ where: w, value: x.slice(0, 200), findings: f });
+      }
+    }
+  };
+  if (q >= 0) params(target.slice(q + 1), 'query');
+  if (body) {
+    if (/x-www-form-urlencoded/i.test(contentType)) params(body, 'form');
+    else if (/^\s*[[{]/.test(body)) {
+      try {
+        walkJson(JSON.parse(body), '$', out);
+      } catch {
+        // a truncated capture: its complete string values
+        for (const m of body.matchAll(/"((?:[^"\\]|\\.){3,})"/g)) {
+          let v = m[1] as string;
+          try {
+            v = JSON.parse(`"${v}"`) as string;
+          } catch {
+            /* keep it raw */
+          }
+          const f = inspectValue(v);
+          if (f.length) out.push({ where: 'body', value: v.slice(0, 200), findings: f });
+          if (out.length >= 10) break;
+        }
+      }
+    }
+  }
+  return out.slice(0, 10);
+}
+
+/**
+ * Structural injection traces in a statement a service sent. Comments alone
+ * are not enough; an open quote is not either when the capture cut the
+ * statement short.
+ */
+export function inspectStatement(sql: string, truncated = false): string[] {
+  return suspicious(findings(sql)).filter((k) => k !== 'comment' && !(truncated && k === 'unbalanced'));
+}

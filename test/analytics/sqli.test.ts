@@ -1,0 +1,75 @@
+// SQL injection in request values and statements: injection payloads of the
+// kinds sqlmap sends are caught; ordinary OpenStack request values are not.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { inspectRequest, inspectStatement, inspectValue } from '../../src/analytics/sqli.js';
+
+const PAYLOADS = [
+  "admin' OR '1'='1",
+  "admin' OR 1=1-- -",
+  "' OR ''='",
+  '1 OR 1=1',
+  '1) OR (1=1',
+  "1' AND SLEEP(5)-- -",
+  "1' AND (SELECT 1 FROM (SELECT SLEEP(5))a)-- -",
+  '1 AND BENCHMARK(5000000,MD5(0x41))',
+  "x' UNION SELECT NULL,NULL,NULL-- -",
+  "-1' UNION ALL SELECT table_name,2 FROM information_schema.tables#",
+  '1; DROP TABLE user',
+  "1'; SELECT pg_sleep(5)--",
+  "admin'/**/OR/**/'a'='a",
+  "1' AND extractvalue(1,concat(0x7e,(SELECT @@version)))-- -",
+  '" OR "x"="x',
+  "') OR ('a'='a",
+  '1 UNION SELECT username, password FROM users',
+  "1' ORDER BY 1-- -",
+  "admin'--",
+  "x' AND 1=0 UNION SELECT 1,2,3#",
+];
+
+const BENIGN = [
+  'admin',
+  "O'Brien",
+  "It's a test project, don't delete",
+  'ecbbb079b78142d5a78d18b5acc2a6bb',
+  'Default',
+  'my-network (prod)',
+  'Select the best flavor; or not',
+  'SELECT',
+  '10.0.0.0/24',
+  'description with -- dashes',
+  'a "quoted" word',
+  'rock & roll',
+  '2026-11-27T09:00:00Z',
+  'name:asc',
+];
+
+describe('SQL injection', () => {
+  test('every payload is caught in some context', () => {
+    for (const p of PAYLOADS) assert.ok(inspectValue(p).length > 0, `missed: ${p}`);
+  });
+
+  test('ordinary values are left alone', () => {
+    for (const v of BENIGN) assert.deepEqual(inspectValue(v), [], `false positive: ${v}`);
+  });
+
+  test('requests: query strings, JSON bodies (also cut off), path segments', () => {
+    const q = inspectRequest(`/v3/users?name=${encodeURIComponent("admin' OR '1'='1")}&enabled=true`, '');
+    assert.equal(q[0]?.where, 'query:name');
+    assert.ok(q[0]?.findings.includes('tautology'));
+    const b = inspectRequest('/v3/projects', JSON.stringify({ project: { name: "x' UNION SELECT password FROM local_user-- -", description: "don't" } }), 'application/json');
+    assert.deepEqual(b.map((f) => f.where), ['body:$.project.name']);
+    const cut = inspectRequest('/v3/projects', '{"project": {"name": "1 OR 1=1", "description": "long text that the capture cu', 'application/json');
+    assert.equal(cut.length, 1);
+    assert.ok(inspectRequest(`/v3/users/${encodeURIComponent("1' OR '1'='1")}`, '')[0]?.where.startsWith('path:'));
+    assert.deepEqual(inspectRequest('/v3/auth/tokens', JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: '<redacted>' } } } } }), 'application/json'), []);
+    assert.deepEqual(inspectRequest('/v3/users?name=O%27Brien&limit=10&sort_key=name', ''), []);
+  });
+
+  test('statements: structure is reported, a capture cut inside a string is not', () => {
+    assert.deepEqual(inspectStatement("SELECT * FROM user WHERE name = 'a' OR '1'='1'"), ['tautology']);
+    assert.deepEqual(inspectStatement("SELECT * FROM user WHERE name = 'admin\\' OR \\'1\\'=\\'1'"), [], 'pymysql escaped the payload: no injection reached the database');
+    assert.deepEqual(inspectStatement("SELECT * FROM project WHERE name = 'cut her", true), []);
+    assert.deepEqual(inspectStatement("SELECT * FROM project WHERE name = 'cut her"), ['unbalanced']);
+  });
+});
