@@ -55,6 +55,7 @@ export interface AgentConfig {
   /** Detectors over the traced events (docs/analytics.md). */
   analytics: {
     enabled: boolean;
+    profilesDir: string;
     bruteforce: { windowSeconds: number; perSource: number; perUser: number; sprayUsers: number; recoverySeconds: number; trustedProxies: string[] };
   };
   /** Where events are kept. */
@@ -152,7 +153,7 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     exposures: [],
     trace: { enabled: true, captureBytes: 1024, ringBytes: 16 << 20, sensitivePaths: [...DEFAULT_SENSITIVE_PATHS], captureServices: [...DEFAULT_CAPTURE_SERVICES] },
     storage: { enabled: true, path: '', retentionDays: 7, maxSizeMb: 1024, queueEvents: 200_000 },
-    analytics: { enabled: true, bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [] } },
+    analytics: { enabled: true, profilesDir: '', bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [] } },
   };
   const netns = r.optStr(top, 'netns', '');
   if (netns) cfg.netns = netns;
@@ -257,8 +258,9 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
   cfg.storage.maxSizeMb = r.int(st, 'max_size_mb', 'storage.', 16, 1 << 20, 1024);
   cfg.storage.queueEvents = r.int(st, 'queue_events', 'storage.', 1000, 10_000_000, 200_000);
   const an = r.obj(top.analytics, 'analytics');
-  r.known(an, 'analytics', ['enabled', 'bruteforce']);
+  r.known(an, 'analytics', ['enabled', 'profiles_dir', 'bruteforce']);
   cfg.analytics.enabled = bool(an, 'enabled', 'analytics.', true);
+  cfg.analytics.profilesDir = r.str(an, 'profiles_dir', 'analytics.', `${cfg.stateDir}/profiles`);
   const bf = r.obj(an.bruteforce, 'analytics.bruteforce');
   r.known(bf, 'analytics.bruteforce', ['window_seconds', 'per_source', 'per_user', 'spray_users', 'recovery_seconds', 'trusted_proxies']);
   const p = 'analytics.bruteforce.';

@@ -52,7 +52,11 @@ export class Daemon {
         });
         log.info('event store open', { path: config.storage.path, rows: store.stats().rows });
       }
-      if (config.analytics.enabled) d.analytics = new Analytics(d.bus, d.store, { bruteforce: config.analytics.bruteforce });
+      if (config.analytics.enabled) {
+        d.analytics = new Analytics(d.bus, d.store, { bruteforce: config.analytics.bruteforce, profilesDir: config.analytics.profilesDir });
+        const loaded = d.analytics.profiles.list();
+        if (loaded.length || d.analytics.profiles.errors.length) log.info('profiles loaded', { profiles: loaded.map((p) => `${p.service} (${p.mode})`), errors: d.analytics.profiles.errors });
+      }
       if (config.trace.enabled) {
         const t = config.trace;
         try {
@@ -87,6 +91,10 @@ export class Daemon {
 
   reload(config: AgentConfig): void {
     this.agent?.reload(config);
+    if (this.analytics) {
+      const r = this.analytics.profiles.load();
+      this.log.info('profiles reloaded', { loaded: r.loaded, errors: r.errors });
+    }
     this.config = config;
   }
 

@@ -7,15 +7,21 @@ import type { EventStore } from '../trace/store.js';
 import { type Alert, AlertManager } from './alerts.js';
 import { type BruteForceOptions, BruteForceDetector } from './bruteforce.js';
 import { SqliDetector } from './sqli-detector.js';
+import { DriftDetector, ProfileSet } from './drift.js';
+import { ProfileBuilder, type ProfileMode, type ServiceProfile } from './profile.js';
 
 export interface AnalyticsOptions {
   bruteforce: BruteForceOptions;
+  /** where service profiles live (YAML, one file per service) */
+  profilesDir: string;
 }
 
 export class Analytics {
   readonly alerts = new AlertManager();
   readonly bruteforce: BruteForceDetector;
   readonly sqli: SqliDetector;
+  readonly drift: DriftDetector;
+  readonly profiles: ProfileSet;
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private storeErrors = 0;
@@ -23,6 +29,9 @@ export class Analytics {
   constructor(bus: EventBus, store: EventStore | undefined, opts: AnalyticsOptions) {
     this.bruteforce = new BruteForceDetector(this.alerts, opts.bruteforce);
     this.sqli = new SqliDetector(this.alerts);
+    this.profiles = new ProfileSet(opts.profilesDir);
+    this.profiles.load();
+    this.drift = new DriftDetector(this.alerts, this.profiles);
     if (store) {
       this.alerts.subscribe((a) => {
         try {
@@ -41,6 +50,7 @@ export class Analytics {
         for (const ev of batch) {
           this.bruteforce.onEvent(ev);
           this.sqli.onEvent(ev);
+          this.drift.onEvent(ev);
         }
       },
     });
@@ -48,9 +58,21 @@ export class Analytics {
       const now = Date.now();
       this.bruteforce.tick(now);
       // an injection alert stands until its source has been quiet for 5 minutes
-      this.alerts.expire(['sqli.request', 'sqli.statement'], 300_000, now);
+      this.alerts.expire(['sqli.request', 'sqli.statement', 'drift.exec', 'drift.files_read', 'drift.files_write', 'drift.peers', 'drift.api', 'drift.sql'], 300_000, now);
     }, 1000);
     this.timer.unref();
+  }
+
+  /** Learn profiles from stored events and write them; returns what was written. */
+  learn(store: EventStore, q: { since?: number; until?: number; services?: string[]; mode?: ProfileMode }): { profiles: ServiceProfile[]; files: string[]; errors: string[] } {
+    const b = new ProfileBuilder();
+    for (const ev of store.each({ ...(q.since !== undefined ? { since: q.since } : {}), ...(q.until !== undefined ? { until: q.until } : {}) })) {
+      if (!q.services || q.services.includes(ev.service)) b.add(ev);
+    }
+    const profiles = b.services().map((s) => b.build(s, q.mode ?? 'monitor'));
+    const files = profiles.map((p) => this.profiles.save(p));
+    const { errors } = this.profiles.load();
+    return { profiles, files, errors };
   }
 
   /** Alert changes as they happen. */
@@ -58,8 +80,18 @@ export class Analytics {
     return this.alerts.subscribe(onChange);
   }
 
-  status(): { active: number; raised: number; updated: number; resolved: number; suppressed: number; failedAuthentications: number; sqliRequests: number; sqliStatements: number; storeErrors: number } {
-    return { active: this.alerts.active().length, ...this.alerts.counters, failedAuthentications: this.bruteforce.failures, sqliRequests: this.sqli.requests, sqliStatements: this.sqli.statements, storeErrors: this.storeErrors };
+  status(): { active: number; raised: number; updated: number; resolved: number; suppressed: number; failedAuthentications: number; sqliRequests: number; sqliStatements: number; driftDeviations: number; profiles: { service: string; mode: string }[]; profileErrors: string[]; storeErrors: number } {
+    return {
+      active: this.alerts.active().length,
+      ...this.alerts.counters,
+      failedAuthentications: this.bruteforce.failures,
+      sqliRequests: this.sqli.requests,
+      sqliStatements: this.sqli.statements,
+      driftDeviations: this.drift.deviations,
+      profiles: this.profiles.list().map((p) => ({ service: p.service, mode: p.mode })),
+      profileErrors: this.profiles.errors,
+      storeErrors: this.storeErrors,
+    };
   }
 
   stop(): void {

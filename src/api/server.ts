@@ -9,12 +9,18 @@
 //                                         live events as JSON lines (a slow reader loses its oldest, counted)
 //   GET    /v1/alerts?since=&rule=&state=&limit=   stored alerts, newest first (or ?active=1: those firing now)
 //   GET    /v1/alerts/stream              alert changes as JSON lines ({change, alert})
+//   GET    /v1/profiles                   the service profiles in force (and files that were refused)
+//   GET    /v1/profiles/SERVICE[?format=yaml]   one profile
+//   GET    /v1/profiles/SERVICE/diff?since=&until=   stored events the profile does not allow, counted
+//   POST   /v1/profiles/learn             {since?, until?, services?, mode?}: learn from stored events, write the files
+//   POST   /v1/profiles/reload            re-read the profile files
 //   GET    /metrics                       Prometheus text: event rates, drops at every stage, storage
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, rmSync } from 'node:fs';
 import type { Daemon } from '../daemon.js';
 import type { EventFilter } from '../trace/event.js';
 import { metricsText } from './metrics.js';
+import { diffProfile, PROFILE_KINDS, profileToYaml } from '../analytics/profile.js';
 import { ExposureError, type Exposure } from '../dataplane/exposure.js';
 import type { Logger } from '../log.js';
 
@@ -108,6 +114,46 @@ function numParam(url: URL, name: string): number | undefined {
   return n;
 }
 
+async function profiles(daemon: Daemon, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const an = daemon.analytics;
+  if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');
+  const rest = url.pathname.slice('/v1/profiles'.length).split('/').filter(Boolean).map(decodeURIComponent);
+  if (rest.length === 0 && req.method === 'GET') return send(res, 200, { profiles: an.profiles.list(), errors: an.profiles.errors, dir: an.profiles.dir });
+  if (rest[0] === 'reload' && rest.length === 1 && req.method === 'POST') return send(res, 200, an.profiles.load());
+  if (rest[0] === 'learn' && rest.length === 1 && req.method === 'POST') {
+    if (!daemon.store) throw new HttpError(409, 'learning reads stored events: storage is off');
+    const body = (await readBody(req)) ?? {};
+    if (typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'expected {since?, until?, services?, mode?}');
+    const b = body as Record<string, unknown>;
+    for (const k of Object.keys(b)) if (!['since', 'until', 'services', 'mode'].includes(k)) throw new HttpError(400, `${k}: unknown field (known: since, until, services, mode)`);
+    for (const k of ['since', 'until'] as const) if (b[k] !== undefined && (typeof b[k] !== 'number' || !Number.isFinite(b[k]))) throw new HttpError(400, `${k}: expected ms since the epoch`);
+    if (b.services !== undefined && (!Array.isArray(b.services) || !b.services.every((x) => typeof x === 'string'))) throw new HttpError(400, 'services: expected a list of service names');
+    if (b.mode !== undefined && !['learn', 'monitor', 'enforce'].includes(b.mode as string)) throw new HttpError(400, 'mode: expected learn, monitor or enforce');
+    const r = an.learn(daemon.store, b as { since?: number; until?: number; services?: string[]; mode?: 'learn' | 'monitor' | 'enforce' });
+    if (r.profiles.length === 0) throw new HttpError(404, 'no events of any service in that window: nothing to learn from');
+    return send(res, 200, { learned: r.profiles.map((p) => ({ service: p.service, mode: p.mode, events: p.learned?.events, counts: Object.fromEntries(PROFILE_KINDS.map((k) => [k, p[k].length])) })), files: r.files, errors: r.errors });
+  }
+  const service = rest[0] as string;
+  const c = an.profiles.get(service);
+  if (!c) throw new HttpError(404, `no profile for ${service} (profiles: ${an.profiles.list().map((p) => p.service).join(', ') || 'none'})`);
+  if (rest.length === 1 && req.method === 'GET') {
+    if (url.searchParams.get('format') === 'yaml') {
+      const text = profileToYaml(c.profile);
+      res.writeHead(200, { 'content-type': 'application/yaml', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
+    return send(res, 200, c.profile);
+  }
+  if (rest[1] === 'diff' && rest.length === 2 && req.method === 'GET') {
+    if (!daemon.store) throw new HttpError(409, 'diff reads stored events: storage is off');
+    const since = numParam(url, 'since');
+    const until = numParam(url, 'until');
+    return send(res, 200, diffProfile(c.profile, daemon.store.each({ service, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) })));
+  }
+  throw new HttpError(404, `no such endpoint: ${url.pathname}`);
+}
+
 async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://local');
   if (url.pathname === '/v1/status' && req.method === 'GET') return send(res, 200, daemon.status());
@@ -157,6 +203,7 @@ async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse)
     }
     return send(res, 200, daemon.store.alerts(q));
   }
+  if (url.pathname === '/v1/profiles' || url.pathname.startsWith('/v1/profiles/')) return profiles(daemon, url, req, res);
   if (url.pathname === '/v1/alerts/stream' && req.method === 'GET') {
     const an = daemon.analytics;
     if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');

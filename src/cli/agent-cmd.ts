@@ -1,5 +1,5 @@
 // `stackbpf agent`: run the agent until SIGTERM / SIGINT; SIGHUP reloads the
-// exposures of the configuration file. Without a file, the defaults: tracing
+// exposures of the configuration file and the service profiles. Without a file, the defaults: tracing
 // and event storage on, the data plane off, the API on 127.0.0.1:9180.
 import { startApi } from '../api/server.js';
 import { type AgentConfig, loadConfig, parseConfig } from '../config.js';
@@ -19,9 +19,8 @@ export async function runAgent(configFile: string | undefined): Promise<number> 
     throw new Error(`api.listen ${config.api.listen}: ${(err as Error).message}`);
   }
   process.on('SIGHUP', () => {
-    if (!configFile) return;
     try {
-      daemon.reload(loadConfig(configFile));
+      daemon.reload(configFile ? loadConfig(configFile) : parseConfig({}));
       log.info('configuration reloaded', { file: configFile });
     } catch (err) {
       log.error('reload refused, keeping the running configuration', { error: (err as Error).message });

@@ -12,13 +12,26 @@ export function apiAddress(opts: { api?: string; config?: string }): string {
 }
 
 export function getJson(address: string, path: string, timeoutMs = 5000): Promise<unknown> {
+  return requestJson(address, 'GET', path, undefined, timeoutMs);
+}
+
+/** One API request; rejects with the agent's own error message on 4xx/5xx. */
+export function requestJson(address: string, method: string, path: string, body?: unknown, timeoutMs = 5000, raw = false): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const target = address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
-    const req = request({ ...target, path, method: 'GET', timeout: timeoutMs }, (res) => {
+    const req = request({ ...target, path, method, timeout: timeoutMs, headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
       res.on('data', (c) => (text += c));
       res.on('end', () => {
-        if ((res.statusCode ?? 0) >= 400) reject(new Error(`${path} answered ${res.statusCode}: ${text.slice(0, 200)}`));
+        if ((res.statusCode ?? 0) >= 400) {
+          let msg = text.slice(0, 300);
+          try {
+            msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+          } catch {
+            /* not JSON */
+          }
+          reject(new Error(`${path} answered ${res.statusCode}: ${msg}`));
+        } else if (raw) resolve(text);
         else
           try {
             resolve(JSON.parse(text));
@@ -29,7 +42,7 @@ export function getJson(address: string, path: string, timeoutMs = 5000): Promis
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err) => reject(new Error(`cannot reach the agent at ${address}: ${err.message} (is \`stackbpf agent\` running? --api or --config say where it listens)`)));
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 

@@ -314,6 +314,35 @@ export class EventStore {
     return (this.db.prepare(`SELECT body FROM alerts${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC LIMIT ?`).all(...args) as { body: string }[]).map((r) => JSON.parse(r.body) as unknown);
   }
 
+  /** Every stored event in a time range, oldest first (learning reads whole windows). */
+  *each(q: { since?: number; until?: number; service?: string } = {}): Generator<TraceEvent> {
+    let svc: number | undefined;
+    if (q.service !== undefined) {
+      svc = this.nameIds.get(`service\0${q.service}`);
+      if (svc === undefined) return;
+    }
+    for (const seg of [...this.segments]) {
+      if (q.since !== undefined && seg.lastTs < q.since) continue;
+      if (q.until !== undefined && seg.firstTs > q.until) break;
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (q.since !== undefined) {
+        where.push('ts >= ?');
+        args.push(q.since);
+      }
+      if (q.until !== undefined) {
+        where.push('ts <= ?');
+        args.push(q.until);
+      }
+      if (svc !== undefined) {
+        where.push('service = ?');
+        args.push(svc);
+      }
+      const sql = `SELECT * FROM ${this.table(seg.id)}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid`;
+      for (const row of this.db.prepare(sql).iterate(...args) as Iterable<Record<string, unknown>>) yield this.rowToEvent(row);
+    }
+  }
+
   /** Newest first, filtered; the query API the analytics features use. */
   query(q: QueryOptions = {}): TraceEvent[] {
     const limit = Math.min(Math.max(q.limit ?? 100, 1), 10_000);

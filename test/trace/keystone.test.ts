@@ -5,7 +5,7 @@
 // not one byte of a password or token in the store, the log or the CLI.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -50,7 +50,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'stackbpf-trace-e2e-'));
     mkdirSync(join(work, 'secure'));
-    writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: ${service}\n    cmdline: "${service}-marker"\n`);
+    writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: ${service}\n    cmdline: "${service}-marker"\n  - service: ${service}-drift\n    cmdline: "${service}-drift-marker"\n`);
     os = await OpenStack.start({ db: 'mariadb' });
     agent = new AgentProcess(join(work, 'api.sock'), work);
     await agent.start({
@@ -235,15 +235,54 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     assert.ok(!active.some((x: any) => x.rule === 'sqli.statement'), 'no statement with injection structure (benign traffic raised nothing)');
   });
 
+  test('profiles: learned from stored events, then a shell and a read of /etc/shadow by the service are drift alerts', async () => {
+    const drift = `${service}-drift`;
+    const marker = `${drift}-marker`;
+    const py = (code: string): Promise<unknown> => run('/usr/bin/python3', ['-c', `import os,sys,time; time.sleep(1.0); ${code}`, marker], { timeout: 20_000 });
+    const t0 = Date.now();
+    await py("open('/etc/hostname').read()");
+    await until('the baseline in the store', async () => (await events(`service=${drift}&type=file.open&limit=5`)).length > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    const learned = await stackbpf(['profile', 'learn', '--since', `${Math.ceil((Date.now() - t0) / 1000) + 2}s`, '--service', drift]);
+    assert.match(learned, new RegExp(`${drift}\\s+monitor\\s+from \\d+ events: exec [1-9]`));
+    const yaml = await stackbpf(['profile', 'show', drift]);
+    assert.match(yaml, /mode: monitor/);
+    assert.match(yaml, /- \/usr\/bin\/python3/);
+    assert.match(yaml, /- \/etc\/hostname/);
+    // the same program again is no deviation; then it starts a shell that reads /etc/shadow
+    await py("open('/etc/hostname').read()");
+    await py("os.system('/bin/cat /etc/shadow > /dev/null')");
+    let active: any[] = [];
+    await until('drift alerts', async () => {
+      active = (await agent.api('GET', '/v1/alerts?active=1')).json.filter((a: any) => a.service === drift);
+      return active.some((a) => a.rule === 'drift.exec') && active.some((a) => a.rule === 'drift.files_read' && a.details.value === '/etc/shadow');
+    });
+    const execs = active.filter((a) => a.rule === 'drift.exec').map((a) => a.details.value).sort();
+    assert.deepEqual(execs, ['/bin/cat', '/bin/sh'].filter((x) => execs.includes(x)).sort());
+    assert.ok(execs.includes('/bin/sh'), JSON.stringify(execs));
+    assert.ok(!active.some((a) => a.details.value === '/etc/hostname' || a.details.value === '/usr/bin/python3'), 'what the profile lists raised nothing');
+    assert.equal(active.find((a) => a.details.value === '/etc/shadow').severity, 'high');
+    // the CLI diff lists the deviations and says so in its exit status
+    const diff = await run(process.execPath, [cli, 'profile', 'diff', drift, '--since', '1m', '--api', `unix:${agent.socket}`]).then(
+      () => ({ code: 0, stdout: '' }),
+      (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
+    );
+    cliOut.push(diff.stdout);
+    assert.equal(diff.code, 3);
+    assert.match(diff.stdout, /exec\s+x1\s+\/bin\/sh/);
+  });
+
   test('redaction: the admin password, the database password and the issued token appear in no stored byte, log line or CLI output', async () => {
     assert.ok(token, 'a token was issued');
     await agent.api('GET', '/v1/status'); // the store has flushed what the tests saw
     await new Promise((r) => setTimeout(r, 500));
     const secrets = { password: os.password, dbPassword: os.dbPassword, token, tokenHead: token.slice(0, 24) };
     const state = join(work, 'state');
-    const stored = readdirSync(state).map((f) => readFileSync(join(state, f)));
+    const files = (readdirSync(state, { recursive: true }) as string[]).filter((f) => statSync(join(state, f)).isFile());
+    assert.ok(files.some((f) => f.startsWith('profiles/')), 'profiles are checked too');
+    const stored = files.map((f) => readFileSync(join(state, f)));
     assert.ok(stored.some((b) => b.includes('/v3/auth/tokens')), 'the store holds the HTTP events (the check is not vacuous)');
-    const places: [string, Buffer][] = [...readdirSync(state).map((f): [string, Buffer] => [`state/${f}`, readFileSync(join(state, f))]), ['agent log', Buffer.from(agent.log)], ['CLI output', Buffer.from(cliOut.join('\n'))]];
+    const places: [string, Buffer][] = [...files.map((f, i): [string, Buffer] => [`state/${f}`, stored[i] as Buffer]), ['agent log', Buffer.from(agent.log)], ['CLI output', Buffer.from(cliOut.join('\n'))]];
     assert.ok(agent.log.length > 0 && cliOut.join('').length > 0);
     for (const [where, bytes] of places) {
       for (const [name, value] of Object.entries(secrets)) assert.ok(!bytes.includes(value), `${name} found in ${where}`);

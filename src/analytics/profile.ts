@@ -1,0 +1,188 @@
+// Service profiles: what a service normally does, learned from its traced
+// events and kept as a YAML file an operator can read, edit and version.
+// Values are generalised so a profile describes behaviour, not instances:
+// ids in paths and API routes become placeholders, SQL becomes its shape.
+import { parse as parseYaml, stringify } from 'yaml';
+import type { TraceEvent } from '../trace/event.js';
+import { fingerprint } from './sql.js';
+
+export type ProfileMode = 'learn' | 'monitor' | 'enforce';
+export const PROFILE_KINDS = ['exec', 'files_read', 'files_write', 'peers', 'api', 'sql'] as const;
+export type ProfileKind = (typeof PROFILE_KINDS)[number];
+
+export interface ServiceProfile {
+  service: string;
+  mode: ProfileMode;
+  learned?: { from: string; to: string; events: number };
+  exec: string[];
+  files_read: string[];
+  files_write: string[];
+  peers: string[];
+  api: string[];
+  sql: string[];
+}
+
+export class ProfileError extends Error {
+  override name = 'ProfileError';
+}
+
+const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+const HEXID = /^[0-9a-f]{16,}$/i;
+
+/** A path with its instance-specific parts replaced: /proc/123/stat → /proc/* /stat, ids → *. */
+export function generalizePath(p: string): string {
+  const segs = p.split('/').map((s) => (/^\d+$/.test(s) || UUID.test(s) || HEXID.test(s) ? '*' : s.replace(/\d{3,}/g, '*')));
+  let out = segs.join('/');
+  // temporary files: any name
+  out = out.replace(/^(\/tmp|\/var\/tmp|\/dev\/shm)\/[^/]+/, '$1/*');
+  return out;
+}
+
+/** "GET /v3/users/{id}" from a request */
+export function generalizeApi(method: string, target: string): string {
+  const path = target.split('?')[0] ?? '';
+  const segs = path.split('/').map((s) => (s && (UUID.test(s) || HEXID.test(s) || /^\d+$/.test(s)) ? '{id}' : s));
+  return `${method} ${segs.join('/')}`;
+}
+
+/** host:port of a peer (unix sockets by path) */
+export function generalizePeer(ev: TraceEvent): string | undefined {
+  const d = ev.data;
+  if (typeof d.remote === 'string') return d.remote;
+  if (typeof d.path === 'string') return `unix:${d.path}`;
+  return undefined;
+}
+
+/** What an event says about a profile: the kind and the generalised value, if it is profiled at all. */
+export function observation(ev: TraceEvent): [ProfileKind, string] | undefined {
+  const d = ev.data;
+  switch (ev.type) {
+    case 'process.exec':
+      return typeof d.filename === 'string' ? ['exec', d.filename] : undefined;
+    case 'file.open':
+    case 'file.write': {
+      if (typeof d.path !== 'string' || (typeof d.result === 'number' && d.result < 0) || d.relative) return undefined;
+      const write = /O_WRONLY|O_RDWR|O_CREAT|O_TRUNC/.test(String(d.flags ?? ''));
+      return [write ? 'files_write' : 'files_read', generalizePath(d.path)];
+    }
+    case 'file.unlink':
+    case 'file.rename':
+      return typeof d.path === 'string' ? ['files_write', generalizePath(d.path)] : undefined;
+    case 'net.connect': {
+      const p = generalizePeer(ev);
+      return p && (d.result === 0 || d.result === -115) ? ['peers', p] : undefined;
+    }
+    case 'http.request':
+      return d.role === 'server' && typeof d.method === 'string' && typeof d.path === 'string' ? ['api', generalizeApi(d.method, d.path)] : undefined;
+    case 'sql.query':
+      return typeof d.statement === 'string' && !d.statement_truncated ? ['sql', fingerprint(d.statement)] : undefined;
+  }
+  return undefined;
+}
+
+/** Glob match: `*` is any run of characters within one path segment, `**` across segments. */
+export function globMatch(pattern: string, value: string): boolean {
+  if (!pattern.includes('*')) return pattern === value;
+  const re = new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\u0000/g, '.*')}$`);
+  return re.test(value);
+}
+
+/** Accumulates observations per service. */
+export class ProfileBuilder {
+  private readonly seen = new Map<string, { kinds: Record<ProfileKind, Set<string>>; events: number; from: number; to: number }>();
+
+  add(ev: TraceEvent): void {
+    if (!ev.service) return;
+    const o = observation(ev);
+    let s = this.seen.get(ev.service);
+    if (!s) {
+      s = { kinds: Object.fromEntries(PROFILE_KINDS.map((k) => [k, new Set<string>()])) as Record<ProfileKind, Set<string>>, events: 0, from: ev.ts, to: ev.ts };
+      this.seen.set(ev.service, s);
+    }
+    s.events++;
+    s.from = Math.min(s.from, ev.ts);
+    s.to = Math.max(s.to, ev.ts);
+    if (o) s.kinds[o[0]].add(o[1]);
+  }
+
+  services(): string[] {
+    return [...this.seen.keys()].sort();
+  }
+
+  build(service: string, mode: ProfileMode = 'monitor'): ServiceProfile {
+    const s = this.seen.get(service);
+    if (!s) throw new ProfileError(`no events of ${service} to learn from`);
+    const p: ServiceProfile = { service, mode, learned: { from: new Date(s.from).toISOString(), to: new Date(s.to).toISOString(), events: s.events }, exec: [], files_read: [], files_write: [], peers: [], api: [], sql: [] };
+    for (const k of PROFILE_KINDS) p[k] = [...s.kinds[k]].sort();
+    return p;
+  }
+}
+
+export function profileToYaml(p: ServiceProfile): string {
+  return `# stackbpf profile of ${p.service}: what it normally does. Edit freely; then \`stackbpf profile apply\`.\n# mode: learn (inactive) | monitor (alert on deviations) | enforce (alert and respond)\n${stringify(p, { lineWidth: 0 })}`;
+}
+
+/** Parse and validate a profile file; errors name the field. */
+export function profileFromYaml(text: string, file = 'profile'): ServiceProfile {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ProfileError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ProfileError(`${file}: expected a mapping`);
+  const o = raw as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!['service', 'mode', 'learned', ...PROFILE_KINDS].includes(k)) throw new ProfileError(`${file}: ${k}: unknown setting (known: service, mode, learned, ${PROFILE_KINDS.join(', ')})`);
+  if (typeof o.service !== 'string' || !o.service) throw new ProfileError(`${file}: service: required`);
+  const mode = o.mode ?? 'monitor';
+  if (mode !== 'learn' && mode !== 'monitor' && mode !== 'enforce') throw new ProfileError(`${file}: mode: expected learn, monitor or enforce`);
+  const p: ServiceProfile = { service: o.service, mode, exec: [], files_read: [], files_write: [], peers: [], api: [], sql: [] };
+  if (o.learned && typeof o.learned === 'object') p.learned = o.learned as ServiceProfile['learned'] & object;
+  for (const k of PROFILE_KINDS) {
+    const v = o[k] ?? [];
+    if (!Array.isArray(v)) throw new ProfileError(`${file}: ${k}: expected a list`);
+    v.forEach((x, i) => {
+      if (typeof x !== 'string' || x === '') throw new ProfileError(`${file}: ${k}[${i}]: expected a non-empty string`);
+    });
+    p[k] = v as string[];
+  }
+  return p;
+}
+
+/** A profile compiled for lookups: exact values in sets, globs in a list. */
+export class CompiledProfile {
+  private readonly exact = new Map<ProfileKind, Set<string>>();
+  private readonly globs = new Map<ProfileKind, string[]>();
+
+  constructor(readonly profile: ServiceProfile) {
+    for (const k of PROFILE_KINDS) {
+      // SQL shapes contain '*' (SELECT count(*)); they are never globs
+      const list = profile[k];
+      this.exact.set(k, new Set(list));
+      this.globs.set(k, k === 'sql' ? [] : list.filter((x) => x.includes('*')));
+    }
+  }
+
+  /** Does the profile allow this observation? */
+  allows(kind: ProfileKind, value: string): boolean {
+    if (this.exact.get(kind)?.has(value)) return true;
+    if (kind === 'files_read' && this.allows('files_write', value)) return true; // may write ⇒ may read
+    return (this.globs.get(kind) ?? []).some((g) => globMatch(g, value));
+  }
+}
+
+/** Observations in `events` the profile does not allow, counted. */
+export function diffProfile(profile: ServiceProfile, events: Iterable<TraceEvent>): { kind: ProfileKind; value: string; count: number; first: number }[] {
+  const c = new CompiledProfile(profile);
+  const out = new Map<string, { kind: ProfileKind; value: string; count: number; first: number }>();
+  for (const ev of events) {
+    if (ev.service !== profile.service) continue;
+    const o = observation(ev);
+    if (!o || c.allows(o[0], o[1])) continue;
+    const key = `${o[0]}\0${o[1]}`;
+    const e = out.get(key);
+    if (e) e.count++;
+    else out.set(key, { kind: o[0], value: o[1], count: 1, first: ev.ts });
+  }
+  return [...out.values()].sort((a, b) => a.first - b.first);
+}
