@@ -65,6 +65,21 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } sensitive SEC(".maps");
 
+/* service id → ENFORCE_* flags, for services whose profile is in enforce mode */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} enforce SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct exec_allow_key);
+	__type(value, __u8);
+} exec_allow SEC(".maps");
+
 /* a syscall's arguments between enter and exit, per thread */
 struct inflight {
 	__u64 a0;
@@ -144,6 +159,14 @@ struct {
 	__type(value, union scratch);
 } scratch SEC(".maps");
 
+/* the key of an exec_allow lookup (zero-padded path) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_allow_key);
+} allow_key SEC(".maps");
+
 BTF_EXPORT_STRUCT(trace_hdr);
 BTF_EXPORT_STRUCT(trace_exec);
 BTF_EXPORT_STRUCT(trace_fork);
@@ -216,6 +239,23 @@ int BPF_PROG(trace_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 		ev->args_len = len;
 	else if (len > 0)
 		count(TC_READ_FAULT);
+	/* enforcement: an executable the service's profile does not allow dies
+	 * here, before its first user-space instruction */
+	if (m) {
+		__u32 *ef = bpf_map_lookup_elem(&enforce, &m->service);
+		__u32 zero = 0;
+		struct exec_allow_key *k = bpf_map_lookup_elem(&allow_key, &zero);
+
+		if (ef && (*ef & ENFORCE_EXEC) && k) {
+			__builtin_memset(k->path, 0, sizeof(k->path));
+			k->service = m->service;
+			bpf_probe_read_kernel_str(k->path, sizeof(k->path), bprm->filename);
+			if (!bpf_map_lookup_elem(&exec_allow, k)) {
+				bpf_send_signal(9);
+				ev->h.flags |= TH_KILLED;
+			}
+		}
+	}
 	emit_event(&events, &events_lost, ev, sizeof(*ev));
 	return 0;
 }

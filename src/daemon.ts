@@ -15,7 +15,7 @@ export interface DaemonStatus extends Partial<AgentStatus> {
   dataplane: 'on' | 'off';
   trace: TracerStatus | { state: 'off' | 'failed'; error?: string };
   storage: (StoreStats & { state: 'on' }) | { state: 'off' };
-  analytics: (ReturnType<Analytics['status']> & { state: 'on' }) | { state: 'off' };
+  analytics: (ReturnType<Analytics['status']> & { state: 'on'; enforcedInKernel: string[]; enforcementErrors: string[] }) | { state: 'off' };
   pipeline: { published: number; consumers: ConsumerStats[]; droppedByClosedStreams: number };
   startedAt: string;
 }
@@ -80,6 +80,7 @@ export class Daemon {
           log.error('tracing could not start; the data plane runs without it', { error: d.traceError });
         }
       }
+      d.applyEnforcement();
       if (dataplaneEnabled(config)) d.agent = await Agent.start(config, log);
       else log.info('data plane off: no dataplane.provider_interfaces configured');
       return d;
@@ -94,9 +95,33 @@ export class Daemon {
     if (this.analytics) {
       const r = this.analytics.profiles.load();
       this.log.info('profiles reloaded', { loaded: r.loaded, errors: r.errors });
+      this.applyEnforcement();
     }
     this.config = config;
   }
+
+  /** Put the enforce-mode profiles' exec lists into the kernel, lift the others. */
+  applyEnforcement(): void {
+    const t = this.tracer;
+    const an = this.analytics;
+    if (!t || !an) return;
+    const want = new Map(an.profiles.list().filter((p) => p.mode === 'enforce').map((p) => [p.service, p.exec]));
+    for (const s of t.enforcedServices()) if (!want.has(s)) t.setExecEnforcement(s, undefined);
+    const failures: string[] = [];
+    for (const [service, exec] of want) {
+      try {
+        t.setExecEnforcement(service, exec);
+      } catch (err) {
+        failures.push((err as Error).message);
+        t.setExecEnforcement(service, undefined);
+        this.log.warn('exec enforcement refused: the profile stays alert-only', { service, error: (err as Error).message });
+      }
+    }
+    this.enforcementErrors = failures;
+    if (want.size) this.log.info('exec enforcement in the kernel', { services: t.enforcedServices() });
+  }
+
+  enforcementErrors: string[] = [];
 
   /** Live events matching `filter`; a slow reader loses its oldest events (counted). */
   stream(filter: EventFilter, onBatch: (events: TraceEvent[]) => void, capacity = 10_000): { close(): void; stats(): ConsumerStats | undefined } {
@@ -132,7 +157,7 @@ export class Daemon {
       dataplane: this.agent ? 'on' : 'off',
       trace: this.tracer ? this.tracer.status() : this.traceError ? { state: 'failed', error: this.traceError } : { state: 'off' },
       storage: this.store ? { state: 'on', ...this.store.stats() } : { state: 'off' },
-      analytics: this.analytics ? { state: 'on', ...this.analytics.status() } : { state: 'off' },
+      analytics: this.analytics ? { state: 'on', ...this.analytics.status(), enforcedInKernel: this.tracer?.enforcedServices() ?? [], enforcementErrors: this.enforcementErrors } : { state: 'off' },
       pipeline: { published: this.bus.published, consumers: this.bus.stats(), droppedByClosedStreams: this.closedStreamDrops },
       startedAt: this.startedAt,
     };

@@ -32,6 +32,17 @@ enum trace_file_op {
 /* header flags */
 #define TH_MONITORED 1   /* the process is in the monitored set */
 #define TH_SENSITIVE 2   /* a path matched the sensitive-path table */
+#define TH_KILLED 4      /* enforcement: the kernel sent SIGKILL to the process */
+
+#define TRACE_ALLOW_PATH 128
+
+/* exec enforcement: a service whose enforce flag is set may only run the
+ * executables in exec_allow; anything else is killed at exec */
+struct exec_allow_key {
+	__u32 service;
+	char path[TRACE_ALLOW_PATH];
+};
+#define ENFORCE_EXEC 1
 
 enum trace_counter {
 	TC_INFLIGHT_FULL = 0, /* a syscall's arguments could not be stashed: its event is lost */

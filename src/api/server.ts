@@ -119,7 +119,11 @@ async function profiles(daemon: Daemon, url: URL, req: IncomingMessage, res: Ser
   if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');
   const rest = url.pathname.slice('/v1/profiles'.length).split('/').filter(Boolean).map(decodeURIComponent);
   if (rest.length === 0 && req.method === 'GET') return send(res, 200, { profiles: an.profiles.list(), errors: an.profiles.errors, dir: an.profiles.dir });
-  if (rest[0] === 'reload' && rest.length === 1 && req.method === 'POST') return send(res, 200, an.profiles.load());
+  if (rest[0] === 'reload' && rest.length === 1 && req.method === 'POST') {
+    const r = an.profiles.load();
+    daemon.applyEnforcement();
+    return send(res, 200, { ...r, enforcementErrors: daemon.enforcementErrors });
+  }
   if (rest[0] === 'learn' && rest.length === 1 && req.method === 'POST') {
     if (!daemon.store) throw new HttpError(409, 'learning reads stored events: storage is off');
     const body = (await readBody(req)) ?? {};
@@ -130,6 +134,7 @@ async function profiles(daemon: Daemon, url: URL, req: IncomingMessage, res: Ser
     if (b.services !== undefined && (!Array.isArray(b.services) || !b.services.every((x) => typeof x === 'string'))) throw new HttpError(400, 'services: expected a list of service names');
     if (b.mode !== undefined && !['learn', 'monitor', 'enforce'].includes(b.mode as string)) throw new HttpError(400, 'mode: expected learn, monitor or enforce');
     const r = an.learn(daemon.store, b as { since?: number; until?: number; services?: string[]; mode?: 'learn' | 'monitor' | 'enforce' });
+    daemon.applyEnforcement();
     if (r.profiles.length === 0) throw new HttpError(404, 'no events of any service in that window: nothing to learn from');
     return send(res, 200, { learned: r.profiles.map((p) => ({ service: p.service, mode: p.mode, events: p.learned?.events, counts: Object.fromEntries(PROFILE_KINDS.map((k) => [k, p[k].length])) })), files: r.files, errors: r.errors });
   }

@@ -16,6 +16,7 @@ export const EVENT_TYPES = [
   'http.request',
   'sql.login',
   'sql.query',
+  'response.kill',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

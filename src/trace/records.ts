@@ -8,6 +8,7 @@ import { type Btf, formatIPv6 } from '../ebpf/index.js';
 export const TK = { exec: 1, fork: 2, exit: 3, open: 4, file: 5, connect: 6, accept: 7, close: 8, data: 9 } as const;
 export const TH_MONITORED = 1;
 export const TH_SENSITIVE = 2;
+export const TH_KILLED = 4;
 export const FILE_OPS = { 1: 'open_write', 2: 'unlink', 3: 'rename' } as const;
 export const COUNTERS = ['inflight_full', 'conns_full', 'monitored_full', 'read_fault'] as const;
 

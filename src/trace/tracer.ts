@@ -12,7 +12,7 @@ import type { EventBus } from './bus.js';
 import type { EventType, TraceEvent } from './event.js';
 import { ServiceIdentifier } from './identity.js';
 import { type MonitorChange, ProcessTable } from './processes.js';
-import { checkLayouts, COUNTERS, decodeRecord, FILE_OPS, type KernelRecord, TH_MONITORED, TH_SENSITIVE } from './records.js';
+import { checkLayouts, COUNTERS, decodeRecord, FILE_OPS, type KernelRecord, TH_KILLED, TH_MONITORED, TH_SENSITIVE } from './records.js';
 import { redactArgv } from './redact.js';
 import { SessionTracker } from './sessions.js';
 
@@ -299,7 +299,12 @@ export class Tracer {
           this.counts.discoveryExecs++;
           return;
         }
-        this.publish(r, 'process.exec', { filename: r.filename, argv: redactArgv(r.argv), ...(r.argsTruncated ? { argv_truncated: true } : {}), cgroup: r.cgroup });
+        const killed = (r.flags & TH_KILLED) !== 0;
+        this.publish(r, 'process.exec', { filename: r.filename, argv: redactArgv(r.argv), ...(r.argsTruncated ? { argv_truncated: true } : {}), cgroup: r.cgroup, ...(killed ? { killed: true } : {}) });
+        if (killed) {
+          const svc = this.procs.serviceName(r.service);
+          this.publish(r, 'response.kill', { action: 'kill', signal: 9, filename: r.filename, reason: `${r.filename} is not in the exec list of the enforce-mode profile of ${svc}`, enforced_service: svc });
+        }
         return;
       }
       case 2:
@@ -394,6 +399,43 @@ export class Tracer {
     const gone: Buffer[] = [];
     for (const k of conns.keys() as Iterable<Buffer>) if (k.readUInt32LE(0) === tgid) gone.push(Buffer.from(k));
     for (const k of gone) conns.delete(k);
+  }
+
+  private readonly enforced = new Map<string, Set<string>>();
+
+  /**
+   * Exec enforcement for a service: from now on its processes may only
+   * execute `allowed` (exact paths, ≤ 127 bytes); anything else is killed
+   * by the kernel at exec. `undefined` lifts it.
+   */
+  setExecEnforcement(service: string, allowed: string[] | undefined): void {
+    const id = this.procs.serviceId(service);
+    const allow = this.obj.map('exec_allow');
+    const enforce = this.obj.map('enforce').typed(u32, u32);
+    const key = (path: string): Buffer => {
+      const k = Buffer.alloc(4 + 128);
+      k.writeUInt32LE(id, 0);
+      Buffer.from(path, 'utf8').copy(k, 4, 0, 127);
+      return k;
+    };
+    const before = this.enforced.get(service) ?? new Set<string>();
+    if (allowed === undefined) {
+      enforce.delete(id);
+      for (const p of before) allow.delete(key(p));
+      this.enforced.delete(service);
+      return;
+    }
+    for (const p of allowed) if (p.includes('*')) throw new RangeError(`${service}: exec pattern "${p}" cannot be enforced in the kernel (exact paths only)`);
+    const next = new Set(allowed);
+    // allow first, then switch enforcement on: never a window where a listed executable is killed
+    for (const p of next) if (!before.has(p)) allow.update(key(p), Buffer.from([1]));
+    enforce.update(id, 1);
+    for (const p of before) if (!next.has(p)) allow.delete(key(p));
+    this.enforced.set(service, next);
+  }
+
+  enforcedServices(): string[] {
+    return [...this.enforced.keys()];
   }
 
   kernelCounters(): Record<(typeof COUNTERS)[number], number> {

@@ -5,12 +5,13 @@
 // not one byte of a password or token in the store, the log or the CLI.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { packageRoot } from '../../src/paths.js';
+import { profileToYaml } from '../../src/analytics/profile.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 import { DEFAULT_SENSITIVE_PATHS } from '../../src/trace/tracer.js';
 import { AgentProcess, until } from '../helpers/agent.js';
@@ -270,6 +271,33 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     cliOut.push(diff.stdout);
     assert.equal(diff.code, 3);
     assert.match(diff.stdout, /exec\s+x1\s+\/bin\/sh/);
+  });
+
+  test('enforce: an executable outside the profile is killed by the kernel at exec, and that is recorded; lifting it lets it run', async () => {
+    const drift = `${service}-drift`;
+    const marker = `${drift}-marker`;
+    const proof = join(work, 'shell-ran');
+    const profile = (await agent.api('GET', `/v1/profiles/${drift}`)).json;
+    assert.ok(!profile.exec.includes('/bin/sh'));
+    const file = join(work, 'state', 'profiles', `${drift}.yaml`);
+    writeFileSync(file, profileToYaml({ ...profile, mode: 'enforce' }));
+    assert.match(await stackbpf(['profile', 'apply']), new RegExp(`in force: .*${drift}`));
+    assert.deepEqual((await agent.api('GET', '/v1/status')).json.analytics.enforcedInKernel, [drift]);
+    const py = async (code: string): Promise<string> => (await run('/usr/bin/python3', ['-c', `import os,sys,time; time.sleep(1.0); ${code}`, marker], { timeout: 20_000 })).stdout;
+    const status = await py(`print(os.system('/bin/sh -c "echo ran > ${proof}"'))`);
+    assert.equal(Number(status.trim()) & 0x7f, 9, 'the shell died of SIGKILL');
+    assert.ok(!existsSync(proof), 'the shell never ran a single instruction of its own');
+    let kills: TraceEvent[] = [];
+    await until('the response event', async () => (kills = await events(`service=${drift}&type=response.kill&limit=10`)).length > 0);
+    assert.equal(kills[0]?.data.filename, '/bin/sh');
+    assert.match(String(kills[0]?.data.reason), /not in the exec list of the enforce-mode profile/);
+    await until('the drift alert says what was done', async () => ((await agent.api('GET', '/v1/alerts?active=1')).json as any[]).some((a) => a.rule === 'drift.exec' && a.service === drift && /killed by the kernel/.test(a.details.response ?? '')));
+    // back to monitor: the same shell runs
+    writeFileSync(file, profileToYaml({ ...profile, mode: 'monitor' }));
+    await stackbpf(['profile', 'apply']);
+    assert.deepEqual((await agent.api('GET', '/v1/status')).json.analytics.enforcedInKernel, []);
+    await py(`os.system('/bin/sh -c "echo ran > ${proof}"')`);
+    assert.ok(existsSync(proof));
   });
 
   test('redaction: the admin password, the database password and the issued token appear in no stored byte, log line or CLI output', async () => {
