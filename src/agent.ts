@@ -9,7 +9,8 @@ import { type Exposure, ExposureError, type NormalizedExposure, normalizeExposur
 import { Reconciler, type ReconcileResult } from './dataplane/reconciler.js';
 import { ApiSource, type ExposureSource, StaticSource } from './dataplane/sources.js';
 import type { Logger } from './log.js';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { Blocklist } from './dataplane/blocklist.js';
 import { ifindexOf, withNetns } from './ebpf/netns.js';
 import { OvnSource, type OvnSourceStatus } from './ovn/source.js';
 
@@ -21,6 +22,8 @@ export interface AgentStatus {
   ovn: OvnSourceStatus | undefined;
   verdicts: Record<string, { packets: string; bytes: string }>;
   returnVerdicts: Record<string, { packets: string; bytes: string }>;
+  /** sources dropped at XDP: by an operator or a detector's response */
+  blocks: { prefix: string; reason: string; id: number; packets: string; bytes: string; expires: string | null }[];
 }
 
 /**
@@ -68,12 +71,21 @@ export class Agent {
   /** A source other than OVN changed, or the safety net asked: the next reconcile is a full one. */
   private fullNeeded = true;
 
+  readonly blocklist: Blocklist;
+  /** prefix → expiry (ms since the epoch), kept in state_dir/blocks.json across restarts */
+  private readonly blockExpiry = new Map<string, { expires: number; reason: string }>();
+  private blockTimer: NodeJS.Timeout | undefined;
+
   private constructor(
     readonly config: AgentConfig,
     readonly dp: Dataplane,
     private readonly frr: FrrDriver | undefined,
     private readonly log: Logger,
   ) {
+    this.blocklist = new Blocklist(dp);
+    this.loadBlocks();
+    this.blockTimer = setInterval(() => this.expireBlocks(), 1000);
+    this.blockTimer.unref();
     this.staticSource = new StaticSource(config.exposures);
     this.apiSource = new ApiSource(`${config.stateDir}/api-exposures.json`);
     this.sources = [this.staticSource, this.apiSource];
@@ -361,6 +373,66 @@ export class Agent {
     this.staticSource.replace(config.exposures);
   }
 
+  private get blocksFile(): string {
+    return `${this.config.stateDir}/blocks.json`;
+  }
+
+  private loadBlocks(): void {
+    try {
+      const saved = JSON.parse(readFileSync(this.blocksFile, 'utf8')) as Record<string, { expires: number; reason: string }>;
+      for (const [prefix, b] of Object.entries(saved)) if (typeof b?.expires === 'number') this.blockExpiry.set(prefix, b);
+    } catch {
+      /* none yet */
+    }
+    this.expireBlocks();
+  }
+
+  private saveBlocks(): void {
+    try {
+      mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
+      writeFileSync(`${this.blocksFile}.tmp`, JSON.stringify(Object.fromEntries(this.blockExpiry)));
+      renameSync(`${this.blocksFile}.tmp`, this.blocksFile);
+    } catch (err) {
+      this.log.warn('cannot save block expiries', { error: (err as Error).message });
+    }
+  }
+
+  /** Drop traffic from `prefix` at XDP for `seconds` (0: until removed). Returns the canonical prefix. */
+  block(prefix: string, reason: string, seconds: number): { prefix: string; id: number; expires: number | null } {
+    const id = this.blocklist.add({ prefix, reason });
+    const canon = this.blocklist.list().find((b) => b.id === id)?.prefix ?? prefix;
+    const expires = seconds > 0 ? Date.now() + seconds * 1000 : null;
+    if (expires) this.blockExpiry.set(canon, { expires, reason });
+    else this.blockExpiry.delete(canon);
+    this.saveBlocks();
+    this.log.warn('source blocked at XDP', { prefix: canon, reason, expires: expires ? new Date(expires).toISOString() : 'never' });
+    return { prefix: canon, id, expires };
+  }
+
+  unblock(prefix: string): boolean {
+    const had = this.blocklist.remove(prefix);
+    for (const k of [...this.blockExpiry.keys()]) if (k === prefix || k === `${prefix}/32` || k === `${prefix}/128`) this.blockExpiry.delete(k);
+    this.saveBlocks();
+    return had;
+  }
+
+  private expireBlocks(now = Date.now()): void {
+    let changed = false;
+    for (const [prefix, b] of this.blockExpiry) {
+      if (b.expires <= now) {
+        this.blocklist.remove(prefix);
+        this.blockExpiry.delete(prefix);
+        this.log.info('block expired', { prefix, reason: b.reason });
+        changed = true;
+      }
+    }
+    if (changed) this.saveBlocks();
+  }
+
+  blocks(): { prefix: string; reason: string; id: number; packets: string; bytes: string; expires: string | null }[] {
+    return this.blocklist.list().map((b) => ({ prefix: b.prefix, reason: b.reason, id: b.id, packets: b.packets.toString(), bytes: b.bytes.toString(), expires: this.blockExpiry.has(b.prefix) ? new Date((this.blockExpiry.get(b.prefix) as { expires: number }).expires).toISOString() : null }));
+  }
+
   status(): AgentStatus {
     const fmt = (r: Record<string, { packets: bigint; bytes: bigint }>) =>
       Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { packets: v.packets.toString(), bytes: v.bytes.toString() }]));
@@ -372,12 +444,14 @@ export class Agent {
       ovn: this.ovnSource?.status(),
       verdicts: fmt(this.dp.verdicts()),
       returnVerdicts: fmt(this.dp.returnVerdicts()),
+      blocks: this.blocks(),
     };
   }
 
   /** Stop: the pinned programs and maps stay, so traffic keeps flowing. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.blockTimer) clearInterval(this.blockTimer);
     if (this.safetyTimer) clearInterval(this.safetyTimer);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.ovnSource?.stop();

@@ -56,7 +56,7 @@ export interface AgentConfig {
   analytics: {
     enabled: boolean;
     profilesDir: string;
-    bruteforce: { windowSeconds: number; perSource: number; perUser: number; sprayUsers: number; recoverySeconds: number; trustedProxies: string[] };
+    bruteforce: { windowSeconds: number; perSource: number; perUser: number; sprayUsers: number; recoverySeconds: number; trustedProxies: string[]; blockSeconds: number };
   };
   /** Where events are kept. */
   storage: {
@@ -153,7 +153,7 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     exposures: [],
     trace: { enabled: true, captureBytes: 1024, ringBytes: 16 << 20, sensitivePaths: [...DEFAULT_SENSITIVE_PATHS], captureServices: [...DEFAULT_CAPTURE_SERVICES] },
     storage: { enabled: true, path: '', retentionDays: 7, maxSizeMb: 1024, queueEvents: 200_000 },
-    analytics: { enabled: true, profilesDir: '', bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [] } },
+    analytics: { enabled: true, profilesDir: '', bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [], blockSeconds: 0 } },
   };
   const netns = r.optStr(top, 'netns', '');
   if (netns) cfg.netns = netns;
@@ -262,7 +262,7 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
   cfg.analytics.enabled = bool(an, 'enabled', 'analytics.', true);
   cfg.analytics.profilesDir = r.str(an, 'profiles_dir', 'analytics.', `${cfg.stateDir}/profiles`);
   const bf = r.obj(an.bruteforce, 'analytics.bruteforce');
-  r.known(bf, 'analytics.bruteforce', ['window_seconds', 'per_source', 'per_user', 'spray_users', 'recovery_seconds', 'trusted_proxies']);
+  r.known(bf, 'analytics.bruteforce', ['window_seconds', 'per_source', 'per_user', 'spray_users', 'recovery_seconds', 'trusted_proxies', 'block_seconds']);
   const p = 'analytics.bruteforce.';
   cfg.analytics.bruteforce = {
     windowSeconds: r.int(bf, 'window_seconds', p, 1, 86400, 60),
@@ -271,6 +271,7 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     sprayUsers: r.int(bf, 'spray_users', p, 2, 1_000_000, 5),
     recoverySeconds: r.int(bf, 'recovery_seconds', p, 1, 86400, 60),
     trustedProxies: r.strList(bf, 'trusted_proxies', p),
+    blockSeconds: r.int(bf, 'block_seconds', p, 0, 30 * 86400, 0),
   };
   cfg.analytics.bruteforce.trustedProxies.forEach((a, i) => {
     if (!isIP(a)) r.fail(`${p}trusted_proxies[${i}]`, `"${a}" is not an IP address`);

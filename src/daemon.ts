@@ -1,6 +1,7 @@
 // The agent process as a whole: the tracer (on by default), the event store
 // and the bus between them, and the data plane when provider NICs are
 // configured. One status for all of it; one stop.
+import { isIP } from 'node:net';
 import { type AgentConfig, dataplaneEnabled } from './config.js';
 import { Agent, type AgentStatus } from './agent.js';
 import type { Logger } from './log.js';
@@ -83,6 +84,7 @@ export class Daemon {
       d.applyEnforcement();
       if (dataplaneEnabled(config)) d.agent = await Agent.start(config, log);
       else log.info('data plane off: no dataplane.provider_interfaces configured');
+      d.wireResponses();
       return d;
     } catch (err) {
       await d.stop();
@@ -98,6 +100,50 @@ export class Daemon {
       this.applyEnforcement();
     }
     this.config = config;
+  }
+
+  /**
+   * Opt-in response to brute force: drop the source at XDP for
+   * analytics.bruteforce.block_seconds. Never loopback, never a trusted
+   * proxy (that would cut every client off). The response is recorded as an
+   * event and on the alert.
+   */
+  private wireResponses(): void {
+    const an = this.analytics;
+    const seconds = this.config.analytics.bruteforce.blockSeconds;
+    if (!an || seconds <= 0) return;
+    if (!this.agent) {
+      this.log.warn('analytics.bruteforce.block_seconds is set but the data plane is off: brute force is alert-only');
+      return;
+    }
+    const trusted = new Set(this.config.analytics.bruteforce.trustedProxies);
+    an.alerts.subscribe((alert, change) => {
+      if (change !== 'raised' || (alert.rule !== 'keystone.bruteforce.source' && alert.rule !== 'keystone.bruteforce.spray')) return;
+      const src = alert.subject;
+      if (isIP(src) === 0 || /^127\.|^::1$|^::ffff:127\./.test(src) || trusted.has(src)) {
+        alert.details.response = `not blocked: ${src} is loopback, a trusted proxy or not an address`;
+        return;
+      }
+      try {
+        const b = (this.agent as Agent).block(src, `${alert.rule}: ${alert.summary}`, seconds);
+        alert.details.response = `blocked at XDP until ${b.expires ? new Date(b.expires).toISOString() : 'removed'}`;
+        this.store?.saveAlert(alert);
+        this.bus.publish({
+          ts: Date.now(),
+          type: 'response.block',
+          service: alert.service,
+          pid: 0,
+          tid: 0,
+          ppid: 0,
+          uid: 0,
+          comm: 'stackbpf',
+          data: { action: 'block', prefix: b.prefix, seconds, rule_id: b.id, reason: alert.summary, alert_id: alert.id },
+        });
+      } catch (err) {
+        alert.details.response = `block failed: ${(err as Error).message}`;
+        this.log.error('cannot block the source at XDP', { source: src, error: (err as Error).message });
+      }
+    });
   }
 
   /** Put the enforce-mode profiles' exec lists into the kernel, lift the others. */

@@ -19,6 +19,8 @@ export interface BruteForceOptions {
   recoverySeconds: number;
   /** proxies whose X-Forwarded-For names the real client */
   trustedProxies: string[];
+  /** opt-in response: drop the source at XDP for this long (0: alert only; needs the data plane) */
+  blockSeconds?: number;
 }
 
 export const DEFAULT_BRUTEFORCE: BruteForceOptions = { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [] };

@@ -14,6 +14,9 @@
 //   GET    /v1/profiles/SERVICE/diff?since=&until=   stored events the profile does not allow, counted
 //   POST   /v1/profiles/learn             {since?, until?, services?, mode?}: learn from stored events, write the files
 //   POST   /v1/profiles/reload            re-read the profile files
+//   GET    /v1/blocks                     sources dropped at XDP, their reason, expiry and counters
+//   POST   /v1/blocks                     {prefix, reason, seconds?}: block a source (operator)
+//   DELETE /v1/blocks?prefix=P            lift a block
 //   GET    /metrics                       Prometheus text: event rates, drops at every stage, storage
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, rmSync } from 'node:fs';
@@ -221,6 +224,25 @@ async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse)
       stop();
     });
     return;
+  }
+  if (url.pathname === '/v1/blocks') {
+    const agent = daemon.agent;
+    if (!agent) throw new HttpError(409, 'the data plane is off (no dataplane.provider_interfaces): nothing can be blocked at XDP');
+    if (req.method === 'GET') return send(res, 200, agent.blocks());
+    if (req.method === 'POST') {
+      const b = (await readBody(req)) as Record<string, unknown> | null;
+      if (!b || typeof b.prefix !== 'string') throw new HttpError(400, 'prefix: required (an address or prefix)');
+      if (b.seconds !== undefined && (typeof b.seconds !== 'number' || b.seconds < 0)) throw new HttpError(400, 'seconds: expected a non-negative number (0: until removed)');
+      return send(res, 201, agent.block(b.prefix, typeof b.reason === 'string' ? b.reason : 'operator', (b.seconds as number | undefined) ?? 0));
+    }
+    if (req.method === 'DELETE') {
+      const prefix = url.searchParams.get('prefix');
+      if (!prefix) throw new HttpError(400, 'give ?prefix=ADDR[/LEN]');
+      if (!agent.unblock(prefix)) throw new HttpError(404, `${prefix} is not blocked`);
+      res.writeHead(204).end();
+      return;
+    }
+    throw new HttpError(405, `${req.method} not allowed on /v1/blocks`);
   }
   if (url.pathname === '/v1/exposures') {
     const agent = daemon.agent;

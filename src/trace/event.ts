@@ -17,6 +17,7 @@ export const EVENT_TYPES = [
   'sql.login',
   'sql.query',
   'response.kill',
+  'response.block',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -58,8 +58,13 @@ export class OpenStack {
   }
 
   /** Keystone, and Neutron when `neutron` says where its OVN databases are. */
-  static async start(opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string> } = {}): Promise<OpenStack> {
+  /** with netns: Keystone runs in that namespace, listening on all its addresses */
+  netns: string | undefined;
+
+  static async start(opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string>; netns?: string } = {}): Promise<OpenStack> {
     const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
+    os.netns = opts.netns;
+    if (opts.netns && opts.db === 'mariadb') throw new Error('OpenStack helper: a Keystone in a namespace runs on SQLite (the private MariaDB listens on the root namespace loopback)');
     try {
       if (opts.db === 'mariadb') await os.startMariadb();
       await os.startKeystone(opts.env ?? {});
@@ -133,12 +138,11 @@ export class OpenStack {
     await km(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['bootstrap', '--bootstrap-password', this.password, '--bootstrap-admin-url', this.keystoneUrl, '--bootstrap-internal-url', this.keystoneUrl, '--bootstrap-public-url', this.keystoneUrl, '--bootstrap-region-id', 'RegionOne']);
-    await run(
-      'uwsgi_python311',
-      ['--http-socket', `127.0.0.1:${this.keystonePort}`, '--wsgi-file', '/usr/bin/keystone-wsgi-public', '--processes', '1', '--threads', '1', '--master', '--die-on-term', '--lazy-apps', '--buffer-size', '65535', '--pidfile', join(d, 'keystone.pid'), '--daemonize', join(d, 'keystone-uwsgi.log')],
-      { env: { ...process.env, ...env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 },
-    );
-    await until('keystone to answer', async () => (await fetch(this.keystoneUrl)).ok, 60_000);
+    const uwsgi = ['uwsgi_python311', '--http-socket', `${this.netns ? '0.0.0.0' : '127.0.0.1'}:${this.keystonePort}`, '--wsgi-file', '/usr/bin/keystone-wsgi-public', '--processes', '1', '--threads', '1', '--master', '--die-on-term', '--lazy-apps', '--buffer-size', '65535', '--pidfile', join(d, 'keystone.pid'), '--daemonize', join(d, 'keystone-uwsgi.log')];
+    const [cmd, ...args] = this.netns ? ['ip', 'netns', 'exec', this.netns, ...uwsgi] : uwsgi;
+    await run(cmd as string, args, { env: { ...process.env, ...env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 });
+    if (this.netns) await until('keystone to answer', async () => (await run('ip', ['netns', 'exec', this.netns as string, 'curl', '-sf', '-o', '/dev/null', this.keystoneUrl])) !== undefined, 60_000);
+    else await until('keystone to answer', async () => (await fetch(this.keystoneUrl)).ok, 60_000);
     this.keystonePid = Number(readFileSync(join(d, 'keystone.pid'), 'utf8').trim());
   }
 
