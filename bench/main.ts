@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   convergence: async () => (await import('./convergence.js')).bench,
   'trace-overhead': async () => (await import('./trace-overhead.js')).bench,
   'trace-throughput': async () => (await import('./trace-throughput.js')).bench,
+  detect: async () => (await import('./detect.js')).bench,
 };
 
 async function main(): Promise<number> {

@@ -114,8 +114,38 @@ export class ProfileBuilder {
     if (!s) throw new ProfileError(`no events of ${service} to learn from`);
     const p: ServiceProfile = { service, mode, learned: { from: new Date(s.from).toISOString(), to: new Date(s.to).toISOString(), events: s.events }, exec: [], files_read: [], files_write: [], peers: [], api: [], sql: [] };
     for (const k of PROFILE_KINDS) p[k] = [...s.kinds[k]].sort();
+    p.api = collapseRoutes(p.api);
     return p;
   }
+}
+
+/**
+ * Routes that differ in one path segment only, with at least two values
+ * seen there, become one pattern with `*` in that segment: objects looked up
+ * by name (GET /v3/projects/p-1, /v3/projects/p-2) as well as by id.
+ */
+export function collapseRoutes(routes: string[]): string[] {
+  const out = new Set(routes);
+  const groups = new Map<string, Set<string>>();
+  for (const r of routes) {
+    const [method, path] = r.split(' ', 2) as [string, string];
+    const segs = path.split('/');
+    for (let i = 1; i < segs.length; i++) {
+      if (segs[i] === '{id}' || segs[i] === '' || /^v\d/.test(segs[i] as string)) continue;
+      const key = `${method} ${segs.map((x, j) => (j === i ? '\u0000' : x)).join('/')}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = new Set()));
+      g.add(segs[i] as string);
+    }
+  }
+  for (const [key, values] of groups) {
+    // collections (/v3/projects, /v3/users) are plain words: only object names, past /vN/collection/, collapse
+    if (values.size < 2 || key.split('/').indexOf('\u0000') < 3 || [...values].every((v) => /^[a-z_]+$/.test(v))) continue;
+    const pattern = key.replace('\u0000', '*');
+    for (const v of values) out.delete(key.replace('\u0000', v));
+    out.add(pattern);
+  }
+  return [...out].sort();
 }
 
 export function profileToYaml(p: ServiceProfile): string {

@@ -43,6 +43,16 @@ export function inspectValue(v: string): string[] {
     for (const k of STRUCTURAL) if (f[k]) out.add(k);
     // a comment after a break-out cuts the service's own quote off
     if (breakout && f.comment && toks.length > 1) out.add('comment');
+    // ORDER BY n / GROUP BY n: column-count probing
+    for (let i = 0; i + 2 < toks.length; i++) {
+      const a = toks[i] as (typeof toks)[number];
+      if ((a.text === 'ORDER' || a.text === 'GROUP') && toks[i + 1]?.text === 'BY' && toks[i + 2]?.kind === 'number' && (breakout || i > 0)) out.add('orderByProbe');
+    }
+    // SQL keywords, then a comment cutting the rest of the statement off
+    if (!breakout && f.comment) {
+      const ci = toks.findIndex((t) => t.kind === 'comment');
+      if (toks.slice(0, ci).some((t) => t.kind === 'keyword' && ['ORDER', 'UNION', 'SELECT', 'AND', 'OR', 'WHERE', 'HAVING', 'LIMIT', 'GROUP', 'XOR'].includes(t.text))) out.add('comment');
+    }
   }
   return [...out];
 }

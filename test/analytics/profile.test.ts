@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AlertManager } from '../../src/analytics/alerts.js';
 import { DriftDetector, ProfileSet } from '../../src/analytics/drift.js';
-import { diffProfile, generalizeApi, generalizePath, globMatch, ProfileBuilder, ProfileError, profileFromYaml, profileToYaml } from '../../src/analytics/profile.js';
+import { collapseRoutes, diffProfile, generalizeApi, generalizePath, globMatch, ProfileBuilder, ProfileError, profileFromYaml, profileToYaml } from '../../src/analytics/profile.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 
 const ev = (type: TraceEvent['type'], data: Record<string, unknown>, service = 'keystone', ts = 1000): TraceEvent => ({ ts, type, service, pid: 5, tid: 5, ppid: 1, uid: 0, comm: 'x', data });
@@ -62,6 +62,16 @@ describe('profiles', () => {
         ['sql', "SELECT user.id FROM user WHERE user.name = ? OR ? = ?", 1],
       ],
     );
+  });
+
+  test('routes that differ only in an object name collapse; collections do not', () => {
+    assert.deepEqual(collapseRoutes(['GET /v3/projects/p-learn1', 'GET /v3/projects/p-learn2', 'GET /v3/projects', 'GET /v3/users', 'GET /v3/users/{id}', 'DELETE /v3/projects/{id}']), [
+      'DELETE /v3/projects/{id}',
+      'GET /v3/projects',
+      'GET /v3/projects/*',
+      'GET /v3/users',
+      'GET /v3/users/{id}',
+    ]);
   });
 
   test('profile files: errors name the field', () => {

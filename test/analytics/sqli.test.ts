@@ -25,6 +25,8 @@ const PAYLOADS = [
   "1' ORDER BY 1-- -",
   "admin'--",
   "x' AND 1=0 UNION SELECT 1,2,3#",
+  '-2195 ORDER BY 1#',
+  'admin) ORDER BY 1#',
 ];
 
 const BENIGN = [
