@@ -133,21 +133,28 @@ export const bench = {
       // 3. sqlmap
       const token = await os.authToken();
       const ta = Date.now();
-      const traffic = join(work, 'sqlmap-traffic.txt');
       const sqlmapOut = join(work, 'sqlmap');
       mkdirSync(sqlmapOut);
-      const sqlmap = async (extra: string[]): Promise<void> => {
+      const sqlmap = async (traffic: string, extra: string[]): Promise<void> => {
         await run('sqlmap', ['--batch', '--level', level, '--risk', risk, '--time-sec', '1', '--threads', '1', '-t', traffic, '--output-dir', sqlmapOut, '--flush-session', '--disable-coloring', ...extra], { timeout: 900_000, maxBuffer: 64 << 20 }).catch((e: { code?: number }) => {
           if (e.code === undefined) throw e;
         });
       };
       log(`sqlmap: GET /v3/users?name= (level ${level}, risk ${risk})`);
-      await sqlmap(['-u', `${os.keystoneUrl}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`]);
+      await sqlmap(join(work, 'traffic-get.txt'), ['-u', `${os.keystoneUrl}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`]);
       log('sqlmap: POST /v3/auth/tokens, the user name in the JSON body');
-      await sqlmap(['-u', `${os.keystoneUrl}/auth/tokens`, '--data', '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}', '-H', 'Content-Type: application/json']);
+      // every answer there is a 401: sqlmap gives up on 401s unless told to carry on
+      await sqlmap(join(work, 'traffic-post.txt'), ['-u', `${os.keystoneUrl}/auth/tokens`, '--ignore-code', '401', '--data', '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}', '-H', 'Content-Type: application/json']);
       await new Promise((r) => setTimeout(r, 2000));
       // which requests carried a payload: sqlmap's own log of what it sent
-      const sent = [...readFileSync(traffic, 'utf8').matchAll(/HTTP request \[#\d+\]:\r?\n([\s\S]*?)(?=\r?\nHTTP response \[#|\r?\nHTTP request \[#|$)/g)].map((m) => m[1] as string);
+      const readTraffic = (f: string): string => {
+        try {
+          return readFileSync(f, 'utf8');
+        } catch {
+          return '';
+        }
+      };
+      const sent = [...(readTraffic(join(work, 'traffic-get.txt')) + '\n' + readTraffic(join(work, 'traffic-post.txt'))).matchAll(/HTTP request \[#\d+\]:\r?\n([\s\S]*?)(?=\r?\nHTTP response \[#|\r?\nHTTP request \[#|$)/g)].map((m) => m[1] as string);
       /** the value sqlmap put where the user name goes, or undefined for its baseline requests */
       const payloadOf = (block: string): string | undefined => {
         const get = /^GET \/v3\/users\?name=(\S*) HTTP/.exec(block);
@@ -172,17 +179,23 @@ export const bench = {
       const payload = (block: string): boolean => payloadOf(block) !== undefined;
       const attackRequests = sent.filter(payload).length;
       const attackEvents = ((await api(agent.socket, 'GET', `/v1/events?service=keystone&type=http.request&since=${ta}&limit=10000`)) as { data: Record<string, unknown> }[]).filter((e) => /sqlmap/i.test(String(e.data.user_agent ?? '')));
-      const withPayload = attackEvents.filter((e) => {
-        const path = String(e.data.path ?? '');
-        if (path.startsWith('/v3/users?')) return decodeURIComponent((/name=([^&]*)/.exec(path)?.[1] ?? '').replace(/\+/g, ' ')) !== 'admin';
-        return Array.isArray(e.data.sqli) || e.data.method === 'POST';
-      });
+      // the GET payloads are visible in the event's path; a POST's body is not kept, so its
+      // payload requests are those sqlmap sent (its log) and the detections are the POST events
+      // flagged, matched by count
+      const getPayload = (e: { data: Record<string, unknown> }): boolean => decodeURIComponent((/name=([^&]*)/.exec(String(e.data.path))?.[1] ?? '').replace(/\+/g, ' ')) !== 'admin';
+      const withPayload = attackEvents.filter((e) => (String(e.data.path ?? '').startsWith('/v3/users?') ? getPayload(e) : Array.isArray(e.data.sqli)));
       const detected = withPayload.filter((e) => Array.isArray(e.data.sqli));
       result.sqli_requests = attackRequests;
       result.sqli_requests_seen = withPayload.length;
       result.sqli_detected = detected.length;
       result.sqli_recall = attackRequests ? Math.round((detected.length / attackRequests) * 10000) / 10000 : null;
       result.sqli_missed_examples = withPayload.filter((e) => !Array.isArray(e.data.sqli)).slice(0, 15).map((e) => String(e.data.path));
+      result.sqli_by_target = {
+        get_sent: sent.filter((b) => b.startsWith('GET') && payload(b)).length,
+        get_detected: detected.filter((e) => String(e.data.path).startsWith('/v3/users?')).length,
+        post_sent: sent.filter((b) => b.startsWith('POST') && payload(b)).length,
+        post_detected: detected.filter((e) => e.data.method === 'POST').length,
+      };
       // 4. brute force at full speed
       const bfStart = alerts.length;
       let crossedAt = 0;

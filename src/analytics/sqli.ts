@@ -10,7 +10,7 @@
 // time-based probe, schema probing, or a comment cutting the rest off after
 // a break-out. Ordinary text — names with apostrophes, free-form
 // descriptions, UUIDs, JSON — leaves none of these.
-import { findings, type SqlFindings, suspicious, tokenize } from './sql.js';
+import { findings, type SqlFindings, suspicious, type Token, tokenize } from './sql.js';
 
 export interface ValueFinding {
   /** query:NAME, body:$.path.to.member, path:N */
@@ -48,6 +48,7 @@ export function inspectValue(v: string): string[] {
       const a = toks[i] as (typeof toks)[number];
       if ((a.text === 'ORDER' || a.text === 'GROUP') && toks[i + 1]?.text === 'BY' && toks[i + 2]?.kind === 'number' && (breakout || i > 0)) out.add('orderByProbe');
     }
+    valueShapes(toks, breakout, out);
     // SQL keywords, then a comment cutting the rest of the statement off
     if (!breakout && f.comment) {
       const ci = toks.findIndex((t) => t.kind === 'comment');
@@ -55,6 +56,44 @@ export function inspectValue(v: string): string[] {
     }
   }
   return [...out];
+}
+
+const CMP = new Set(['=', '<', '>', '<=', '>=', '<>', '!=', '<=>', 'LIKE', 'RLIKE', 'REGEXP', 'IN', 'BETWEEN', 'IS']);
+const isLit = (t: Token | undefined): boolean => t !== undefined && (t.kind === 'number' || t.kind === 'string');
+
+/**
+ * Shapes that are injection in a value but ordinary in a statement (where
+ * subqueries and comparisons are the service's own): a parenthesised
+ * subquery or SELECT of a function, a boolean probe (AND 1234=…), and a
+ * literal compared with itself after WHEN / HAVING / WHERE / IF / ELT.
+ */
+function valueShapes(toks: Token[], breakout: boolean, out: Set<string>): void {
+  const code = toks.filter((t) => t.kind !== 'comment');
+  for (let i = 0; i < code.length; i++) {
+    const t = code[i] as Token;
+    const next = code[i + 1];
+    if (t.text === 'SELECT' && (breakout || i === 0 || code[i - 1]?.text === '(' || code[i - 1]?.text === ',')) {
+      // SELECT … FROM, or SELECT f(…): a query, not the word "select"
+      const window = code.slice(i + 1, i + 8);
+      const from = window.findIndex((w) => w.text === 'FROM');
+      // "select a flavor from the list" is English: two words in a row before FROM
+      const columns = from < 0 ? [] : window.slice(0, from);
+      const english = columns.some((w, x) => w.kind === 'ident' && columns[x + 1]?.kind === 'ident');
+      if ((from > 0 && !english) || (next && (next.kind === 'ident' || next.kind === 'keyword') && code[i + 2]?.text === '(') || next?.text === 'CASE' || next?.text === '(' || next?.text === '*') out.add('subquery');
+    }
+    if (t.text === 'AND' || t.text === 'OR' || t.text === 'XOR' || t.text === 'HAVING' || t.text === 'WHERE' || t.text === 'WHEN' || t.text === '&&' || t.text === '||') {
+      let j = i + 1;
+      while (code[j]?.text === '(') j++;
+      const a = code[j];
+      const op = code[j + 1];
+      if (a?.kind === 'number' && op && CMP.has(op.text)) out.add('booleanProbe');
+      let k = j + 2;
+      while (code[k]?.text === '(') k++;
+      if (isLit(a) && op && CMP.has(op.text) && isLit(code[k]) && a.text === code[k]?.text) out.add('tautology');
+    }
+    // ELT(4070=4070, …), IF(1=1, …)
+    if ((t.text === 'elt' || t.text === 'IF' || t.text === 'if' || t.text === 'iif') && next?.text === '(' && isLit(code[i + 2]) && code[i + 3]?.text === '=' && code[i + 4]?.text === code[i + 2]?.text) out.add('tautology');
+  }
 }
 
 function walkJson(v: unknown, path: string, out: ValueFinding[], depth = 0): void {

@@ -81,6 +81,7 @@ type Status = {
     ovs?: { state: string; remote?: string };
   };
   verdicts: Record<string, { packets: string }>;
+  blocks?: { prefix: string; reason: string; packets: string; expires: string | null }[];
 };
 
 function mb(n: number): string {
@@ -128,6 +129,9 @@ export function formatStatus(s: Status): string {
     .filter(([, c]) => c.packets !== '0')
     .map(([k, c]) => `${k} ${c.packets}`);
   out.push(`xdp         ${v.join(', ') || 'no packets yet'}`);
+  const blocks = s.blocks ?? [];
+  out.push(`blocks      ${blocks.length ? `${blocks.length} source(s) dropped at XDP` : 'none'}`);
+  for (const b of blocks.slice(0, 10)) out.push(`  ${b.prefix.padEnd(20)} ${b.packets} packets dropped, ${b.expires ? `until ${b.expires}` : 'until removed'}: ${b.reason}`);
   return out.join('\n');
 }
 

@@ -27,6 +27,12 @@ const PAYLOADS = [
   "x' AND 1=0 UNION SELECT 1,2,3#",
   '-2195 ORDER BY 1#',
   'admin) ORDER BY 1#',
+  'admin,(SELECT (CASE WHEN (2722=2722) THEN SLEEP(1) ELSE 1 END) FROM DUAL)',
+  'admin AND 3065=(SELECT COUNT(*) FROM SYSMASTER:SYSPAGHDR)',
+  'admin AND 6846=LIKE(CHAR(65,66,67),UPPER(HEX(RANDOMBLOB(100000000/2))))',
+  'admin HAVING 5321=5321',
+  '(SELECT CONCAT(0x716a6b7a71,(ELT(4070=4070,1)),0x716b786b71))',
+  'SELECT CHAR(113,106,107,122,113)||(CASE WHEN (2897=2897) THEN 1 ELSE 0 END)||CHAR(113,107,120,107,113)',
 ];
 
 const BENIGN = [
@@ -44,6 +50,10 @@ const BENIGN = [
   'rock & roll',
   '2026-11-27T09:00:00Z',
   'name:asc',
+  '(select the best one)',
+  'Select a flavor from the list',
+  'This and that',
+  'up to 5 > 3 and more',
 ];
 
 describe('SQL injection', () => {
