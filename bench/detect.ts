@@ -84,8 +84,20 @@ export const bench = {
     streamReq.on('error', () => undefined);
     streamReq.end();
     const env = { ...process.env, OS_AUTH_URL: os.keystoneUrl, OS_USERNAME: 'admin', OS_PASSWORD: os.password, OS_PROJECT_NAME: 'admin', OS_USER_DOMAIN_NAME: 'Default', OS_PROJECT_DOMAIN_NAME: 'Default', OS_IDENTITY_API_VERSION: '3', OS_INTERFACE: 'public', OS_REGION_NAME: 'RegionOne' };
+    let retries = 0;
     const osc = async (argv: string[]): Promise<void> => {
-      await run('openstack', argv, { env, timeout: 60_000 });
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await run('openstack', argv, { env, timeout: 60_000 });
+          return;
+        } catch (err) {
+          // uwsgi with one worker now and then resets a connection under the client's
+          // keep-alive; the command is sent again (counted), anything else is an error
+          if (attempt >= 3 || !/Connection (aborted|reset)|RemoteDisconnected/.test(String((err as { stderr?: string }).stderr ?? err))) throw err;
+          retries++;
+          log(`openstack ${argv.join(' ')}: connection reset, sending it again`);
+        }
+      }
     };
     const session = async (tag: string): Promise<void> => {
       for (const c of [
@@ -234,6 +246,7 @@ export const bench = {
       const st = await api(agent.socket, 'GET', '/v1/status');
       result.lost_events = Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0);
       result.sqlmap = { level: Number(level), risk: Number(risk), requests_sent: sent.length };
+      result.client_retries = retries;
     } finally {
       streamReq.destroy();
       await agent.stop();

@@ -3,6 +3,7 @@
 #   scripts/deps.sh run    what the agent needs at run time
 #   scripts/deps.sh test   plus what the tests use (ping, FRR, iperf3, OVS/OVN, Keystone, Neutron, MariaDB, openssl)
 #   scripts/deps.sh build  plus the BPF toolchain to rebuild bpf/build (clang, libbpf headers)
+#   scripts/deps.sh bench  plus what the benchmarks drive (sqlmap for npm run bench -- detect)
 set -euo pipefail
 what=${1:-run}
 # g++/make/python3: npm builds the SQLite binding (better-sqlite3) from source where no prebuilt one can be fetched
@@ -12,7 +13,8 @@ case "$what" in
   run) ;;
   test) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server) ;;
   build) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server clang-19 llvm-19 libbpf-dev) ;;
-  *) echo "usage: scripts/deps.sh run|test|build" >&2; exit 2 ;;
+  bench) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server sqlmap) ;;
+  *) echo "usage: scripts/deps.sh run|test|build|bench" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

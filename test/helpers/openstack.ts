@@ -265,7 +265,7 @@ export class OpenStack {
       if (n.exitCode === null && n.signalCode === null) n.kill('SIGKILL');
     }
     // neutron-server forks workers into its process group: make sure none is left
-    await run('pkill', ['-KILL', '-f', `--config-file ${join(this.dir, 'neutron.conf')}`]).catch(() => undefined);
+    await run('pkill', ['-KILL', '-f', '--', `--config-file ${join(this.dir, 'neutron.conf')}`]).catch(() => undefined);
     if (this.keystonePid) {
       try {
         process.kill(this.keystonePid, 'SIGTERM');
@@ -273,7 +273,7 @@ export class OpenStack {
         /* gone */
       }
       await new Promise((r) => setTimeout(r, 300));
-      await run('pkill', ['-KILL', '-f', `--pidfile ${join(this.dir, 'keystone.pid')}`]).catch(() => undefined);
+      await run('pkill', ['-KILL', '-f', '--', `--pidfile ${join(this.dir, 'keystone.pid')}`]).catch(() => undefined);
     }
     if (this.mariadbPid) {
       try {
@@ -289,7 +289,7 @@ export class OpenStack {
         }
         await new Promise((r) => setTimeout(r, 100));
       }
-      await run('pkill', ['-KILL', '-f', `--datadir=${join(this.dir, 'mariadb')}`]).catch(() => undefined);
+      await run('pkill', ['-KILL', '-f', '--', `--datadir=${join(this.dir, 'mariadb')}`]).catch(() => undefined);
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
