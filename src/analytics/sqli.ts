@@ -91,8 +91,9 @@ function valueShapes(toks: Token[], breakout: boolean, out: Set<string>): void {
       while (code[k]?.text === '(') k++;
       if (isLit(a) && op && CMP.has(op.text) && isLit(code[k]) && a.text === code[k]?.text) out.add('tautology');
     }
-    // ELT(4070=4070, …), IF(1=1, …)
-    if ((t.text === 'elt' || t.text === 'IF' || t.text === 'if' || t.text === 'iif') && next?.text === '(' && isLit(code[i + 2]) && code[i + 3]?.text === '=' && code[i + 4]?.text === code[i + 2]?.text) out.add('tautology');
+    // f(4070=4070, …), IIF(4871=6050, …), MAKE_SET(1=1, …): a literal compared with a literal as a function's
+    // first argument is a boolean probe whatever the function
+    if ((t.kind === 'ident' || t.kind === 'keyword') && next?.text === '(' && isLit(code[i + 2]) && CMP.has(code[i + 3]?.text ?? '') && isLit(code[i + 4])) out.add(code[i + 4]?.text === code[i + 2]?.text ? 'tautology' : 'booleanProbe');
   }
 }
 

@@ -199,6 +199,11 @@ export class SessionTracker {
       s.cur = undefined;
       this.complete(s, m, lastBytes);
     }
+    // a request the connection ended without answering (the client gave up, the server died)
+    if (s.proto === 'http' && s.pending && (s.pending.msg as Message & { head?: HttpHead }).head) {
+      const p = s.pending;
+      this.http(s, { seq: -1, dir: p.msg.dir === 1 ? 2 : 1, start: p.msg.lastTs, lastTs: p.msg.lastTs, chunks: [], captured: 0, seen: 0, tid: p.msg.tid }, Buffer.alloc(0), 0, true, true);
+    }
   }
 
   /** A message is complete; `bytes` is its exact size when known. */
@@ -225,8 +230,8 @@ export class SessionTracker {
     else if (s.proto === 'mysql') this.mysql(s, m, data, size);
   }
 
-  private http(s: Session, m: Message, data: Buffer, size: number, exact: boolean): void {
-    const head = parseHttpHead(data);
+  private http(s: Session, m: Message, data: Buffer, size: number, exact: boolean, unanswered = false): void {
+    const head = unanswered ? undefined : parseHttpHead(data);
     if (head?.kind === 'request') {
       s.pending = { msg: m, bytes: size };
       (m as Message & { head?: HttpHead }).head = head;
@@ -241,10 +246,11 @@ export class SessionTracker {
       method: req.method,
       path: req.target,
       status: head?.status ?? null,
-      latency_ms: Math.round(ms(m.start, p.msg.start) * 1000) / 1000,
+      latency_ms: unanswered ? null : Math.round(ms(m.start, p.msg.start) * 1000) / 1000,
       request_bytes: p.bytes,
       response_bytes: size,
       ...(exact ? {} : { response_bytes_partial: true }),
+      ...(unanswered ? { answered: false } : {}),
     };
     if (s.remote) out.remote = s.remote;
     if (s.local) out.local = s.local;

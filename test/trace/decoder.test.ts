@@ -150,6 +150,18 @@ describe('sessions', () => {
     assert.equal(t.status().open, 0);
   });
 
+  test('a request the connection ends without answering is still reported', () => {
+    const out: SessionOutput[] = [];
+    const t = new SessionTracker((o) => out.push(o), { captureBytes: 4096 });
+    t.onData(data(11, 6, 1, 1, 1_000_000, "GET /v3/users?name=x%27%20AND%20SLEEP(5) HTTP/1.1\r\nUser-Agent: sqlmap\r\n\r\n"));
+    t.onClose({ ...hdr, kind: 8, ts: 2_000_000, tgid: 11, tid: 11, connId: 7, openedNs: 0, bytesIn: 0, bytesOut: 0, lastMsgBytes: 70, lastMsgStart: 0, fd: 6, role: 1, lastDir: 1, family: 2 });
+    assert.equal(out.length, 1);
+    assert.equal(out[0]?.data.status, null);
+    assert.equal(out[0]?.data.answered, false);
+    assert.equal(out[0]?.data.latency_ms, null);
+    assert.equal(out[0]?.data.request_bytes, 70);
+  });
+
   test('a pooled MySQL connection met mid-stream is recognised from a whole command packet', () => {
     const out: SessionOutput[] = [];
     const t = new SessionTracker((o) => out.push(o), { captureBytes: 1024 });
