@@ -205,7 +205,9 @@ export const bench = {
       result.offline_missed_examples = [...new Set(offlineMissed)].slice(0, 15);
       const payload = (block: string): boolean => payloadOf(block) !== undefined;
       const attackRequests = sent.filter(payload).length;
-      const attackEvents = ((await api(agent.socket, 'GET', `/v1/events?service=keystone&type=http.request&since=${ta}&limit=10000`)) as { data: Record<string, unknown> }[]).filter((e) => /sqlmap/i.test(String(e.data.user_agent ?? '')));
+      // the attack window holds only sqlmap's requests (the user agent is not a filter: a long payload
+      // pushes the headers past the capture)
+      const attackEvents = ((await api(agent.socket, 'GET', `/v1/events?service=keystone&type=http.request&since=${ta}&limit=10000`)) as { data: Record<string, unknown> }[]).filter((e) => String(e.data.path ?? '').startsWith('/v3/users?') || (e.data.method === 'POST' && String(e.data.path ?? '').startsWith('/v3/auth/tokens')));
       // the GET payloads are visible in the event's path; a POST's body is not kept, so its
       // payload requests are those sqlmap sent (its log) and the detections are the POST events
       // flagged, matched by count
