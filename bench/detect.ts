@@ -24,28 +24,12 @@ import { createServer } from 'node:net';
 import { parseArgs, promisify } from 'node:util';
 import { OpenStack } from '../test/helpers/openstack.js';
 import { inspectValue } from '../src/analytics/sqli.js';
-import { startAgent } from './trace-overhead.js';
+import { agentApi, startAgent } from './trace-overhead.js';
 
 const run = promisify(execFile);
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
-function api(socket: string, method: string, path: string, body?: unknown): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, method, headers: { 'content-type': 'application/json' } }, (res) => {
-      let t = '';
-      res.on('data', (c) => (t += c));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(t));
-        } catch {
-          resolve(t);
-        }
-      });
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
+const api = agentApi;
 
 interface AlertMsg {
   change: string;

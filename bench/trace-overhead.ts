@@ -45,17 +45,26 @@ export async function buildSysloop(dir: string): Promise<string> {
   return out;
 }
 
-function apiGet(socket: string, path: string): Promise<any> {
+/** A request to an agent's API socket; the answer parsed as JSON when it is JSON. */
+export function agentApi(socket: string, method: string, path: string, body?: unknown): Promise<any> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path }, (res) => {
+    const req = request({ socketPath: socket, path, method, headers: { 'content-type': 'application/json' } }, (res) => {
       let t = '';
       res.on('data', (c) => (t += c));
-      res.on('end', () => resolve(JSON.parse(t)));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(t));
+        } catch {
+          resolve(t);
+        }
+      });
     });
     req.on('error', reject);
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
+
+const apiGet = (socket: string, path: string): Promise<any> => agentApi(socket, 'GET', path);
 
 /** The real agent process with tracing and storage on. */
 export async function startAgent(work: string, extra: Record<string, unknown> = {}): Promise<{ child: ChildProcess; socket: string; stop(): Promise<void> }> {

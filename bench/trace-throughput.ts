@@ -8,29 +8,16 @@
 // event per iteration, real records from the real hooks. Reports the rate
 // the store absorbed, everything lost at any stage (kernel ring, kernel
 // tables, decoder, queues), and the agent's RSS at the end (default 600 s).
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'node:http';
-import { parseArgs, promisify } from 'node:util';
-import { buildSysloop, startAgent } from './trace-overhead.js';
+import { parseArgs } from 'node:util';
+import { agentApi, buildSysloop, startAgent } from './trace-overhead.js';
 
-const run = promisify(execFile);
-void run;
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
-function apiGet(socket: string, path: string): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path }, (res) => {
-      let t = '';
-      res.on('data', (c) => (t += c));
-      res.on('end', () => resolve(JSON.parse(t)));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const apiGet = (socket: string, path: string): Promise<any> => agentApi(socket, 'GET', path);
 
 const memKb = (pid: number, field: 'VmRSS' | 'VmHWM'): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const cpuTicks = (pid: number): number => {

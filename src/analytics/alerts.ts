@@ -43,6 +43,13 @@ export interface AlertSink {
 
 export const MAX_EVIDENCE = 20;
 
+/** The host part of "addr:port" / "[v6]:port". */
+export function hostOf(addr: string): string {
+  if (addr.startsWith('[')) return addr.slice(1, addr.indexOf(']'));
+  const i = addr.lastIndexOf(':');
+  return i > 0 && addr.indexOf(':') === i ? addr.slice(0, i) : addr;
+}
+
 export function evidenceOf(ev: TraceEvent): Evidence {
   const d = ev.data;
   let summary: string;

@@ -6,7 +6,7 @@
 // alert — and resolved once the source (or user) has been quiet for
 // `recoverySeconds`.
 import type { TraceEvent } from '../trace/event.js';
-import { type AlertManager, evidenceOf, type Evidence } from './alerts.js';
+import { type AlertManager, evidenceOf, type Evidence, hostOf } from './alerts.js';
 
 export interface BruteForceOptions {
   windowSeconds: number;
@@ -32,11 +32,6 @@ interface Window {
   last: number;
 }
 
-function hostOf(addr: string): string {
-  if (addr.startsWith('[')) return addr.slice(1, addr.indexOf(']'));
-  const i = addr.lastIndexOf(':');
-  return i > 0 && addr.indexOf(':') === i ? addr.slice(0, i) : addr;
-}
 
 export class BruteForceDetector {
   private readonly bySource = new Map<string, Window>();

@@ -2,15 +2,10 @@
 // context (found by the tracer's request inspection, ./sqli.ts) and from
 // statements a service sent that carry injection structure.
 import type { TraceEvent } from '../trace/event.js';
-import { type AlertManager, evidenceOf } from './alerts.js';
+import { type AlertManager, evidenceOf, hostOf } from './alerts.js';
 import type { ValueFinding } from './sqli.js';
 import { inspectStatement } from './sqli.js';
 
-function hostOf(addr: string): string {
-  if (addr.startsWith('[')) return addr.slice(1, addr.indexOf(']'));
-  const i = addr.lastIndexOf(':');
-  return i > 0 && addr.indexOf(':') === i ? addr.slice(0, i) : addr;
-}
 
 export class SqliDetector {
   requests = 0;

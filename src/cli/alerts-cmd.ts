@@ -3,7 +3,7 @@
 // (--follow, GET /v1/alerts/stream) — as a table or JSON lines.
 import { request } from 'node:http';
 import type { Alert } from '../analytics/alerts.js';
-import { apiAddress, getJson } from './status-cmd.js';
+import { apiAddress, apiTarget, getJson } from './status-cmd.js';
 import { parseSince } from './trace-cmd.js';
 
 export interface AlertsOptions {
@@ -51,8 +51,7 @@ export async function runAlerts(o: AlertsOptions): Promise<number> {
     }
   }
   return new Promise<number>((resolve) => {
-    const target = address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
-    const req = request({ ...target, path: '/v1/alerts/stream', method: 'GET' }, (res) => {
+    const req = request({ ...apiTarget(address), path: '/v1/alerts/stream', method: 'GET' }, (res) => {
       if ((res.statusCode ?? 0) >= 400) {
         let text = '';
         res.on('data', (c) => (text += c));

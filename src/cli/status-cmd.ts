@@ -15,11 +15,15 @@ export function getJson(address: string, path: string, timeoutMs = 5000): Promis
   return requestJson(address, 'GET', path, undefined, timeoutMs);
 }
 
+/** http.request options for an API address: unix:/path or host:port. */
+export function apiTarget(address: string): { socketPath: string } | { host: string; port: number } {
+  return address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
+}
+
 /** One API request; rejects with the agent's own error message on 4xx/5xx. */
 export function requestJson(address: string, method: string, path: string, body?: unknown, timeoutMs = 5000, raw = false): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const target = address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
-    const req = request({ ...target, path, method, timeout: timeoutMs, headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request({ ...apiTarget(address), path, method, timeout: timeoutMs, headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
       res.on('data', (c) => (text += c));
       res.on('end', () => {

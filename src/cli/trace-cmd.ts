@@ -3,7 +3,7 @@
 // people or JSON lines for tools.
 import { request } from 'node:http';
 import type { TraceEvent } from '../trace/event.js';
-import { apiAddress, getJson } from './status-cmd.js';
+import { apiAddress, apiTarget, getJson } from './status-cmd.js';
 
 export interface TraceOptions {
   api?: string;
@@ -110,9 +110,8 @@ export async function runTrace(o: TraceOptions): Promise<number> {
   }
   if (!o.json) process.stdout.write(`${'TIME'.padEnd(12)} ${'SERVICE'.padEnd(16)} ${'PID'.padStart(7)} ${'TYPE'.padEnd(13)} WHAT\n`);
   return new Promise<number>((resolve) => {
-    const target = address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
     let seen = 0;
-    const req = request({ ...target, path: `/v1/events/stream?${query(o)}`, method: 'GET' }, (res) => {
+    const req = request({ ...apiTarget(address), path: `/v1/events/stream?${query(o)}`, method: 'GET' }, (res) => {
       if ((res.statusCode ?? 0) >= 400) {
         let text = '';
         res.on('data', (c) => (text += c));
