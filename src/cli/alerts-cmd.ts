@@ -1,9 +1,8 @@
 // `stackbpf alerts`: the running agent's alerts — stored ones (GET
 // /v1/alerts), those firing now (--active), or changes as they happen
 // (--follow, GET /v1/alerts/stream) — as a table or JSON lines.
-import { request } from 'node:http';
 import type { Alert } from '../analytics/alerts.js';
-import { apiAddress, apiTarget, getJson } from './status-cmd.js';
+import { apiAddress, followLines, getJson } from './status-cmd.js';
 import { parseSince } from './trace-cmd.js';
 
 export interface AlertsOptions {
@@ -50,41 +49,9 @@ export async function runAlerts(o: AlertsOptions): Promise<number> {
       return 1;
     }
   }
-  return new Promise<number>((resolve) => {
-    const req = request({ ...apiTarget(address), path: '/v1/alerts/stream', method: 'GET' }, (res) => {
-      if ((res.statusCode ?? 0) >= 400) {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => {
-          process.stderr.write(`stackbpf alerts: the agent answered ${res.statusCode}: ${text.trim()}\n`);
-          resolve(1);
-        });
-        return;
-      }
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (!line.trim()) continue;
-          const m = JSON.parse(line) as { change: string; alert: Alert };
-          if (o.rule && !m.alert.rule.startsWith(o.rule)) continue;
-          process.stdout.write(o.json ? `${line}\n` : `${formatAlert(m.alert, m.change)}\n`);
-        }
-      });
-      res.on('end', () => resolve(0));
-    });
-    req.on('error', (err) => {
-      process.stderr.write(`stackbpf alerts: cannot reach the agent at ${address}: ${err.message}\n`);
-      resolve(1);
-    });
-    process.once('SIGINT', () => {
-      req.destroy();
-      resolve(0);
-    });
-    req.end();
+  return followLines(address, '/v1/alerts/stream', 'alerts', (line) => {
+    const m = JSON.parse(line) as { change: string; alert: Alert };
+    if (o.rule && !m.alert.rule.startsWith(o.rule)) return;
+    process.stdout.write(o.json ? `${line}\n` : `${formatAlert(m.alert, m.change)}\n`);
   });
 }

@@ -20,6 +20,61 @@ export function apiTarget(address: string): { socketPath: string } | { host: str
   return address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
 }
 
+/**
+ * Follow a JSON-lines stream of the agent (live events, alert changes).
+ * `onLine` returns false to stop. Resolves with the exit status: 0 when the
+ * stream ended, was stopped or interrupted (SIGINT), 1 when the agent could
+ * not be reached or refused.
+ */
+export function followLines(address: string, path: string, command: string, onLine: (line: string) => boolean | void): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let done = false;
+    const finish = (code: number): void => {
+      if (done) return;
+      done = true;
+      resolve(code);
+    };
+    const req = request({ ...apiTarget(address), path, method: 'GET' }, (res) => {
+      if ((res.statusCode ?? 0) >= 400) {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          process.stderr.write(`stackbpf ${command}: the agent answered ${res.statusCode}: ${text.trim()}\n`);
+          finish(1);
+        });
+        return;
+      }
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buf += chunk;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (!line.trim()) continue;
+          if (onLine(line) === false) {
+            req.destroy();
+            finish(0);
+            return;
+          }
+        }
+      });
+      res.on('end', () => finish(0));
+    });
+    req.on('error', (err) => {
+      if (done) return;
+      process.stderr.write(`stackbpf ${command}: cannot reach the agent at ${address}: ${err.message} (is \`stackbpf agent\` running?)\n`);
+      finish(1);
+    });
+    process.once('SIGINT', () => {
+      req.destroy();
+      finish(0);
+    });
+    req.end();
+  });
+}
+
 /** One API request; rejects with the agent's own error message on 4xx/5xx. */
 export function requestJson(address: string, method: string, path: string, body?: unknown, timeoutMs = 5000, raw = false): Promise<unknown> {
   return new Promise((resolve, reject) => {

@@ -1,9 +1,8 @@
 // `stackbpf trace`: the running agent's events, live (GET /v1/events/stream)
 // or from its store (GET /v1/events with --since), filtered, as a table for
 // people or JSON lines for tools.
-import { request } from 'node:http';
 import type { TraceEvent } from '../trace/event.js';
-import { apiAddress, apiTarget, getJson } from './status-cmd.js';
+import { apiAddress, followLines, getJson } from './status-cmd.js';
 
 export interface TraceOptions {
   api?: string;
@@ -109,46 +108,9 @@ export async function runTrace(o: TraceOptions): Promise<number> {
     return 2;
   }
   if (!o.json) process.stdout.write(`${'TIME'.padEnd(12)} ${'SERVICE'.padEnd(16)} ${'PID'.padStart(7)} ${'TYPE'.padEnd(13)} WHAT\n`);
-  return new Promise<number>((resolve) => {
-    let seen = 0;
-    const req = request({ ...apiTarget(address), path: `/v1/events/stream?${query(o)}`, method: 'GET' }, (res) => {
-      if ((res.statusCode ?? 0) >= 400) {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => {
-          process.stderr.write(`stackbpf trace: the agent answered ${res.statusCode}: ${text.trim()}\n`);
-          resolve(1);
-        });
-        return;
-      }
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (!line.trim()) continue;
-          print(JSON.parse(line) as TraceEvent);
-          if (++seen >= max) {
-            req.destroy();
-            resolve(0);
-            return;
-          }
-        }
-      });
-      res.on('end', () => resolve(0));
-    });
-    req.on('error', (err) => {
-      if (seen >= max) return;
-      process.stderr.write(`stackbpf trace: cannot reach the agent at ${address}: ${err.message} (is \`stackbpf agent\` running?)\n`);
-      resolve(1);
-    });
-    process.once('SIGINT', () => {
-      req.destroy();
-      resolve(0);
-    });
-    req.end();
+  let seen = 0;
+  return followLines(address, `/v1/events/stream?${query(o)}`, 'trace', (line) => {
+    print(JSON.parse(line) as TraceEvent);
+    return ++seen < max;
   });
 }

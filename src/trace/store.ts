@@ -80,6 +80,21 @@ export interface QueryOptions extends EventFilter {
   limit?: number;
 }
 
+/** WHERE terms for a time range (ms since the epoch). */
+function timeWhere(q: { since?: number; until?: number }): { where: string[]; args: unknown[] } {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (q.since !== undefined) {
+    where.push('ts >= ?');
+    args.push(q.since);
+  }
+  if (q.until !== undefined) {
+    where.push('ts <= ?');
+    args.push(q.until);
+  }
+  return { where, args };
+}
+
 export class EventStore {
   readonly db: Database.Database;
   private readonly opts: Required<StoreOptions>;
@@ -324,16 +339,7 @@ export class EventStore {
     for (const seg of [...this.segments]) {
       if (q.since !== undefined && seg.lastTs < q.since) continue;
       if (q.until !== undefined && seg.firstTs > q.until) break;
-      const where: string[] = [];
-      const args: unknown[] = [];
-      if (q.since !== undefined) {
-        where.push('ts >= ?');
-        args.push(q.since);
-      }
-      if (q.until !== undefined) {
-        where.push('ts <= ?');
-        args.push(q.until);
-      }
+      const { where, args } = timeWhere(q);
       if (svc !== undefined) {
         where.push('service = ?');
         args.push(svc);
@@ -347,16 +353,7 @@ export class EventStore {
   query(q: QueryOptions = {}): TraceEvent[] {
     const limit = Math.min(Math.max(q.limit ?? 100, 1), 10_000);
     const out: TraceEvent[] = [];
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (q.since !== undefined) {
-      where.push('ts >= ?');
-      args.push(q.since);
-    }
-    if (q.until !== undefined) {
-      where.push('ts <= ?');
-      args.push(q.until);
-    }
+    const { where, args } = timeWhere(q);
     if (q.service !== undefined) {
       const id = this.nameIds.get(`service\0${q.service}`);
       if (id === undefined) return [];
