@@ -62,15 +62,7 @@ export class Daemon {
         const t = config.trace;
         try {
           d.tracer = await Tracer.start(
-            {
-              captureBytes: t.captureBytes,
-              ringBytes: t.ringBytes,
-              sensitivePaths: t.sensitivePaths,
-              captureServices: t.captureServices,
-              ...(t.rulesFile ? { rulesFile: t.rulesFile } : {}),
-              ...(t.services ? { services: t.services } : {}),
-              ...(config.analytics.enabled ? { inspectRequest: inspectRequest } : {}),
-            },
+            { ...t, ...(config.analytics.enabled ? { inspectRequest } : {}) },
             d.bus,
             log,
           );

@@ -60,17 +60,8 @@ export function evidenceOf(ev: TraceEvent): Evidence {
   return { ts: ev.ts, type: ev.type, pid: ev.pid, service: ev.service, summary };
 }
 
-export interface RaiseInput {
-  rule: string;
-  severity: Severity;
-  service: string;
-  subject: string;
-  summary: string;
-  mitre?: string;
-  evidence: Evidence[];
-  details: Record<string, unknown>;
-  ts: number;
-}
+/** What a detector hands to raise(): the alert without its bookkeeping (id, state, count, last seen). */
+export type RaiseInput = Pick<Alert, 'rule' | 'severity' | 'service' | 'subject' | 'summary' | 'mitre' | 'evidence' | 'details' | 'ts'>;
 
 /** Keeps the firing alerts, de-duplicates, rate-limits raises per rule, hands changes to the sinks. */
 export class AlertManager {

@@ -7,13 +7,9 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { type ProcessInfo, readProcess, type ServiceIdentifier } from './identity.js';
 import { redactArgv } from './redact.js';
 
-export interface Proc {
-  pid: number;
-  ppid: number;
-  comm: string;
-  exe: string;
+export interface Proc extends ProcessInfo {
+  /** redacted */
   argv: string[];
-  uid: number;
   service: string;
   instance?: string;
   monitored: boolean;
