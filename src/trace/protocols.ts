@@ -20,17 +20,23 @@ export interface HttpHead {
   secrets: { authToken?: string; subjectToken?: string };
   headBytes: number;
   complete: boolean;
+  /** the request line did not fit in the capture: target is its captured start */
+  targetTruncated?: boolean;
 }
 
 const METHOD = /^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|CONNECT|TRACE) (\S+) HTTP\/1\.[01]\r?\n/;
 const STATUS = /^HTTP\/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n/;
+/** a request line the capture cut off (a target longer than capture_bytes: sqlmap's UNION payloads, long filters) */
+const METHOD_CUT = /^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|CONNECT|TRACE) (\/\S*|https?:\/\/\S*|\*)(?: \S*)?$/;
 
 /** Does this capture start like an HTTP/1.x request or response? */
 export function looksLikeHttp(b: Buffer): boolean {
   if (b.length < 5) return false;
   const c = b[0] as number;
   if (c === 0x48) return b.toString('latin1', 0, 5) === 'HTTP/';
-  return c >= 0x41 && c <= 0x5a && METHOD.test(b.toString('latin1', 0, Math.min(b.length, 300)));
+  if (c < 0x41 || c > 0x5a) return false;
+  const start = b.toString('latin1', 0, Math.min(b.length, 300));
+  return METHOD.test(start) || (!start.includes('\n') && METHOD_CUT.test(start));
 }
 
 /** Headers kept on events (others are dropped to keep events small). */
@@ -49,7 +55,12 @@ const KEPT_HEADERS = new Set([
 
 export function parseHttpHead(buf: Buffer): HttpHead | undefined {
   const text = buf.toString('latin1');
-  const m = METHOD.exec(text);
+  let m = METHOD.exec(text);
+  let cut = false;
+  if (!m && !text.includes('\n')) {
+    m = METHOD_CUT.exec(text);
+    cut = m !== null;
+  }
   const s = m ? undefined : STATUS.exec(text);
   if (!m && !s) return undefined;
   const end = text.indexOf('\r\n\r\n');
@@ -71,6 +82,7 @@ export function parseHttpHead(buf: Buffer): HttpHead | undefined {
   if (m) {
     head.method = m[1] as string;
     head.target = redactUrl(m[2] as string);
+    if (cut) head.targetTruncated = true;
   } else if (s) {
     head.status = Number(s[1]);
     if (s[2]) head.reason = s[2];

@@ -245,6 +245,7 @@ export class SessionTracker {
       role: s.role === 1 ? 'server' : 'client',
       method: req.method,
       path: req.target,
+      ...(req.targetTruncated ? { path_truncated: true } : {}),
       status: head?.status ?? null,
       latency_ms: unanswered ? null : Math.round(ms(m.start, p.msg.start) * 1000) / 1000,
       request_bytes: p.bytes,

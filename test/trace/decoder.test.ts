@@ -7,6 +7,7 @@ import { keystoneAuthSubject, keystoneTokenIdentity, looksLikeHttp, parseHttpHea
 import { decodeRecord, RecordError } from '../../src/trace/records.js';
 import { REDACTED, redactArgv, redactJsonText, redactSql, redactUrl } from '../../src/trace/redact.js';
 import { type SessionOutput, SessionTracker } from '../../src/trace/sessions.js';
+import { inspectRequest } from '../../src/analytics/sqli.js';
 
 const PW = 's3cr3t-Pa55';
 const FERNET = `gAAAAAB${'x'.repeat(150)}`;
@@ -160,6 +161,29 @@ describe('sessions', () => {
     assert.equal(out[0]?.data.answered, false);
     assert.equal(out[0]?.data.latency_ms, null);
     assert.equal(out[0]?.data.request_bytes, 70);
+  });
+
+  test('a request line longer than the capture is still a request, marked cut, and inspected', () => {
+    const out: SessionOutput[] = [];
+    const t = new SessionTracker((o) => out.push(o), { captureBytes: 256, inspect: inspectRequest });
+    // sqlmap's UNION probes make targets of several KiB; only the first 256 bytes are captured
+    const target = `/v3/users?name=admin%27%20UNION%20ALL%20SELECT%20${Array(200).fill('NULL').join('%2C')}--%20-`;
+    const raw = `GET ${target} HTTP/1.1\r\nHost: k\r\nUser-Agent: sqlmap\r\n\r\n`;
+    assert.equal(looksLikeHttp(Buffer.from(raw.slice(0, 256))), true);
+    assert.equal(looksLikeHttp(Buffer.from('GETX /' + 'a'.repeat(400))), false);
+    t.onData({ ...data(12, 7, 1, 1, 1_000_000, raw.slice(0, 256)), prevBytes: 0 });
+    t.onData(data(12, 7, 2, 2, 3_000_000, 'HTTP/1.1 200 OK\r\n\r\n{}', raw.length));
+    t.onClose({ ...hdr, kind: 8, ts: 4_000_000, tgid: 12, tid: 12, connId: 7, openedNs: 0, bytesIn: 0, bytesOut: 0, lastMsgBytes: 21, lastMsgStart: 0, fd: 7, role: 1, lastDir: 2, family: 2 });
+    assert.equal(out.length, 1);
+    const ev = out[0]?.data as Record<string, unknown>;
+    assert.equal(ev.method, 'GET');
+    assert.equal(ev.path_truncated, true);
+    assert.equal(ev.status, 200);
+    assert.equal(ev.request_bytes, raw.length);
+    assert.ok(String(ev.path).startsWith('/v3/users?name=admin'));
+    assert.ok(Array.isArray(ev.sqli), 'the captured start of the payload is inspected');
+    // a request line cut off is not confused with a whole one with headers
+    assert.equal(parseHttpHead(Buffer.from('GET /v3/users HTTP/1.1\r\nHost: k\r\n\r\n'))?.targetTruncated, undefined);
   });
 
   test('a pooled MySQL connection met mid-stream is recognised from a whole command packet', () => {
