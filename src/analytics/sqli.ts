@@ -55,6 +55,10 @@ export function inspectValue(v: string): string[] {
       if (toks.slice(0, ci).some((t) => t.kind === 'keyword' && ['ORDER', 'UNION', 'SELECT', 'AND', 'OR', 'WHERE', 'HAVING', 'LIMIT', 'GROUP', 'XOR'].includes(t.text))) out.add('comment');
     }
   }
+  // an error-provoking probe: a run of quotes and SQL punctuation no name or
+  // sentence has (sqlmap's `"'.(,..(,(` and `'">`), sent to see whether the
+  // service answers with a database error
+  if (/(?=[^\s\w]*['"])(?=[^\s\w]*[()<>,.;])[()'"<>,.;]{3,}/.test(v) && /['"][()'"<>,.;]*['"]|[(,][.,(]*\(/.test(v)) out.add('errorProbe');
   return [...out];
 }
 
@@ -106,13 +110,26 @@ function walkJson(v: unknown, path: string, out: ValueFinding[], depth = 0): voi
   else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walkJson(x, `${path}.${k}`, out, depth + 1);
 }
 
-function decode(s: string): string {
+/**
+ * Percent-decoding that never gives up on the whole value: a capture cut
+ * inside an escape (`%2`) or a malformed one (`%zz`, a lone byte of UTF-8)
+ * must not leave the rest encoded, where no SQL structure is visible.
+ */
+export function decodeLenient(s: string): string {
+  const plus = s.replace(/\+/g, ' ').replace(/%[0-9A-Fa-f]?$/, '');
   try {
-    return decodeURIComponent(s.replace(/\+/g, ' '));
+    return decodeURIComponent(plus);
   } catch {
-    return s;
+    return plus.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+      try {
+        return decodeURIComponent(run);
+      } catch {
+        return Buffer.from(run.replace(/%/g, ''), 'hex').toString('latin1');
+      }
+    });
   }
 }
+const decode = decodeLenient;
 
 /** Injection findings in a request target (path segments, query) and body (JSON or form). */
 export function inspectRequest(target: string, body: string, contentType = ''): ValueFinding[] {

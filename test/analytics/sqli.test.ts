@@ -2,7 +2,7 @@
 // kinds sqlmap sends are caught; ordinary OpenStack request values are not.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { inspectRequest, inspectStatement, inspectValue } from '../../src/analytics/sqli.js';
+import { decodeLenient, inspectRequest, inspectStatement, inspectValue } from '../../src/analytics/sqli.js';
 
 const PAYLOADS = [
   "admin' OR '1'='1",
@@ -35,6 +35,9 @@ const PAYLOADS = [
   'SELECT CHAR(113,106,107,122,113)||(CASE WHEN (2897=2897) THEN 1 ELSE 0 END)||CHAR(113,107,120,107,113)',
   'admin AND MAKE_SET(8705=8705,3041)',
   'IIF(4871=6050,4871,1/0)',
+  // error-provoking probes: quotes and punctuation meant to break the statement
+  `admin'xGvAsm<'">budVZv`,
+  `admin"'.(,..(,(`,
 ];
 
 const BENIGN = [
@@ -56,6 +59,10 @@ const BENIGN = [
   'Select a flavor from the list',
   'This and that',
   'up to 5 > 3 and more',
+  `O'Brien "Bob" (Jr.)`,
+  `it's 'x'.`,
+  `say "hi".`,
+  '{"a": ["b", "c"]}',
 ];
 
 describe('SQL injection', () => {
@@ -78,6 +85,10 @@ describe('SQL injection', () => {
     assert.ok(inspectRequest(`/v3/users/${encodeURIComponent("1' OR '1'='1")}`, '')[0]?.where.startsWith('path:'));
     assert.deepEqual(inspectRequest('/v3/auth/tokens', JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: '<redacted>' } } } } }), 'application/json'), []);
     assert.deepEqual(inspectRequest('/v3/users?name=O%27Brien&limit=10&sort_key=name', ''), []);
+    // a target cut by the capture inside an escape, and a malformed escape, still decode around it
+    assert.ok(inspectRequest('/v3/users?name=admin%27%20UNION%20ALL%20SELECT%20NULL%2CNULL%2', '')[0]?.findings.includes('unionSelect'));
+    assert.ok(inspectRequest('/v3/users?name=%zz%27%20OR%201%3D1--%20-', '')[0]?.findings.includes('tautology'));
+    assert.equal(decodeLenient('caf%C3%A9%2'), 'café');
   });
 
   test('statements: structure is reported, a capture cut inside a string is not', () => {
