@@ -2,10 +2,15 @@
 //
 // Detection accuracy on the real testbed: a real Keystone (uwsgi, MariaDB)
 // traced by the real agent.
+// Every client talks to Keystone through Apache with ModSecurity and the
+// OWASP CRS in DetectionOnly mode (./waf.ts; the catalog names the proxy),
+// so the WAF's verdicts on the very same requests are reported alongside.
 // 1. learn: benign traffic (the `openstack` client's common commands, each
-//    kind of change made once) → Keystone's profile, learned from the store;
-// 2. benign: the same kinds of commands on other objects, not used for
-//    learning → every alert raised is a false positive;
+//    kind of change made once, and one run of tempest's identity API tests)
+//    → Keystone's profile, learned from the store;
+// 2. benign: the same kinds of commands on other objects and a second
+//    tempest run, not used for learning → every alert raised is a false
+//    positive;
 // 3. sqlmap (its own payloads, --batch) against GET /v3/users?name= and the
 //    user name in the JSON body of POST /v3/auth/tokens → recall over the
 //    requests that carried a payload (sqlmap's traffic log says which);
@@ -16,7 +21,7 @@
 //    by an operator rule, as a compromised worker would be) runs a shell,
 //    reads /etc/shadow, connects to a new peer, writes under /etc/keystone.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -25,6 +30,9 @@ import { parseArgs, promisify } from 'node:util';
 import { OpenStack } from '../test/helpers/openstack.js';
 import { inspectValue } from '../src/analytics/sqli.js';
 import { agentApi, startAgent } from './trace-overhead.js';
+import { freePort } from '../test/helpers/ovsdb.js';
+import { runTempest, tempestMissing, type TempestResult } from './tempest.js';
+import { ModSecurityFront, wafMissing, type WafVerdict } from './waf.js';
 
 const run = promisify(execFile);
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -38,7 +46,7 @@ interface AlertMsg {
 }
 
 export const bench = {
-  summary: 'detection accuracy on real Keystone: sqlmap recall, false positives on benign openstack-client traffic, brute-force latency, drift scenarios',
+  summary: 'detection accuracy on real Keystone: sqlmap recall, false positives on benign openstack-client and tempest traffic, brute-force latency, drift scenarios; ModSecurity + CRS on the same requests',
   async run(args: string[]): Promise<Record<string, unknown>> {
     const { values } = parseArgs({ args, options: { level: { type: 'string' }, risk: { type: 'string' } }, strict: true });
     const level = values.level ?? '3';
@@ -46,10 +54,22 @@ export const bench = {
     await run('sqlmap', ['--version']).catch(() => {
       throw new Error('the detect benchmark needs sqlmap: apt-get install --no-install-recommends sqlmap');
     });
+    const missing = tempestMissing() ?? wafMissing();
+    if (missing) throw new Error(`the detect benchmark: ${missing} (or: bash scripts/deps.sh bench)`);
     const work = mkdtempSync(join(tmpdir(), 'sbb-detect-'));
+    chmodSync(work, 0o711); // Apache's worker user reaches its own directory below
     const marker = 'sbb-keystone-standin';
     writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: keystone\n    cmdline: "${marker}"\n`);
-    const os = await OpenStack.start({ db: 'mariadb' });
+    const frontPort = await freePort();
+    const os = await OpenStack.start({ db: 'mariadb', endpointUrl: `http://127.0.0.1:${frontPort}/v3` });
+    let waf: ModSecurityFront;
+    try {
+      waf = await ModSecurityFront.start(join(work, 'waf'), os.keystonePort, { port: frontPort });
+    } catch (err) {
+      await os.stop();
+      throw err;
+    }
+    const url = `${waf.url}/v3`;
     const agent = await startAgent(work, { trace: { rules_file: join(work, 'rules.yaml') }, analytics: { bruteforce: { per_source: 10, per_user: 10 } } });
     const alerts: AlertMsg[] = [];
     const streamReq = request({ socketPath: agent.socket, path: '/v1/alerts/stream' }, (res) => {
@@ -67,7 +87,7 @@ export const bench = {
     });
     streamReq.on('error', () => undefined);
     streamReq.end();
-    const env = { ...process.env, OS_AUTH_URL: os.keystoneUrl, OS_USERNAME: 'admin', OS_PASSWORD: os.password, OS_PROJECT_NAME: 'admin', OS_USER_DOMAIN_NAME: 'Default', OS_PROJECT_DOMAIN_NAME: 'Default', OS_IDENTITY_API_VERSION: '3', OS_INTERFACE: 'public', OS_REGION_NAME: 'RegionOne' };
+    const env = { ...process.env, OS_AUTH_URL: url, OS_USERNAME: 'admin', OS_PASSWORD: os.password, OS_PROJECT_NAME: 'admin', OS_USER_DOMAIN_NAME: 'Default', OS_PROJECT_DOMAIN_NAME: 'Default', OS_IDENTITY_API_VERSION: '3', OS_INTERFACE: 'public', OS_REGION_NAME: 'RegionOne' };
     let retries = 0;
     const osc = async (argv: string[]): Promise<void> => {
       for (let attempt = 1; ; attempt++) {
@@ -111,6 +131,8 @@ export const bench = {
       await session('learn1');
       log('learning: openstack client session 2 of 2');
       await session('learn2');
+      log("learning: tempest's identity API tests");
+      const tempestLearn = await runTempest(join(work, 'tempest-learn'), url, os.password);
       await new Promise((r) => setTimeout(r, 1500));
       const learned = await api(agent.socket, 'POST', '/v1/profiles/learn', { since: t0, services: ['keystone'], mode: 'monitor' });
       log(`learned: ${JSON.stringify(learned.learned)}`);
@@ -120,17 +142,23 @@ export const bench = {
       log('benign: openstack client session on new objects');
       await session('eval1');
       await session('eval2');
+      log("benign: tempest's identity API tests again");
+      const tempestEval = await runTempest(join(work, 'tempest-eval'), url, os.password);
       await new Promise((r) => setTimeout(r, 1500));
+      const te = Date.now();
       const benignAlerts = alerts.slice(alertsBefore).filter((a) => a.change === 'raised');
-      const benignEvents = (await api(agent.socket, 'GET', `/v1/events?service=keystone&type=http.request&since=${tb}&limit=10000`)) as unknown[];
+      const benignEvents = (await api(agent.socket, 'GET', `/v1/events?service=keystone&type=http.request&since=${tb}&until=${te}&limit=100000`)) as unknown[];
+      if (benignEvents.length >= 10_000) throw new Error('the benign window holds 10,000 request events or more, past what one /v1/events query returns: shorten it');
       result.benign_requests = benignEvents.length;
       result.benign_alerts = benignAlerts.length;
       result.benign_alert_rules = benignAlerts.map((a) => `${a.alert.rule} ${a.alert.subject}`);
+      result.tempest = { learn: tempestLearn, eval: tempestEval } satisfies Record<string, TempestResult>;
+      const wafBenign = waf.verdicts().filter((v) => v.ts >= tb && v.ts < te);
       // 4. brute force at full speed (before sqlmap: its POST run is itself a brute force, and the source's alert would already be firing)
       const bfStart = alerts.length;
       let crossedAt = 0;
       for (let i = 0; i < 14; i++) {
-        const res = await fetch(`${os.keystoneUrl}/auth/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: `guess-${i % 3}`, domain: { name: 'Default' }, password: `x${i}` } } } } }) });
+        const res = await fetch(`${url}/auth/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: `guess-${i % 3}`, domain: { name: 'Default' }, password: `x${i}` } } } } }) });
         if (i === 9) crossedAt = performance.now(); // the 10th 401 crosses per_source = 10: its head has arrived
         await res.arrayBuffer();
       }
@@ -152,10 +180,10 @@ export const bench = {
         });
       };
       log(`sqlmap: GET /v3/users?name= (level ${level}, risk ${risk})`);
-      await sqlmap(join(work, 'traffic-get.txt'), ['-u', `${os.keystoneUrl}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`]);
+      await sqlmap(join(work, 'traffic-get.txt'), ['-u', `${url}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`]);
       log('sqlmap: POST /v3/auth/tokens, the user name in the JSON body');
       // every answer there is a 401: sqlmap gives up on 401s unless told to carry on
-      await sqlmap(join(work, 'traffic-post.txt'), ['-u', `${os.keystoneUrl}/auth/tokens`, '--ignore-code', '401', '--data', '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}', '-H', 'Content-Type: application/json']);
+      await sqlmap(join(work, 'traffic-post.txt'), ['-u', `${url}/auth/tokens`, '--ignore-code', '401', '--data', '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}', '-H', 'Content-Type: application/json']);
       await new Promise((r) => setTimeout(r, 2000));
       // which requests carried a payload: sqlmap's own log of what it sent
       const readTraffic = (f: string): string => {
@@ -203,6 +231,25 @@ export const bench = {
       result.sqli_detected = detected.length;
       result.sqli_recall = attackRequests ? Math.round((detected.length / attackRequests) * 10000) / 10000 : null;
       result.sqli_missed_examples = withPayload.filter((e) => !Array.isArray(e.data.sqli)).slice(0, 15).map((e) => String(e.data.path));
+      // ModSecurity + CRS on the same requests: a GET's payload is in its logged target; the POSTs
+      // flagged are its detections, as for ours
+      const wafAttack = waf.verdicts().filter((v) => v.ts >= ta && (v.target.startsWith('/v3/users?') || (v.method === 'POST' && v.target.startsWith('/v3/auth/tokens'))));
+      const wafFlag = (v: WafVerdict): boolean => v.score >= 5;
+      const wafGetPayload = (v: WafVerdict): boolean => getPayload({ data: { path: v.target } });
+      const wafDetected = wafAttack.filter((v) => (v.method === 'GET' ? wafGetPayload(v) : true) && wafFlag(v));
+      result.modsecurity = {
+        ruleset: 'OWASP CRS 3.3 (Debian modsecurity-crs), paranoia level 1, inbound threshold 5, DetectionOnly',
+        sqli_requests_seen: wafAttack.filter((v) => (v.method === 'GET' ? wafGetPayload(v) : true)).length,
+        sqli_detected: wafDetected.length,
+        sqli_recall: attackRequests ? Math.round((wafDetected.length / attackRequests) * 10000) / 10000 : null,
+        sqli_missed_examples: wafAttack.filter((v) => v.method === 'GET' && wafGetPayload(v) && !wafFlag(v)).slice(0, 10).map((v) => v.target),
+        get_detected: wafDetected.filter((v) => v.method === 'GET').length,
+        post_detected: wafDetected.filter((v) => v.method === 'POST').length,
+        benign_requests: wafBenign.length,
+        benign_alerts: wafBenign.filter(wafFlag).length,
+        false_positive_rate: wafBenign.length ? Math.round((wafBenign.filter(wafFlag).length / wafBenign.length) * 10000) / 10000 : null,
+        benign_flagged_examples: wafBenign.filter(wafFlag).slice(0, 10).map((v) => `${v.method} ${v.target} score ${v.score}`),
+      };
       result.sqli_by_target = {
         get_sent: sent.filter((b) => b.startsWith('GET') && payload(b)).length,
         get_detected: detected.filter((e) => String(e.data.path).startsWith('/v3/users?')).length,
@@ -235,6 +282,7 @@ export const bench = {
       result.client_retries = retries;
     } finally {
       streamReq.destroy();
+      await waf.stop();
       await agent.stop();
       await os.stop();
       rmSync(work, { recursive: true, force: true });

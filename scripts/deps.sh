@@ -13,7 +13,7 @@ case "$what" in
   run) ;;
   test) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server) ;;
   build) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server clang-19 llvm-19 libbpf-dev) ;;
-  bench) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server sqlmap) ;;
+  bench) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server mariadb-server sqlmap apache2 libapache2-mod-security2 modsecurity-crs tempest keystone-tempest-plugin) ;;
   *) echo "usage: scripts/deps.sh run|test|build|bench" >&2; exit 2 ;;
 esac
 missing=()

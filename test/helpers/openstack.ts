@@ -61,13 +61,17 @@ export class OpenStack {
   /** with netns: Keystone runs in that namespace, listening on all its addresses */
   netns: string | undefined;
 
-  static async start(opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string>; netns?: string } = {}): Promise<OpenStack> {
+  /**
+   * with endpointUrl: the catalog names that URL for Keystone (a proxy in front of it,
+   * e.g. a WAF) instead of Keystone's own; keystoneUrl stays the direct one
+   */
+  static async start(opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string>; netns?: string; endpointUrl?: string } = {}): Promise<OpenStack> {
     const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
     os.netns = opts.netns;
     if (opts.netns && opts.db === 'mariadb') throw new Error('OpenStack helper: a Keystone in a namespace runs on SQLite (the private MariaDB listens on the root namespace loopback)');
     try {
       if (opts.db === 'mariadb') await os.startMariadb();
-      await os.startKeystone(opts.env ?? {});
+      await os.startKeystone(opts.env ?? {}, opts.endpointUrl);
       if (opts.neutron) await os.startNeutron(opts.neutron);
       return os;
     } catch (err) {
@@ -109,7 +113,7 @@ export class OpenStack {
     await run('mariadb', [`--socket=${d}/sock`, '-e', `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1';`]);
   }
 
-  private async startKeystone(env: Record<string, string>): Promise<void> {
+  private async startKeystone(env: Record<string, string>, endpointUrl?: string): Promise<void> {
     const d = this.dir;
     this.keystonePort = await freePort();
     const conf = join(d, 'keystone.conf');
@@ -137,7 +141,8 @@ export class OpenStack {
     if (!this.mariadbPort) await run('sqlite3', [join(d, 'keystone.db'), 'PRAGMA journal_mode=WAL;']);
     await km(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
-    await km(['bootstrap', '--bootstrap-password', this.password, '--bootstrap-admin-url', this.keystoneUrl, '--bootstrap-internal-url', this.keystoneUrl, '--bootstrap-public-url', this.keystoneUrl, '--bootstrap-region-id', 'RegionOne']);
+    const ep = endpointUrl ?? this.keystoneUrl;
+    await km(['bootstrap', '--bootstrap-password', this.password, '--bootstrap-admin-url', ep, '--bootstrap-internal-url', ep, '--bootstrap-public-url', ep, '--bootstrap-region-id', 'RegionOne']);
     const uwsgi = ['uwsgi_python311', '--http-socket', `${this.netns ? '0.0.0.0' : '127.0.0.1'}:${this.keystonePort}`, '--wsgi-file', '/usr/bin/keystone-wsgi-public', '--processes', '1', '--threads', '1', '--master', '--die-on-term', '--lazy-apps', '--buffer-size', '65535', '--pidfile', join(d, 'keystone.pid'), '--daemonize', join(d, 'keystone-uwsgi.log')];
     const [cmd, ...args] = this.netns ? ['ip', 'netns', 'exec', this.netns, ...uwsgi] : uwsgi;
     await run(cmd as string, args, { env: { ...process.env, ...env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 });
