@@ -1,6 +1,7 @@
 // ns per packet of the XDP router through BPF_PROG_TEST_RUN with 1, 1,000
 // and 100,000 exposures: a hit on one hot destination, a miss, and hits
-// spread uniformly (random order) over every installed destination.
+// spread uniformly (random order) over every installed destination; the
+// same for IPv6 /128 exposures (hit6_ns, miss6_ns, spread_hit6_ns).
 //
 // BPF_PROG_TEST_RUN repeats a program on one buffer and the router changes
 // it (TTL), so the figures come from bpf/test/dataplane_bench.bpf.c: a
@@ -9,12 +10,12 @@
 // (the harness), i.e. the router's cost plus the harness, as an empty
 // program measures it; the raw figures are reported too.
 import { parseArgs } from 'node:util';
-import { ifindexOf, ipv4, u32 } from '../src/ebpf/index.js';
+import { formatIPv6, ifindexOf, ipv4, ipv6, parseIPv6, u32 } from '../src/ebpf/index.js';
 import { Dataplane } from '../src/dataplane/dataplane.js';
 import { objectPath } from '../src/paths.js';
 import { rng } from '../test/helpers/dpfuzz.js';
 import { nodeNamespace, pinDir, skipKernel } from '../test/helpers/kernel.js';
-import { ipv4Packet } from '../test/helpers/packets.js';
+import { ipv4Packet, ipv6Packet } from '../test/helpers/packets.js';
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
@@ -23,6 +24,12 @@ function addrOf(i: number): string {
   // the documentation ranges hold 768 IPv4 addresses, so 198.18.0.0/15
   // (RFC 2544's benchmarking range, 131,072 addresses) is used
   return `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+}
+
+function addr6Of(i: number): string {
+  const b = parseIPv6('2001:db8:100::');
+  b.writeUInt32BE(i, 12);
+  return formatIPv6(b);
 }
 
 export const bench = {
@@ -45,11 +52,15 @@ export const bench = {
           const value = (id: number) => ({ id, dmac: '02:00:00:00:00:10', smac: '02:00:00:00:00:20', vlan: 0, port: 0, flags: 0 });
           const entries = Array.from({ length: n }, (_, i) => [addrOf(i), value(i)] as [string, ReturnType<typeof value>]);
           t.portInfo.update(0, { smac: '02:00:00:00:00:20', pad: 0 });
+          const entries6 = Array.from({ length: n }, (_, i) => [addr6Of(i), value(n + i)] as [string, ReturnType<typeof value>]);
           for (let i = 0; i < entries.length; i += 10000) dp.exact4.updateBatch(entries.slice(i, i + 10000));
-          if (dp.exact4.spillCount) process.stderr.write(`xdp-cost ${n}: ${dp.exact4.spillCount} entries spilled to the hash map\n`);
+          for (let i = 0; i < entries6.length; i += 10000) dp.exact6.updateBatch(entries6.slice(i, i + 10000));
+          for (const [f, t] of [['IPv4', dp.exact4], ['IPv6', dp.exact6]] as const) if (t.spillCount) process.stderr.write(`xdp-cost ${n}: ${t.spillCount} ${f} entries spilled to the hash map\n`);
           const obj = dp.object;
-          const addrs = obj.map('bench_addrs').typed(u32, ipv4);
-          const setAddrs = (list: string[]) => {
+          const addrs4 = obj.map('bench_addrs').typed(u32, ipv4);
+          const addrs6 = obj.map('bench_addrs6').typed(u32, ipv6);
+          const setAddrs = (list: string[], six: boolean) => {
+            const addrs = six ? addrs6 : addrs4;
             const batch = list.map((a, i) => [i, a] as [number, string]);
             for (let i = 0; i < batch.length; i += 10000) addrs.updateBatch(batch.slice(i, i + 10000));
             const u32le = (v: number) => {
@@ -61,11 +72,12 @@ export const bench = {
             obj.writeGlobal('bench_cursor', u32le(0));
           };
           const pkt = ipv4Packet({ src: '192.0.2.1', dst: '198.18.0.0' });
-          const time = (prog: string) => median(Array.from({ length: rounds }, () => obj.program(prog).testRun({ data: pkt, repeat }).durationNs));
-          const measure = (list: string[]) => {
-            setAddrs(list);
-            const full = time('xdp_bench');
-            const base = time('xdp_bench_base');
+          const pkt6 = ipv6Packet({ src: '2001:db8::1', dst: '2001:db8:100::' });
+          const time = (prog: string, data = pkt) => median(Array.from({ length: rounds }, () => obj.program(prog).testRun({ data, repeat }).durationNs));
+          const measure = (list: string[], six = false) => {
+            setAddrs(list, six);
+            const full = time(six ? 'xdp_bench6' : 'xdp_bench', six ? pkt6 : pkt);
+            const base = time(six ? 'xdp_bench6_base' : 'xdp_bench_base', six ? pkt6 : pkt);
             return { full, base };
           };
           const empty = time('xdp_empty');
@@ -78,17 +90,27 @@ export const bench = {
           const hit = measure([addrOf(Math.floor(n / 2))]);
           const miss = measure(['192.0.2.99']);
           const spread = measure(shuffled);
+          const shuffled6 = shuffled.map((a) => {
+            const [, b, c, d] = a.split('.').map(Number) as [number, number, number, number];
+            return addr6Of(((b - 18) << 16) | (c << 8) | d);
+          });
+          const hit6 = measure([addr6Of(Math.floor(n / 2))], true);
+          const miss6 = measure(['2001:db8:200::99'], true);
+          const spread6 = measure(shuffled6, true);
           const v = dp.verdicts();
           const cost = (m: { full: number; base: number }) => Math.max(0, m.full - m.base) + empty;
           out[String(n)] = {
             hit_ns: cost(hit),
             miss_ns: cost(miss),
             spread_hit_ns: cost(spread),
+            hit6_ns: cost(hit6),
+            miss6_ns: cost(miss6),
+            spread_hit6_ns: cost(spread6),
             harness_ns: empty,
-            raw: { hit, miss, spread },
+            raw: { hit, miss, spread, hit6, miss6, spread6 },
             redirected: Number(v.redirect.packets),
           };
-          process.stderr.write(`xdp-cost ${n}: hit ${cost(hit)} ns, miss ${cost(miss)} ns, spread hit ${cost(spread)} ns (harness ${empty} ns)\n`);
+          process.stderr.write(`xdp-cost ${n}: hit ${cost(hit)} ns, miss ${cost(miss)} ns, spread hit ${cost(spread)} ns; IPv6 ${cost(hit6)} / ${cost(miss6)} / ${cost(spread6)} ns (harness ${empty} ns)\n`);
         } finally {
           dp.destroy();
         }

@@ -44,6 +44,16 @@ struct {
 
 const volatile __u32 exp4_mask = 262143;
 
+/* size: a power of two, set with exp6_mask before load */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, struct exp6_slot);
+} exp6_slots SEC(".maps");
+
+const volatile __u32 exp6_mask = 262143;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, DP_MAX_PORTS);
@@ -225,10 +235,54 @@ static __always_inline int lookup_v4(__u32 daddr, __u32 flags, struct exposure *
 	return 0;
 }
 
+/* the address's four 32-bit words (read little-endian), each mixed in; mirrored in src/dataplane/exp4.ts */
+static __always_inline __u32 exp6_hash(const __u32 *a)
+{
+	return exp4_hash(a[3] ^ exp4_hash(a[2] ^ exp4_hash(a[1] ^ exp4_hash(a[0]))));
+}
+
 static __always_inline int lookup_v6(struct in6_addr *daddr, __u32 flags, struct exposure *out)
 {
-	struct exposure *e = bpf_map_lookup_elem(&exp_v6, daddr);
+	struct exposure *e = 0;
+	__u64 hi, lo;
+	int window_full = 1;
 
+	__builtin_memcpy(&hi, daddr, 8);
+	__builtin_memcpy(&lo, (__u8 *)daddr + 8, 8);
+	if (hi != EXP6_EMPTY && hi != EXP6_DELETED) {
+		__u32 a[4];
+		__builtin_memcpy(a, daddr, 16);
+		__u32 home = exp6_hash(a);
+#pragma unroll
+		for (int i = 0; i < EXP6_PROBES; i++) {
+			__u32 idx = (home + i) & exp6_mask;
+			__u64 *w = bpf_map_lookup_elem(&exp6_slots, &idx);
+			if (!w)
+				break;
+			__u64 w0 = *(volatile __u64 *)&w[0];
+			if (w0 == EXP6_EMPTY) {
+				window_full = 0;
+				break;
+			}
+			if (w0 != hi || *(volatile __u64 *)&w[1] != lo)
+				continue;
+			__u64 w2 = *(volatile __u64 *)&w[2];
+			__u64 w3 = *(volatile __u64 *)&w[3];
+			__u32 port = w3 & 0xff;
+			struct port_info *pi = bpf_map_lookup_elem(&port_info, &port);
+			if (!pi)
+				break;
+			__builtin_memcpy(out->dmac, &w2, 6);
+			__builtin_memcpy(out->smac, pi->smac, 6);
+			out->vlan = w2 >> 48;
+			out->port = port;
+			out->id = (w3 >> 8) & 0xffffff;
+			out->flags = 0;
+			return 1;
+		}
+	}
+	if ((flags & DP_CFG_EXP6_UPDATING) || ((flags & DP_CFG_EXP6_SPILL) && window_full))
+		e = bpf_map_lookup_elem(&exp_v6, daddr);
 	if (!e && (flags & DP_CFG_LPM_V6)) {
 		struct lpm_v6 key = { .prefixlen = 128 };
 		__builtin_memcpy(key.addr, daddr, 16);
@@ -269,6 +323,41 @@ int exp4_write(void *ctx)
 		if (wr->op == 1)
 			w[1] = wr->w1;
 		__sync_lock_test_and_set(&w[0], wr->w0);
+	}
+	return 0;
+}
+
+/* The same for the IPv6 slots: w3, w2, w1 in single stores, then w0 with an
+ * atomic exchange (a full barrier). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exp6_batch);
+} exp6_pending SEC(".maps");
+
+SEC("syscall")
+int exp6_write(void *ctx)
+{
+	__u32 zero = 0;
+	struct exp6_batch *b = bpf_map_lookup_elem(&exp6_pending, &zero);
+
+	if (!b)
+		return -1;
+	for (int i = 0; i < EXP6_BATCH; i++) {
+		if (i >= b->count)
+			break;
+		struct exp6_write *wr = &b->w[i];
+		__u32 idx = wr->index;
+		__u64 *w = bpf_map_lookup_elem(&exp6_slots, &idx);
+		if (!w)
+			return -1;
+		if (wr->op == 1) {
+			w[3] = wr->w[3];
+			w[2] = wr->w[2];
+			w[1] = wr->w[1];
+		}
+		__sync_lock_test_and_set(&w[0], wr->w[0]);
 	}
 	return 0;
 }

@@ -96,6 +96,38 @@ struct exp4_batch {
 	struct exp4_write w[EXP4_BATCH];
 };
 
+/* exp6_slots: the same for IPv6 exact matches, 32-byte slots of four 8-byte
+ * words: the address's first and last 8 bytes, then the decision (dmac and
+ * VLAN; port and id). exp6_write stores w3, w2, w1, then w0 (the address's
+ * first half) last; w0 = 0 is empty, all ones deleted, so an address whose
+ * first 8 bytes are 0 or all ones (::/64, ffff:ffff:ffff:ffff::/64) is never
+ * slotted (it lives in exp_v6 with DP_CFG_EXP6_SPILL). */
+#define EXP6_PROBES 16
+#define EXP6_EMPTY 0x0000000000000000ull
+#define EXP6_DELETED 0xffffffffffffffffull
+
+struct exp6_slot {
+	__u8 addr[16];
+	__u8 dmac[6];
+	__u16 vlan;
+	__u8 port;
+	__u8 id[3];   /* exposure id, 24 bits little-endian */
+	__u32 pad;
+};
+
+struct exp6_write {
+	__u32 index;
+	__u32 op;     /* 1: publish (w3, w2, w1, then w0), 2: clear (w0 only) */
+	__u64 w[4];
+};
+
+#define EXP6_BATCH 128
+struct exp6_batch {
+	__u32 count;
+	__u32 pad;
+	struct exp6_write w[EXP6_BATCH];
+};
+
 /* smac per tx port (the exposure's source MAC is its target interface's) */
 struct port_info {
 	__u8 smac[6];
@@ -108,5 +140,7 @@ struct port_info {
 #define DP_CFG_BLOCK_V6 (1u << 3)
 #define DP_CFG_EXP4_SPILL (1u << 4)
 #define DP_CFG_EXP4_UPDATING (1u << 5)
+#define DP_CFG_EXP6_SPILL (1u << 6)
+#define DP_CFG_EXP6_UPDATING (1u << 7)
 
 #endif

@@ -14,7 +14,14 @@ struct {
 	__type(value, __u32); /* IPv4 address, network order */
 } bench_addrs SEC(".maps");
 
-__u32 bench_count = 1; /* addresses in bench_addrs to cycle through */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct in6_addr);
+} bench_addrs6 SEC(".maps");
+
+__u32 bench_count = 1; /* addresses in bench_addrs (bench_addrs6) to cycle through */
 __u32 bench_cursor = 0;
 
 static __always_inline int prepare(struct xdp_md *ctx)
@@ -50,6 +57,43 @@ SEC("xdp")
 int xdp_bench_base(struct xdp_md *ctx)
 {
 	if (prepare(ctx) < 0)
+		return XDP_ABORTED;
+	return XDP_DROP;
+}
+
+static __always_inline int prepare6(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv6hdr *ip6 = data + ETH_HLEN;
+	__u32 idx = bench_cursor;
+	struct in6_addr *addr;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return -1;
+	if (++idx >= bench_count)
+		idx = 0;
+	bench_cursor = idx;
+	addr = bpf_map_lookup_elem(&bench_addrs6, &idx);
+	if (!addr)
+		return -1;
+	ip6->daddr = *addr;
+	ip6->hop_limit = 64;
+	return 0;
+}
+
+SEC("xdp")
+int xdp_bench6(struct xdp_md *ctx)
+{
+	if (prepare6(ctx) < 0)
+		return XDP_ABORTED;
+	return ingress(ctx);
+}
+
+SEC("xdp")
+int xdp_bench6_base(struct xdp_md *ctx)
+{
+	if (prepare6(ctx) < 0)
 		return XDP_ABORTED;
 	return XDP_DROP;
 }

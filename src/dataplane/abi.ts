@@ -39,7 +39,7 @@ export const RtReason = { not_exposed: 0, other: 1, ttl: 2, no_route: 3, redirec
 export type RtReasonName = keyof typeof RtReason;
 export const RT_REASONS = 6;
 
-export const DpConfigFlag = { lpmV4: 1, lpmV6: 2, blockV4: 4, blockV6: 8, exp4Spill: 16, exp4Updating: 32 } as const;
+export const DpConfigFlag = { lpmV4: 1, lpmV6: 2, blockV4: 4, blockV6: 8, exp4Spill: 16, exp4Updating: 32, exp6Spill: 64, exp6Updating: 128 } as const;
 
 export const Exp4Slot = struct('exp4_slot', {
   addr: ipv4,
@@ -48,8 +48,18 @@ export const Exp4Slot = struct('exp4_slot', {
   port: u8,
   id: bytes(3),
 });
+export const Exp6Slot = struct('exp6_slot', {
+  addr: ipv6,
+  dmac: mac,
+  vlan: u16,
+  port: u8,
+  id: bytes(3),
+  pad: u32,
+});
 export const PortInfo = struct('port_info', { smac: mac, pad: u16 });
 export const EXP4_PROBES = 16;
 export const EXP4_BATCH = 256;
+export const EXP6_PROBES = 16;
+export const EXP6_BATCH = 128;
 
 export const XdpAction = { aborted: 0, drop: 1, pass: 2, tx: 3, redirect: 4 } as const;

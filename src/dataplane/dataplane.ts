@@ -17,7 +17,7 @@ import {
   withNetns,
 } from '../ebpf/index.js';
 import { objectPath } from '../paths.js';
-import { Exp4Table, exp4Size } from './exp4.js';
+import { SlotTable, slotTableSize } from './slots.js';
 import { Counter, DP_MAX_PORTS, DpConfig, PortInfo, type DpReasonName, DpReason, ExposureValue, In6Addr, LpmV4, LpmV6, RtReason, type RtReasonName } from './abi.js';
 
 export interface DataplaneOptions {
@@ -73,9 +73,11 @@ export class Dataplane {
       const exposures = opts.maxExposures ?? 131072;
       const rules = opts.maxBlockRules ?? 65536;
       if (exposures * 2 > 1 << 24) throw new BpfError(`maxExposures ${exposures} is too large: at most ${1 << 23}`, { op: 'dataplane open' });
-      const slots = exp4Size(exposures);
-      obj.setMaxEntries('exp4_slots', slots);
-      obj.setConstant('exp4_mask', slots - 1);
+      const slots = slotTableSize(exposures);
+      for (const f of ['exp4', 'exp6']) {
+        obj.setMaxEntries(`${f}_slots`, slots);
+        obj.setConstant(`${f}_mask`, slots - 1);
+      }
       for (const m of ['exp_v4', 'exp_v6']) obj.setMaxEntries(m, exposures);
       obj.setMaxEntries('exp_stats', exposures * 2);
       for (const m of ['block_v4', 'block_v6']) obj.setMaxEntries(m, rules);
@@ -127,15 +129,22 @@ export class Dataplane {
     };
   }
 
-  private exact4Table: Exp4Table | undefined;
+  private exact4Table: SlotTable | undefined;
+  private exact6Table: SlotTable | undefined;
 
   /**
    * The IPv4 exact-match table to write through: it keeps exp_v4 and the
    * fast path's slot table in step (exp_v4 alone would not be seen).
    */
-  get exact4(): Exp4Table {
-    this.exact4Table ??= new Exp4Table(this.obj.map('exp4_slots'), this.obj.map('exp4_pending'), this.tables.exactV4, this.tables.config, this.obj.program('exp4_write'));
+  get exact4(): SlotTable {
+    this.exact4Table ??= SlotTable.ipv4(this.obj.map('exp4_slots'), this.obj.map('exp4_pending'), this.tables.exactV4, this.tables.config, this.obj.program('exp4_write'));
     return this.exact4Table;
+  }
+
+  /** The same for IPv6: exp_v6 and exp6_slots. */
+  get exact6(): SlotTable {
+    this.exact6Table ??= SlotTable.ipv6(this.obj.map('exp6_slots'), this.obj.map('exp6_pending'), this.tables.exactV6, this.tables.config, this.obj.program('exp6_write'));
+    return this.exact6Table;
   }
 
   get capacity(): { exposures: number; blockRules: number; ports: number } {

@@ -67,7 +67,7 @@ export class Reconciler {
 
   /** Where writes to a table go (IPv4 exact entries through the slot table). */
   private writer(table: Table): { updateBatch(e: readonly (readonly [any, ExposureValue])[]): void; deleteBatch(k: any[]): number } {
-    return table === 'exactV4' ? this.dp.exact4 : (this.dp.tables[table] as never);
+    return table === 'exactV4' ? this.dp.exact4 : table === 'exactV6' ? this.dp.exact6 : (this.dp.tables[table] as never);
   }
 
   /**

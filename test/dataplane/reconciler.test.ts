@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { BpfObject } from '../../src/ebpf/index.js';
-import { Counter, DpConfig, Exp4Slot, ExposureValue, LpmV4, LpmV6, PortInfo, XdpAction } from '../../src/dataplane/abi.js';
+import { Counter, DpConfig, Exp4Slot, Exp6Slot, ExposureValue, LpmV4, LpmV6, PortInfo, XdpAction } from '../../src/dataplane/abi.js';
 import { Blocklist } from '../../src/dataplane/blocklist.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { ExposureError, type Exposure, validateExposures } from '../../src/dataplane/exposure.js';
@@ -22,6 +22,7 @@ describe('data plane ABI', () => {
       assertMirrorsBtf(obj, 'counter', Counter);
       assertMirrorsBtf(obj, 'dp_config', DpConfig);
       assertMirrorsBtf(obj, 'exp4_slot', Exp4Slot);
+      assertMirrorsBtf(obj, 'exp6_slot', Exp6Slot);
       assertMirrorsBtf(obj, 'port_info', PortInfo);
     } finally {
       obj.close();

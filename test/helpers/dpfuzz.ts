@@ -62,15 +62,17 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
     exposedV4.push(a);
   }
   dp.exact4.updateBatch(exact4);
+  const exact6: [string, ExposureValue][] = [];
   for (let i = 0; i < 24; i++) {
     const b = v6bytes(r, '2001:db8::', 8);
     const a = formatIPv6(b);
     if (m.exactV6.has(a)) continue;
     const v = value();
-    t.exactV6.update(a, v);
+    exact6.push([a, v]);
     m.exactV6.set(a, v);
     exposedV6.push(a);
   }
+  dp.exact6.updateBatch(exact6);
   for (const [addr, len] of [['198.51.100.0', 24], ['198.51.100.128', 25], ['203.0.113.64', 26], ['192.0.2.0', 28]] as const) {
     const v = value();
     t.lpmV4.update({ prefixlen: len, addr }, v);
