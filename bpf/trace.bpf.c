@@ -80,6 +80,22 @@ struct {
 	__type(value, __u8);
 } exec_allow SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct deny_path_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} deny_files SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__type(key, struct peer_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} peer_allow SEC(".maps");
+
 /* a syscall's arguments between enter and exit, per thread */
 struct inflight {
 	__u64 a0;
@@ -88,8 +104,10 @@ struct inflight {
 	__u32 nr;       /* which handler stashed it */
 	__u32 flags;
 	__u32 mode;
-	__u32 sensitive;
+	__u32 sensitive; /* IN_SENSITIVE, IN_KILLED */
 };
+#define IN_SENSITIVE 1
+#define IN_KILLED 2
 enum { IF_OPEN = 1, IF_READ = 2, IF_CONNECT = 3, IF_ACCEPT = 4, IF_UNLINK = 5, IF_RENAME = 6 };
 
 struct {
@@ -150,6 +168,8 @@ union scratch {
 	struct trace_conn conn;
 	struct trace_data data;
 	struct lpm_path key;
+	struct deny_path_key deny;
+	struct peer_key peer;
 };
 
 struct {
@@ -327,21 +347,88 @@ static __always_inline void stash(__u32 tid, __u32 nr, __u64 a0, __u64 a1, __u64
 		count(TC_INFLIGHT_FULL);
 }
 
+static __always_inline __u32 enforce_flags(__u32 service)
+{
+	__u32 *ef = bpf_map_lookup_elem(&enforce, &service);
+
+	return ef ? *ef : 0;
+}
+
+/* Is this open forbidden to the service (an absolute path under one of its
+ * deny_files prefixes)? The syscall itself still runs (a tracepoint cannot
+ * stop it); SIGKILL is delivered before it returns to user space. */
+static __always_inline int deny_open(__u32 service, const char *upath)
+{
+	struct deny_path_key *k;
+	long n;
+
+	if (!(enforce_flags(service) & ENFORCE_FILES))
+		return 0;
+	k = scratch_slot(1);
+	if (!k)
+		return 0;
+	n = bpf_probe_read_user_str(k->path, sizeof(k->path), upath);
+	if (n < 2 || k->path[0] != '/')
+		return 0; /* unreadable, empty or relative: not matched */
+	k->service = service;
+	k->prefixlen = 32 + (n - 1) * 8;
+	return bpf_map_lookup_elem(&deny_files, k) != 0;
+}
+
+/* Is this connect forbidden to the service (an IPv4/IPv6 peer no peer_allow
+ * entry of the service covers)? Other families are not judged. */
+static __always_inline int deny_connect(__u32 service, __u64 uaddr, __u64 addrlen)
+{
+	struct peer_key *k;
+	__u16 family = 0;
+
+	if (!(enforce_flags(service) & ENFORCE_PEERS) || !uaddr)
+		return 0;
+	if (bpf_probe_read_user(&family, sizeof(family), (void *)uaddr) < 0)
+		return 0;
+	k = scratch_slot(1);
+	if (!k)
+		return 0;
+	__builtin_memset(k, 0, sizeof(*k));
+	if (family == AF_INET && addrlen >= 16) {
+		k->addr[10] = 0xff;
+		k->addr[11] = 0xff;
+		if (bpf_probe_read_user(&k->addr[12], 4, (void *)(uaddr + 4)) < 0)
+			return 0;
+	} else if (family == AF_INET6 && addrlen >= 24) {
+		if (bpf_probe_read_user(k->addr, 16, (void *)(uaddr + 8)) < 0)
+			return 0;
+	} else {
+		return 0;
+	}
+	if (bpf_probe_read_user(k->port, 2, (void *)(uaddr + 2)) < 0)
+		return 0;
+	k->service = service;
+	k->prefixlen = 32 + 128 + 16;
+	return bpf_map_lookup_elem(&peer_allow, k) == 0;
+}
+
 SEC("tracepoint/syscalls/sys_enter_openat")
 int trace_openat_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, flags = ctx->args[2];
 	__u32 sens = 0;
+	struct mon *m = monitored_self(tgid);
 
-	if (!monitored_self(tgid)) {
+	if (!m) {
 		if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)))
 			return 0;
 		if (!is_sensitive((const char *)ctx->args[1]) || tgid == self_tgid)
 			return 0;
-		sens = 1;
-	} else if (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) {
-		sens = is_sensitive((const char *)ctx->args[1]);
+		sens = IN_SENSITIVE;
+	} else {
+		if (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC))
+			sens = is_sensitive((const char *)ctx->args[1]) ? IN_SENSITIVE : 0;
+		if (deny_open(m->service, (const char *)ctx->args[1])) {
+			bpf_send_signal(9);
+			sens |= IN_KILLED;
+		}
 	}
 	stash((__u32)id, IF_OPEN, ctx->args[0], ctx->args[1], 0, flags, ctx->args[3], sens);
 	return 0;
@@ -376,7 +463,8 @@ int trace_openat_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ev) {
 		m = monitored_self(tgid);
 		fill_hdr(&ev->h, TK_OPEN, m ? m->service : 0,
-			 (m ? TH_MONITORED : 0) | (in->sensitive ? TH_SENSITIVE : 0));
+			 (m ? TH_MONITORED : 0) | (in->sensitive & IN_SENSITIVE ? TH_SENSITIVE : 0) |
+				 (in->sensitive & IN_KILLED ? TH_KILLED : 0));
 		ev->ret = ctx->ret;
 		ev->dfd = in->a0;
 		ev->flags = in->flags;
@@ -525,7 +613,27 @@ static __always_inline void fill_addrs(struct trace_conn *ev, struct sock *sk)
 	}
 }
 
-static __always_inline void track(__u32 tgid, __u32 fd, struct mon *m, __u8 role, long ret, __u64 uaddr)
+/* the peer a connect asked for, from its user sockaddr */
+static __always_inline void peer_from_user(struct trace_conn *ev, __u64 uaddr)
+{
+	__u16 family = 0, port = 0;
+
+	if (bpf_probe_read_user(&family, 2, (void *)uaddr) < 0)
+		return;
+	__builtin_memset(ev->laddr, 0, 16);
+	__builtin_memset(ev->raddr, 0, 16);
+	if (family == AF_INET)
+		bpf_probe_read_user(ev->raddr, 4, (void *)(uaddr + 4));
+	else if (family == AF_INET6)
+		bpf_probe_read_user(ev->raddr, 16, (void *)(uaddr + 8));
+	else
+		return;
+	bpf_probe_read_user(&port, 2, (void *)(uaddr + 2));
+	ev->family = family;
+	ev->rport = bpf_ntohs(port);
+}
+
+static __always_inline void track(__u32 tgid, __u32 fd, struct mon *m, __u8 role, long ret, __u64 uaddr, __u16 flags)
 {
 	struct trace_conn *ev = scratch_slot(0);
 	struct conn_key key = { .tgid = tgid, .fd = fd };
@@ -534,7 +642,7 @@ static __always_inline void track(__u32 tgid, __u32 fd, struct mon *m, __u8 role
 
 	if (!ev)
 		return;
-	fill_hdr(&ev->h, role == 1 ? TK_ACCEPT : TK_CONNECT, m->service, TH_MONITORED);
+	fill_hdr(&ev->h, role == 1 ? TK_ACCEPT : TK_CONNECT, m->service, TH_MONITORED | flags);
 	ev->ret = ret;
 	ev->fd = fd;
 	ev->role = role;
@@ -546,6 +654,8 @@ static __always_inline void track(__u32 tgid, __u32 fd, struct mon *m, __u8 role
 	sk = (ret == 0 || ret == -EINPROGRESS) ? sock_of_fd(fd) : 0;
 	if (sk)
 		fill_addrs(ev, sk);
+	else if (role == 2 && uaddr)
+		peer_from_user(ev, uaddr); /* a failed connect: the peer it was for */
 	if (ev->family == AF_UNIX && uaddr)
 		bpf_probe_read_user_str(ev->unix_path, sizeof(ev->unix_path), (void *)(uaddr + 2));
 	ev->conn_id = bpf_ktime_get_ns();
@@ -566,10 +676,16 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int trace_connect_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	struct mon *m = monitored_self(id >> 32);
+	__u32 killed = 0;
 
-	if (!monitored_self(id >> 32))
+	if (!m)
 		return 0;
-	stash((__u32)id, IF_CONNECT, ctx->args[0], ctx->args[1], 0, 0, 0, 0);
+	if (deny_connect(m->service, ctx->args[1], ctx->args[2])) {
+		bpf_send_signal(9);
+		killed = IN_KILLED;
+	}
+	stash((__u32)id, IF_CONNECT, ctx->args[0], ctx->args[1], 0, 0, 0, killed);
 	return 0;
 }
 
@@ -585,7 +701,7 @@ int trace_connect_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	m = monitored_self(tgid);
 	if (m)
-		track(tgid, in->a0, m, 2, ctx->ret, in->a1);
+		track(tgid, in->a0, m, 2, ctx->ret, in->a1, in->sensitive & IN_KILLED ? TH_KILLED : 0);
 	bpf_map_delete_elem(&inflight, &tid);
 	return 0;
 }
@@ -600,7 +716,7 @@ static __always_inline int accept_exit(long ret)
 		return 0;
 	m = monitored_self(tgid);
 	if (m)
-		track(tgid, ret, m, 1, 0, 0);
+		track(tgid, ret, m, 1, 0, 0, 0);
 	return 0;
 }
 

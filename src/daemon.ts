@@ -10,13 +10,15 @@ import { inspectRequest } from './analytics/sqli.js';
 import { EventBus, type ConsumerStats } from './trace/bus.js';
 import { type EventFilter, type TraceEvent, matches } from './trace/event.js';
 import { EventStore, type QueryOptions, type StoreStats } from './trace/store.js';
-import { Tracer, type TracerStatus } from './trace/tracer.js';
+import { type KernelRules, Tracer, type TracerStatus } from './trace/tracer.js';
+import { kernelRules } from './analytics/profile.js';
+import { probeFeatures } from './ebpf/index.js';
 
 export interface DaemonStatus extends Partial<AgentStatus> {
   dataplane: 'on' | 'off';
   trace: TracerStatus | { state: 'off' | 'failed'; error?: string };
   storage: (StoreStats & { state: 'on' }) | { state: 'off' };
-  analytics: (ReturnType<Analytics['status']> & { state: 'on'; enforcedInKernel: string[]; enforcementErrors: string[] }) | { state: 'off' };
+  analytics: (ReturnType<Analytics['status']> & { state: 'on'; enforcedInKernel: string[]; enforcement: ReturnType<Tracer['enforcement']>; lsmDeny: { available: boolean; detail: string }; enforcementErrors: string[] }) | { state: 'off' };
   pipeline: { published: number; consumers: ConsumerStats[]; droppedByClosedStreams: number };
   startedAt: string;
 }
@@ -138,25 +140,29 @@ export class Daemon {
     });
   }
 
-  /** Put the enforce-mode profiles' exec lists into the kernel, lift the others. */
+  /** Put the enforce-mode profiles' kernel rules into the kernel, lift the others. */
   applyEnforcement(): void {
     const t = this.tracer;
     const an = this.analytics;
     if (!t || !an) return;
-    const want = new Map(an.profiles.list().filter((p) => p.mode === 'enforce').map((p) => [p.service, p.exec]));
-    for (const s of t.enforcedServices()) if (!want.has(s)) t.setExecEnforcement(s, undefined);
+    const want = new Map<string, KernelRules>();
+    for (const p of an.profiles.list()) {
+      const r = kernelRules(p);
+      if (r) want.set(p.service, r);
+    }
+    for (const s of t.enforcedServices()) if (!want.has(s)) t.setEnforcement(s, undefined);
     const failures: string[] = [];
-    for (const [service, exec] of want) {
+    for (const [service, rules] of want) {
       try {
-        t.setExecEnforcement(service, exec);
+        t.setEnforcement(service, rules);
       } catch (err) {
+        // checked before any map is touched: what was in force stays
         failures.push((err as Error).message);
-        t.setExecEnforcement(service, undefined);
-        this.log.warn('exec enforcement refused: the profile stays alert-only', { service, error: (err as Error).message });
+        this.log.warn('kernel enforcement refused: the profile stays as it was in the kernel (alerts still raised)', { service, error: (err as Error).message });
       }
     }
     this.enforcementErrors = failures;
-    if (want.size) this.log.info('exec enforcement in the kernel', { services: t.enforcedServices() });
+    if (want.size) this.log.info('enforcement in the kernel', { services: t.enforcement() });
   }
 
   enforcementErrors: string[] = [];
@@ -195,7 +201,7 @@ export class Daemon {
       dataplane: this.agent ? 'on' : 'off',
       trace: this.tracer ? this.tracer.status() : this.traceError ? { state: 'failed', error: this.traceError } : { state: 'off' },
       storage: this.store ? { state: 'on', ...this.store.stats() } : { state: 'off' },
-      analytics: this.analytics ? { state: 'on', ...this.analytics.status(), enforcedInKernel: this.tracer?.enforcedServices() ?? [], enforcementErrors: this.enforcementErrors } : { state: 'off' },
+      analytics: this.analytics ? { state: 'on', ...this.analytics.status(), enforcedInKernel: this.tracer?.enforcedServices() ?? [], enforcement: this.tracer?.enforcement() ?? {}, lsmDeny: lsmDeny(), enforcementErrors: this.enforcementErrors } : { state: 'off' },
       pipeline: { published: this.bus.published, consumers: this.bus.stats(), droppedByClosedStreams: this.closedStreamDrops },
       startedAt: this.startedAt,
     };
@@ -220,4 +226,14 @@ export class Daemon {
     }
     this.log.debug('daemon stopped', { config: this.config.api.listen });
   }
+}
+
+/**
+ * Whether this kernel could deny an operation through BPF LSM instead of
+ * killing the process afterwards. The agent responds with bpf_send_signal
+ * from the tracepoints either way; the probe is reported so an operator knows.
+ */
+function lsmDeny(): { available: boolean; detail: string } {
+  const p = probeFeatures().hooks.lsm;
+  return { available: p.supported, detail: p.detail };
 }

@@ -43,6 +43,27 @@ struct exec_allow_key {
 	char path[TRACE_ALLOW_PATH];
 };
 #define ENFORCE_EXEC 1
+#define ENFORCE_FILES 2 /* opens under a deny_files prefix of the service kill */
+#define ENFORCE_PEERS 4 /* connects to an IP peer outside peer_allow kill */
+
+/* deny_files: LPM trie over (service, absolute path bytes); prefixlen counts
+ * the service's 32 bits plus 8 per path byte */
+struct deny_path_key {
+	__u32 prefixlen;
+	__u32 service;
+	char path[TRACE_ALLOW_PATH];
+};
+
+/* peer_allow: LPM trie over (service, IPv6 or IPv4-mapped address, port in
+ * network order); an entry ending inside the address allows a network on
+ * every port, one with all 176 data bits a host:port */
+struct peer_key {
+	__u32 prefixlen;
+	__u32 service;
+	__u8 addr[16];
+	__u8 port[2];
+	__u8 pad[2];
+};
 
 enum trace_counter {
 	TC_INFLIGHT_FULL = 0, /* a syscall's arguments could not be stashed: its event is lost */

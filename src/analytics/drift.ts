@@ -91,7 +91,7 @@ export class DriftDetector {
     const rule = RULES[kind];
     let severity = rule.severity;
     const details: Record<string, unknown> = { kind, value, profile_mode: c.profile.mode };
-    if (ev.type === 'process.exec' && ev.data.killed) details.response = 'killed by the kernel at exec (SIGKILL)';
+    if (ev.data.killed) details.response = `killed by the kernel at ${ev.type === 'process.exec' ? 'exec' : ev.type === 'net.connect' ? 'connect' : 'open'} (SIGKILL)`;
     if (kind === 'files_read' && SECRET_FILES.test(value)) severity = 'high';
     if (kind === 'sql') {
       const f = inspectStatement(String(ev.data.statement));

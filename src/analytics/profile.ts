@@ -10,9 +10,22 @@ export type ProfileMode = 'learn' | 'monitor' | 'enforce';
 export const PROFILE_KINDS = ['exec', 'files_read', 'files_write', 'peers', 'api', 'sql'] as const;
 export type ProfileKind = (typeof PROFILE_KINDS)[number];
 
+/**
+ * What the kernel enforces when the profile's mode is enforce, rule by rule
+ * (opt-in): `exec` kills an executable not in the exec list (on unless
+ * said otherwise), `peers` kills a connect to an IP peer outside the peers
+ * list, `files_deny` kills an open of a path under one of its prefixes.
+ */
+export interface EnforceRules {
+  exec?: boolean;
+  peers?: boolean;
+  files_deny?: string[];
+}
+
 export interface ServiceProfile {
   service: string;
   mode: ProfileMode;
+  enforce?: EnforceRules;
   learned?: { from: string; to: string; events: number };
   exec: string[];
   files_read: string[];
@@ -38,10 +51,14 @@ export function generalizePath(p: string): string {
   return out;
 }
 
-/** "GET /v3/users/{id}" from a request */
+/**
+ * "GET /v3/users/{id}" from a request: ids become {id}; in object names past
+ * /vN/collection/, runs of 4+ digits become `*` (generated names such as
+ * tempest-tag-789129952 or p-20261127 are instances, not routes).
+ */
 export function generalizeApi(method: string, target: string): string {
   const path = target.split('?')[0] ?? '';
-  const segs = path.split('/').map((s) => (s && (UUID.test(s) || HEXID.test(s) || /^\d+$/.test(s)) ? '{id}' : s));
+  const segs = path.split('/').map((s, i) => (s && (UUID.test(s) || HEXID.test(s) || /^\d+$/.test(s)) ? '{id}' : i >= 3 ? s.replace(/\d{4,}/g, '*') : s));
   return `${method} ${segs.join('/')}`;
 }
 
@@ -61,7 +78,8 @@ export function observation(ev: TraceEvent): [ProfileKind, string] | undefined {
       return typeof d.filename === 'string' ? ['exec', d.filename] : undefined;
     case 'file.open':
     case 'file.write': {
-      if (typeof d.path !== 'string' || (typeof d.result === 'number' && d.result < 0) || d.relative) return undefined;
+      // a failed open is no behaviour to learn, unless the kernel killed the process for trying
+      if (typeof d.path !== 'string' || (typeof d.result === 'number' && d.result < 0 && !d.killed) || d.relative) return undefined;
       const write = /O_WRONLY|O_RDWR|O_CREAT|O_TRUNC/.test(String(d.flags ?? ''));
       return [write ? 'files_write' : 'files_read', generalizePath(d.path)];
     }
@@ -70,7 +88,7 @@ export function observation(ev: TraceEvent): [ProfileKind, string] | undefined {
       return typeof d.path === 'string' ? ['files_write', generalizePath(d.path)] : undefined;
     case 'net.connect': {
       const p = generalizePeer(ev);
-      return p && (d.result === 0 || d.result === -115) ? ['peers', p] : undefined;
+      return p && (d.result === 0 || d.result === -115 || d.killed === true) ? ['peers', p] : undefined;
     }
     case 'http.request':
       return d.role === 'server' && typeof d.method === 'string' && typeof d.path === 'string' ? ['api', generalizeApi(d.method, d.path)] : undefined;
@@ -102,7 +120,8 @@ export class ProfileBuilder {
     s.events++;
     s.from = Math.min(s.from, ev.ts);
     s.to = Math.max(s.to, ev.ts);
-    if (o) s.kinds[o[0]].add(o[1]);
+    // what the kernel killed a process for trying is never learned as normal
+    if (o && ev.data.killed !== true) s.kinds[o[0]].add(o[1]);
   }
 
   services(): string[] {
@@ -162,12 +181,13 @@ export function profileFromYaml(text: string, file = 'profile'): ServiceProfile 
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ProfileError(`${file}: expected a mapping`);
   const o = raw as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['service', 'mode', 'learned', ...PROFILE_KINDS].includes(k)) throw new ProfileError(`${file}: ${k}: unknown setting (known: service, mode, learned, ${PROFILE_KINDS.join(', ')})`);
+  for (const k of Object.keys(o)) if (!['service', 'mode', 'learned', 'enforce', ...PROFILE_KINDS].includes(k)) throw new ProfileError(`${file}: ${k}: unknown setting (known: service, mode, learned, enforce, ${PROFILE_KINDS.join(', ')})`);
   if (typeof o.service !== 'string' || !o.service) throw new ProfileError(`${file}: service: required`);
   const mode = o.mode ?? 'monitor';
   if (mode !== 'learn' && mode !== 'monitor' && mode !== 'enforce') throw new ProfileError(`${file}: mode: expected learn, monitor or enforce`);
   const p: ServiceProfile = { service: o.service, mode, exec: [], files_read: [], files_write: [], peers: [], api: [], sql: [] };
   if (o.learned && typeof o.learned === 'object') p.learned = o.learned as ServiceProfile['learned'] & object;
+  if (o.enforce !== undefined && o.enforce !== null) p.enforce = enforceFromYaml(o.enforce, file);
   for (const k of PROFILE_KINDS) {
     const v = o[k] ?? [];
     if (!Array.isArray(v)) throw new ProfileError(`${file}: ${k}: expected a list`);
@@ -177,6 +197,38 @@ export function profileFromYaml(text: string, file = 'profile'): ServiceProfile 
     p[k] = v as string[];
   }
   return p;
+}
+
+function enforceFromYaml(v: unknown, file: string): EnforceRules {
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ProfileError(`${file}: enforce: expected a mapping (exec, peers, files_deny)`);
+  const o = v as Record<string, unknown>;
+  const out: EnforceRules = {};
+  for (const [k, x] of Object.entries(o)) {
+    if (k === 'exec' || k === 'peers') {
+      if (typeof x !== 'boolean') throw new ProfileError(`${file}: enforce.${k}: expected true or false`);
+      out[k] = x;
+    } else if (k === 'files_deny') {
+      if (!Array.isArray(x)) throw new ProfileError(`${file}: enforce.files_deny: expected a list of absolute path prefixes`);
+      x.forEach((f, i) => {
+        if (typeof f !== 'string' || !f.startsWith('/')) throw new ProfileError(`${file}: enforce.files_deny[${i}]: expected an absolute path prefix`);
+        if (f.includes('*')) throw new ProfileError(`${file}: enforce.files_deny[${i}]: "${f}": prefixes only, no patterns (the kernel matches path prefixes)`);
+        if (Buffer.byteLength(f) > 127) throw new ProfileError(`${file}: enforce.files_deny[${i}]: longer than 127 bytes`);
+      });
+      out.files_deny = x as string[];
+    } else throw new ProfileError(`${file}: enforce.${k}: unknown rule (known: exec, peers, files_deny)`);
+  }
+  return out;
+}
+
+/** The kernel rules a profile asks for: none unless its mode is enforce; exec on by default then. */
+export function kernelRules(p: ServiceProfile): { exec?: string[]; peers?: string[]; filesDeny?: string[] } | undefined {
+  if (p.mode !== 'enforce') return undefined;
+  const e = p.enforce ?? {};
+  const out: { exec?: string[]; peers?: string[]; filesDeny?: string[] } = {};
+  if (e.exec !== false) out.exec = p.exec;
+  if (e.peers) out.peers = p.peers;
+  if (e.files_deny?.length) out.filesDeny = e.files_deny;
+  return out;
 }
 
 /** A profile compiled for lookups: exact values in sets, globs in a list. */

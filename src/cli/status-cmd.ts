@@ -121,7 +121,7 @@ type Status = {
     sessions?: { open: number };
   };
   storage?: { state: string; path?: string; rows?: number; bytes?: number; segments?: number; oldestTs?: number | null; writeErrors?: number; droppedSegments?: number };
-  analytics?: { state: string; active?: number; raised?: number; resolved?: number; suppressed?: number; failedAuthentications?: number };
+  analytics?: { state: string; active?: number; raised?: number; resolved?: number; suppressed?: number; failedAuthentications?: number; enforcement?: Record<string, Record<string, number>>; lsmDeny?: { available: boolean; detail: string } };
   pipeline?: { published: number; consumers: { name: string; queued: number; capacity: number; delivered: number; dropped: number }[]; droppedByClosedStreams: number };
   exposures: number;
   attachments: { hook: string; ifname: string }[];
@@ -162,6 +162,10 @@ export function formatStatus(s: Status): string {
   const an = s.analytics;
   if (an?.state === 'on') out.push(`analytics   ${an.active} alerts firing, ${an.raised} raised, ${an.resolved} resolved${an.suppressed ? `, ${an.suppressed} suppressed by the rate limit` : ''}; ${an.failedAuthentications} failed Keystone authentications seen`);
   else if (an) out.push('analytics   off');
+  if (an?.state === 'on' && an.enforcement && Object.keys(an.enforcement).length) {
+    const rules = Object.entries(an.enforcement).map(([svc, r]) => `${svc} (${Object.entries(r).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing listed'})`);
+    out.push(`enforcing   ${rules.join('; ')}: SIGKILL from the tracepoints; BPF LSM deny ${an.lsmDeny?.available ? 'available' : `unavailable (${an.lsmDeny?.detail ?? 'not probed'})`}`);
+  }
   if (s.pipeline) {
     out.push(`pipeline    ${s.pipeline.published} published; ${s.pipeline.consumers.map((c) => `${c.name} ${c.queued}/${c.capacity} queued, ${c.dropped} dropped`).join('; ')}${s.pipeline.droppedByClosedStreams ? `; closed streams dropped ${s.pipeline.droppedByClosedStreams}` : ''}`);
   }

@@ -4,8 +4,9 @@
 // → sessions (HTTP / SQL) → redacted events on the bus. Every stage counts
 // what it loses: the kernel (ring full, stash/connection tables full,
 // unreadable user memory), the decoder (malformed records), the bus queues.
+import { isIP } from 'node:net';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { BpfObject, formatIPv6, type Link, RingBuffer, sumPerCpu, u32, u64 } from '../ebpf/index.js';
+import { BpfObject, formatIPv6, type Link, parseIPv6, RingBuffer, sumPerCpu, u32, u64 } from '../ebpf/index.js';
 import type { Logger } from '../log.js';
 import { objectPath } from '../paths.js';
 import type { EventBus } from './bus.js';
@@ -322,7 +323,13 @@ export class Tracer {
         if (r.ret < 0) data.error = ERRNO[-r.ret] ?? `errno ${-r.ret}`;
         if (r.path.charCodeAt(0) !== 47) data.relative = true;
         if (r.flags & TH_SENSITIVE) data.sensitive = true;
+        const killed = (r.flags & TH_KILLED) !== 0;
+        if (killed) data.killed = true;
         this.publish(r, type, data);
+        if (killed) {
+          const svc = this.procs.serviceName(r.service);
+          this.publish(r, 'response.kill', { action: 'kill', signal: 9, path: r.path, reason: `${r.path} is under a deny_files prefix of the enforce-mode profile of ${svc}`, enforced_service: svc });
+        }
         return;
       }
       case 5:
@@ -334,11 +341,18 @@ export class Tracer {
         const fam = r.family === 2 ? 'ipv4' : r.family === 10 ? 'ipv6' : r.family === 1 ? 'unix' : String(r.family);
         const data: Record<string, unknown> = { fd: r.fd, family: fam, ...result(r.ret) };
         if (r.family === 2 || r.family === 10) {
-          data.protocol = r.proto === 6 ? 'tcp' : r.proto === 17 ? 'udp' : r.proto;
-          data.local = r.family === 10 ? `[${r.laddr}]:${r.lport}` : `${r.laddr}:${r.lport}`;
+          // a failed connect knows only the peer it asked for
+          if (r.proto) data.protocol = r.proto === 6 ? 'tcp' : r.proto === 17 ? 'udp' : r.proto;
+          if (r.lport) data.local = r.family === 10 ? `[${r.laddr}]:${r.lport}` : `${r.laddr}:${r.lport}`;
           data.remote = r.family === 10 ? `[${r.raddr}]:${r.rport}` : `${r.raddr}:${r.rport}`;
         } else if (r.unixPath) data.path = r.unixPath;
+        const killed = (r.flags & TH_KILLED) !== 0;
+        if (killed) data.killed = true;
         this.publish(r, r.kind === 6 ? 'net.connect' : 'net.accept', data);
+        if (killed) {
+          const svc = this.procs.serviceName(r.service);
+          this.publish(r, 'response.kill', { action: 'kill', signal: 9, remote: data.remote, reason: `${String(data.remote)} is not among the peers of the enforce-mode profile of ${svc}`, enforced_service: svc });
+        }
         return;
       }
       case 8: {
@@ -401,41 +415,63 @@ export class Tracer {
     for (const k of gone) conns.delete(k);
   }
 
-  private readonly enforced = new Map<string, Set<string>>();
+  /** per service: the map keys its enforcement put into the kernel */
+  private readonly enforced = new Map<string, { exec: Map<string, Buffer>; files: Map<string, Buffer>; peers: Map<string, Buffer> }>();
 
   /**
-   * Exec enforcement for a service: from now on its processes may only
-   * execute `allowed` (exact paths, ≤ 127 bytes); anything else is killed
-   * by the kernel at exec. `undefined` lifts it.
+   * Kernel enforcement for a service (see KernelRules); `undefined` lifts
+   * it. Everything is checked before a map is touched: a rule that cannot be
+   * put into the kernel (a pattern where exact values are needed) is refused
+   * with the value named, and what was in force stays. Allow-lists grow before
+   * enforcement switches on and shrink after: a listed executable or peer is
+   * never killed in between.
    */
-  setExecEnforcement(service: string, allowed: string[] | undefined): void {
+  setEnforcement(service: string, rules: KernelRules | undefined): void {
     const id = this.procs.serviceId(service);
-    const allow = this.obj.map('exec_allow');
     const enforce = this.obj.map('enforce').typed(u32, u32);
-    const key = (path: string): Buffer => {
-      const k = Buffer.alloc(4 + 128);
-      k.writeUInt32LE(id, 0);
-      Buffer.from(path, 'utf8').copy(k, 4, 0, 127);
-      return k;
-    };
-    const before = this.enforced.get(service) ?? new Set<string>();
-    if (allowed === undefined) {
-      enforce.delete(id);
-      for (const p of before) allow.delete(key(p));
-      this.enforced.delete(service);
-      return;
+    const maps = { exec: this.obj.map('exec_allow'), files: this.obj.map('deny_files'), peers: this.obj.map('peer_allow') };
+    const before = this.enforced.get(service) ?? { exec: new Map<string, Buffer>(), files: new Map<string, Buffer>(), peers: new Map<string, Buffer>() };
+    const next = { exec: new Map<string, Buffer>(), files: new Map<string, Buffer>(), peers: new Map<string, Buffer>() };
+    let flags = 0;
+    if (rules?.exec) {
+      flags |= ENFORCE_EXEC;
+      for (const p of rules.exec) {
+        if (p.includes('*')) throw new RangeError(`${service}: exec pattern "${p}" cannot be enforced in the kernel (exact paths only)`);
+        const k = Buffer.alloc(4 + 128);
+        k.writeUInt32LE(id, 0);
+        Buffer.from(p, 'utf8').copy(k, 4, 0, 127);
+        next.exec.set(p, k);
+      }
     }
-    for (const p of allowed) if (p.includes('*')) throw new RangeError(`${service}: exec pattern "${p}" cannot be enforced in the kernel (exact paths only)`);
-    const next = new Set(allowed);
-    // allow first, then switch enforcement on: never a window where a listed executable is killed
-    for (const p of next) if (!before.has(p)) allow.update(key(p), Buffer.from([1]));
-    enforce.update(id, 1);
-    for (const p of before) if (!next.has(p)) allow.delete(key(p));
-    this.enforced.set(service, next);
+    if (rules?.filesDeny) {
+      flags |= ENFORCE_FILES;
+      for (const p of rules.filesDeny) next.files.set(p, denyPathKey(service, id, p));
+    }
+    if (rules?.peers) {
+      flags |= ENFORCE_PEERS;
+      for (const p of rules.peers) {
+        const k = peerKey(service, id, p);
+        if (k) next.peers.set(p, k);
+      }
+    }
+    const one = Buffer.from([1]);
+    for (const [name, m] of Object.entries(next) as [keyof typeof next, Map<string, Buffer>][]) for (const [v, k] of m) if (!before[name].has(v)) maps[name].update(k, one);
+    if (flags) enforce.update(id, flags);
+    else enforce.delete(id);
+    for (const [name, m] of Object.entries(before) as [keyof typeof next, Map<string, Buffer>][]) for (const [v, k] of m) if (!next[name].has(v)) maps[name].delete(k);
+    if (flags) this.enforced.set(service, next);
+    else this.enforced.delete(service);
   }
 
   enforcedServices(): string[] {
     return [...this.enforced.keys()];
+  }
+
+  /** What the kernel enforces per service: rule → number of entries. */
+  enforcement(): Record<string, { exec?: number; files_deny?: number; peers?: number }> {
+    const out: Record<string, { exec?: number; files_deny?: number; peers?: number }> = {};
+    for (const [s, e] of this.enforced) out[s] = { ...(e.exec.size ? { exec: e.exec.size } : {}), ...(e.files.size ? { files_deny: e.files.size } : {}), ...(e.peers.size ? { peers: e.peers.size } : {}) };
+    return out;
   }
 
   kernelCounters(): Record<(typeof COUNTERS)[number], number> {
@@ -534,4 +570,70 @@ function readTcpTable(pid: number): TcpSocket[] {
     }
   }
   return out;
+}
+
+/** The kernel's rules for one service: each list given switches its rule on. */
+export interface KernelRules {
+  /** executables allowed (exact paths) */
+  exec?: string[];
+  /** path prefixes whose open kills */
+  filesDeny?: string[];
+  /** peers allowed: HOST:PORT, [V6]:PORT, HOST:*, NET/LEN:*; unix: entries are not judged */
+  peers?: string[];
+}
+
+const ENFORCE_EXEC = 1;
+const ENFORCE_FILES = 2;
+const ENFORCE_PEERS = 4;
+
+/** deny_files key: prefixlen, service, path bytes (zero-padded to 128) */
+export function denyPathKey(service: string, id: number, prefix: string): Buffer {
+  const b = Buffer.from(prefix, 'utf8');
+  if (!prefix.startsWith('/') || prefix.includes('*') || b.length > 127) throw new RangeError(`${service}: files_deny "${prefix}" cannot be enforced in the kernel (an absolute path prefix of at most 127 bytes, no patterns)`);
+  const k = Buffer.alloc(8 + 128);
+  k.writeUInt32LE(32 + b.length * 8, 0);
+  k.writeUInt32LE(id, 4);
+  b.copy(k, 8);
+  return k;
+}
+
+/**
+ * peer_allow key for a profile peer, undefined for a unix socket (not
+ * judged in the kernel). A network with one port cannot be a prefix (the
+ * port's bits come after the address's) and is refused.
+ */
+export function peerKey(service: string, id: number, peer: string): Buffer | undefined {
+  if (peer.startsWith('unix:')) return undefined;
+  const bad = (why: string): RangeError => new RangeError(`${service}: peer "${peer}" cannot be enforced in the kernel: ${why}`);
+  const m = /^(?:\[([0-9a-fA-F:.]+)(?:\/(\d+))?\]|([0-9.]+)(?:\/(\d+))?):(\d+|\*)$/.exec(peer);
+  if (!m) throw bad('expected HOST:PORT, [IPv6]:PORT, HOST:* or NET/LEN:*');
+  const v6 = m[1] !== undefined;
+  const addr = (v6 ? m[1] : m[3]) as string;
+  const lenText = v6 ? m[2] : m[4];
+  const port = m[5] as string;
+  const a = Buffer.alloc(16);
+  if (v6) {
+    if (!isIP(addr) || isIP(addr) !== 6) throw bad(`${addr} is not an IPv6 address`);
+    parseIPv6(addr).copy(a);
+  } else {
+    if (isIP(addr) !== 4) throw bad(`${addr} is not an IPv4 address`);
+    a[10] = 0xff;
+    a[11] = 0xff;
+    addr.split('.').forEach((o, i) => (a[12 + i] = Number(o)));
+  }
+  const max = v6 ? 128 : 32;
+  const len = lenText === undefined ? max : Number(lenText);
+  if (!(len >= 0 && len <= max)) throw bad(`prefix length ${lenText} is out of range`);
+  if (len < max && port !== '*') throw bad('a network with one port is not a prefix: use NET/LEN:* or HOST:PORT');
+  const addrBits = (v6 ? 0 : 96) + len;
+  const k = Buffer.alloc(28);
+  k.writeUInt32LE(32 + addrBits + (port === '*' ? 0 : 16), 0);
+  k.writeUInt32LE(id, 4);
+  a.copy(k, 8);
+  if (port !== '*') {
+    const n = Number(port);
+    if (!(n >= 0 && n <= 65535)) throw bad(`port ${port} is out of range`);
+    k.writeUInt16BE(n, 24);
+  }
+  return k;
 }

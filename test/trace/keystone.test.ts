@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -298,6 +299,67 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     assert.deepEqual((await agent.api('GET', '/v1/status')).json.analytics.enforcedInKernel, []);
     await py(`os.system('/bin/sh -c "echo ran > ${proof}"')`);
     assert.ok(existsSync(proof));
+  });
+
+  test('enforce: an open under files_deny and a connect to a peer outside the profile are killed by the kernel; what the profile allows is not', async () => {
+    const drift = `${service}-drift`;
+    const marker = `${drift}-marker`;
+    const listen = async (): Promise<[Server, number]> => {
+      // a killed client resets its connection: that is expected here
+      const srv = createServer((c) => {
+        c.on('error', () => undefined);
+        c.end('hello\n');
+      });
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+      return [srv, (srv.address() as { port: number }).port];
+    };
+    const [allowedSrv, allowed] = await listen();
+    const [forbiddenSrv, forbidden] = await listen();
+    const profile = (await agent.api('GET', `/v1/profiles/${drift}`)).json;
+    const file = join(work, 'state', 'profiles', `${drift}.yaml`);
+    try {
+      writeFileSync(file, profileToYaml({ ...profile, mode: 'enforce', peers: [...profile.peers, `127.0.0.1:${allowed}`], enforce: { exec: false, peers: true, files_deny: ['/etc/shadow', '/root/.ssh/'] } }));
+      assert.match(await stackbpf(['profile', 'apply']), new RegExp(`in force: .*${drift}`));
+      const st = (await agent.api('GET', '/v1/status')).json.analytics;
+      assert.deepEqual(st.enforcement[drift], { files_deny: 2, peers: profile.peers.filter((p: string) => !p.startsWith('unix:')).length + 1 });
+      assert.equal(typeof st.lsmDeny.available, 'boolean');
+      /** exit status of a stand-in run: its stdout, or the signal that ended it */
+      const py = (code: string): Promise<{ out: string; signal?: string }> =>
+        run('/usr/bin/python3', ['-c', `import os,socket,sys,time; time.sleep(1.0); ${code}`, marker], { timeout: 20_000 }).then(
+          (r) => ({ out: r.stdout }),
+          (e: { stdout?: string; signal?: string }) => ({ out: e.stdout ?? '', signal: e.signal ?? 'none' }),
+        );
+      // allowed: a peer in the profile, a file not under a denied prefix
+      assert.deepEqual(await py(`print(socket.create_connection(('127.0.0.1', ${allowed})).recv(5).decode()); print(open('/etc/hostname').read() != '')`), { out: 'hello\nTrue\n' });
+      // forbidden: killed before the result reaches the process
+      const shadow = await py("print('opened', open('/etc/shadow').fileno(), flush=True)");
+      assert.equal(shadow.signal, 'SIGKILL');
+      assert.ok(!shadow.out.includes('opened'), 'the process never saw the descriptor');
+      const peer = await py(`s = socket.create_connection(('127.0.0.1', ${forbidden})); print('connected', flush=True)`);
+      assert.equal(peer.signal, 'SIGKILL');
+      assert.ok(!peer.out.includes('connected'));
+      let kills: TraceEvent[] = [];
+      await until('the response events', async () => (kills = await events(`service=${drift}&type=response.kill&limit=20`)).filter((k) => k.data.path === '/etc/shadow' || k.data.remote === `127.0.0.1:${forbidden}`).length === 2);
+      assert.match(String(kills.find((k) => k.data.path === '/etc/shadow')?.data.reason), /under a deny_files prefix of the enforce-mode profile/);
+      assert.match(String(kills.find((k) => k.data.remote === `127.0.0.1:${forbidden}`)?.data.reason), /not among the peers of the enforce-mode profile/);
+      const opens = await events(`service=${drift}&type=file.open&path=/etc/shadow&limit=5`);
+      assert.equal(opens[0]?.data.killed, true);
+      await until('the drift alert says what was done', async () => ((await agent.api('GET', '/v1/alerts?active=1')).json as any[]).some((a) => a.rule === 'drift.peers' && a.service === drift && a.details.value === `127.0.0.1:${forbidden}` && /killed by the kernel at connect/.test(a.details.response ?? '')));
+      // a rule the kernel cannot hold is refused with the value named, and what was in force stays
+      writeFileSync(file, profileToYaml({ ...profile, mode: 'enforce', peers: ['10.0.0.0/8:5672'], enforce: { exec: false, peers: true } }));
+      await stackbpf(['profile', 'apply']).catch(() => undefined);
+      const refused = (await agent.api('GET', '/v1/status')).json.analytics;
+      assert.match(refused.enforcementErrors.join('\n'), /10\.0\.0\.0\/8:5672.*a network with one port is not a prefix/);
+      assert.deepEqual(Object.keys(refused.enforcement[drift] ?? {}).sort(), ['files_deny', 'peers']);
+    } finally {
+      writeFileSync(file, profileToYaml({ ...profile, mode: 'monitor' }));
+      await stackbpf(['profile', 'apply']).catch(() => undefined);
+      allowedSrv.close();
+      forbiddenSrv.close();
+    }
+    assert.deepEqual((await agent.api('GET', '/v1/status')).json.analytics.enforcement, {});
+    const again = await run('/usr/bin/python3', ['-c', "import time; time.sleep(1.0); print(len(open('/etc/shadow').read()) > 0)", marker], { timeout: 20_000 });
+    assert.equal(again.stdout, 'True\n', 'lifted: the same open works');
   });
 
   test('redaction: the admin password, the database password and the issued token appear in no stored byte, log line or CLI output', async () => {
