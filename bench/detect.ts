@@ -1,19 +1,23 @@
-// npm run bench -- detect [--level N] [--risk N]
+// npm run bench -- detect [--level N] [--risk N] [--no-neutron]
 //
 // Detection accuracy on the real testbed: a real Keystone (uwsgi, MariaDB)
-// traced by the real agent.
-// Every client talks to Keystone through Apache with ModSecurity and the
-// OWASP CRS in DetectionOnly mode (./waf.ts; the catalog names the proxy),
-// so the WAF's verdicts on the very same requests are reported alongside.
-// 1. learn: benign traffic (the `openstack` client's common commands, each
-//    kind of change made once, and one run of tempest's identity API tests)
-//    → Keystone's profile, learned from the store;
+// and a real Neutron (ML2/OVN, on a real OVN NB/SB) traced by the real agent.
+// Every client talks to Keystone and Neutron through Apache with
+// ModSecurity and the OWASP CRS in DetectionOnly mode (./waf.ts; the
+// catalog names the proxies), so the WAF's verdicts on the very same
+// requests are reported alongside.
+// 1. learn: benign traffic (the `openstack` client's common identity and
+//    network commands, each kind of change made once, and one run of
+//    tempest's identity API tests) → Keystone's and Neutron's profiles,
+//    learned from the store;
 // 2. benign: the same kinds of commands on other objects and a second
 //    tempest run, not used for learning → every alert raised is a false
 //    positive;
-// 3. sqlmap (its own payloads, --batch) against GET /v3/users?name= and the
-//    user name in the JSON body of POST /v3/auth/tokens → recall over the
-//    requests that carried a payload (sqlmap's traffic log says which);
+// 3. sqlmap (its own payloads, --batch) against GET /v3/users?name=, the
+//    user name in the JSON body of POST /v3/auth/tokens and GET
+//    /v2.0/networks?name= → recall over the requests that carried a payload
+//    (sqlmap's traffic log says which; requests are matched one to one, in
+//    order, with the agent's events and the WAF's verdicts);
 // 4. credential guessing at full speed → time from the 401 that crossed
 //    the threshold reaching the attacker to the alert reaching a client of
 //    the agent's alert stream (negative: the operator heard first);
@@ -21,6 +25,7 @@
 //    by an operator rule, as a compromised worker would be) runs a shell,
 //    reads /etc/shadow, connects to a new peer, writes under /etc/keystone.
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +33,8 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { parseArgs, promisify } from 'node:util';
 import { OpenStack } from '../test/helpers/openstack.js';
-import { inspectValue } from '../src/analytics/sqli.js';
+import { OvnStack } from '../test/helpers/ovn.js';
+import { decodeLenient, inspectValue } from '../src/analytics/sqli.js';
 import { agentApi, startAgent } from './trace-overhead.js';
 import { freePort } from '../test/helpers/ovsdb.js';
 import { runTempest, tempestMissing, type TempestResult } from './tempest.js';
@@ -46,11 +52,12 @@ interface AlertMsg {
 }
 
 export const bench = {
-  summary: 'detection accuracy on real Keystone: sqlmap recall, false positives on benign openstack-client and tempest traffic, brute-force latency, drift scenarios; ModSecurity + CRS on the same requests',
+  summary: 'detection accuracy on real Keystone and Neutron: sqlmap recall, false positives on benign openstack-client and tempest traffic, brute-force latency, drift scenarios; ModSecurity + CRS on the same requests',
   async run(args: string[]): Promise<Record<string, unknown>> {
-    const { values } = parseArgs({ args, options: { level: { type: 'string' }, risk: { type: 'string' } }, strict: true });
+    const { values } = parseArgs({ args, options: { level: { type: 'string' }, risk: { type: 'string' }, 'no-neutron': { type: 'boolean' } }, strict: true });
     const level = values.level ?? '3';
     const risk = values.risk ?? '2';
+    const withNeutron = !values['no-neutron'];
     await run('sqlmap', ['--version']).catch(() => {
       throw new Error('the detect benchmark needs sqlmap: apt-get install --no-install-recommends sqlmap');
     });
@@ -60,17 +67,44 @@ export const bench = {
     chmodSync(work, 0o711); // Apache's worker user reaches its own directory below
     const marker = 'sbb-keystone-standin';
     writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: keystone\n    cmdline: "${marker}"\n`);
-    const frontPort = await freePort();
-    const os = await OpenStack.start({ db: 'mariadb', endpointUrl: `http://127.0.0.1:${frontPort}/v3` });
+    const cleanup: (() => Promise<unknown>)[] = [];
+    const stopAll = async (): Promise<void> => {
+      for (const f of cleanup.reverse()) await f().catch((e: Error) => log(`cleanup: ${e.message}`));
+    };
+    let os: OpenStack;
     let waf: ModSecurityFront;
+    let wafN: ModSecurityFront | undefined;
     try {
+      let neutron: { nbConnection: string; sbConnection: string } | undefined;
+      if (withNeutron) {
+        // Neutron's ML2/OVN needs OVN's databases (and a chassis): a private OVN in a namespace of its own
+        const ns = `sbbdet${randomBytes(3).toString('hex')}`;
+        await run('ip', ['netns', 'add', ns]);
+        cleanup.push(() => run('ip', ['netns', 'delete', ns]));
+        const ovn = await OvnStack.start(ns);
+        cleanup.push(() => ovn.stop());
+        neutron = { nbConnection: ovn.sock('nb'), sbConnection: ovn.sock('sb') };
+      }
+      const frontPort = await freePort();
+      os = await OpenStack.start({ db: 'mariadb', endpointUrl: `http://127.0.0.1:${frontPort}/v3`, ...(neutron ? { neutron } : {}) });
+      const osRef = os;
+      cleanup.push(() => osRef.stop());
       waf = await ModSecurityFront.start(join(work, 'waf'), os.keystonePort, { port: frontPort });
+      const wafRef = waf;
+      cleanup.push(() => wafRef.stop());
+      if (neutron) {
+        wafN = await ModSecurityFront.start(join(work, 'waf-neutron'), os.neutronPort);
+        const w = wafN;
+        cleanup.push(() => w.stop());
+      }
     } catch (err) {
-      await os.stop();
+      await stopAll();
+      rmSync(work, { recursive: true, force: true });
       throw err;
     }
     const url = `${waf.url}/v3`;
     const agent = await startAgent(work, { trace: { rules_file: join(work, 'rules.yaml') }, analytics: { bruteforce: { per_source: 10, per_user: 10 } } });
+    cleanup.push(() => agent.stop());
     const alerts: AlertMsg[] = [];
     const streamReq = request({ socketPath: agent.socket, path: '/v1/alerts/stream' }, (res) => {
       let buf = '';
@@ -103,28 +137,54 @@ export const bench = {
         }
       }
     };
+    const identitySession = (tag: string): string[][] => [
+      ['token', 'issue'],
+      ['project', 'list'],
+      ['user', 'list'],
+      ['domain', 'list'],
+      ['role', 'list'],
+      ['service', 'list'],
+      ['endpoint', 'list'],
+      ['user', 'show', 'admin'],
+      ['project', 'show', 'admin'],
+      ['project', 'create', '--description', `project ${tag} (it's a test)`, `p-${tag}`],
+      ['user', 'create', '--password', `pw-${tag}-secret`, '--project', `p-${tag}`, `u-${tag}`],
+      ['role', 'add', '--project', `p-${tag}`, '--user', `u-${tag}`, 'admin'],
+      ['role', 'assignment', 'list', '--project', `p-${tag}`],
+      ['user', 'delete', `u-${tag}`],
+      ['project', 'delete', `p-${tag}`],
+    ];
+    const networkSession = (tag: string): string[][] => [
+      ['network', 'list'],
+      ['network', 'create', '--description', `network ${tag} (a test's)`, `n-${tag}`],
+      ['network', 'show', `n-${tag}`],
+      ['subnet', 'create', '--network', `n-${tag}`, '--subnet-range', '198.51.100.0/24', `s-${tag}`],
+      ['subnet', 'list'],
+      ['port', 'create', '--network', `n-${tag}`, `port-${tag}`],
+      ['port', 'list'],
+      ['port', 'show', `port-${tag}`],
+      ['security', 'group', 'create', `sg-${tag}`],
+      ['security', 'group', 'rule', 'create', '--protocol', 'tcp', '--dst-port', '22', `sg-${tag}`],
+      ['security', 'group', 'list'],
+      ['router', 'create', `r-${tag}`],
+      ['router', 'list'],
+      ['router', 'delete', `r-${tag}`],
+      ['security', 'group', 'delete', `sg-${tag}`],
+      ['port', 'delete', `port-${tag}`],
+      ['subnet', 'delete', `s-${tag}`],
+      ['network', 'delete', `n-${tag}`],
+    ];
     const session = async (tag: string): Promise<void> => {
-      for (const c of [
-        ['token', 'issue'],
-        ['project', 'list'],
-        ['user', 'list'],
-        ['domain', 'list'],
-        ['role', 'list'],
-        ['service', 'list'],
-        ['endpoint', 'list'],
-        ['user', 'show', 'admin'],
-        ['project', 'show', 'admin'],
-        ['project', 'create', '--description', `project ${tag} (it's a test)`, `p-${tag}`],
-        ['user', 'create', '--password', `pw-${tag}-secret`, '--project', `p-${tag}`, `u-${tag}`],
-        ['role', 'add', '--project', `p-${tag}`, '--user', `u-${tag}`, 'admin'],
-        ['role', 'assignment', 'list', '--project', `p-${tag}`],
-        ['user', 'delete', `u-${tag}`],
-        ['project', 'delete', `p-${tag}`],
-      ])
-        await osc(c);
+      for (const c of [...identitySession(tag), ...(wafN ? networkSession(tag) : [])]) await osc(c);
     };
+    const services = wafN ? ['keystone', 'neutron-server'] : ['keystone'];
     const result: Record<string, unknown> = {};
     try {
+      if (wafN) {
+        // the catalog names Neutron's proxy, as it names Keystone's
+        await osc(['service', 'create', '--name', 'neutron', 'network']);
+        await osc(['endpoint', 'create', '--region', 'RegionOne', 'network', 'public', wafN.url]);
+      }
       // 1. learn
       const t0 = Date.now();
       log('learning: openstack client session 1 of 2');
@@ -134,12 +194,12 @@ export const bench = {
       log("learning: tempest's identity API tests");
       const tempestLearn = await runTempest(join(work, 'tempest-learn'), url, os.password);
       await new Promise((r) => setTimeout(r, 1500));
-      const learned = await api(agent.socket, 'POST', '/v1/profiles/learn', { since: t0, services: ['keystone'], mode: 'monitor' });
+      const learned = await api(agent.socket, 'POST', '/v1/profiles/learn', { since: t0, services, mode: 'monitor' });
       log(`learned: ${JSON.stringify(learned.learned)}`);
       // 2. benign, not used for learning
       const tb = Date.now();
       const alertsBefore = alerts.length;
-      log('benign: openstack client session on new objects');
+      log('benign: openstack client sessions on new objects');
       await session('eval1');
       await session('eval2');
       log("benign: tempest's identity API tests again");
@@ -147,13 +207,18 @@ export const bench = {
       await new Promise((r) => setTimeout(r, 1500));
       const te = Date.now();
       const benignAlerts = alerts.slice(alertsBefore).filter((a) => a.change === 'raised');
-      const benignEvents = (await api(agent.socket, 'GET', `/v1/events?service=keystone&type=http.request&since=${tb}&until=${te}&limit=100000`)) as unknown[];
-      if (benignEvents.length >= 10_000) throw new Error('the benign window holds 10,000 request events or more, past what one /v1/events query returns: shorten it');
-      result.benign_requests = benignEvents.length;
+      let benignRequests = 0;
+      for (const svc of services) {
+        const evs = (await api(agent.socket, 'GET', `/v1/events?service=${svc}&type=http.request&since=${tb}&until=${te}&limit=10000`)) as { data: Record<string, unknown> }[];
+        if (evs.length >= 10_000) throw new Error('the benign window holds 10,000 request events or more, past what one /v1/events query returns: shorten it');
+        benignRequests += evs.filter((e) => e.data.role === 'server').length;
+      }
+      result.benign_requests = benignRequests;
       result.benign_alerts = benignAlerts.length;
       result.benign_alert_rules = benignAlerts.map((a) => `${a.alert.rule} ${a.alert.subject}`);
       result.tempest = { learn: tempestLearn, eval: tempestEval } satisfies Record<string, TempestResult>;
-      const wafBenign = waf.verdicts().filter((v) => v.ts >= tb && v.ts < te);
+      const fronts = [waf, ...(wafN ? [wafN] : [])];
+      const wafBenign = fronts.flatMap((f) => f.verdicts().filter((v) => v.ts >= tb && v.ts < te));
       // 4. brute force at full speed (before sqlmap: its POST run is itself a brute force, and the source's alert would already be firing)
       const bfStart = alerts.length;
       let crossedAt = 0;
@@ -169,92 +234,55 @@ export const bench = {
         if (!bfAlert) await new Promise((r) => setTimeout(r, 10));
       }
       result.bruteforce_detect_ms = bfAlert ? Math.round((bfAlert.at - crossedAt) * 10) / 10 : null;
-      // 3. sqlmap
+      // 3. sqlmap, one target at a time
       const token = await os.authToken();
-      const ta = Date.now();
       const sqlmapOut = join(work, 'sqlmap');
       mkdirSync(sqlmapOut);
-      const sqlmap = async (traffic: string, extra: string[]): Promise<void> => {
-        await run('sqlmap', ['--batch', '--level', level, '--risk', risk, '--time-sec', '1', '--threads', '1', '-t', traffic, '--output-dir', sqlmapOut, '--flush-session', '--disable-coloring', ...extra], { timeout: 900_000, maxBuffer: 64 << 20 }).catch((e: { code?: number }) => {
+      const targets: SqlmapTarget[] = [
+        { name: 'keystone GET /v3/users?name=', service: 'keystone', front: waf, method: 'GET', path: '/v3/users', param: 'name', baseline: 'admin', argv: ['-u', `${url}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`] },
+        // every answer there is a 401: sqlmap gives up on 401s unless told to carry on
+        { name: 'keystone POST /v3/auth/tokens (user name in the JSON body)', service: 'keystone', front: waf, method: 'POST', path: '/v3/auth/tokens', param: 'json', baseline: 'admin', argv: ['-u', `${url}/auth/tokens`, '--ignore-code', '401', '--data', '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}', '-H', 'Content-Type: application/json'] },
+        ...(wafN ? [{ name: 'neutron GET /v2.0/networks?name=', service: 'neutron-server', front: wafN, method: 'GET' as const, path: '/v2.0/networks', param: 'name', baseline: 'net0', argv: ['-u', `${wafN.url}/v2.0/networks?name=net0`, '-p', 'name', '-H', `X-Auth-Token: ${token}`] }] : []),
+      ];
+      const per: Record<string, unknown>[] = [];
+      const totals = { sent: 0, ours: 0, waf: 0, wafBaselineFlagged: 0, seen: 0, offlineMissed: [] as string[], payloads: 0 };
+      for (const [i, t] of targets.entries()) {
+        log(`sqlmap: ${t.name} (level ${level}, risk ${risk})`);
+        const traffic = join(work, `traffic-${i}.txt`);
+        const from = Date.now();
+        await run('sqlmap', ['--batch', '--level', level, '--risk', risk, '--time-sec', '1', '--threads', '1', '-t', traffic, '--output-dir', sqlmapOut, '--flush-session', '--disable-coloring', ...t.argv], { timeout: 1_800_000, maxBuffer: 64 << 20 }).catch((e: { code?: number }) => {
           if (e.code === undefined) throw e;
         });
-      };
-      log(`sqlmap: GET /v3/users?name= (level ${level}, risk ${risk})`);
-      await sqlmap(join(work, 'traffic-get.txt'), ['-u', `${url}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`]);
-      log('sqlmap: POST /v3/auth/tokens, the user name in the JSON body');
-      // every answer there is a 401: sqlmap gives up on 401s unless told to carry on
-      await sqlmap(join(work, 'traffic-post.txt'), ['-u', `${url}/auth/tokens`, '--ignore-code', '401', '--data', '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}', '-H', 'Content-Type: application/json']);
-      await new Promise((r) => setTimeout(r, 2000));
-      // which requests carried a payload: sqlmap's own log of what it sent
-      const readTraffic = (f: string): string => {
-        try {
-          return readFileSync(f, 'utf8');
-        } catch {
-          return '';
-        }
-      };
-      const sent = [...(readTraffic(join(work, 'traffic-get.txt')) + '\n' + readTraffic(join(work, 'traffic-post.txt'))).matchAll(/HTTP request \[#\d+\]:\r?\n([\s\S]*?)(?=\r?\nHTTP response \[#|\r?\nHTTP request \[#|$)/g)].map((m) => m[1] as string);
-      /** the value sqlmap put where the user name goes, or undefined for its baseline requests */
-      const payloadOf = (block: string): string | undefined => {
-        const get = /^GET \/v3\/users\?name=(\S*) HTTP/.exec(block);
-        if (get) {
-          const v = decodeURIComponent((get[1] as string).replace(/\+/g, ' '));
-          return v !== 'admin' ? v : undefined;
-        }
-        const body = /\r?\n\r?\n([\s\S]*)$/.exec(block)?.[1]?.trim();
-        if (!body || !/^POST /.test(block)) return undefined;
-        try {
-          const name = (JSON.parse(body) as any).auth.identity.password.user.name as string;
-          return name !== 'admin' ? name : undefined;
-        } catch {
-          return body; // sqlmap broke the JSON on purpose: that is a payload too
-        }
-      };
-      const payloads = sent.map(payloadOf).filter((v): v is string => v !== undefined);
-      // the detector alone, on every payload sqlmap sent (no tracing involved)
-      const offlineMissed = payloads.filter((v) => inspectValue(v).length === 0);
-      result.offline_recall = payloads.length ? Math.round(((payloads.length - offlineMissed.length) / payloads.length) * 10000) / 10000 : null;
-      result.offline_missed_examples = [...new Set(offlineMissed)].slice(0, 15);
-      const payload = (block: string): boolean => payloadOf(block) !== undefined;
-      const attackRequests = sent.filter(payload).length;
-      // the attack window holds only sqlmap's requests (the user agent is not a filter: a long payload
-      // pushes the headers past the capture)
-      const attackEvents = ((await api(agent.socket, 'GET', `/v1/events?service=keystone&type=http.request&since=${ta}&limit=10000`)) as { data: Record<string, unknown> }[]).filter((e) => String(e.data.path ?? '').startsWith('/v3/users?') || (e.data.method === 'POST' && String(e.data.path ?? '').startsWith('/v3/auth/tokens')));
-      // the GET payloads are visible in the event's path; a POST's body is not kept, so its
-      // payload requests are those sqlmap sent (its log) and the detections are the POST events
-      // flagged, matched by count
-      const getPayload = (e: { data: Record<string, unknown> }): boolean => decodeURIComponent((/name=([^&]*)/.exec(String(e.data.path))?.[1] ?? '').replace(/\+/g, ' ')) !== 'admin';
-      const withPayload = attackEvents.filter((e) => (String(e.data.path ?? '').startsWith('/v3/users?') ? getPayload(e) : Array.isArray(e.data.sqli)));
-      const detected = withPayload.filter((e) => Array.isArray(e.data.sqli));
-      result.sqli_requests = attackRequests;
-      result.sqli_requests_seen = withPayload.length;
-      result.sqli_detected = detected.length;
-      result.sqli_recall = attackRequests ? Math.round((detected.length / attackRequests) * 10000) / 10000 : null;
-      result.sqli_missed_examples = withPayload.filter((e) => !Array.isArray(e.data.sqli)).slice(0, 15).map((e) => String(e.data.path));
-      // ModSecurity + CRS on the same requests: a GET's payload is in its logged target; the POSTs
-      // flagged are its detections, as for ours
-      const wafAttack = waf.verdicts().filter((v) => v.ts >= ta && (v.target.startsWith('/v3/users?') || (v.method === 'POST' && v.target.startsWith('/v3/auth/tokens'))));
-      const wafFlag = (v: WafVerdict): boolean => v.score >= 5;
-      const wafGetPayload = (v: WafVerdict): boolean => getPayload({ data: { path: v.target } });
-      const wafDetected = wafAttack.filter((v) => (v.method === 'GET' ? wafGetPayload(v) : true) && wafFlag(v));
+        await new Promise((r) => setTimeout(r, 2000));
+        const to = Date.now();
+        const r = await score(t, traffic, from, to, agent.socket);
+        per.push(r.summary);
+        totals.sent += r.payloadRequests;
+        totals.ours += r.oursDetected;
+        totals.waf += r.wafDetected;
+        totals.wafBaselineFlagged += r.wafBaselineFlagged;
+        totals.seen += r.seen;
+        totals.payloads += r.payloads.length;
+        totals.offlineMissed.push(...r.payloads.filter((v) => inspectValue(v).length === 0));
+      }
+      const ratio = (a: number, b: number): number | null => (b ? Math.round((a / b) * 10000) / 10000 : null);
+      result.sqli_requests = totals.sent;
+      result.sqli_requests_seen = totals.seen;
+      result.sqli_detected = totals.ours;
+      result.sqli_recall = ratio(totals.ours, totals.sent);
+      // the detector alone, on every payload value sqlmap sent (no tracing involved)
+      result.offline_recall = ratio(totals.payloads - totals.offlineMissed.length, totals.payloads);
+      result.offline_missed_examples = [...new Set(totals.offlineMissed)].slice(0, 15);
+      result.sqli_by_target = per;
       result.modsecurity = {
-        ruleset: 'OWASP CRS 3.3 (Debian modsecurity-crs), paranoia level 1, inbound threshold 5, DetectionOnly',
-        sqli_requests_seen: wafAttack.filter((v) => (v.method === 'GET' ? wafGetPayload(v) : true)).length,
-        sqli_detected: wafDetected.length,
-        sqli_recall: attackRequests ? Math.round((wafDetected.length / attackRequests) * 10000) / 10000 : null,
-        sqli_missed_examples: wafAttack.filter((v) => v.method === 'GET' && wafGetPayload(v) && !wafFlag(v)).slice(0, 10).map((v) => v.target),
-        get_detected: wafDetected.filter((v) => v.method === 'GET').length,
-        post_detected: wafDetected.filter((v) => v.method === 'POST').length,
+        ruleset: 'OWASP CRS 3.3 (Debian modsecurity-crs), paranoia level 1, inbound threshold 5, DetectionOnly; allowed methods + PUT PATCH DELETE; rule 920350 (Host is an IP) off',
+        sqli_detected: totals.waf,
+        sqli_recall: ratio(totals.waf, totals.sent),
+        baseline_requests_flagged: totals.wafBaselineFlagged,
         benign_requests: wafBenign.length,
         benign_alerts: wafBenign.filter(wafFlag).length,
-        false_positive_rate: wafBenign.length ? Math.round((wafBenign.filter(wafFlag).length / wafBenign.length) * 10000) / 10000 : null,
+        false_positive_rate: ratio(wafBenign.filter(wafFlag).length, wafBenign.length),
         benign_flagged_examples: wafBenign.filter(wafFlag).slice(0, 10).map((v) => `${v.method} ${v.target} score ${v.score}`),
-      };
-      result.sqli_by_target = {
-        get_sent: sent.filter((b) => b.startsWith('GET') && payload(b)).length,
-        get_detected: detected.filter((e) => String(e.data.path).startsWith('/v3/users?')).length,
-        post_sent: sent.filter((b) => b.startsWith('POST') && payload(b)).length,
-        post_detected: detected.filter((e) => e.data.method === 'POST').length,
       };
       // 5. drift, by a keystone process (a stand-in matched by the operator rule)
       const peer = createServer((s) => s.end());
@@ -278,16 +306,128 @@ export const bench = {
       result.false_positive_rate = (result.benign_requests as number) ? Math.round(((result.benign_alerts as number) / (result.benign_requests as number)) * 10000) / 10000 : null;
       const st = await api(agent.socket, 'GET', '/v1/status');
       result.lost_events = Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0);
-      result.sqlmap = { level: Number(level), risk: Number(risk), requests_sent: sent.length };
+      result.sqlmap = { level: Number(level), risk: Number(risk), requests_sent: per.reduce((n, x) => n + (x.requests as number), 0) };
       result.client_retries = retries;
     } finally {
       streamReq.destroy();
-      await waf.stop();
-      await agent.stop();
-      await os.stop();
+      await stopAll();
       rmSync(work, { recursive: true, force: true });
     }
     const { sqli_requests, sqli_detected, sqli_recall, benign_requests, benign_alerts, false_positive_rate, bruteforce_detect_ms, drift_detected, drift_total, ...rest } = result;
     return { sqli_requests, sqli_detected, sqli_recall, benign_requests, benign_alerts, false_positive_rate, bruteforce_detect_ms, drift_detected, drift_total, ...rest };
   },
 };
+
+interface SqlmapTarget {
+  name: string;
+  service: string;
+  front: ModSecurityFront;
+  method: 'GET' | 'POST';
+  path: string;
+  /** the query parameter sqlmap injects, or 'json' for the user name in Keystone's auth body */
+  param: string;
+  baseline: string;
+  argv: string[];
+}
+
+const wafFlag = (v: WafVerdict): boolean => v.score >= 5;
+
+/** sqlmap's traffic log (-t): the requests it sent, in order */
+function sentRequests(file: string): string[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return [...text.matchAll(/HTTP request \[#\d+\]:\r?\n([\s\S]*?)(?=\r?\nHTTP response \[#|\r?\nHTTP request \[#|$)/g)].map((m) => m[1] as string);
+}
+
+/** the value where the target's parameter goes, from a request line or body */
+function valueOf(t: SqlmapTarget, target: string, body?: string): string | undefined {
+  if (t.param === 'json') {
+    if (body === undefined) return undefined;
+    try {
+      return String((JSON.parse(body) as any).auth.identity.password.user.name);
+    } catch {
+      return body; // sqlmap broke the JSON on purpose: that is a payload too
+    }
+  }
+  const m = new RegExp(`[?&]${t.param}=([^&]*)`).exec(target);
+  return m ? decodeLenient(m[1] as string) : undefined;
+}
+
+/**
+ * One sqlmap target: which requests carried a payload (sqlmap's log), and
+ * which of them the agent and the WAF flagged. sqlmap runs one request at
+ * a time, so its log, the agent's events and the WAF's log list the same
+ * requests in the same order: matched one to one when the counts agree (a
+ * POST's body is in neither the event nor the WAF's log), by the value in
+ * the request line otherwise.
+ */
+async function score(t: SqlmapTarget, traffic: string, from: number, to: number, socket: string) {
+  const blocks = sentRequests(traffic).filter((b) => b.startsWith(`${t.method} ${t.path}`));
+  const sent = blocks.map((b) => {
+    const line = /^\S+ (\S+)/.exec(b)?.[1] ?? '';
+    const body = /\r?\n\r?\n([\s\S]*)$/.exec(b)?.[1]?.trim();
+    const v = valueOf(t, line, body);
+    return v !== undefined && v !== t.baseline ? v : undefined;
+  });
+  const payloads = sent.filter((v): v is string => v !== undefined);
+  const onPath = (p: unknown): boolean => String(p ?? '').startsWith(t.path);
+  const events = ((await agentApi(socket, 'GET', `/v1/events?service=${t.service}&type=http.request&since=${from}&until=${to}&limit=10000`)) as { ts: number; data: Record<string, unknown> }[])
+    .filter((e) => e.data.role === 'server' && e.data.method === t.method && onPath(e.data.path))
+    .sort((a, b) => a.ts - b.ts);
+  const verdicts = t.front.verdicts().filter((v) => v.ts >= from && v.ts <= to && v.method === t.method && v.target.startsWith(t.path));
+  const flagged = (e: { data: Record<string, unknown> }): boolean => Array.isArray(e.data.sqli);
+  let oursDetected: number;
+  let wafDetected: number;
+  let wafBaselineFlagged: number;
+  let seen: number;
+  const aligned = events.length === sent.length && verdicts.length === sent.length;
+  if (aligned) {
+    const idx = sent.map((v, i) => (v !== undefined ? i : -1)).filter((i) => i >= 0);
+    seen = idx.length;
+    oursDetected = idx.filter((i) => flagged(events[i] as (typeof events)[number])).length;
+    wafDetected = idx.filter((i) => wafFlag(verdicts[i] as WafVerdict)).length;
+    wafBaselineFlagged = sent.filter((v, i) => v === undefined && wafFlag(verdicts[i] as WafVerdict)).length;
+  } else if (t.method === 'GET') {
+    // by the value in the path (the agent's path may be cut by the capture: still not the baseline)
+    const isPayload = (target: unknown): boolean => {
+      const v = valueOf(t, String(target));
+      return v !== undefined && v !== t.baseline;
+    };
+    const pe = events.filter((e) => isPayload(e.data.path));
+    seen = pe.length;
+    oursDetected = pe.filter(flagged).length;
+    const pv = verdicts.filter((v) => isPayload(v.target));
+    wafDetected = pv.filter(wafFlag).length;
+    wafBaselineFlagged = verdicts.filter((v) => !isPayload(v.target) && wafFlag(v)).length;
+  } else {
+    // counts only: what each flagged, at most the payload requests sent
+    seen = Math.min(events.length, payloads.length);
+    oursDetected = Math.min(events.filter(flagged).length, payloads.length);
+    wafDetected = Math.min(verdicts.filter(wafFlag).length, payloads.length);
+    wafBaselineFlagged = Math.max(0, verdicts.filter(wafFlag).length - payloads.length);
+  }
+  const missed = aligned ? sent.map((v, i) => (v !== undefined && !flagged(events[i] as (typeof events)[number]) ? v : undefined)).filter((v): v is string => v !== undefined) : [];
+  return {
+    payloads,
+    payloadRequests: payloads.length,
+    oursDetected,
+    wafDetected,
+    wafBaselineFlagged,
+    seen,
+    summary: {
+      target: t.name,
+      requests: blocks.length,
+      payload_requests: payloads.length,
+      matched: aligned ? 'one to one' : t.method === 'GET' ? 'by value' : 'by count',
+      seen_by_agent: seen,
+      agent_detected: oursDetected,
+      modsecurity_detected: wafDetected,
+      modsecurity_baseline_flagged: wafBaselineFlagged,
+      agent_missed_examples: missed.slice(0, 8),
+    },
+  };
+}

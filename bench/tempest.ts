@@ -29,7 +29,7 @@ export async function runTempest(dir: string, keystoneUrl: string, adminPassword
   mkdirSync(dir, { recursive: true });
   const ws = join(dir, 'ws');
   // its own workspace registry: nothing under ~/.tempest is touched, no name clashes with an earlier run
-  await run('tempest', ['init', '--workspace-path', join(dir, 'workspace.yaml'), '--name', `sbb-${process.pid}-${Date.now()}`, ws], { timeout: 60_000 });
+  await run('tempest', ['init', '--workspace-path', join(dir, 'workspace.yaml'), '--name', `sbb-${process.pid}-${Date.now()}`, ws], { cwd: dir, timeout: 60_000 });
   writeFileSync(
     join(ws, 'etc', 'tempest.conf'),
     [

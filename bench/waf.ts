@@ -45,7 +45,8 @@ export class ModSecurityFront {
   }
 
   /** Start Apache on a free loopback port, proxying everything to backendPort. */
-  static async start(dir: string, backendPort: number, opts: { port?: number; threshold?: number } = {}): Promise<ModSecurityFront> {
+  /** opts.stockMethods: keep the CRS's allowed methods (GET HEAD POST OPTIONS) */
+  static async start(dir: string, backendPort: number, opts: { port?: number; threshold?: number; stockMethods?: boolean } = {}): Promise<ModSecurityFront> {
     const threshold = opts.threshold ?? 5;
     const missing = wafMissing();
     if (missing) throw new Error(missing);
@@ -86,8 +87,12 @@ export class ModSecurityFront {
         'AllowEncodedSlashes NoDecode',
         'KeepAlive On',
         `Include ${join(dir, 'modsecurity.conf')}`,
+        // before the CRS, whose initialisation keeps what is already set: the threshold, and the methods
+        // of a REST API (the CRS allows GET HEAD POST OPTIONS only: every PUT, PATCH and DELETE an
+        // OpenStack client sends would score 5 and be blocked — what any operator of an OpenStack API
+        // changes first)
+        `SecAction "id:9990001,phase:1,pass,nolog,t:none,setvar:tx.inbound_anomaly_score_threshold=${threshold}${opts.stockMethods ? '' : ",setvar:'tx.allowed_methods=GET HEAD POST OPTIONS PUT PATCH DELETE'"}"`,
         `Include ${CRS_LOAD}`,
-        `SecAction "id:9990001,phase:1,pass,nolog,t:none,setvar:tx.inbound_anomaly_score_threshold=${threshold}"`,
         // the testbed addresses services by IP: CRS's "Host header is a numeric IP address" (3 points on every
         // request) is a deployment artefact here, removed as an operator would
         'SecRuleRemoveById 920350',
