@@ -215,7 +215,8 @@ export const bench = {
       }
       result.benign_requests = benignRequests;
       result.benign_alerts = benignAlerts.length;
-      result.benign_alert_rules = benignAlerts.map((a) => `${a.alert.rule} ${a.alert.subject}`);
+      // what each false positive was about (values are redacted before any detector sees them)
+      result.benign_alert_rules = benignAlerts.map((a) => `${a.alert.rule} ${a.alert.subject}${a.alert.details.path ? ` ${String(a.alert.details.method)} ${String(a.alert.details.path)}` : ''}${Array.isArray(a.alert.details.values) ? ` ${JSON.stringify(a.alert.details.values)}` : ''}`);
       result.tempest = { learn: tempestLearn, eval: tempestEval } satisfies Record<string, TempestResult>;
       const fronts = [waf, ...(wafN ? [wafN] : [])];
       const wafBenign = fronts.flatMap((f) => f.verdicts().filter((v) => v.ts >= tb && v.ts < te));
