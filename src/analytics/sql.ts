@@ -51,8 +51,9 @@ export function tokenize(sql: string, max = 10_000): Token[] {
       i++;
       continue;
     }
-    // comments: -- (MySQL wants a space or control char after), #, /* */
-    if ((c === 45 && sql.charCodeAt(i + 1) === 45) || c === 35) {
+    // comments: -- (MySQL wants a space or control char after, or the end: `1--1` is 1 minus -1,
+    // and a generated name like tempest-group--978652177 carries no comment), #, /* */
+    if ((c === 45 && sql.charCodeAt(i + 1) === 45 && !(sql.charCodeAt(i + 2) > 32 && sql.charCodeAt(i + 2) !== 127)) || c === 35) {
       const end = sql.indexOf('\n', i);
       const stop = end < 0 ? n : end;
       out.push({ kind: 'comment', text: sql.slice(i, stop) });
