@@ -39,6 +39,7 @@ import { agentApi, startAgent } from './trace-overhead.js';
 import { freePort } from '../test/helpers/ovsdb.js';
 import { runTempest, tempestMissing, type TempestResult } from './tempest.js';
 import { ModSecurityFront, wafMissing, type WafVerdict } from './waf.js';
+import { onInterrupt } from './interrupt.js';
 
 const run = promisify(execFile);
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -69,8 +70,12 @@ export const bench = {
     writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: keystone\n    cmdline: "${marker}"\n`);
     const cleanup: (() => Promise<unknown>)[] = [];
     const stopAll = async (): Promise<void> => {
-      for (const f of cleanup.reverse()) await f().catch((e: Error) => log(`cleanup: ${e.message}`));
+      for (const f of cleanup.splice(0).reverse()) await f().catch((e: Error) => log(`cleanup: ${e.message}`));
     };
+    const forget = onInterrupt(async () => {
+      await stopAll();
+      rmSync(work, { recursive: true, force: true });
+    });
     let os: OpenStack;
     let waf: ModSecurityFront;
     let wafN: ModSecurityFront | undefined;
@@ -100,6 +105,7 @@ export const bench = {
     } catch (err) {
       await stopAll();
       rmSync(work, { recursive: true, force: true });
+      forget();
       throw err;
     }
     const url = `${waf.url}/v3`;
@@ -313,6 +319,7 @@ export const bench = {
       streamReq.destroy();
       await stopAll();
       rmSync(work, { recursive: true, force: true });
+      forget();
     }
     const { sqli_requests, sqli_detected, sqli_recall, benign_requests, benign_alerts, false_positive_rate, bruteforce_detect_ms, drift_detected, drift_total, ...rest } = result;
     return { sqli_requests, sqli_detected, sqli_recall, benign_requests, benign_alerts, false_positive_rate, bruteforce_detect_ms, drift_detected, drift_total, ...rest };
