@@ -252,12 +252,14 @@ export const bench = {
         ...(wafN ? [{ name: 'neutron GET /v2.0/networks?name=', service: 'neutron-server', front: wafN, method: 'GET' as const, path: '/v2.0/networks', param: 'name', baseline: 'net0', argv: ['-u', `${wafN.url}/v2.0/networks?name=net0`, '-p', 'name', '-H', `X-Auth-Token: ${token}`] }] : []),
       ];
       const per: Record<string, unknown>[] = [];
-      const totals = { sent: 0, ours: 0, waf: 0, wafBaselineFlagged: 0, seen: 0, offlineMissed: [] as string[], payloads: 0 };
+      const totals = { sent: 0, ours: 0, waf: 0, wafSqli: 0, wafBaselineFlagged: 0, seen: 0, offlineMissed: [] as string[], payloads: 0 };
       for (const [i, t] of targets.entries()) {
         log(`sqlmap: ${t.name} (level ${level}, risk ${risk})`);
         const traffic = join(work, `traffic-${i}.txt`);
         const from = Date.now();
-        await run('sqlmap', ['--batch', '--level', level, '--risk', risk, '--time-sec', '1', '--threads', '1', '-t', traffic, '--output-dir', sqlmapOut, '--flush-session', '--disable-coloring', ...t.argv], { timeout: 1_800_000, maxBuffer: 64 << 20 }).catch((e: { code?: number }) => {
+        // a browser's User-Agent, as an attacker would send: sqlmap's own is on the CRS's scanner list
+        // (rule 913100 scores it 5 on every request, payload or not), and the agent never looks at it
+        await run('sqlmap', ['--batch', '--level', level, '--risk', risk, '--time-sec', '1', '--threads', '1', '-t', traffic, '--output-dir', sqlmapOut, '--flush-session', '--disable-coloring', '-A', BROWSER_UA, ...t.argv], { timeout: 1_800_000, maxBuffer: 64 << 20 }).catch((e: { code?: number }) => {
           if (e.code === undefined) throw e;
         });
         await new Promise((r) => setTimeout(r, 2000));
@@ -268,6 +270,7 @@ export const bench = {
         totals.ours += r.oursDetected;
         totals.waf += r.wafDetected;
         totals.wafBaselineFlagged += r.wafBaselineFlagged;
+        totals.wafSqli += r.wafSqliRules ?? 0;
         totals.seen += r.seen;
         totals.payloads += r.payloads.length;
         totals.offlineMissed.push(...r.payloads.filter((v) => inspectValue(v).length === 0));
@@ -285,6 +288,8 @@ export const bench = {
         ruleset: 'OWASP CRS 3.3 (Debian modsecurity-crs), paranoia level 1, inbound threshold 5, DetectionOnly; allowed methods + PUT PATCH DELETE; rule 920350 (Host is an IP) off',
         sqli_detected: totals.waf,
         sqli_recall: ratio(totals.waf, totals.sent),
+        // of those, the requests its SQL-injection rules (942xxx) matched, whatever else scored
+        sqli_rules_matched: totals.wafSqli,
         baseline_requests_flagged: totals.wafBaselineFlagged,
         benign_requests: wafBenign.length,
         benign_alerts: wafBenign.filter(wafFlag).length,
@@ -339,6 +344,7 @@ interface SqlmapTarget {
 }
 
 const wafFlag = (v: WafVerdict): boolean => v.score >= 5;
+const BROWSER_UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
 
 /** sqlmap's traffic log (-t): the requests it sent, in order */
 function sentRequests(file: string): string[] {
@@ -392,12 +398,15 @@ async function score(t: SqlmapTarget, traffic: string, from: number, to: number,
   let wafDetected: number;
   let wafBaselineFlagged: number;
   let seen: number;
+  /** payload requests at least one of the CRS's SQL-injection rules matched (one to one only) */
+  let wafSqliRules: number | null = null;
   const aligned = events.length === sent.length && verdicts.length === sent.length;
   if (aligned) {
     const idx = sent.map((v, i) => (v !== undefined ? i : -1)).filter((i) => i >= 0);
     seen = idx.length;
     oursDetected = idx.filter((i) => flagged(events[i] as (typeof events)[number])).length;
     wafDetected = idx.filter((i) => wafFlag(verdicts[i] as WafVerdict)).length;
+    wafSqliRules = idx.filter((i) => (verdicts[i] as WafVerdict).sqliScore > 0).length;
     wafBaselineFlagged = sent.filter((v, i) => v === undefined && wafFlag(verdicts[i] as WafVerdict)).length;
   } else if (t.method === 'GET') {
     // by the value in the path (the agent's path may be cut by the capture: still not the baseline)
@@ -425,6 +434,7 @@ async function score(t: SqlmapTarget, traffic: string, from: number, to: number,
     oursDetected,
     wafDetected,
     wafBaselineFlagged,
+    wafSqliRules,
     seen,
     summary: {
       target: t.name,
@@ -435,6 +445,7 @@ async function score(t: SqlmapTarget, traffic: string, from: number, to: number,
       agent_detected: oursDetected,
       modsecurity_detected: wafDetected,
       modsecurity_baseline_flagged: wafBaselineFlagged,
+      modsecurity_sqli_rules_matched: wafSqliRules,
       agent_missed_examples: missed.slice(0, 8),
     },
   };
