@@ -59,6 +59,18 @@ interface Layout<A> {
 
 const macBytes = (m: string): number[] => m.split(':').map((x) => parseInt(x, 16));
 
+/** A slot's words: the key's bytes, then dmac (6), vlan (2), port (1), id (3), zero padding (exp4_slot, exp6_slot). */
+function slotWords(key: Buffer, v: ExposureValue, words: number): bigint[] {
+  const b = Buffer.alloc(words * 8);
+  key.copy(b, 0);
+  const o = key.length;
+  Buffer.from(macBytes(v.dmac)).copy(b, o);
+  b.writeUInt16LE(v.vlan, o + 6);
+  b[o + 8] = v.port;
+  b.writeUIntLE(v.id, o + 9, 3);
+  return Array.from({ length: words }, (_, i) => b.readBigUInt64LE(i * 8));
+}
+
 const V4: Layout<string> = {
   family: 'IPv4',
   probes: EXP4_PROBES,
@@ -76,16 +88,7 @@ const V4: Layout<string> = {
     const k = v4Bytes(addr).readUInt32LE(0);
     return k !== 0 && k !== 0xffffffff;
   },
-  encode(addr, v) {
-    // addr (4), dmac (6), vlan (2), port (1), id (3)
-    const b = Buffer.alloc(16);
-    v4Bytes(addr).copy(b, 0);
-    Buffer.from(macBytes(v.dmac)).copy(b, 4);
-    b.writeUInt16LE(v.vlan, 10);
-    b[12] = v.port;
-    b.writeUIntLE(v.id, 13, 3);
-    return [b.readBigUInt64LE(0), b.readBigUInt64LE(8)];
-  },
+  encode: (addr, v) => slotWords(v4Bytes(addr), v, 2),
   deleted: [0xffffffffn, 0n],
 };
 
@@ -108,16 +111,7 @@ const V6: Layout<string> = {
     const hi = v6Bytes(addr).readBigUInt64LE(0);
     return hi !== 0n && hi !== ALL_ONES;
   },
-  encode(addr, v) {
-    // addr (16), dmac (6), vlan (2), port (1), id (3), pad (4)
-    const b = Buffer.alloc(32);
-    v6Bytes(addr).copy(b, 0);
-    Buffer.from(macBytes(v.dmac)).copy(b, 16);
-    b.writeUInt16LE(v.vlan, 22);
-    b[24] = v.port;
-    b.writeUIntLE(v.id, 25, 3);
-    return [0, 8, 16, 24].map((o) => b.readBigUInt64LE(o));
-  },
+  encode: (addr, v) => slotWords(v6Bytes(addr), v, 4),
   deleted: [ALL_ONES, 0n, 0n, 0n],
 };
 
