@@ -40,6 +40,7 @@ import { freePort } from '../test/helpers/ovsdb.js';
 import { runTempest, tempestMissing, type TempestResult } from './tempest.js';
 import { ModSecurityFront, wafMissing, type WafVerdict } from './waf.js';
 import { onInterrupt } from './interrupt.js';
+import { lineSplitter } from '../src/cli/status-cmd.js';
 
 const run = promisify(execFile);
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -113,17 +114,11 @@ export const bench = {
     cleanup.push(() => agent.stop());
     const alerts: AlertMsg[] = [];
     const streamReq = request({ socketPath: agent.socket, path: '/v1/alerts/stream' }, (res) => {
-      let buf = '';
       res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        buf += c;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (line) alerts.push({ ...(JSON.parse(line) as Omit<AlertMsg, 'at'>), at: performance.now() });
-        }
-      });
+      res.on(
+        'data',
+        lineSplitter((line) => void alerts.push({ ...(JSON.parse(line) as Omit<AlertMsg, 'at'>), at: performance.now() })),
+      );
     });
     streamReq.on('error', () => undefined);
     streamReq.end();

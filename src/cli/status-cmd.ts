@@ -21,6 +21,29 @@ export function apiTarget(address: string): { socketPath: string } | { host: str
 }
 
 /**
+ * A 'data' handler for a JSON-lines stream: each complete, non-empty line
+ * to `onLine`, the rest kept for the next chunk; `false` from onLine stops it.
+ */
+export function lineSplitter(onLine: (line: string) => boolean | void): (chunk: string) => void {
+  let buf = '';
+  let stopped = false;
+  return (chunk) => {
+    if (stopped) return;
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line.trim()) continue;
+      if (onLine(line) === false) {
+        stopped = true;
+        return;
+      }
+    }
+  };
+}
+
+/**
  * Follow a JSON-lines stream of the agent (live events, alert changes).
  * `onLine` returns false to stop. Resolves with the exit status: 0 when the
  * stream ended, was stopped or interrupted (SIGINT), 1 when the agent could
@@ -44,22 +67,16 @@ export function followLines(address: string, path: string, command: string, onLi
         });
         return;
       }
-      let buf = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (!line.trim()) continue;
-          if (onLine(line) === false) {
-            req.destroy();
-            finish(0);
-            return;
-          }
-        }
-      });
+      res.on(
+        'data',
+        lineSplitter((line) => {
+          if (onLine(line) !== false) return true;
+          req.destroy();
+          finish(0);
+          return false;
+        }),
+      );
       res.on('end', () => finish(0));
     });
     req.on('error', (err) => {
