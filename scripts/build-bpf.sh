@@ -17,22 +17,36 @@ done
 check=0
 [ "${1:-}" = "--check" ] && check=1
 out=bpf/build
-if [ $check = 1 ]; then out=$(mktemp -d); trap 'rm -rf "$out"' EXIT; fi
+[ $check = 1 ] && out=$(mktemp -d)
 
 arch=$(uname -m); case "$arch" in x86_64) target_arch=x86;; aarch64) target_arch=arm64;; *) target_arch=$arch;; esac
-# Relative paths and a fixed compilation dir keep host paths out of the BTF.
+
+# clang 19 emits some BTF forward declarations in the order of their heap
+# addresses, and the heap layout follows the length of the source folder's path:
+# the same sources gave different bytes in a clone at /tmp/x than at /work/main.
+# So compile from a copy at one fixed path, one build at a time, whatever folder
+# the clone is in. Relative paths and a fixed compilation dir keep it out of the BTF.
+stage=/tmp/stackbpf-bpf-build
+exec 9>"$stage.lock"
+flock 9
+rm -rf "$stage"
+mkdir -p "$stage/bpf" "$stage/out"
+tar -C bpf --exclude=./build -cf - . | tar -C "$stage/bpf" -xf -
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+trap 'rm -rf "$stage"; if [ $check = 1 ]; then rm -rf "$out"; fi' EXIT
+
 cflags=(-O2 -g -target bpf -mcpu=v3 "-D__TARGET_ARCH_${target_arch}" -Wall -Werror
-        -Ibpf/include -Ibpf/lib -fdebug-compilation-dir=. "-ffile-prefix-map=$PWD/=")
+        -Ibpf/include -Ibpf/lib -fdebug-compilation-dir=. "-ffile-prefix-map=$stage/=")
 
 built=0
 for src in bpf/*.bpf.c bpf/test/*.bpf.c; do
   [ -e "$src" ] || continue
   rel=${src#bpf/}
-  obj="$out/${rel%.bpf.c}.o"
-  mkdir -p "$(dirname "$obj")"
-  "$CLANG" "${cflags[@]}" -c "$src" -o "$obj.tmp"
-  "$STRIP" -g "$obj.tmp" -o "$obj"
-  rm -f "$obj.tmp"
+  obj="${rel%.bpf.c}.o"
+  mkdir -p "$stage/out/$(dirname "$obj")" "$out/$(dirname "$obj")"
+  (cd "$stage" && "$CLANG" "${cflags[@]}" -c "$src" -o "out/$obj.tmp" && "$STRIP" -g "out/$obj.tmp" -o "out/$obj")
+  cp "$stage/out/$obj" "$out/$obj"
   built=$((built + 1))
 done
 
