@@ -68,6 +68,9 @@ function napiThreads(ifnames: string[]): { pid: number; comm: string }[] {
 }
 const cpuNs = (pid: number): number => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
 
+/** A path left out with --paths: its figures are null in the result. */
+const NOT_RUN: PathResult = { pps: 0, windows: [], cpuNsPerPkt: null, p50Us: null, p99Us: null, offeredPps: 0 };
+
 interface PathResult {
   pps: number;
   windows: number[];
@@ -117,6 +120,13 @@ class Rig {
 
   received(): number {
     return Number(sumPerCpu(this.sink.map('received').perCpu(u32, u64).lookup(0) ?? [0n]));
+  }
+
+  /** The sink reads the clock only in the paced latency run: in the throughput windows it only counts. */
+  private sinkLatency(on: boolean): void {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(on ? 1 : 0);
+    this.sink.writeGlobal('sink_latency', v);
   }
 
   private resetLatency(): void {
@@ -184,8 +194,13 @@ class Rig {
       if (threads.length && got > 0) cpu.push((c1 - c0) / got);
     }
     this.resetLatency();
-    await this.generate(count, Math.max(1, this.opts.seconds / 2), this.opts.latencyPps);
-    await new Promise((res) => setTimeout(res, 50));
+    this.sinkLatency(true);
+    try {
+      await this.generate(count, Math.max(1, this.opts.seconds / 2), this.opts.latencyPps);
+      await new Promise((res) => setTimeout(res, 50));
+    } finally {
+      this.sinkLatency(false);
+    }
     const lat = this.latencyPercentiles();
     return {
       pps: Math.round(median(windows)),
@@ -208,8 +223,11 @@ export const bench = {
         seconds: { type: 'string', default: '2' },
         rounds: { type: 'string', default: '3' },
         'latency-pps': { type: 'string', default: '1000' },
+        paths: { type: 'string', default: 'xdp,kernel,kernel_best' },
       },
     });
+    const paths = new Set(values.paths.split(','));
+    for (const p of paths) if (!['xdp', 'kernel', 'kernel_best'].includes(p)) throw new Error(`--paths: unknown path ${JSON.stringify(p)} (xdp, kernel, kernel_best)`);
     if (skipKernel) throw new Error(`forward needs the kernel: ${skipKernel}`);
     const sizes = values.sizes.split(',').map(Number);
     const lab = await labUp({ name: `fwd-${process.pid.toString(36)}`, vms: [0] });
@@ -226,17 +244,19 @@ export const bench = {
       for (const n of sizes) {
         const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
         // 1. the XDP path, forwarding off
-        log(`forward ${n}: xdp path (installing ${n} exposures)`);
-        const dp = await Dataplane.open({ pinRoot: `${pins.dir}/${n}`, netns: node, maxExposures: Math.max(1024, n) });
-        let xdp: PathResult;
-        try {
-          dp.attachIngress(lab.node.provider, 'native');
-          new Reconciler(dp).apply(addrs.map((a) => ({ prefix: a, target: vm.tap, mac: vm.mac, owner: 'bench' })));
-          xdp = await rig.measure(n, lab.node.provider);
-        } finally {
-          dp.destroy();
+        let xdp = NOT_RUN;
+        if (paths.has('xdp')) {
+          log(`forward ${n}: xdp path (installing ${n} exposures)`);
+          const dp = await Dataplane.open({ pinRoot: `${pins.dir}/${n}`, netns: node, maxExposures: Math.max(1024, n) });
+          try {
+            dp.attachIngress(lab.node.provider, 'native');
+            new Reconciler(dp).apply(addrs.map((a) => ({ prefix: a, target: vm.tap, mac: vm.mac, owner: 'bench' })));
+            xdp = await rig.measure(n, lab.node.provider);
+          } finally {
+            dp.destroy();
+          }
+          log(`forward ${n}: xdp ${xdp.pps} pps, ${xdp.cpuNsPerPkt} ns/pkt, p99 ${xdp.p99Us} us`);
         }
-        log(`forward ${n}: xdp ${xdp.pps} pps, ${xdp.cpuNsPerPkt} ns/pkt, p99 ${xdp.p99Us} us`);
 
         // 2. and 3. the kernel: forwarding on
         const routes = (table: string) => addrs.map((a) => `route add ${a}/128 via fe80::2 dev ${vm.tap} table ${table}`);
@@ -259,18 +279,26 @@ export const bench = {
             }
           }
         };
-        const best = await kernelPath('one rule', [`to ${PREFIX}/96 lookup 201 priority 1000`], '201');
-        log(`forward ${n}: kernel_best ${best.pps} pps, p99 ${best.p99Us} us`);
-        const kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/128 lookup 200 priority 1000`), '200', !last);
-        log(`forward ${n}: kernel ${kernel.pps} pps, p99 ${kernel.p99Us} us`);
+        let best = NOT_RUN;
+        if (paths.has('kernel_best')) {
+          best = await kernelPath('one rule', [`to ${PREFIX}/96 lookup 201 priority 1000`], '201');
+          log(`forward ${n}: kernel_best ${best.pps} pps, p99 ${best.p99Us} us`);
+        }
+        let kernel = NOT_RUN;
+        if (paths.has('kernel')) {
+          kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/128 lookup 200 priority 1000`), '200', !last);
+          log(`forward ${n}: kernel ${kernel.pps} pps, p99 ${kernel.p99Us} us`);
+        }
         for (const kv of ['net.ipv6.conf.all.forwarding=0', `net.ipv6.conf.${lab.node.provider}.forwarding=0`]) await sysctl(kv);
 
+        const pps = (p: string, r: PathResult): number | null => (paths.has(p) ? r.pps : null);
+        const both = (p: string): boolean => paths.has('xdp') && paths.has(p);
         result[String(n)] = {
-          xdp_pps: xdp.pps,
-          kernel_pps: kernel.pps,
-          kernel_best_pps: best.pps,
-          ratio: kernel.pps > 0 ? Number((xdp.pps / kernel.pps).toFixed(1)) : null,
-          ratio_best: best.pps > 0 ? Number((xdp.pps / best.pps).toFixed(2)) : null,
+          xdp_pps: pps('xdp', xdp),
+          kernel_pps: pps('kernel', kernel),
+          kernel_best_pps: pps('kernel_best', best),
+          ratio: both('kernel') && kernel.pps > 0 ? Number((xdp.pps / kernel.pps).toFixed(1)) : null,
+          ratio_best: both('kernel_best') && best.pps > 0 ? Number((xdp.pps / best.pps).toFixed(2)) : null,
           xdp_cpu_ns_per_pkt: xdp.cpuNsPerPkt,
           kernel_cpu_ns_per_pkt: kernel.cpuNsPerPkt,
           kernel_best_cpu_ns_per_pkt: best.cpuNsPerPkt,

@@ -84,13 +84,22 @@ struct {
 	__type(value, struct exposure);
 } exp_lpm_v6 SEC(".maps");
 
-/* per exposure id: packets and bytes forwarded */
+/* Per exposure id and CPU: packets and bytes forwarded. One stripe of
+ * exp_stats_stride counters per possible CPU, at cpu * exp_stats_stride + id
+ * (both sizes set before load), so each CPU writes only its own stripe. Not a
+ * per-CPU array: that reaches a counter through a table of per-CPU pointers,
+ * a second cache and TLB miss per packet when hits spread over many
+ * exposures (~170 ns at 100,000 in the forward benchmark). Memory-mappable,
+ * so the agent reads all counters without a syscall per exposure. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 262144);
 	__type(key, __u32);
 	__type(value, struct counter);
 } exp_stats SEC(".maps");
+
+const volatile __u32 exp_stats_stride = 131072;
 
 /* source blocklist: prefix -> rule id (index into block_stats) */
 struct {
@@ -461,7 +470,7 @@ static __always_inline int ingress(struct xdp_md *ctx)
 		return verdict(XDP_PASS, DP_OTHER, bytes);
 	}
 
-	count(&exp_stats, out.id, bytes);
+	count(&exp_stats, bpf_get_smp_processor_id() * exp_stats_stride + out.id, bytes);
 	if (rewrite_l2(ctx, &l2, &out) < 0)
 		return verdict(XDP_ABORTED, DP_ERROR, bytes);
 	count(&dp_verdicts, DP_REDIRECT, bytes);

@@ -5,18 +5,21 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import {
   BpfError,
-  type BpfMap,
+  BpfMap,
+  MapType,
   BpfObject,
   DEFAULT_PIN_ROOT,
   ensurePinDir,
   ipv4,
   Link,
+  numPossibleCpus,
   type Program,
   sumPerCpu,
   u32,
   withNetns,
 } from '../ebpf/index.js';
 import { objectPath } from '../paths.js';
+import { StripedCounters } from './counters.js';
 import { SlotTable, slotTableSize } from './slots.js';
 import { Counter, DP_MAX_PORTS, DpConfig, PortInfo, type DpReasonName, DpReason, ExposureValue, In6Addr, LpmV4, LpmV6, RtReason, type RtReasonName } from './abi.js';
 
@@ -79,7 +82,13 @@ export class Dataplane {
         obj.setConstant(`${f}_mask`, slots - 1);
       }
       for (const m of ['exp_v4', 'exp_v6']) obj.setMaxEntries(m, exposures);
-      obj.setMaxEntries('exp_stats', exposures * 2);
+      // ids of both families: below 2 x exposures; a stripe of counters per possible CPU
+      const stride = exposures * 2;
+      const cpus = numPossibleCpus();
+      if (stride * cpus >= 2 ** 31) throw new BpfError(`maxExposures ${exposures} is too large for ${cpus} CPUs: the counters would need ${stride * cpus} entries`, { op: 'dataplane open' });
+      obj.setMaxEntries('exp_stats', stride * cpus);
+      obj.setConstant('exp_stats_stride', stride);
+      dropOutdatedCounterPins(`${pinDir}/maps`);
       for (const m of ['block_v4', 'block_v6']) obj.setMaxEntries(m, rules);
       obj.setMaxEntries('block_stats', rules * 2);
       await obj.load();
@@ -122,7 +131,6 @@ export class Dataplane {
       ports: m('tx_ports').typed(u32, u32),
       portInfo: m('port_info').typed(u32, PortInfo),
       config: m('dp_config').typed(u32, DpConfig),
-      exposureStats: m('exp_stats').perCpu(u32, Counter),
       blockStats: m('block_stats').perCpu(u32, Counter),
       verdicts: m('dp_verdicts').perCpu(u32, Counter),
       returnVerdicts: m('rt_verdicts').perCpu(u32, Counter),
@@ -228,8 +236,21 @@ export class Dataplane {
     return countersByName(this.tables.returnVerdicts, RtReason);
   }
 
+  private exposureStatsView: StripedCounters | undefined;
+
+  /** Per-exposure counters, read and zeroed through their mapped memory. */
+  get exposureStats(): StripedCounters {
+    if (!this.exposureStatsView) {
+      const map = this.obj.map('exp_stats');
+      const cpus = numPossibleCpus();
+      this.exposureStatsView = new StripedCounters(map, map.info.maxEntries / cpus, cpus);
+    }
+    return this.exposureStatsView;
+  }
+
+  /** What the fast path forwarded for exposure `id`, summed over CPUs. */
   exposureCounter(id: number): CounterValue {
-    return sumCounters(this.tables.exposureStats.lookup(id) ?? []);
+    return this.exposureStats.read(id);
   }
 
   /** Run a map operation in the node's namespace (devmap entries resolve ifindexes there). */
@@ -239,6 +260,8 @@ export class Dataplane {
 
   /** Release this process's references; pinned programs, links and maps stay. */
   close(): void {
+    this.exposureStatsView?.close();
+    this.exposureStatsView = undefined;
     this.obj.close();
   }
 
@@ -248,4 +271,25 @@ export class Dataplane {
     this.close();
     if (existsSync(this.pinDir)) rmSync(this.pinDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Counter maps whose layout an upgrade changed are dropped from the pins before
+ * load, so the new object makes them afresh: counters restart from zero, while
+ * the tables that carry traffic are re-adopted as they are (a program still
+ * running keeps its own reference to the old map until the link is swapped).
+ * exp_stats was a per-CPU array before it became CPU stripes in one array.
+ */
+function dropOutdatedCounterPins(dir: string): void {
+  const path = `${dir}/exp_stats`;
+  if (!existsSync(path)) return;
+  let outdated = false;
+  try {
+    const m = BpfMap.fromPin(path);
+    outdated = m.info.type !== MapType.array;
+    m.close();
+  } catch {
+    return; // not ours to judge: the load reports it
+  }
+  if (outdated) rmSync(path);
 }

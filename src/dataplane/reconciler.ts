@@ -6,7 +6,7 @@
 // anything, and orders writes so that no packet ever meets a half-made entry:
 // ports before the exposures that use them, exposures before the lookups
 // that need them are switched on, and the reverse on removal.
-import { ifindexOf, macOf, numPossibleCpus } from '../ebpf/index.js';
+import { ifindexOf, macOf } from '../ebpf/index.js';
 import { DP_MAX_PORTS, DpConfigFlag, type ExposureValue } from './abi.js';
 import type { Dataplane } from './dataplane.js';
 import { ExposureError, type Exposure, type NormalizedExposure, validateExposures } from './exposure.js';
@@ -109,7 +109,7 @@ export class Reconciler {
         while (ids.has(nextId)) nextId++;
         id = nextId;
         ids.add(id);
-        t.exposureStats.update(id, zeroCounters());
+        this.dp.exposureStats.zero(id);
       }
       const value: ExposureValue = { dmac: n.mac, smac: iface.mac, vlan: n.vlan, port: slots.get(iface.ifindex) as number, id, flags: 0 };
       if (have && have.table === table && sameValue(have.value, value)) {
@@ -245,7 +245,7 @@ export class Reconciler {
     const takeId = (): number => {
       while (usedIds.has(nextId)) nextId++;
       usedIds.add(nextId);
-      t.exposureStats.update(nextId, zeroCounters());
+      this.dp.exposureStats.zero(nextId);
       return nextId;
     };
 
@@ -335,4 +335,3 @@ export interface DeltaResult {
   removed: number;
 }
 
-const zeroCounters = (): { packets: bigint; bytes: bigint }[] => Array.from({ length: numPossibleCpus() }, () => ({ packets: 0n, bytes: 0n }));

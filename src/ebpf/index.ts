@@ -6,6 +6,7 @@ export * from './constants.js';
 export { Btf, BtfKind, type BtfStruct, type BtfMember, type BtfVariable } from './btf.js';
 export { BpfObject, type OpenOptions, type ObjectState } from './object.js';
 export { BpfMap, createMap, mapInfoByFd, numPossibleCpus, perCpuCodec, sumPerCpu, type MapInfo } from './map.js';
+export { MapMemory, MAP_F_MMAPABLE } from './memory.js';
 export {
   Program,
   TEST_RUN_XDP_LIVE_FRAMES,

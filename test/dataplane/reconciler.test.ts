@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BpfObject } from '../../src/ebpf/index.js';
+import { rmSync } from 'node:fs';
+import { BpfMap, BpfObject, createMap, MapType } from '../../src/ebpf/index.js';
 import { Counter, DpConfig, Exp4Slot, Exp6Slot, ExposureValue, LpmV4, LpmV6, PortInfo, XdpAction } from '../../src/dataplane/abi.js';
 import { Blocklist } from '../../src/dataplane/blocklist.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
@@ -11,6 +12,13 @@ import { assertMirrorsBtf } from '../helpers/btf.js';
 import { openDataplaneRig, type DataplaneRig } from '../helpers/dataplane.js';
 import { skipKernel } from '../helpers/kernel.js';
 import { ipv4Packet, ipv6Packet } from '../helpers/packets.js';
+
+const BpfMapOf = (path: string) => {
+  const m = BpfMap.fromPin(path);
+  const info = m.info;
+  m.close();
+  return info;
+};
 
 describe('data plane ABI', () => {
   test('codecs mirror bpf/include/dataplane.h', () => {
@@ -106,9 +114,32 @@ describe('reconciler on the real maps', { skip: skipKernel }, () => {
 
   test('a restarted agent re-adopts the pinned maps and converges without a write', async () => {
     const ids = new Map(dp.tables.exactV4.dump().map(([k, v]) => [k, v.id]));
+    const pkt = ipv4Packet({ src: '192.0.2.66', dst: '198.51.100.1' });
+    const id = ids.get('198.51.100.1') as number;
+    dp.ingressProgram.testRun({ data: pkt, repeat: 5 });
+    const counted = dp.exposureCounter(id);
+    assert.ok(counted.packets >= 5n);
     dp = await rig.reopen();
     assert.deepEqual(new Map(dp.tables.exactV4.dump().map(([k, v]) => [k, v.id])), ids);
     assert.equal(new Reconciler(dp).apply(base).unchanged, 4);
+    assert.deepEqual(dp.exposureCounter(id), counted, 'the counters outlive the restart');
+  });
+
+  test('an upgrade from per-CPU exposure counters: that pin is replaced, the tables re-adopted, counting goes on', async () => {
+    const ids = new Map(dp.tables.exactV4.dump().map(([k, v]) => [k, v.id]));
+    const path = `${rig.pins.dir}/dataplane/maps/exp_stats`;
+    dp.close();
+    rmSync(path);
+    const old = createMap({ type: 'percpu_array', name: 'exp_stats', keySize: 4, valueSize: 16, maxEntries: 2048 });
+    old.pin(path);
+    old.close();
+    dp = await rig.reopen();
+    assert.equal(BpfMapOf(path).type, MapType.array, 'made afresh in the new layout');
+    assert.deepEqual(new Map(dp.tables.exactV4.dump().map(([k, v]) => [k, v.id])), ids);
+    assert.equal(new Reconciler(dp).apply(base).unchanged, 4);
+    const id = ids.get('198.51.100.1') as number;
+    dp.ingressProgram.testRun({ data: ipv4Packet({ src: '192.0.2.66', dst: '198.51.100.1' }), repeat: 3 });
+    assert.equal(dp.exposureCounter(id).packets, 3n, 'from zero after the upgrade');
   });
 
   test('blocklist: a blocked source is dropped at XDP and counted; removal restores forwarding', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BpfError, BpfMap, BpfObject, CodecError, createMap, ipv4, lpmKey, numPossibleCpus, sumPerCpu, u32, u64 } from '../../src/ebpf/index.js';
+import { BpfError, BpfMap, BpfObject, CodecError, createMap, ipv4, lpmKey, MAP_F_MMAPABLE, MapMemory, numPossibleCpus, sumPerCpu, u32, u64 } from '../../src/ebpf/index.js';
 import { objectPath } from '../../src/paths.js';
 import { RouteValue } from '../fixtures/selftest-abi.js';
 import { skipKernel } from '../helpers/kernel.js';
@@ -52,6 +52,38 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
       assert.throws(() => m.update(3, 3), (e: unknown) => e instanceof BpfError && e.code === 'E2BIG');
     } finally {
       m.close();
+    }
+  });
+
+  test('array memory: what the syscalls write is read in the mapping and back, values at 8-byte strides', () => {
+    // 12-byte values: the kernel lays elements out every 16 bytes
+    const m = createMap({ type: 'array', name: 'mm', keySize: 4, valueSize: 12, maxEntries: 300, flags: MAP_F_MMAPABLE });
+    const mem = new MapMemory(m, { writable: true });
+    try {
+      assert.equal(mem.stride, 16);
+      assert.equal(mem.offset(299), 299 * 16);
+      const v = Buffer.from('0102030405060708090a0b0c', 'hex');
+      m.update(Buffer.from([7, 0, 0, 0]), v);
+      assert.deepEqual(mem.bytes.subarray(mem.offset(7), mem.offset(7) + 12), v);
+      mem.bytes.writeUInt32LE(0xdeadbeef, mem.offset(299) + 8);
+      assert.equal((m.lookup(Buffer.from([43, 1, 0, 0])) as Buffer).readUInt32LE(8), 0xdeadbeef);
+      assert.throws(() => mem.offset(300), /outside the map's 300 entries/);
+    } finally {
+      mem.close();
+      m.close();
+    }
+    assert.throws(() => mem.bytes, /closed/);
+  });
+
+  test('array memory: maps that cannot be mapped are refused with the reason', () => {
+    const plain = createMap({ type: 'array', name: 'plain', keySize: 4, valueSize: 8, maxEntries: 4 });
+    const hash = createMap({ type: 'hash', name: 'h', keySize: 4, valueSize: 8, maxEntries: 4 });
+    try {
+      assert.throws(() => new MapMemory(plain), (e: unknown) => e instanceof BpfError && /without BPF_F_MMAPABLE/.test(e.message));
+      assert.throws(() => new MapMemory(hash), (e: unknown) => e instanceof BpfError && /only array maps/.test(e.message));
+    } finally {
+      plain.close();
+      hash.close();
     }
   });
 

@@ -34,6 +34,9 @@ export interface FuzzWorld {
   tables: ModelTables;
   exposedV4: string[];
   exposedV6: string[];
+  /** exposure ids 0..exposures-1 and block rules 0..blockRules-1 are in use */
+  exposures: number;
+  blockRules: number;
 }
 
 /** Fill the real maps and the model with the same random tables. */
@@ -90,7 +93,7 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
   }
   t.blockV6.update({ prefixlen: 48, addr: '2001:db8:bad::' }, rule);
   m.blockV6.push({ addr: parseIPv6('2001:db8:bad::'), prefixlen: 48, value: rule++ });
-  return { tables: m, exposedV4, exposedV6 };
+  return { tables: m, exposedV4, exposedV6, exposures: id, blockRules: rule };
 }
 
 const ipBytes = (a: string): Buffer => Buffer.from(a.split('.').map(Number));
@@ -185,6 +188,13 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
     w.tables.flags = flags;
     const before = Object.values(DpReason).map((i) => sum(t.verdicts.lookup(i)));
     const expect = Object.values(DpReason).map(() => ({ packets: 0n, bytes: 0n }));
+    // what each exposure and block rule counted, against the model's verdicts
+    const exposureCounts = (): Counts[] => Array.from({ length: w.exposures }, (_, id) => dp.exposureCounter(id));
+    const ruleCounts = (): Counts[] => Array.from({ length: w.blockRules }, (_, rule) => sum(t.blockStats.lookup(rule)));
+    const expBefore = exposureCounts();
+    const rulesBefore = ruleCounts();
+    const expExpect = expBefore.map(() => ({ packets: 0n, bytes: 0n }));
+    const rulesExpect = rulesBefore.map(() => ({ packets: 0n, bytes: 0n }));
     const n = Math.min(batch, count - res.packets);
     for (let i = 0; i < n; i++) {
       const pkt = randomPacket(r, w);
@@ -193,6 +203,12 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
       const e = expect[DpReason[m.reason]] as Counts;
       e.packets++;
       e.bytes += BigInt(m.bytes);
+      for (const [idx, list] of [[m.exposureId, expExpect], [m.blockRule, rulesExpect]] as const) {
+        if (idx === undefined) continue;
+        const c = list[idx] as Counts;
+        c.packets++;
+        c.bytes += BigInt(m.bytes);
+      }
       res.byReason[m.reason] = (res.byReason[m.reason] ?? 0) + 1;
       if (k.retval !== m.action || !k.data.equals(m.data)) {
         res.mismatches++;
@@ -213,6 +229,19 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
         res.counterMismatches++;
         res.firstMismatch ??= { packet: `counter ${name as DpReasonName}`, kernel: { retval: Number(got.packets - was.packets), data: '' }, model: { action: Number(want.packets), reason: name, data: '' } };
       }
+    }
+    for (const [what, was, got, want] of [
+      ['exposure', expBefore, exposureCounts(), expExpect],
+      ['block rule', rulesBefore, ruleCounts(), rulesExpect],
+    ] as const) {
+      got.forEach((g, i) => {
+        const d = { packets: g.packets - (was[i] as Counts).packets, bytes: g.bytes - (was[i] as Counts).bytes };
+        const x = want[i] as Counts;
+        if (d.packets !== x.packets || d.bytes !== x.bytes) {
+          res.counterMismatches++;
+          res.firstMismatch ??= { packet: `counter of ${what} ${i}`, kernel: { retval: Number(d.packets), data: `${d.bytes} bytes` }, model: { action: Number(x.packets), reason: `${x.bytes} bytes`, data: '' } };
+        }
+      });
     }
     onProgress?.(res.packets);
   }
