@@ -10,7 +10,8 @@
 //
 // Generator: BPF_PROG_RUN live frames (bench/trafgen-child.ts) out of the
 // upstream veth, pinned to CPU 0. Receiver: an XDP program on the VM's veth
-// that counts, keeps a latency histogram and drops. The node's provider NIC
+// that counts and drops, and in the paced latency run only keeps a latency
+// histogram (reading the clock is costly on this VM). The node's provider NIC
 // runs threaded NAPI pinned to CPU 1; the VM's veth is not threaded, so the
 // receiver runs as softirq right behind the forwarding on CPU 1 (no thread
 // to wake per batch); the generator has CPU 0 (only two CPUs here).
