@@ -7,6 +7,8 @@
 //                address, a route per address in table T, forwarding on
 //   kernel_best  one rule for the whole range, every address a route in one table
 // at 1, 1,000, 10,000 and 100,000 exposures (destinations spread uniformly).
+// --family 4 runs the same with IPv4, the calibration's family, at sizes up to
+// the 762 addresses the documentation ranges leave on the lab.
 //
 // Generator: BPF_PROG_RUN live frames (bench/trafgen-child.ts) out of the
 // upstream veth, pinned to CPU 0. Receiver: an XDP program on the VM's veth
@@ -38,6 +40,24 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 // only one with room for 100,000 destinations. Destination i is 2001:db8:100::<i as the last 32 bits>.
 const PREFIX = '2001:db8:100::';
 const addrOf = (i: number): string => `2001:db8:100::${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`;
+/**
+ * IPv4 (--family 4), the family of the issue's calibration, where the kernel walks the rule list
+ * twice per packet: the three documentation /24s hold 768 addresses; the lab's own take some
+ * (its links in 192.0.2.0/30, the client 203.0.113.1 the traffic comes from, the VM's
+ * 198.51.100.10, the next hop of the kernel routes). 762 are left.
+ */
+function ipv4Destinations(lab: LabState): string[] {
+  const taken = new Set([lab.upstream.client4, ...lab.vms.map((v) => v.ipv4)]);
+  const out: string[] = [];
+  for (const net of ['198.51.100', '203.0.113', '192.0.2']) {
+    for (let i = 0; i < 256; i++) {
+      const a = `${net}.${i}`;
+      if (net === '192.0.2' && i < 4) continue;
+      if (!taken.has(a)) out.push(a);
+    }
+  }
+  return out;
+}
 
 async function sh(args: string[], input?: string): Promise<string> {
   if (input === undefined) return (await run(args[0] as string, args.slice(1), { timeout: 600_000, maxBuffer: 64 << 20 })).stdout;
@@ -107,6 +127,7 @@ class Rig {
       await sh(['ip', 'netns', 'exec', ns, 'sh', '-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
     }
     await sh(['ip', '-6', '-n', lab.node.ns, 'neigh', 'replace', 'fe80::2', 'lladdr', vm.mac, 'dev', vm.tap, 'nud', 'permanent']);
+    await sh(['ip', '-4', '-n', lab.node.ns, 'neigh', 'replace', vm.ipv4, 'lladdr', vm.mac, 'dev', vm.tap, 'nud', 'permanent']);
   }
 
   /**
@@ -152,8 +173,12 @@ class Rig {
     return { p50: Number(at(0.5).toFixed(2)), p99: Number(at(0.99).toFixed(2)) };
   }
 
+  /** IPv4 destinations when the run is IPv4 (else IPv6 ones from PREFIX) */
+  dsts4: string[] | undefined;
+
   private generate(count: number, seconds: number, pps = 0): Promise<number> {
     const { lab } = this;
+    const v4 = this.dsts4 !== undefined;
     const args = [
       '-c',
       '0',
@@ -163,8 +188,8 @@ class Rig {
       lab.upstream.ifname,
       this.upMac,
       this.provMac,
-      lab.upstream.client6,
-      PREFIX,
+      v4 ? lab.upstream.client4 : lab.upstream.client6,
+      v4 ? (this.dsts4 as string[]).slice(0, count).join(',') : PREFIX,
       String(count),
       String(seconds),
       String(pps),
@@ -225,17 +250,27 @@ export const bench = {
         rounds: { type: 'string', default: '3' },
         'latency-pps': { type: 'string', default: '1000' },
         paths: { type: 'string', default: 'xdp,kernel,kernel_best' },
+        family: { type: 'string', default: '6' },
       },
     });
+    if (values.family !== '4' && values.family !== '6') throw new Error(`--family: 4 or 6, not ${JSON.stringify(values.family)}`);
+    const v4 = values.family === '4';
     const paths = new Set(values.paths.split(','));
     for (const p of paths) if (!['xdp', 'kernel', 'kernel_best'].includes(p)) throw new Error(`--paths: unknown path ${JSON.stringify(p)} (xdp, kernel, kernel_best)`);
     if (skipKernel) throw new Error(`forward needs the kernel: ${skipKernel}`);
     const sizes = values.sizes.split(',').map(Number);
     const lab = await labUp({ name: `fwd-${process.pid.toString(36)}`, vms: [0] });
+    const dsts4 = v4 ? ipv4Destinations(lab) : undefined;
+    const tooMany = dsts4 ? sizes.find((n) => n > dsts4.length) : undefined;
+    if (tooMany !== undefined) {
+      await labDown(lab.name);
+      throw new Error(`--family 4: ${tooMany} exposures asked, the IPv4 documentation ranges leave ${dsts4?.length} addresses on the lab (use IPv6 for more)`);
+    }
     const pins = pinDir();
     const result: Record<string, unknown> = {};
     try {
       const rig = new Rig(lab, { seconds: Number(values.seconds), rounds: Number(values.rounds), latencyPps: Number(values['latency-pps']) });
+      rig.dsts4 = dsts4;
       await rig.setup();
       rig.upMac = macOf(lab.upstream.ifname, lab.upstream.ns);
       rig.provMac = macOf(lab.node.provider, lab.node.ns);
@@ -243,7 +278,7 @@ export const bench = {
       const vm = rig.vm;
       const sysctl = (kv: string) => sh(['ip', 'netns', 'exec', node, 'sysctl', '-qw', kv]);
       for (const n of sizes) {
-        const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
+        const addrs = dsts4 ? dsts4.slice(0, n) : Array.from({ length: n }, (_, i) => addrOf(i));
         // 1. the XDP path, forwarding off
         let xdp = NOT_RUN;
         if (paths.has('xdp')) {
@@ -260,13 +295,18 @@ export const bench = {
         }
 
         // 2. and 3. the kernel: forwarding on
-        const routes = (table: string) => addrs.map((a) => `route add ${a}/128 via fe80::2 dev ${vm.tap} table ${table}`);
-        for (const kv of ['net.ipv6.conf.all.forwarding=1', `net.ipv6.conf.${lab.node.provider}.forwarding=1`]) await sysctl(kv);
+        // IPv6 routes go via a static link-local neighbour; IPv4 ones via the VM's address, static too
+        const routes = (table: string) =>
+          addrs.map((a) => (v4 ? `route add ${a}/32 via ${vm.ipv4} dev ${vm.tap} onlink table ${table}` : `route add ${a}/128 via fe80::2 dev ${vm.tap} table ${table}`));
+        const fam = v4 ? '-4' : '-6';
+        const forwarding = (): string[] =>
+          v4 ? ['net.ipv4.conf.all.forwarding', `net.ipv4.conf.${lab.node.provider}.forwarding`] : ['net.ipv6.conf.all.forwarding', `net.ipv6.conf.${lab.node.provider}.forwarding`];
+        for (const k of forwarding()) await sysctl(`${k}=1`);
         const last = n === sizes[sizes.length - 1];
         const kernelPath = async (label: string, rules: string[], table: string, cleanup = true): Promise<PathResult> => {
           log(`forward ${n}: ${label} (installing)`);
           const t0 = Date.now();
-          await sh(['ip', '-6', '-n', node, '-batch', '-'], [...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n') + '\n');
+          await sh(['ip', fam, '-n', node, '-batch', '-'], [...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n') + '\n');
           log(`forward ${n}: ${label} installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
           try {
             return await rig.measure(n, lab.node.provider);
@@ -275,22 +315,23 @@ export const bench = {
             // insertion and deletion are O(n) each in the kernel, so the last, largest set is
             // left for the namespace's deletion
             if (cleanup) {
-              await sh(['ip', '-6', '-n', node, '-batch', '-'], rules.map((r) => `rule del ${r}`).join('\n') + '\n');
-              await sh(['ip', '-6', '-n', node, 'route', 'flush', 'table', table]);
+              await sh(['ip', fam, '-n', node, '-batch', '-'], rules.map((r) => `rule del ${r}`).join('\n') + '\n');
+              await sh(['ip', fam, '-n', node, 'route', 'flush', 'table', table]);
             }
           }
         };
         let best = NOT_RUN;
         if (paths.has('kernel_best')) {
-          best = await kernelPath('one rule', [`to ${PREFIX}/96 lookup 201 priority 1000`], '201');
+          // IPv4's destinations are three /24s: the one rule matches everything (misses fall through to main)
+          best = await kernelPath('one rule', [v4 ? 'from all lookup 201 priority 1000' : `to ${PREFIX}/96 lookup 201 priority 1000`], '201');
           log(`forward ${n}: kernel_best ${best.pps} pps, p99 ${best.p99Us} us`);
         }
         let kernel = NOT_RUN;
         if (paths.has('kernel')) {
-          kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/128 lookup 200 priority 1000`), '200', !last);
+          kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/${v4 ? 32 : 128} lookup 200 priority 1000`), '200', !last);
           log(`forward ${n}: kernel ${kernel.pps} pps, p99 ${kernel.p99Us} us`);
         }
-        for (const kv of ['net.ipv6.conf.all.forwarding=0', `net.ipv6.conf.${lab.node.provider}.forwarding=0`]) await sysctl(kv);
+        for (const k of forwarding()) await sysctl(`${k}=0`);
 
         const pps = (p: string, r: PathResult): number | null => (paths.has(p) ? r.pps : null);
         const both = (p: string): boolean => paths.has('xdp') && paths.has(p);
@@ -317,6 +358,7 @@ export const bench = {
       await labDown(lab.name);
       pins.remove();
     }
+    result.family = v4 ? 4 : 6;
     return result;
   },
 };

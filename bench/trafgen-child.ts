@@ -3,20 +3,33 @@
 // interface inside a namespace, flat out or at a fixed rate, for N seconds.
 // Prints {"sent": N} when done.
 import { performance } from 'node:perf_hooks';
-import { BpfObject, ifindexOf, parseIPv6, TEST_RUN_XDP_LIVE_FRAMES, withNetns } from '../src/ebpf/index.js';
+import { BpfObject, ifindexOf, ipv4, parseIPv6, TEST_RUN_XDP_LIVE_FRAMES, u32, withNetns } from '../src/ebpf/index.js';
 import { objectPath } from '../src/paths.js';
 
-// dstPrefix: an IPv6 address whose first 96 bits every destination shares (its last 32 bits are the index)
-const [netns, ifname, srcMac, dstMac, srcIp, dstPrefix, count, seconds, rate] = process.argv.slice(2) as string[];
+// IPv6 (srcIp an IPv6 address): dsts is an address whose first 96 bits every destination shares
+// (its last 32 bits are the index 0..count-1). IPv4: dsts lists the destinations, comma-separated.
+const [netns, ifname, srcMac, dstMac, srcIp, dsts, count, seconds, rate] = process.argv.slice(2) as string[];
+const v4 = !(srcIp as string).includes(':');
+const ipv4Bytes = (a: string): Buffer => Buffer.from(a.split('.').map(Number));
 const macBytes = (m: string): Buffer => Buffer.from((m as string).split(':').map((x) => parseInt(x, 16)));
 
 const obj = BpfObject.open(objectPath('test/trafgen'));
 obj.setConstant('src_mac', macBytes(srcMac as string));
 obj.setConstant('dst_mac', macBytes(dstMac as string));
-obj.setConstant('src_ip6', parseIPv6(srcIp as string));
-obj.setConstant('dst_prefix', parseIPv6(dstPrefix as string).subarray(0, 12));
+if (v4) {
+  obj.setConstant('family', Buffer.from([4]));
+  obj.setConstant('src_ip4', ipv4Bytes(srcIp as string));
+} else {
+  obj.setConstant('src_ip6', parseIPv6(srcIp as string));
+  obj.setConstant('dst_prefix', parseIPv6(dsts as string).subarray(0, 12));
+}
 obj.setAutoload('xdp_sink', false);
 await obj.load();
+if (v4) {
+  const list = (dsts as string).split(',');
+  if (list.length !== Number(count)) throw new Error(`trafgen: ${list.length} IPv4 destinations listed, count says ${count}`);
+  obj.map('dsts4').typed(u32, ipv4).updateBatch(list.map((a, i) => [i, a] as [number, string]));
+}
 const n = Buffer.alloc(4);
 n.writeUInt32LE(Number(count));
 obj.writeGlobal('dst_count', n);
