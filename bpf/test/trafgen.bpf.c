@@ -52,12 +52,11 @@ struct {
 } received SEC(".maps");
 
 /* Where the send time sits: after Ethernet, an IP header without options or extension headers, UDP. */
-static __always_inline __u64 *stamp_of(struct xdp_md *ctx, int ip_len)
+static __always_inline __u64 *stamp_of(void *data, void *data_end, int ip_len)
 {
-	void *data = (void *)(long)ctx->data;
 	__u64 *stamp = data + sizeof(struct ethhdr) + ip_len + sizeof(struct udphdr);
 
-	return (void *)(stamp + 1) > (void *)(long)ctx->data_end ? 0 : stamp;
+	return (void *)(stamp + 1) > data_end ? 0 : stamp;
 }
 
 static __always_inline void write_udp(struct udphdr *udp, __u16 len)
@@ -72,7 +71,7 @@ static __always_inline int gen6(struct xdp_md *ctx, __u32 idx)
 {
 	void *data = (void *)(long)ctx->data;
 	struct ipv6hdr *ip = data + sizeof(struct ethhdr);
-	__u64 *stamp = stamp_of(ctx, sizeof(*ip));
+	__u64 *stamp = stamp_of(data, (void *)(long)ctx->data_end, sizeof(*ip));
 
 	if (!stamp)
 		return -1;
@@ -100,7 +99,7 @@ static __always_inline int gen4(struct xdp_md *ctx, __u32 idx)
 {
 	void *data = (void *)(long)ctx->data;
 	struct iphdr *ip = data + sizeof(struct ethhdr);
-	__u64 *stamp = stamp_of(ctx, sizeof(*ip));
+	__u64 *stamp = stamp_of(data, (void *)(long)ctx->data_end, sizeof(*ip));
 	__u32 *dst = bpf_map_lookup_elem(&dsts4, &idx);
 
 	if (!stamp || !dst)
@@ -173,13 +172,13 @@ int xdp_sink(struct xdp_md *ctx)
 		struct udphdr *udp = (void *)(ip + 1);
 		if ((void *)(udp + 1) > (void *)(long)ctx->data_end || ip->nexthdr != 17 || udp->dest != bpf_htons(9))
 			return XDP_PASS;
-		stamp = stamp_of(ctx, sizeof(*ip));
+		stamp = stamp_of(data, (void *)(long)ctx->data_end, sizeof(*ip));
 	} else if (eth->h_proto == bpf_htons(0x0800)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		struct udphdr *udp = (void *)(ip + 1);
 		if ((void *)(udp + 1) > (void *)(long)ctx->data_end || ip->ihl != 5 || ip->protocol != 17 || udp->dest != bpf_htons(9))
 			return XDP_PASS;
-		stamp = stamp_of(ctx, sizeof(*ip));
+		stamp = stamp_of(data, (void *)(long)ctx->data_end, sizeof(*ip));
 	}
 	if (!stamp)
 		return XDP_PASS;
