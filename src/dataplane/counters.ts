@@ -42,16 +42,6 @@ export class StripedCounters {
     return { packets, bytes };
   }
 
-  /** Per CPU, for exposure `id`. */
-  readPerCpu(id: number): CounterValue[] {
-    this.check(id);
-    const b = this.mem.bytes;
-    return Array.from({ length: this.cpus }, (_, cpu) => {
-      const off = (cpu * this.stride + id) * COUNTER_SIZE;
-      return { packets: b.readBigUInt64LE(off), bytes: b.readBigUInt64LE(off + 8) };
-    });
-  }
-
   /** Start exposure `id` from zero (before the id is published in a table). */
   zero(id: number): void {
     this.check(id);

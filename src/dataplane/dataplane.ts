@@ -19,7 +19,7 @@ import {
   withNetns,
 } from '../ebpf/index.js';
 import { objectPath } from '../paths.js';
-import { StripedCounters } from './counters.js';
+import { type CounterValue, StripedCounters } from './counters.js';
 import { SlotTable, slotTableSize } from './slots.js';
 import { Counter, DP_MAX_PORTS, DpConfig, PortInfo, type DpReasonName, DpReason, ExposureValue, In6Addr, LpmV4, LpmV6, RtReason, type RtReasonName } from './abi.js';
 
@@ -44,7 +44,6 @@ export interface Attached {
   readopted: boolean;
 }
 
-type CounterValue = { packets: bigint; bytes: bigint };
 const sumCounters = (values: CounterValue[]): CounterValue => ({
   packets: sumPerCpu(values.map((v) => v.packets)),
   bytes: sumPerCpu(values.map((v) => v.bytes)),

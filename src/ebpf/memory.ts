@@ -9,11 +9,21 @@ import { BpfError } from './errors.js';
 import type { BpfMap } from './map.js';
 import { address, c, errno, MAP_FAILED_ADDR, type Ptr, view } from './native.js';
 
-const PROT_READ = 1;
-const PROT_WRITE = 2;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 /** BPF_F_MMAPABLE */
 export const MAP_F_MMAPABLE = 1 << 10;
+
+/**
+ * A shared mapping of `len` bytes of a map's fd from `offset` (array maps,
+ * ring buffers); a refusal is a BpfError with the errno and `what` it was for.
+ */
+export function mmapMap(fd: number, len: number, prot: number, offset: number, what: { message: string; op: string; subject: string }): Ptr {
+  const p = c.mmap(null, len, prot, MAP_SHARED, fd, offset) as Ptr;
+  if (!p || address(p) === MAP_FAILED_ADDR) throw new BpfError(what.message, { op: what.op, errno: errno(), subject: what.subject });
+  return p;
+}
 
 export class MapMemory {
   /** Bytes per element (the value size rounded up to 8). */
@@ -35,10 +45,7 @@ export class MapMemory {
     this.entries = info.maxEntries;
     const page = c.getpagesize() as number;
     this.length = Math.ceil((this.stride * this.entries) / page) * page;
-    const p = c.mmap(null, this.length, PROT_READ | (opts.writable ? PROT_WRITE : 0), MAP_SHARED, map.fd, 0) as Ptr;
-    if (!p || address(p) === MAP_FAILED_ADDR) {
-      throw new BpfError(`cannot map the memory of map ${info.name}`, { op: 'map mmap', errno: errno(), subject: info.name });
-    }
+    const p = mmapMap(map.fd, this.length, PROT_READ | (opts.writable ? PROT_WRITE : 0), 0, { message: `cannot map the memory of map ${info.name}`, op: 'map mmap', subject: info.name });
     this.ptr = p;
     this.buf = Buffer.from(view(p, this.length), 0, this.stride * this.entries);
   }

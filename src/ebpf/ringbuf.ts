@@ -13,16 +13,14 @@ import { performance } from 'node:perf_hooks';
 import { MapType } from './constants.js';
 import { BpfError } from './errors.js';
 import { type BpfMap, sumPerCpu } from './map.js';
-import { c, errno, type FdWatch, type Ptr, pollReadable, view, address, MAP_FAILED_ADDR } from './native.js';
+import { mmapMap, PROT_READ, PROT_WRITE } from './memory.js';
+import { c, type FdWatch, type Ptr, pollReadable, view } from './native.js';
 import { u32 as u32Key, u64 } from './codec.js';
 
 const BUSY = 0x80000000;
 const DISCARD = 0x40000000;
 const LEN_MASK = 0x3fffffff;
 const HDR = 8;
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const MAP_SHARED = 1;
 
 /** Called with the record's bytes at buf[offset .. offset+length): decode before returning. */
 export type RecordHandler = (buf: Buffer, offset: number, length: number) => void;
@@ -122,11 +120,7 @@ export class RingBuffer {
   }
 
   private mmap(len: number, prot: number, offset: number): Ptr {
-    const p = c.mmap(null, len, prot, MAP_SHARED, this.fd, offset);
-    if (!p || address(p) === MAP_FAILED_ADDR) {
-      throw new BpfError(`cannot mmap ring buffer ${this.name}`, { op: 'ring buffer mmap', errno: errno(), subject: this.name });
-    }
-    return p;
+    return mmapMap(this.fd, len, prot, offset, { message: `cannot mmap ring buffer ${this.name}`, op: 'ring buffer mmap', subject: this.name });
   }
 
   /** Handle up to `max` committed records now; returns how many were handled. */
