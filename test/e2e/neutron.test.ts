@@ -99,21 +99,22 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
   test('floating IP associate → exposed and reachable through the router; disassociate → withdrawn', async () => {
     const tnet = (await os.neutronApi('POST', '/networks', { network: { name: 'private' } })).network;
     const tsub = (await os.neutronApi('POST', '/subnets', { subnet: { network_id: tnet.id, ip_version: 4, cidr: '198.51.100.128/25', gateway_ip: '198.51.100.129', enable_dhcp: false } })).subnet;
-    // the gateway's address is chosen here: left to Neutron it is drawn at random from the
-    // pool and once in a while took the floating IP's address below (409 in CI)
-    const router = (await os.neutronApi('POST', '/routers', { router: { name: 'r1', external_gateway_info: { network_id: ids.net, external_fixed_ips: [{ subnet_id: ids.sub, ip_address: '198.51.100.40' }] } } })).router;
+    // the gateway's and the floating IP's addresses are asked for outside the allocation pool
+    // (.10-.60): Neutron allocates from the pool at random for what it makes itself, and an
+    // address asked for inside it was at times taken already (409 IpAddressAlreadyAllocated)
+    const router = (await os.neutronApi('POST', '/routers', { router: { name: 'r1', external_gateway_info: { network_id: ids.net, external_fixed_ips: [{ subnet_id: ids.sub, ip_address: '198.51.100.61' }] } } })).router;
     await os.neutronApi('PUT', `/routers/${router.id}/add_router_interface`, { subnet_id: tsub.id });
     const gwIp = router.external_gateway_info.external_fixed_ips[0].ip_address as string;
-    assert.equal(gwIp, '198.51.100.40');
+    assert.equal(gwIp, '198.51.100.61');
     await until('the router gateway exposed (cr-lrp)', () => exposedAndAnnounced(`${gwIp}/32`), 60_000);
     const vm2 = (await os.neutronApi('POST', '/ports', { port: { network_id: tnet.id, name: 'vm2', fixed_ips: [{ subnet_id: tsub.id, ip_address: '198.51.100.130' }], 'binding:host_id': ovn.hostname, security_groups: [ids.sg] } })).port;
     await ovn.addVm(vm2.id, vm2.mac_address, '198.51.100.130/25', '198.51.100.129');
-    const fip = (await os.neutronApi('POST', '/floatingips', { floatingip: { floating_network_id: ids.net, floating_ip_address: '198.51.100.50', port_id: vm2.id } })).floatingip;
-    await until('the floating IP exposed and announced', () => exposedAndAnnounced('198.51.100.50/32'), 60_000);
+    const fip = (await os.neutronApi('POST', '/floatingips', { floatingip: { floating_network_id: ids.net, floating_ip_address: '198.51.100.62', port_id: vm2.id } })).floatingip;
+    await until('the floating IP exposed and announced', () => exposedAndAnnounced('198.51.100.62/32'), 60_000);
     assert.ok(!(await installed()).has('198.51.100.130/32'), 'the tenant address itself is not exposed');
-    assert.match(await ping('198.51.100.50'), /3 received/, 'the FIP reaches the tenant VM through the OVN router');
+    assert.match(await ping('198.51.100.62'), /3 received/, 'the FIP reaches the tenant VM through the OVN router');
     await os.neutronApi('PUT', `/floatingips/${fip.id}`, { floatingip: { port_id: null } });
-    await until('the floating IP withdrawn', () => gone('198.51.100.50/32'), 60_000);
+    await until('the floating IP withdrawn', () => gone('198.51.100.62/32'), 60_000);
     assert.ok(await exposedAndAnnounced(`${gwIp}/32`), 'the gateway stays exposed');
   });
 
