@@ -353,7 +353,7 @@ function sentRequests(file: string): string[] {
 }
 
 /** the value where the target's parameter goes, from a request line or body */
-function valueOf(t: SqlmapTarget, target: string, body?: string): string | undefined {
+function paramValue(t: SqlmapTarget, target: string, body?: string): string | undefined {
   if (t.param === 'json') {
     if (body === undefined) return undefined;
     try {
@@ -379,7 +379,7 @@ async function score(t: SqlmapTarget, traffic: string, from: number, to: number,
   const sent = blocks.map((b) => {
     const line = /^\S+ (\S+)/.exec(b)?.[1] ?? '';
     const body = /\r?\n\r?\n([\s\S]*)$/.exec(b)?.[1]?.trim();
-    const v = valueOf(t, line, body);
+    const v = paramValue(t, line, body);
     return v !== undefined && v !== t.baseline ? v : undefined;
   });
   const payloads = sent.filter((v): v is string => v !== undefined);
@@ -406,7 +406,7 @@ async function score(t: SqlmapTarget, traffic: string, from: number, to: number,
   } else if (t.method === 'GET') {
     // by the value in the path (the agent's path may be cut by the capture: still not the baseline)
     const isPayload = (target: unknown): boolean => {
-      const v = valueOf(t, String(target));
+      const v = paramValue(t, String(target));
       return v !== undefined && v !== t.baseline;
     };
     const pe = events.filter((e) => isPayload(e.data.path));

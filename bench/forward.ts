@@ -306,7 +306,7 @@ export const bench = {
         const kernelPath = async (label: string, rules: string[], table: string, cleanup = true): Promise<PathResult> => {
           log(`forward ${n}: ${label} (installing)`);
           const t0 = Date.now();
-          await sh(['ip', fam, '-n', node, '-batch', '-'], [...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n') + '\n');
+          await sh(['ip', fam, '-n', node, '-batch', '-'], `${[...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n')}\n`);
           log(`forward ${n}: ${label} installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
           try {
             return await rig.measure(n, lab.node.provider);
@@ -315,7 +315,7 @@ export const bench = {
             // insertion and deletion are O(n) each in the kernel, so the last, largest set is
             // left for the namespace's deletion
             if (cleanup) {
-              await sh(['ip', fam, '-n', node, '-batch', '-'], rules.map((r) => `rule del ${r}`).join('\n') + '\n');
+              await sh(['ip', fam, '-n', node, '-batch', '-'], `${rules.map((r) => `rule del ${r}`).join('\n')}\n`);
               await sh(['ip', fam, '-n', node, 'route', 'flush', 'table', table]);
             }
           }

@@ -37,9 +37,7 @@ export interface Alert {
   details: Record<string, unknown>;
 }
 
-export interface AlertSink {
-  (alert: Alert, change: 'raised' | 'updated' | 'resolved'): void;
-}
+export type AlertSink = (alert: Alert, change: 'raised' | 'updated' | 'resolved') => void
 
 export const MAX_EVIDENCE = 20;
 

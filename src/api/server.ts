@@ -183,7 +183,7 @@ async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse)
     const filter = filterOf(url);
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const stream = daemon.stream(filter, (events) => {
-      res.write(events.map((e) => JSON.stringify(e)).join('\n') + '\n');
+      res.write(`${events.map((e) => JSON.stringify(e)).join('\n')}\n`);
     });
     const beat = setInterval(() => res.write('\n'), 15_000);
     beat.unref();

@@ -11,7 +11,7 @@ export async function runAgent(configFile: string | undefined): Promise<number> 
   const log = createLogger({ level: config.logLevel });
   if (!configFile) log.info('no configuration file: tracing with the defaults, data plane off', { api: config.api.listen, store: config.storage.path });
   const daemon = await Daemon.start(config, log);
-  let api;
+  let api: Awaited<ReturnType<typeof startApi>>;
   try {
     api = await startApi(daemon, config.api.listen, log);
   } catch (err) {

@@ -51,7 +51,8 @@ export async function runAlerts(o: AlertsOptions): Promise<number> {
   }
   return followLines(address, '/v1/alerts/stream', 'alerts', (line) => {
     const m = JSON.parse(line) as { change: string; alert: Alert };
-    if (o.rule && !m.alert.rule.startsWith(o.rule)) return;
+    if (o.rule && !m.alert.rule.startsWith(o.rule)) return undefined;
     process.stdout.write(o.json ? `${line}\n` : `${formatAlert(m.alert, m.change)}\n`);
+    return undefined;
   });
 }

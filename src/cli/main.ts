@@ -282,7 +282,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`stackbpf: unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}. See stackbpf --help.\n`);
     return 2;
   }
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args: rest, options: cmd.options ?? {}, allowPositionals: true, strict: true });
   } catch (err) {

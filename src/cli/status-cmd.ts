@@ -24,13 +24,13 @@ export function apiTarget(address: string): { socketPath: string } | { host: str
  * A 'data' handler for a JSON-lines stream: each complete, non-empty line
  * to `onLine`, the rest kept for the next chunk; `false` from onLine stops it.
  */
-export function lineSplitter(onLine: (line: string) => boolean | void): (chunk: string) => void {
+export function lineSplitter(onLine: (line: string) => boolean | undefined): (chunk: string) => void {
   let buf = '';
   let stopped = false;
   return (chunk) => {
     if (stopped) return;
     buf += chunk;
-    let nl;
+    let nl: number;
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
@@ -49,7 +49,7 @@ export function lineSplitter(onLine: (line: string) => boolean | void): (chunk: 
  * stream ended, was stopped or interrupted (SIGINT), 1 when the agent could
  * not be reached or refused.
  */
-export function followLines(address: string, path: string, command: string, onLine: (line: string) => boolean | void): Promise<number> {
+export function followLines(address: string, path: string, command: string, onLine: (line: string) => boolean | undefined): Promise<number> {
   return new Promise<number>((resolve) => {
     let done = false;
     const finish = (code: number): void => {
@@ -167,7 +167,7 @@ function mb(n: number): string {
 export function formatStatus(s: Status): string {
   const out: string[] = [];
   const t = s.trace;
-  if (t && t.attached) {
+  if (t?.attached) {
     const lost = Object.entries(t.lost ?? {}).filter(([, n]) => n > 0);
     out.push(`tracing     ${t.attached.length} programs attached, ${t.monitoredProcesses} processes monitored: ${Object.entries(t.services ?? {}).map(([k, n]) => `${k} ${n}`).join(', ') || 'no service found yet'}`);
     out.push(`  events    ${Object.values(t.events ?? {}).reduce((a, b) => a + b, 0)} (${t.eventsPerSecond}/s): ${Object.entries(t.events ?? {}).map(([k, n]) => `${k} ${n}`).join(', ') || 'none yet'}`);

@@ -51,7 +51,7 @@ export function ifindexOf(ifname: string, ns?: string): number {
       op: 'ifindex',
       errno: 19,
       subject: ifname,
-      hint: 'check the name with `ip link`' + (ns ? ` inside \`ip netns exec ${ns}\`` : ''),
+      hint: `check the name with \`ip link\`${ns ? ` inside \`ip netns exec ${ns}\`` : ''}`,
     });
   }
   return idx;

@@ -199,7 +199,10 @@ export class RingBuffer {
     const n = this.tick();
     if ((this.opts.wake ?? 'adaptive') === 'adaptive') {
       this.quietTicks = n === 0 ? this.quietTicks + 1 : 0;
-      if (this.quietTicks >= 2) return this.toPoll();
+      if (this.quietTicks >= 2) {
+        this.toPoll();
+        return;
+      }
     }
     // behind: carry on in the next loop iteration instead of waiting a period
     const behind = this.pendingBytes() > 0 && n > 0;

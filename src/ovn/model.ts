@@ -178,7 +178,7 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
     for (const p of set(ls.ports) as string[]) {
       lsOfPort.set(p, ls);
       const lsp = db.get('Logical_Switch_Port', p);
-      if (!lsp || lsp.type !== 'localnet') continue;
+      if (lsp?.type !== 'localnet') continue;
       const network = str(map(lsp.options).network_name);
       const bridge = opts.bridgeMappings.get(network);
       if (bridge) provider.set(ls._uuid, { bridge, vlan: Number(first(lsp.tag) ?? 0), network });
@@ -260,7 +260,7 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
     // 3. floating IPs: distributed ones where their port is bound, the others where the gateway is
     for (const natUuid of set(lr.nat) as string[]) {
       const nat = db.get('NAT', natUuid);
-      if (!nat || nat.type !== 'dnat_and_snat') continue;
+      if (nat?.type !== 'dnat_and_snat') continue;
       const ip = str(nat.external_ip);
       if (!isIP(ip)) continue;
       const fipNet = map(nat.external_ids)['neutron:fip_network_id'];

@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from '../log.js';
-import { FramingError, JsonStreamSplitter } from './jsonrpc.js';
+import { type FramingError, JsonStreamSplitter } from './jsonrpc.js';
 import { applyDiff, type DatabaseSchema, decodeDatum, defaultValue, OvsdbDataError, parseSchema, type Row, type TableSchema, type Value } from './schema.js';
 
 export const ZERO_UUID = '00000000-0000-0000-0000-000000000000';

@@ -170,7 +170,7 @@ describe('sessions', () => {
     const target = `/v3/users?name=admin%27%20UNION%20ALL%20SELECT%20${Array(200).fill('NULL').join('%2C')}--%20-`;
     const raw = `GET ${target} HTTP/1.1\r\nHost: k\r\nUser-Agent: sqlmap\r\n\r\n`;
     assert.equal(looksLikeHttp(Buffer.from(raw.slice(0, 256))), true);
-    assert.equal(looksLikeHttp(Buffer.from('GETX /' + 'a'.repeat(400))), false);
+    assert.equal(looksLikeHttp(Buffer.from(`GETX /${'a'.repeat(400)}`)), false);
     t.onData({ ...data(12, 7, 1, 1, 1_000_000, raw.slice(0, 256)), prevBytes: 0 });
     t.onData(data(12, 7, 2, 2, 3_000_000, 'HTTP/1.1 200 OK\r\n\r\n{}', raw.length));
     t.onClose({ ...hdr, kind: 8, ts: 4_000_000, tgid: 12, tid: 12, connId: 7, openedNs: 0, bytesIn: 0, bytesOut: 0, lastMsgBytes: 21, lastMsgStart: 0, fd: 7, role: 1, lastDir: 2, family: 2 });
