@@ -44,7 +44,8 @@ const pct = (xs: number[], p: number): number => {
   return Math.round((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number) * 100) / 100;
 };
 const addrOf = (i: number): string => `2001:db8:1:${(i >> 16).toString(16)}::${(i & 0xffff).toString(16)}`;
-const macOf = (i: number): string => `fa:16:3e:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+const macOf = (i: number): string =>
+  `fa:16:3e:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, pollMs = 1): Promise<number> {
@@ -65,7 +66,10 @@ function portRow(i: number): Record<string, unknown> {
 export const bench = {
   summary: 'OVN NB change → BPF map (and → BGP peer) latency, full resync and RSS with N ports',
   async run(args: string[]): Promise<Record<string, unknown>> {
-    const { values } = parseArgs({ args, options: { ports: { type: 'string', default: '10000' }, changes: { type: 'string', default: '200' }, 'peer-changes': { type: 'string', default: '20' } } });
+    const { values } = parseArgs({
+      args,
+      options: { ports: { type: 'string', default: '10000' }, changes: { type: 'string', default: '200' }, 'peer-changes': { type: 'string', default: '20' } },
+    });
     const ports = Number(values.ports);
     const changes = Number(values.changes);
     const peerChanges = Number(values['peer-changes']);
@@ -76,7 +80,12 @@ export const bench = {
     const pins = pinDir();
     const work = mkdtempSync(join(tmpdir(), 'stackbpf-conv-'));
     const srv = await OvsdbServer.start({ schema: NB_SCHEMA });
-    const writer = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, log: createLogger({ level: 'error' }) }).start();
+    const writer = new OvsdbClient({
+      remote: srv.unix,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name'] } },
+      log: createLogger({ level: 'error' }),
+    }).start();
     let agent: Agent | undefined;
     let watcher: Worker | undefined;
     try {
@@ -85,7 +94,12 @@ export const bench = {
       await writer.waitSynced();
       // the provider network and `ports` VM ports, in batches
       await writer.transact([
-        { op: 'insert', table: 'Logical_Switch_Port', row: { name: 'provnet', type: 'localnet', addresses: 'unknown', options: ['map', [['network_name', 'physnet1']]] }, 'uuid-name': 'ln' },
+        {
+          op: 'insert',
+          table: 'Logical_Switch_Port',
+          row: { name: 'provnet', type: 'localnet', addresses: 'unknown', options: ['map', [['network_name', 'physnet1']]] },
+          'uuid-name': 'ln',
+        },
         { op: 'insert', table: 'Logical_Switch', row: { name: 'neutron-bench', ports: ['named-uuid', 'ln'] } },
       ]);
       const fill0 = performance.now();
@@ -130,7 +144,8 @@ export const bench = {
       await waitFor(() => has(0) && has(ports - 1), 120_000);
       const fullSyncMs = performance.now() - t0;
       log(`full sync: ${ports} ports in the maps after ${Math.round(fullSyncMs)} ms`);
-      const peerHas = async (addr: string): Promise<boolean> => (await run('ip', ['-n', lab.upstream.ns, '-6', 'route', 'show', `${addr}/128`])).stdout.trim() !== '';
+      const peerHas = async (addr: string): Promise<boolean> =>
+        (await run('ip', ['-n', lab.upstream.ns, '-6', 'route', 'show', `${addr}/128`])).stdout.trim() !== '';
       const routeFullMs = (await waitFor(() => peerHas(addrOf(ports - 1)), 300_000, 50)) + fullSyncMs;
       log(`the peer has the last route after ${Math.round(routeFullMs)} ms`);
       await a.reconcileNow();

@@ -54,7 +54,8 @@ interface AlertMsg {
 }
 
 export const bench = {
-  summary: 'detection accuracy on real Keystone and Neutron: sqlmap recall, false positives on benign openstack-client and tempest traffic, brute-force latency, drift scenarios; ModSecurity + CRS on the same requests',
+  summary:
+    'detection accuracy on real Keystone and Neutron: sqlmap recall, false positives on benign openstack-client and tempest traffic, brute-force latency, drift scenarios; ModSecurity + CRS on the same requests',
   async run(args: string[]): Promise<Record<string, unknown>> {
     const { values } = parseArgs({ args, options: { level: { type: 'string' }, risk: { type: 'string' }, 'no-neutron': { type: 'boolean' } }, strict: true });
     const level = values.level ?? '3';
@@ -122,7 +123,18 @@ export const bench = {
     });
     streamReq.on('error', () => undefined);
     streamReq.end();
-    const env = { ...process.env, OS_AUTH_URL: url, OS_USERNAME: 'admin', OS_PASSWORD: os.password, OS_PROJECT_NAME: 'admin', OS_USER_DOMAIN_NAME: 'Default', OS_PROJECT_DOMAIN_NAME: 'Default', OS_IDENTITY_API_VERSION: '3', OS_INTERFACE: 'public', OS_REGION_NAME: 'RegionOne' };
+    const env = {
+      ...process.env,
+      OS_AUTH_URL: url,
+      OS_USERNAME: 'admin',
+      OS_PASSWORD: os.password,
+      OS_PROJECT_NAME: 'admin',
+      OS_USER_DOMAIN_NAME: 'Default',
+      OS_PROJECT_DOMAIN_NAME: 'Default',
+      OS_IDENTITY_API_VERSION: '3',
+      OS_INTERFACE: 'public',
+      OS_REGION_NAME: 'RegionOne',
+    };
     let retries = 0;
     const osc = async (argv: string[]): Promise<void> => {
       for (let attempt = 1; ; attempt++) {
@@ -210,14 +222,19 @@ export const bench = {
       const benignAlerts = alerts.slice(alertsBefore).filter((a) => a.change === 'raised');
       let benignRequests = 0;
       for (const svc of services) {
-        const evs = (await api(agent.socket, 'GET', `/v1/events?service=${svc}&type=http.request&since=${tb}&until=${te}&limit=10000`)) as { data: Record<string, unknown> }[];
+        const evs = (await api(agent.socket, 'GET', `/v1/events?service=${svc}&type=http.request&since=${tb}&until=${te}&limit=10000`)) as {
+          data: Record<string, unknown>;
+        }[];
         if (evs.length >= 10_000) throw new Error('the benign window holds 10,000 request events or more, past what one /v1/events query returns: shorten it');
         benignRequests += evs.filter((e) => e.data.role === 'server').length;
       }
       result.benign_requests = benignRequests;
       result.benign_alerts = benignAlerts.length;
       // what each false positive was about (values are redacted before any detector sees them)
-      result.benign_alert_rules = benignAlerts.map((a) => `${a.alert.rule} ${a.alert.subject}${a.alert.details.path ? ` ${String(a.alert.details.method)} ${String(a.alert.details.path)}` : ''}${Array.isArray(a.alert.details.values) ? ` ${JSON.stringify(a.alert.details.values)}` : ''}`);
+      result.benign_alert_rules = benignAlerts.map(
+        (a) =>
+          `${a.alert.rule} ${a.alert.subject}${a.alert.details.path ? ` ${String(a.alert.details.method)} ${String(a.alert.details.path)}` : ''}${Array.isArray(a.alert.details.values) ? ` ${JSON.stringify(a.alert.details.values)}` : ''}`,
+      );
       result.tempest = { learn: tempestLearn, eval: tempestEval } satisfies Record<string, TempestResult>;
       const fronts = [waf, ...(wafN ? [wafN] : [])];
       const wafBenign = fronts.flatMap((f) => f.verdicts().filter((v) => v.ts >= tb && v.ts < te));
@@ -225,7 +242,13 @@ export const bench = {
       const bfStart = alerts.length;
       let crossedAt = 0;
       for (let i = 0; i < 14; i++) {
-        const res = await fetch(`${url}/auth/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: `guess-${i % 3}`, domain: { name: 'Default' }, password: `x${i}` } } } } }) });
+        const res = await fetch(`${url}/auth/tokens`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            auth: { identity: { methods: ['password'], password: { user: { name: `guess-${i % 3}`, domain: { name: 'Default' }, password: `x${i}` } } } },
+          }),
+        });
         if (i === 9) crossedAt = performance.now(); // the 10th 401 crosses per_source = 10: its head has arrived
         await res.arrayBuffer();
       }
@@ -241,10 +264,50 @@ export const bench = {
       const sqlmapOut = join(work, 'sqlmap');
       mkdirSync(sqlmapOut);
       const targets: SqlmapTarget[] = [
-        { name: 'keystone GET /v3/users?name=', service: 'keystone', front: waf, method: 'GET', path: '/v3/users', param: 'name', baseline: 'admin', argv: ['-u', `${url}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`] },
+        {
+          name: 'keystone GET /v3/users?name=',
+          service: 'keystone',
+          front: waf,
+          method: 'GET',
+          path: '/v3/users',
+          param: 'name',
+          baseline: 'admin',
+          argv: ['-u', `${url}/users?name=admin`, '-p', 'name', '-H', `X-Auth-Token: ${token}`],
+        },
         // every answer there is a 401: sqlmap gives up on 401s unless told to carry on
-        { name: 'keystone POST /v3/auth/tokens (user name in the JSON body)', service: 'keystone', front: waf, method: 'POST', path: '/v3/auth/tokens', param: 'json', baseline: 'admin', argv: ['-u', `${url}/auth/tokens`, '--ignore-code', '401', '--data', '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}', '-H', 'Content-Type: application/json'] },
-        ...(wafN ? [{ name: 'neutron GET /v2.0/networks?name=', service: 'neutron-server', front: wafN, method: 'GET' as const, path: '/v2.0/networks', param: 'name', baseline: 'net0', argv: ['-u', `${wafN.url}/v2.0/networks?name=net0`, '-p', 'name', '-H', `X-Auth-Token: ${token}`] }] : []),
+        {
+          name: 'keystone POST /v3/auth/tokens (user name in the JSON body)',
+          service: 'keystone',
+          front: waf,
+          method: 'POST',
+          path: '/v3/auth/tokens',
+          param: 'json',
+          baseline: 'admin',
+          argv: [
+            '-u',
+            `${url}/auth/tokens`,
+            '--ignore-code',
+            '401',
+            '--data',
+            '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin*", "domain": {"name": "Default"}, "password": "wrong"}}}}}',
+            '-H',
+            'Content-Type: application/json',
+          ],
+        },
+        ...(wafN
+          ? [
+              {
+                name: 'neutron GET /v2.0/networks?name=',
+                service: 'neutron-server',
+                front: wafN,
+                method: 'GET' as const,
+                path: '/v2.0/networks',
+                param: 'name',
+                baseline: 'net0',
+                argv: ['-u', `${wafN.url}/v2.0/networks?name=net0`, '-p', 'name', '-H', `X-Auth-Token: ${token}`],
+              },
+            ]
+          : []),
       ];
       const per: Record<string, unknown>[] = [];
       const totals = { sent: 0, ours: 0, waf: 0, wafSqli: 0, wafBaselineFlagged: 0, seen: 0, offlineMissed: [] as string[], payloads: 0 };
@@ -254,7 +317,30 @@ export const bench = {
         const from = Date.now();
         // a browser's User-Agent, as an attacker would send: sqlmap's own is on the CRS's scanner list
         // (rule 913100 scores it 5 on every request, payload or not), and the agent never looks at it
-        await run('sqlmap', ['--batch', '--level', level, '--risk', risk, '--time-sec', '1', '--threads', '1', '-t', traffic, '--output-dir', sqlmapOut, '--flush-session', '--disable-coloring', '-A', BROWSER_UA, ...t.argv], { timeout: 1_800_000, maxBuffer: 64 << 20 }).catch((e: { code?: number }) => {
+        await run(
+          'sqlmap',
+          [
+            '--batch',
+            '--level',
+            level,
+            '--risk',
+            risk,
+            '--time-sec',
+            '1',
+            '--threads',
+            '1',
+            '-t',
+            traffic,
+            '--output-dir',
+            sqlmapOut,
+            '--flush-session',
+            '--disable-coloring',
+            '-A',
+            BROWSER_UA,
+            ...t.argv,
+          ],
+          { timeout: 1_800_000, maxBuffer: 64 << 20 },
+        ).catch((e: { code?: number }) => {
           if (e.code === undefined) throw e;
         });
         await new Promise((r) => setTimeout(r, 2000));
@@ -280,7 +366,8 @@ export const bench = {
       result.offline_missed_examples = [...new Set(totals.offlineMissed)].slice(0, 15);
       result.sqli_by_target = per;
       result.modsecurity = {
-        ruleset: 'OWASP CRS 3.3 (Debian modsecurity-crs), paranoia level 1, inbound threshold 5, DetectionOnly; allowed methods + PUT PATCH DELETE; rule 920350 (Host is an IP) off',
+        ruleset:
+          'OWASP CRS 3.3 (Debian modsecurity-crs), paranoia level 1, inbound threshold 5, DetectionOnly; allowed methods + PUT PATCH DELETE; rule 920350 (Host is an IP) off',
         sqli_detected: totals.waf,
         sqli_recall: ratio(totals.waf, totals.sent),
         // of those, the requests its SQL-injection rules (942xxx) matched, whatever else scored
@@ -289,7 +376,10 @@ export const bench = {
         benign_requests: wafBenign.length,
         benign_alerts: wafBenign.filter(wafFlag).length,
         false_positive_rate: ratio(wafBenign.filter(wafFlag).length, wafBenign.length),
-        benign_flagged_examples: wafBenign.filter(wafFlag).slice(0, 10).map((v) => `${v.method} ${v.target} score ${v.score}`),
+        benign_flagged_examples: wafBenign
+          .filter(wafFlag)
+          .slice(0, 10)
+          .map((v) => `${v.method} ${v.target} score ${v.score}`),
       };
       // 5. drift, by a keystone process (a stand-in matched by the operator rule)
       const peer = createServer((s) => s.end());
@@ -298,11 +388,20 @@ export const bench = {
       const scenarios: [string, string, (a: AlertMsg) => boolean][] = [
         ['shell spawned by a keystone process', "os.system('/bin/sh -c true')", (a) => a.alert.rule === 'drift.exec' && a.alert.details.value === '/bin/sh'],
         ['/etc/shadow read', "open('/etc/shadow').read()", (a) => a.alert.rule === 'drift.files_read' && a.alert.details.value === '/etc/shadow'],
-        ['a new outbound peer', `import socket; socket.create_connection(('127.0.0.1', ${peerPort})).close()`, (a) => a.alert.rule === 'drift.peers' && a.alert.details.value === `127.0.0.1:${peerPort}`],
-        ['a write under /etc/keystone', "os.makedirs('/etc/keystone', exist_ok=True); open('/etc/keystone/sbb-drift-probe', 'w').write('x'); os.unlink('/etc/keystone/sbb-drift-probe')", (a) => a.alert.rule === 'drift.files_write' && String(a.alert.details.value).startsWith('/etc/keystone/')],
+        [
+          'a new outbound peer',
+          `import socket; socket.create_connection(('127.0.0.1', ${peerPort})).close()`,
+          (a) => a.alert.rule === 'drift.peers' && a.alert.details.value === `127.0.0.1:${peerPort}`,
+        ],
+        [
+          'a write under /etc/keystone',
+          "os.makedirs('/etc/keystone', exist_ok=True); open('/etc/keystone/sbb-drift-probe', 'w').write('x'); os.unlink('/etc/keystone/sbb-drift-probe')",
+          (a) => a.alert.rule === 'drift.files_write' && String(a.alert.details.value).startsWith('/etc/keystone/'),
+        ],
       ];
       const driftStart = alerts.length;
-      for (const [, code] of scenarios) await run('/usr/bin/python3', ['-c', `import os,time; time.sleep(0.8); ${code}`, marker], { timeout: 20_000 }).catch(() => undefined);
+      for (const [, code] of scenarios)
+        await run('/usr/bin/python3', ['-c', `import os,time; time.sleep(0.8); ${code}`, marker], { timeout: 20_000 }).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 2000));
       peer.close();
       const driftAlerts = alerts.slice(driftStart).filter((a) => a.change === 'raised');
@@ -310,7 +409,9 @@ export const bench = {
       result.drift_detected = found.filter(([, ok]) => ok).length;
       result.drift_total = scenarios.length;
       result.drift_missed = found.filter(([, ok]) => !ok).map(([n]) => n);
-      result.false_positive_rate = (result.benign_requests as number) ? Math.round(((result.benign_alerts as number) / (result.benign_requests as number)) * 10000) / 10000 : null;
+      result.false_positive_rate = (result.benign_requests as number)
+        ? Math.round(((result.benign_alerts as number) / (result.benign_requests as number)) * 10000) / 10000
+        : null;
       const st = await api(agent.socket, 'GET', '/v1/status');
       result.lost_events = Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0);
       result.sqlmap = { level: Number(level), risk: Number(risk), requests_sent: per.reduce((n, x) => n + (x.requests as number), 0) };
@@ -321,8 +422,30 @@ export const bench = {
       rmSync(work, { recursive: true, force: true });
       forget();
     }
-    const { sqli_requests, sqli_detected, sqli_recall, benign_requests, benign_alerts, false_positive_rate, bruteforce_detect_ms, drift_detected, drift_total, ...rest } = result;
-    return { sqli_requests, sqli_detected, sqli_recall, benign_requests, benign_alerts, false_positive_rate, bruteforce_detect_ms, drift_detected, drift_total, ...rest };
+    const {
+      sqli_requests,
+      sqli_detected,
+      sqli_recall,
+      benign_requests,
+      benign_alerts,
+      false_positive_rate,
+      bruteforce_detect_ms,
+      drift_detected,
+      drift_total,
+      ...rest
+    } = result;
+    return {
+      sqli_requests,
+      sqli_detected,
+      sqli_recall,
+      benign_requests,
+      benign_alerts,
+      false_positive_rate,
+      bruteforce_detect_ms,
+      drift_detected,
+      drift_total,
+      ...rest,
+    };
   },
 };
 
@@ -384,7 +507,12 @@ async function score(t: SqlmapTarget, traffic: string, from: number, to: number,
   });
   const payloads = sent.filter((v): v is string => v !== undefined);
   const onPath = (p: unknown): boolean => String(p ?? '').startsWith(t.path);
-  const events = ((await agentApi(socket, 'GET', `/v1/events?service=${t.service}&type=http.request&since=${from}&until=${to}&limit=10000`)) as { ts: number; data: Record<string, unknown> }[])
+  const events = (
+    (await agentApi(socket, 'GET', `/v1/events?service=${t.service}&type=http.request&since=${from}&until=${to}&limit=10000`)) as {
+      ts: number;
+      data: Record<string, unknown>;
+    }[]
+  )
     .filter((e) => e.data.role === 'server' && e.data.method === t.method && onPath(e.data.path))
     .sort((a, b) => a.ts - b.ts);
   const verdicts = t.front.verdicts().filter((v) => v.ts >= from && v.ts <= to && v.method === t.method && v.target.startsWith(t.path));
@@ -422,7 +550,9 @@ async function score(t: SqlmapTarget, traffic: string, from: number, to: number,
     wafDetected = Math.min(verdicts.filter(wafFlag).length, payloads.length);
     wafBaselineFlagged = Math.max(0, verdicts.filter(wafFlag).length - payloads.length);
   }
-  const missed = aligned ? sent.map((v, i) => (v !== undefined && !flagged(events[i] as (typeof events)[number]) ? v : undefined)).filter((v): v is string => v !== undefined) : [];
+  const missed = aligned
+    ? sent.map((v, i) => (v !== undefined && !flagged(events[i] as (typeof events)[number]) ? v : undefined)).filter((v): v is string => v !== undefined)
+    : [];
   return {
     payloads,
     payloadRequests: payloads.length,

@@ -159,7 +159,12 @@ class Rig {
   }
 
   private latencyPercentiles(): { p50: number | null; p99: number | null } {
-    const hist = this.sink.map('latency').perCpu(u32, u64).dump().sort((a, b) => a[0] - b[0]).map(([, v]) => Number(sumPerCpu(v)));
+    const hist = this.sink
+      .map('latency')
+      .perCpu(u32, u64)
+      .dump()
+      .sort((a, b) => a[0] - b[0])
+      .map(([, v]) => Number(sumPerCpu(v)));
     const total = hist.reduce((a, b) => a + b, 0);
     if (total === 0) return { p50: null, p99: null };
     const at = (q: number): number => {
@@ -256,7 +261,8 @@ export const bench = {
     if (values.family !== '4' && values.family !== '6') throw new Error(`--family: 4 or 6, not ${JSON.stringify(values.family)}`);
     const v4 = values.family === '4';
     const paths = new Set(values.paths.split(','));
-    for (const p of paths) if (!['xdp', 'kernel', 'kernel_best'].includes(p)) throw new Error(`--paths: unknown path ${JSON.stringify(p)} (xdp, kernel, kernel_best)`);
+    for (const p of paths)
+      if (!['xdp', 'kernel', 'kernel_best'].includes(p)) throw new Error(`--paths: unknown path ${JSON.stringify(p)} (xdp, kernel, kernel_best)`);
     if (skipKernel) throw new Error(`forward needs the kernel: ${skipKernel}`);
     const sizes = values.sizes.split(',').map(Number);
     const lab = await labUp({ name: `fwd-${process.pid.toString(36)}`, vms: [0] });
@@ -297,10 +303,14 @@ export const bench = {
         // 2. and 3. the kernel: forwarding on
         // IPv6 routes go via a static link-local neighbour; IPv4 ones via the VM's address, static too
         const routes = (table: string) =>
-          addrs.map((a) => (v4 ? `route add ${a}/32 via ${vm.ipv4} dev ${vm.tap} onlink table ${table}` : `route add ${a}/128 via fe80::2 dev ${vm.tap} table ${table}`));
+          addrs.map((a) =>
+            v4 ? `route add ${a}/32 via ${vm.ipv4} dev ${vm.tap} onlink table ${table}` : `route add ${a}/128 via fe80::2 dev ${vm.tap} table ${table}`,
+          );
         const fam = v4 ? '-4' : '-6';
         const forwarding = (): string[] =>
-          v4 ? ['net.ipv4.conf.all.forwarding', `net.ipv4.conf.${lab.node.provider}.forwarding`] : ['net.ipv6.conf.all.forwarding', `net.ipv6.conf.${lab.node.provider}.forwarding`];
+          v4
+            ? ['net.ipv4.conf.all.forwarding', `net.ipv4.conf.${lab.node.provider}.forwarding`]
+            : ['net.ipv6.conf.all.forwarding', `net.ipv6.conf.${lab.node.provider}.forwarding`];
         for (const k of forwarding()) await sysctl(`${k}=1`);
         const last = n === sizes[sizes.length - 1];
         const kernelPath = async (label: string, rules: string[], table: string, cleanup = true): Promise<PathResult> => {
@@ -328,7 +338,12 @@ export const bench = {
         }
         let kernel = NOT_RUN;
         if (paths.has('kernel')) {
-          kernel = await kernelPath('ovn-bgp-agent layout', addrs.map((a) => `to ${a}/${v4 ? 32 : 128} lookup 200 priority 1000`), '200', !last);
+          kernel = await kernelPath(
+            'ovn-bgp-agent layout',
+            addrs.map((a) => `to ${a}/${v4 ? 32 : 128} lookup 200 priority 1000`),
+            '200',
+            !last,
+          );
           log(`forward ${n}: kernel ${kernel.pps} pps, p99 ${kernel.p99Us} us`);
         }
         for (const k of forwarding()) await sysctl(`${k}=0`);

@@ -13,7 +13,13 @@ export const bench = {
     if (skipKernel) throw new Error(`fuzz needs the kernel: ${skipKernel}`);
     const packets = Number(values.packets);
     const seed = Number(values.seed);
-    const rig = await openDataplaneRig([['fz0', 'fz0p'], ['fz1', 'fz1p']], { maxExposures: 1024, maxBlockRules: 64 });
+    const rig = await openDataplaneRig(
+      [
+        ['fz0', 'fz0p'],
+        ['fz1', 'fz1p'],
+      ],
+      { maxExposures: 1024, maxBlockRules: 64 },
+    );
     try {
       const dp = rig.dp;
       const r = rng(seed);

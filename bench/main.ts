@@ -28,7 +28,9 @@ async function main(): Promise<number> {
     return 0;
   }
   const { values, tokens } = parseArgs({ args: rest, options: { json: { type: 'boolean' } }, strict: false, tokens: true });
-  const passOn = tokens.filter((t) => !(t.kind === 'option' && t.name === 'json')).flatMap((t) => ('rawName' in t ? [t.rawName, ...(t.value !== undefined && !t.inlineValue ? [t.value] : [])] : t.kind === 'positional' ? [t.value] : []));
+  const passOn = tokens
+    .filter((t) => !(t.kind === 'option' && t.name === 'json'))
+    .flatMap((t) => ('rawName' in t ? [t.rawName, ...(t.value !== undefined && !t.inlineValue ? [t.value] : [])] : t.kind === 'positional' ? [t.value] : []));
   const result = await (await benches[name]()).run(passOn);
   if (!values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify({ bench: name, ...result })}\n`);

@@ -82,7 +82,10 @@ async function streamBench(seconds: number, ringBytes: number, producer: Produce
     link = obj.program('tp_write_stream').attachTracepoint('syscalls', 'sys_enter_write');
     // `exec` keeps the pid, so the filter is set before dd writes anything
     const dd = spawn('/bin/sh', ['-c', 'read go; exec dd if=/dev/zero of=/dev/null bs=1 count=2000000000'], { stdio: ['pipe', 'ignore', 'ignore'] });
-    obj.map('stream_target').typed(u32, u32).update(0, dd.pid as number);
+    obj
+      .map('stream_target')
+      .typed(u32, u32)
+      .update(0, dd.pid as number);
     startProducer = () => dd.stdin.write('go\n');
     stopProducer = async () => {
       if (dd.exitCode === null && dd.signalCode === null) {
@@ -116,7 +119,9 @@ async function streamBench(seconds: number, ringBytes: number, producer: Produce
       await new Promise((r) => setTimeout(r, 250));
       const now = performance.now();
       if (now - lastReport >= 2000) {
-        log(`stream (${producer}): ${(((received - lastReceived) / (now - lastReport)) * 1000 / 1e6).toFixed(2)} M events/s, lost so far ${ring.stats().lost}`);
+        log(
+          `stream (${producer}): ${((((received - lastReceived) / (now - lastReport)) * 1000) / 1e6).toFixed(2)} M events/s, lost so far ${ring.stats().lost}`,
+        );
         lastReport = now;
         lastReceived = received;
       }

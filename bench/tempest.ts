@@ -10,7 +10,9 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 export const tempestMissing = (): string | undefined =>
-  existsSync('/usr/bin/tempest') && existsSync('/usr/lib/python3/dist-packages/keystone_tempest_plugin') ? undefined : 'tempest is missing: apt-get install --no-install-recommends tempest keystone-tempest-plugin';
+  existsSync('/usr/bin/tempest') && existsSync('/usr/lib/python3/dist-packages/keystone_tempest_plugin')
+    ? undefined
+    : 'tempest is missing: apt-get install --no-install-recommends tempest keystone-tempest-plugin';
 
 /** The identity API tests, core and plugin. */
 export const IDENTITY_TESTS = '^(tempest\\.api\\.identity|keystone_tempest_plugin\\.tests\\.api)';
@@ -29,7 +31,10 @@ export async function runTempest(dir: string, keystoneUrl: string, adminPassword
   mkdirSync(dir, { recursive: true });
   const ws = join(dir, 'ws');
   // its own workspace registry: nothing under ~/.tempest is touched, no name clashes with an earlier run
-  await run('tempest', ['init', '--workspace-path', join(dir, 'workspace.yaml'), '--name', `sbb-${process.pid}-${Date.now()}`, ws], { cwd: dir, timeout: 60_000 });
+  await run('tempest', ['init', '--workspace-path', join(dir, 'workspace.yaml'), '--name', `sbb-${process.pid}-${Date.now()}`, ws], {
+    cwd: dir,
+    timeout: 60_000,
+  });
   writeFileSync(
     join(ws, 'etc', 'tempest.conf'),
     [
@@ -63,11 +68,13 @@ export async function runTempest(dir: string, keystoneUrl: string, adminPassword
     { mode: 0o600 },
   );
   const t0 = performance.now();
-  const out = await run('tempest', ['run', '--regex', regex, '--concurrency', '1'], { cwd: ws, timeout: 1_800_000, maxBuffer: 64 << 20 }).catch((e: { stdout?: string; code?: number }) => {
-    // a failing test makes tempest exit 1: its output still says what ran
-    if (e.stdout === undefined) throw e;
-    return { stdout: e.stdout };
-  });
+  const out = await run('tempest', ['run', '--regex', regex, '--concurrency', '1'], { cwd: ws, timeout: 1_800_000, maxBuffer: 64 << 20 }).catch(
+    (e: { stdout?: string; code?: number }) => {
+      // a failing test makes tempest exit 1: its output still says what ran
+      if (e.stdout === undefined) throw e;
+      return { stdout: e.stdout };
+    },
+  );
   const count = (what: string): number => Number(new RegExp(`- ${what}: (\\d+)`).exec(out.stdout)?.[1] ?? 0);
   const result = { passed: count('Passed'), failed: count('Failed'), skipped: count('Skipped'), seconds: Math.round((performance.now() - t0) / 1000) };
   if (result.passed + result.failed === 0) throw new Error(`tempest ran no test: ${out.stdout.slice(-2000)}`);

@@ -140,7 +140,10 @@ export const bench = {
     const sysloop = await buildSysloop(work);
     log('starting keystone on mariadb');
     const os = await OpenStack.start({ db: 'mariadb' });
-    const res: Record<'traced' | 'untraced', { rps: number[]; workload: number[]; monitored: number[]; getppid: number[]; read: number[]; floorRead: number[] }> = {
+    const res: Record<
+      'traced' | 'untraced',
+      { rps: number[]; workload: number[]; monitored: number[]; getppid: number[]; read: number[]; floorRead: number[] }
+    > = {
       traced: { rps: [], workload: [], monitored: [], getppid: [], read: [], floorRead: [] },
       untraced: { rps: [], workload: [], monitored: [], getppid: [], read: [], floorRead: [] },
     };
@@ -167,7 +170,10 @@ export const bench = {
             x.getppid.push(await minLoop(sysloop, 'getppid', loops, 1_000_000));
             x.read.push(await minLoop(sysloop, 'read', loops, 1_000_000));
             if (!agent) {
-              const links = [floorObj.program('floor_read_enter').attachTracepoint('syscalls', 'sys_enter_read'), floorObj.program('floor_read_exit').attachTracepoint('syscalls', 'sys_exit_read')];
+              const links = [
+                floorObj.program('floor_read_enter').attachTracepoint('syscalls', 'sys_enter_read'),
+                floorObj.program('floor_read_exit').attachTracepoint('syscalls', 'sys_exit_read'),
+              ];
               try {
                 x.floorRead.push(await minLoop(sysloop, 'read', loops, 1_000_000));
               } finally {
@@ -179,7 +185,9 @@ export const bench = {
               events += Object.values(st.trace.events as Record<string, number>).reduce((a, b) => a + b, 0);
               lost += Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0);
             }
-            log(`round ${r + 1}/${rounds} ${mode.padEnd(8)} keystone ${x.rps.at(-1)?.toFixed(1)} req/s, grep ${x.workload.at(-1)?.toFixed(0)} ms, grep monitored ${x.monitored.at(-1)?.toFixed(0)} ms, getppid ${x.getppid.at(-1)} ns, read ${x.read.at(-1)} ns`);
+            log(
+              `round ${r + 1}/${rounds} ${mode.padEnd(8)} keystone ${x.rps.at(-1)?.toFixed(1)} req/s, grep ${x.workload.at(-1)?.toFixed(0)} ms, grep monitored ${x.monitored.at(-1)?.toFixed(0)} ms, getppid ${x.getppid.at(-1)} ns, read ${x.read.at(-1)} ns`,
+            );
           } finally {
             await agent?.stop();
           }

@@ -19,7 +19,8 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
 const apiGet = (socket: string, path: string): Promise<any> => agentApi(socket, 'GET', path);
 
-const memKb = (pid: number, field: 'VmRSS' | 'VmHWM'): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+const memKb = (pid: number, field: 'VmRSS' | 'VmHWM'): number =>
+  Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const cpuTicks = (pid: number): number => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return Number(f[11]) + Number(f[12]);
@@ -63,7 +64,9 @@ export const bench = {
           const s = { t: (Date.now() - t0) / 1000, written: (st.storage.written as number) - written0, rss: memKb(pid, 'VmRSS') / 1024 };
           samples.push(s);
           const lost = Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0);
-          log(`${s.t.toFixed(0)} s: ${s.written} stored (${(s.written / s.t / 1000).toFixed(0)}k/s), lost ${lost}, ring ${(st.trace.ring.pendingBytes / 1048576).toFixed(1)} MB waiting, store queue ${st.pipeline.consumers[0]?.queued}, rss ${s.rss.toFixed(0)} MB, db ${(st.storage.bytes / 1048576).toFixed(0)} MB`);
+          log(
+            `${s.t.toFixed(0)} s: ${s.written} stored (${(s.written / s.t / 1000).toFixed(0)}k/s), lost ${lost}, ring ${(st.trace.ring.pendingBytes / 1048576).toFixed(1)} MB waiting, store queue ${st.pipeline.consumers[0]?.queued}, rss ${s.rss.toFixed(0)} MB, db ${(st.storage.bytes / 1048576).toFixed(0)} MB`,
+          );
         });
       }, 10_000);
       await Promise.all(done);

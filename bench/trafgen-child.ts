@@ -28,7 +28,10 @@ await obj.load();
 if (v4) {
   const list = (dsts as string).split(',');
   if (list.length !== Number(count)) throw new Error(`trafgen: ${list.length} IPv4 destinations listed, count says ${count}`);
-  obj.map('dsts4').typed(u32, ipv4).updateBatch(list.map((a, i) => [i, a] as [number, string]));
+  obj
+    .map('dsts4')
+    .typed(u32, ipv4)
+    .updateBatch(list.map((a, i) => [i, a] as [number, string]));
 }
 const n = Buffer.alloc(4);
 n.writeUInt32LE(Number(count));

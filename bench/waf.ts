@@ -16,7 +16,8 @@ const CRS_LOAD = '/usr/share/modsecurity-crs/owasp-crs.load';
 const RECOMMENDED = '/etc/modsecurity/modsecurity.conf-recommended';
 
 export const wafMissing = (): string | undefined => {
-  for (const f of [APACHE, join(MODULES, 'mod_security2.so'), CRS_LOAD, RECOMMENDED]) if (!existsSync(f)) return `${f} is missing: apt-get install --no-install-recommends apache2 libapache2-mod-security2 modsecurity-crs`;
+  for (const f of [APACHE, join(MODULES, 'mod_security2.so'), CRS_LOAD, RECOMMENDED])
+    if (!existsSync(f)) return `${f} is missing: apt-get install --no-install-recommends apache2 libapache2-mod-security2 modsecurity-crs`;
   return undefined;
 };
 

@@ -35,7 +35,14 @@ function addr6Of(i: number): string {
 export const bench = {
   summary: 'ns per packet of the XDP router (BPF_PROG_TEST_RUN) with 1, 1,000 and 100,000 exposures',
   async run(args: string[]) {
-    const { values } = parseArgs({ args, options: { sizes: { type: 'string', default: '1,1000,100000' }, repeat: { type: 'string', default: '2000000' }, rounds: { type: 'string', default: '5' } } });
+    const { values } = parseArgs({
+      args,
+      options: {
+        sizes: { type: 'string', default: '1,1000,100000' },
+        repeat: { type: 'string', default: '2000000' },
+        rounds: { type: 'string', default: '5' },
+      },
+    });
     if (skipKernel) throw new Error(`xdp-cost needs the kernel: ${skipKernel}`);
     const sizes = values.sizes.split(',').map(Number);
     const repeat = Number(values.repeat);
@@ -45,7 +52,12 @@ export const bench = {
     const out: Record<string, unknown> = {};
     try {
       for (const n of sizes) {
-        const dp = await Dataplane.open({ pinRoot: `${pins.dir}/${n}`, netns: ns.name, object: objectPath('test/dataplane_bench'), maxExposures: Math.max(1024, n) });
+        const dp = await Dataplane.open({
+          pinRoot: `${pins.dir}/${n}`,
+          netns: ns.name,
+          object: objectPath('test/dataplane_bench'),
+          maxExposures: Math.max(1024, n),
+        });
         try {
           const t = dp.tables;
           dp.inNetns(() => t.ports.update(0, ifindexOf('xc0', ns.name)));
@@ -55,7 +67,11 @@ export const bench = {
           const entries6 = Array.from({ length: n }, (_, i) => [addr6Of(i), value(n + i)] as [string, ReturnType<typeof value>]);
           for (let i = 0; i < entries.length; i += 10000) dp.exact4.updateBatch(entries.slice(i, i + 10000));
           for (let i = 0; i < entries6.length; i += 10000) dp.exact6.updateBatch(entries6.slice(i, i + 10000));
-          for (const [f, t] of [['IPv4', dp.exact4], ['IPv6', dp.exact6]] as const) if (t.spillCount) process.stderr.write(`xdp-cost ${n}: ${t.spillCount} ${f} entries spilled to the hash map\n`);
+          for (const [f, t] of [
+            ['IPv4', dp.exact4],
+            ['IPv6', dp.exact6],
+          ] as const)
+            if (t.spillCount) process.stderr.write(`xdp-cost ${n}: ${t.spillCount} ${f} entries spilled to the hash map\n`);
           const obj = dp.object;
           const addrs4 = obj.map('bench_addrs').typed(u32, ipv4);
           const addrs6 = obj.map('bench_addrs6').typed(u32, ipv6);
@@ -110,7 +126,9 @@ export const bench = {
             raw: { hit, miss, spread, hit6, miss6, spread6 },
             redirected: Number(v.redirect.packets),
           };
-          process.stderr.write(`xdp-cost ${n}: hit ${cost(hit)} ns, miss ${cost(miss)} ns, spread hit ${cost(spread)} ns; IPv6 ${cost(hit6)} / ${cost(miss6)} / ${cost(spread6)} ns (harness ${empty} ns)\n`);
+          process.stderr.write(
+            `xdp-cost ${n}: hit ${cost(hit)} ns, miss ${cost(miss)} ns, spread hit ${cost(spread)} ns; IPv6 ${cost(hit6)} / ${cost(miss6)} / ${cost(spread6)} ns (harness ${empty} ns)\n`,
+          );
         } finally {
           dp.destroy();
         }

@@ -306,7 +306,15 @@ export class Agent {
     for (const n of upsert) applied.set(n.key, n);
     for (const k of gone) applied.delete(k);
     if (this.bgpState) this.bgpState.announced = applied.size;
-    return { added: d1.added, updated: d1.updated, removed: d2.removed, unchanged: applied.size - d1.added - d1.updated, portsAdded: 0, portsRemoved: 0, total: applied.size };
+    return {
+      added: d1.added,
+      updated: d1.updated,
+      removed: d2.removed,
+      unchanged: applied.size - d1.added - d1.updated,
+      portsAdded: 0,
+      portsRemoved: 0,
+      total: applied.size,
+    };
   }
 
   private async syncBgp(prefixes: string[], withdraw: boolean): Promise<void> {
@@ -320,7 +328,8 @@ export class Agent {
       const changes = await this.frr.sync(prefixes, { withdraw });
       this.bgpState.announced = prefixes.length;
       delete this.bgpState.lastError;
-      if (changes.announced.length || changes.withdrawn.length) this.log.info('bgp announcements', { announced: changes.announced.length, withdrawn: changes.withdrawn.length });
+      if (changes.announced.length || changes.withdrawn.length)
+        this.log.info('bgp announcements', { announced: changes.announced.length, withdrawn: changes.withdrawn.length });
     } catch (err) {
       // keep forwarding; retry the announcements shortly
       this.bgpState.configured = false;
@@ -334,10 +343,7 @@ export class Agent {
   async apiPut(e: Exposure): Promise<ReconcileResult | undefined> {
     // the whole desired set must stay valid: an API entry may replace an API entry, nothing else
     const key = normalizeExposure(e).key;
-    const others = [
-      ...this.staticSource.current(),
-      ...this.apiSource.current().filter((d) => normalizeExposure(d).key !== key),
-    ];
+    const others = [...this.staticSource.current(), ...this.apiSource.current().filter((d) => normalizeExposure(d).key !== key)];
     validateExposures([...others, e]);
     this.apiSource.put(e);
     await this.reconcileNow();
@@ -430,7 +436,14 @@ export class Agent {
   }
 
   blocks(): { prefix: string; reason: string; id: number; packets: string; bytes: string; expires: string | null }[] {
-    return this.blocklist.list().map((b) => ({ prefix: b.prefix, reason: b.reason, id: b.id, packets: b.packets.toString(), bytes: b.bytes.toString(), expires: this.blockExpiry.has(b.prefix) ? new Date((this.blockExpiry.get(b.prefix) as { expires: number }).expires).toISOString() : null }));
+    return this.blocklist.list().map((b) => ({
+      prefix: b.prefix,
+      reason: b.reason,
+      id: b.id,
+      packets: b.packets.toString(),
+      bytes: b.bytes.toString(),
+      expires: this.blockExpiry.has(b.prefix) ? new Date((this.blockExpiry.get(b.prefix) as { expires: number }).expires).toISOString() : null,
+    }));
   }
 
   status(): AgentStatus {

@@ -56,7 +56,15 @@ export interface AgentConfig {
   analytics: {
     enabled: boolean;
     profilesDir: string;
-    bruteforce: { windowSeconds: number; perSource: number; perUser: number; sprayUsers: number; recoverySeconds: number; trustedProxies: string[]; blockSeconds: number };
+    bruteforce: {
+      windowSeconds: number;
+      perSource: number;
+      perUser: number;
+      sprayUsers: number;
+      recoverySeconds: number;
+      trustedProxies: string[];
+      blockSeconds: number;
+    };
   };
   /** Where events are kept. */
   storage: {
@@ -151,14 +159,25 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     },
     api: { listen: '127.0.0.1:9180' },
     exposures: [],
-    trace: { enabled: true, captureBytes: 1024, ringBytes: 16 << 20, sensitivePaths: [...DEFAULT_SENSITIVE_PATHS], captureServices: [...DEFAULT_CAPTURE_SERVICES] },
+    trace: {
+      enabled: true,
+      captureBytes: 1024,
+      ringBytes: 16 << 20,
+      sensitivePaths: [...DEFAULT_SENSITIVE_PATHS],
+      captureServices: [...DEFAULT_CAPTURE_SERVICES],
+    },
     storage: { enabled: true, path: '', retentionDays: 7, maxSizeMb: 1024, queueEvents: 200_000 },
-    analytics: { enabled: true, profilesDir: '', bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [], blockSeconds: 0 } },
+    analytics: {
+      enabled: true,
+      profilesDir: '',
+      bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [], blockSeconds: 0 },
+    },
   };
   const netns = r.optStr(top, 'netns', '');
   if (netns) cfg.netns = netns;
   const needsDataplane = top.bgp !== undefined || top.ovn !== undefined || r.list(top, 'exposures', '').length > 0 || cfg.dataplane.returnInterfaces.length > 0;
-  if (cfg.dataplane.providerInterfaces.length === 0 && needsDataplane) r.fail('dataplane.provider_interfaces', 'list at least one provider NIC (bgp, ovn, exposures and return_interfaces need the data plane)');
+  if (cfg.dataplane.providerInterfaces.length === 0 && needsDataplane)
+    r.fail('dataplane.provider_interfaces', 'list at least one provider NIC (bgp, ovn, exposures and return_interfaces need the data plane)');
   if (!cfg.pinRoot.startsWith('/sys/fs/bpf')) r.fail('pin_root', 'must be a directory under /sys/fs/bpf');
 
   if (top.bgp !== undefined) {
@@ -220,7 +239,11 @@ export function parseConfig(raw: unknown, file?: string): AgentConfig {
     if (o.ssl !== undefined) {
       const sl = r.obj(o.ssl, 'ovn.ssl');
       r.known(sl, 'ovn.ssl', ['private_key', 'certificate', 'ca_cert']);
-      cfg.ovn.ssl = { privateKey: r.str(sl, 'private_key', 'ovn.ssl.'), certificate: r.str(sl, 'certificate', 'ovn.ssl.'), caCert: r.str(sl, 'ca_cert', 'ovn.ssl.') };
+      cfg.ovn.ssl = {
+        privateKey: r.str(sl, 'private_key', 'ovn.ssl.'),
+        certificate: r.str(sl, 'certificate', 'ovn.ssl.'),
+        caCert: r.str(sl, 'ca_cert', 'ovn.ssl.'),
+      };
     }
     if (connection.includes('ssl:') && !cfg.ovn.ssl) r.fail('ovn.ssl', 'an ssl: connection needs private_key, certificate and ca_cert');
   }

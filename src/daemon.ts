@@ -18,7 +18,15 @@ export interface DaemonStatus extends Partial<AgentStatus> {
   dataplane: 'on' | 'off';
   trace: TracerStatus | { state: 'off' | 'failed'; error?: string };
   storage: (StoreStats & { state: 'on' }) | { state: 'off' };
-  analytics: (ReturnType<Analytics['status']> & { state: 'on'; enforcedInKernel: string[]; enforcement: ReturnType<Tracer['enforcement']>; lsmDeny: { available: boolean; detail: string }; enforcementErrors: string[] }) | { state: 'off' };
+  analytics:
+    | (ReturnType<Analytics['status']> & {
+        state: 'on';
+        enforcedInKernel: string[];
+        enforcement: ReturnType<Tracer['enforcement']>;
+        lsmDeny: { available: boolean; detail: string };
+        enforcementErrors: string[];
+      })
+    | { state: 'off' };
   pipeline: { published: number; consumers: ConsumerStats[]; droppedByClosedStreams: number };
   startedAt: string;
 }
@@ -42,7 +50,11 @@ export class Daemon {
     const d = new Daemon(config, log);
     try {
       if (config.storage.enabled) {
-        const store = new EventStore({ path: config.storage.path, maxAgeSeconds: config.storage.retentionDays * 86400, maxBytes: config.storage.maxSizeMb * 1024 * 1024 });
+        const store = new EventStore({
+          path: config.storage.path,
+          maxAgeSeconds: config.storage.retentionDays * 86400,
+          maxBytes: config.storage.maxSizeMb * 1024 * 1024,
+        });
         d.store = store;
         store.applyRetention();
         store.startRetention(0.5, (err) => log.warn('retention failed', { error: (err as Error).message }));
@@ -58,16 +70,13 @@ export class Daemon {
       if (config.analytics.enabled) {
         d.analytics = new Analytics(d.bus, d.store, { bruteforce: config.analytics.bruteforce, profilesDir: config.analytics.profilesDir });
         const loaded = d.analytics.profiles.list();
-        if (loaded.length || d.analytics.profiles.errors.length) log.info('profiles loaded', { profiles: loaded.map((p) => `${p.service} (${p.mode})`), errors: d.analytics.profiles.errors });
+        if (loaded.length || d.analytics.profiles.errors.length)
+          log.info('profiles loaded', { profiles: loaded.map((p) => `${p.service} (${p.mode})`), errors: d.analytics.profiles.errors });
       }
       if (config.trace.enabled) {
         const t = config.trace;
         try {
-          d.tracer = await Tracer.start(
-            { ...t, ...(config.analytics.enabled ? { inspectRequest } : {}) },
-            d.bus,
-            log,
-          );
+          d.tracer = await Tracer.start({ ...t, ...(config.analytics.enabled ? { inspectRequest } : {}) }, d.bus, log);
         } catch (err) {
           // with a data plane to run, a tracer that cannot start must not take forwarding down with it
           if (!dataplaneEnabled(config)) throw err;
@@ -158,7 +167,10 @@ export class Daemon {
       } catch (err) {
         // checked before any map is touched: what was in force stays
         failures.push((err as Error).message);
-        this.log.warn('kernel enforcement refused: the profile stays as it was in the kernel (alerts still raised)', { service, error: (err as Error).message });
+        this.log.warn('kernel enforcement refused: the profile stays as it was in the kernel (alerts still raised)', {
+          service,
+          error: (err as Error).message,
+        });
       }
     }
     this.enforcementErrors = failures;
@@ -201,7 +213,16 @@ export class Daemon {
       dataplane: this.agent ? 'on' : 'off',
       trace: this.tracer ? this.tracer.status() : this.traceError ? { state: 'failed', error: this.traceError } : { state: 'off' },
       storage: this.store ? { state: 'on', ...this.store.stats() } : { state: 'off' },
-      analytics: this.analytics ? { state: 'on', ...this.analytics.status(), enforcedInKernel: this.tracer?.enforcedServices() ?? [], enforcement: this.tracer?.enforcement() ?? {}, lsmDeny: lsmDeny(), enforcementErrors: this.enforcementErrors } : { state: 'off' },
+      analytics: this.analytics
+        ? {
+            state: 'on',
+            ...this.analytics.status(),
+            enforcedInKernel: this.tracer?.enforcedServices() ?? [],
+            enforcement: this.tracer?.enforcement() ?? {},
+            lsmDeny: lsmDeny(),
+            enforcementErrors: this.enforcementErrors,
+          }
+        : { state: 'off' },
       pipeline: { published: this.bus.published, consumers: this.bus.stats(), droppedByClosedStreams: this.closedStreamDrops },
       startedAt: this.startedAt,
     };

@@ -37,7 +37,7 @@ export interface Alert {
   details: Record<string, unknown>;
 }
 
-export type AlertSink = (alert: Alert, change: 'raised' | 'updated' | 'resolved') => void
+export type AlertSink = (alert: Alert, change: 'raised' | 'updated' | 'resolved') => void;
 
 export const MAX_EVIDENCE = 20;
 
@@ -51,7 +51,8 @@ export function hostOf(addr: string): string {
 export function evidenceOf(ev: TraceEvent): Evidence {
   const d = ev.data;
   let summary: string;
-  if (ev.type === 'http.request') summary = `${d.method} ${d.path} ${d.status}${d.auth_user ? ` auth_user=${d.auth_user}` : ''}${d.remote ? ` from ${d.remote}` : ''}`;
+  if (ev.type === 'http.request')
+    summary = `${d.method} ${d.path} ${d.status}${d.auth_user ? ` auth_user=${d.auth_user}` : ''}${d.remote ? ` from ${d.remote}` : ''}`;
   else if (ev.type === 'sql.query') summary = String(d.statement ?? d.command).slice(0, 200);
   else if (ev.type === 'process.exec') summary = ((d.argv as string[]) ?? []).join(' ').slice(0, 200);
   else summary = JSON.stringify(d).slice(0, 200);

@@ -32,7 +32,6 @@ interface Window {
   last: number;
 }
 
-
 export class BruteForceDetector {
   private readonly bySource = new Map<string, Window>();
   private readonly byUser = new Map<string, Window>();
@@ -46,7 +45,14 @@ export class BruteForceDetector {
 
   static isFailedAuth(ev: TraceEvent): boolean {
     const d = ev.data;
-    return ev.type === 'http.request' && d.method === 'POST' && typeof d.path === 'string' && d.path.startsWith('/v3/auth/tokens') && d.status === 401 && d.role === 'server';
+    return (
+      ev.type === 'http.request' &&
+      d.method === 'POST' &&
+      typeof d.path === 'string' &&
+      d.path.startsWith('/v3/auth/tokens') &&
+      d.status === 401 &&
+      d.role === 'server'
+    );
   }
 
   private source(ev: TraceEvent): string {
@@ -93,7 +99,13 @@ export class BruteForceDetector {
         summary: `${s.times.length} failed Keystone authentications from ${src} in ${o.windowSeconds} s`,
         mitre: 'T1110.001',
         evidence: s.evidence.slice(-10),
-        details: { source: src, failures: s.times.length, window_seconds: o.windowSeconds, threshold: o.perSource, users: [...(s.users?.keys() ?? [])].slice(0, 20) },
+        details: {
+          source: src,
+          failures: s.times.length,
+          window_seconds: o.windowSeconds,
+          threshold: o.perSource,
+          users: [...(s.users?.keys() ?? [])].slice(0, 20),
+        },
         ts: ev.ts,
       });
     }

@@ -33,7 +33,9 @@ export class ProfileSet {
     const loaded: string[] = [];
     let files: string[] = [];
     try {
-      files = readdirSync(this.dir).filter((f) => f.endsWith('.yaml')).sort();
+      files = readdirSync(this.dir)
+        .filter((f) => f.endsWith('.yaml'))
+        .sort();
     } catch {
       /* no directory yet: no profiles */
     }
@@ -91,7 +93,8 @@ export class DriftDetector {
     const rule = RULES[kind];
     let severity = rule.severity;
     const details: Record<string, unknown> = { kind, value, profile_mode: c.profile.mode };
-    if (ev.data.killed) details.response = `killed by the kernel at ${ev.type === 'process.exec' ? 'exec' : ev.type === 'net.connect' ? 'connect' : 'open'} (SIGKILL)`;
+    if (ev.data.killed)
+      details.response = `killed by the kernel at ${ev.type === 'process.exec' ? 'exec' : ev.type === 'net.connect' ? 'connect' : 'open'} (SIGKILL)`;
     if (kind === 'files_read' && SECRET_FILES.test(value)) severity = 'high';
     if (kind === 'sql') {
       const f = inspectStatement(String(ev.data.statement));

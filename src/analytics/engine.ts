@@ -58,13 +58,20 @@ export class Analytics {
       const now = Date.now();
       this.bruteforce.tick(now);
       // an injection alert stands until its source has been quiet for 5 minutes
-      this.alerts.expire(['sqli.request', 'sqli.statement', 'drift.exec', 'drift.files_read', 'drift.files_write', 'drift.peers', 'drift.api', 'drift.sql'], 300_000, now);
+      this.alerts.expire(
+        ['sqli.request', 'sqli.statement', 'drift.exec', 'drift.files_read', 'drift.files_write', 'drift.peers', 'drift.api', 'drift.sql'],
+        300_000,
+        now,
+      );
     }, 1000);
     this.timer.unref();
   }
 
   /** Learn profiles from stored events and write them; returns what was written. */
-  learn(store: EventStore, q: { since?: number; until?: number; services?: string[]; mode?: ProfileMode }): { profiles: ServiceProfile[]; files: string[]; errors: string[] } {
+  learn(
+    store: EventStore,
+    q: { since?: number; until?: number; services?: string[]; mode?: ProfileMode },
+  ): { profiles: ServiceProfile[]; files: string[]; errors: string[] } {
     const b = new ProfileBuilder();
     for (const ev of store.each({ ...(q.since !== undefined ? { since: q.since } : {}), ...(q.until !== undefined ? { until: q.until } : {}) })) {
       if (!q.services || q.services.includes(ev.service)) b.add(ev);
@@ -80,7 +87,20 @@ export class Analytics {
     return this.alerts.subscribe(onChange);
   }
 
-  status(): { active: number; raised: number; updated: number; resolved: number; suppressed: number; failedAuthentications: number; sqliRequests: number; sqliStatements: number; driftDeviations: number; profiles: { service: string; mode: string }[]; profileErrors: string[]; storeErrors: number } {
+  status(): {
+    active: number;
+    raised: number;
+    updated: number;
+    resolved: number;
+    suppressed: number;
+    failedAuthentications: number;
+    sqliRequests: number;
+    sqliStatements: number;
+    driftDeviations: number;
+    profiles: { service: string; mode: string }[];
+    profileErrors: string[];
+    storeErrors: number;
+  } {
     return {
       active: this.alerts.active().length,
       ...this.alerts.counters,

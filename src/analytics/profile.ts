@@ -101,7 +101,13 @@ export function observation(ev: TraceEvent): [ProfileKind, string] | undefined {
 /** Glob match: `*` is any run of characters within one path segment, `**` across segments. */
 export function globMatch(pattern: string, value: string): boolean {
   if (!pattern.includes('*')) return pattern === value;
-  const re = new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\u0000/g, '.*')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*\*/g, '\u0000')
+      .replace(/\*/g, '[^/]*')
+      .replace(/\u0000/g, '.*')}$`,
+  );
   return re.test(value);
 }
 
@@ -114,7 +120,12 @@ export class ProfileBuilder {
     const o = observation(ev);
     let s = this.seen.get(ev.service);
     if (!s) {
-      s = { kinds: Object.fromEntries(PROFILE_KINDS.map((k) => [k, new Set<string>()])) as Record<ProfileKind, Set<string>>, events: 0, from: ev.ts, to: ev.ts };
+      s = {
+        kinds: Object.fromEntries(PROFILE_KINDS.map((k) => [k, new Set<string>()])) as Record<ProfileKind, Set<string>>,
+        events: 0,
+        from: ev.ts,
+        to: ev.ts,
+      };
       this.seen.set(ev.service, s);
     }
     s.events++;
@@ -131,7 +142,17 @@ export class ProfileBuilder {
   build(service: string, mode: ProfileMode = 'monitor'): ServiceProfile {
     const s = this.seen.get(service);
     if (!s) throw new ProfileError(`no events of ${service} to learn from`);
-    const p: ServiceProfile = { service, mode, learned: { from: new Date(s.from).toISOString(), to: new Date(s.to).toISOString(), events: s.events }, exec: [], files_read: [], files_write: [], peers: [], api: [], sql: [] };
+    const p: ServiceProfile = {
+      service,
+      mode,
+      learned: { from: new Date(s.from).toISOString(), to: new Date(s.to).toISOString(), events: s.events },
+      exec: [],
+      files_read: [],
+      files_write: [],
+      peers: [],
+      api: [],
+      sql: [],
+    };
     for (const k of PROFILE_KINDS) p[k] = [...s.kinds[k]].sort();
     p.api = collapseRoutes(p.api);
     return p;
@@ -181,7 +202,9 @@ export function profileFromYaml(text: string, file = 'profile'): ServiceProfile 
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ProfileError(`${file}: expected a mapping`);
   const o = raw as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['service', 'mode', 'learned', 'enforce', ...PROFILE_KINDS].includes(k)) throw new ProfileError(`${file}: ${k}: unknown setting (known: service, mode, learned, enforce, ${PROFILE_KINDS.join(', ')})`);
+  for (const k of Object.keys(o))
+    if (!['service', 'mode', 'learned', 'enforce', ...PROFILE_KINDS].includes(k))
+      throw new ProfileError(`${file}: ${k}: unknown setting (known: service, mode, learned, enforce, ${PROFILE_KINDS.join(', ')})`);
   if (typeof o.service !== 'string' || !o.service) throw new ProfileError(`${file}: service: required`);
   const mode = o.mode ?? 'monitor';
   if (mode !== 'learn' && mode !== 'monitor' && mode !== 'enforce') throw new ProfileError(`${file}: mode: expected learn, monitor or enforce`);

@@ -113,7 +113,15 @@ export function tokenize(sql: string, max = 10_000): Token[] {
         j += 2;
         while (j < n && isIdentPart(sql.charCodeAt(j))) j++;
       } else {
-        while (j < n && (isDigit(sql.charCodeAt(j)) || sql[j] === '.' || sql[j] === 'e' || sql[j] === 'E' || ((sql[j] === '-' || sql[j] === '+') && (sql[j - 1] === 'e' || sql[j - 1] === 'E')))) j++;
+        while (
+          j < n &&
+          (isDigit(sql.charCodeAt(j)) ||
+            sql[j] === '.' ||
+            sql[j] === 'e' ||
+            sql[j] === 'E' ||
+            ((sql[j] === '-' || sql[j] === '+') && (sql[j - 1] === 'e' || sql[j - 1] === 'E')))
+        )
+          j++;
       }
       out.push({ kind: 'number', text: sql.slice(i, j) });
       i = j;
@@ -188,7 +196,7 @@ export function fingerprint(sql: string | Token[]): string {
     if (t.kind === 'comment') continue;
     if (isLiteral(t)) {
       // ( ?, ?, ? ) → ( ?+ )
-      if (parts[parts.length - 1] === '(' ) {
+      if (parts[parts.length - 1] === '(') {
         let j = i;
         let count = 0;
         while (isLiteral(toks[j]) && (toks[j + 1]?.text === ',' || toks[j + 1]?.text === ')')) {
@@ -207,10 +215,43 @@ export function fingerprint(sql: string | Token[]): string {
     }
     parts.push(t.kind === 'ident' && /^[a-z_][a-z0-9_$]*$/.test(t.text) ? t.text : t.kind === 'ident' ? `\`${t.text}\`` : t.text);
   }
-  return parts.join(' ').replace(/ ?\. ?/g, '.').replace(/\( /g, '(').replace(/ \)/g, ')').replace(/ ,/g, ',');
+  return parts
+    .join(' ')
+    .replace(/ ?\. ?/g, '.')
+    .replace(/\( /g, '(')
+    .replace(/ \)/g, ')')
+    .replace(/ ,/g, ',');
 }
 
-const STATEMENT_START = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'DROP', 'CREATE', 'ALTER', 'TRUNCATE', 'REPLACE', 'SHOW', 'DECLARE', 'EXEC', 'EXECUTE', 'SET', 'GRANT', 'REVOKE', 'SHUTDOWN', 'WAITFOR', 'CALL', 'LOAD', 'RENAME', 'DO', 'BEGIN', 'COMMIT', 'ROLLBACK', 'LOCK', 'UNLOCK']);
+const STATEMENT_START = new Set([
+  'SELECT',
+  'INSERT',
+  'UPDATE',
+  'DELETE',
+  'DROP',
+  'CREATE',
+  'ALTER',
+  'TRUNCATE',
+  'REPLACE',
+  'SHOW',
+  'DECLARE',
+  'EXEC',
+  'EXECUTE',
+  'SET',
+  'GRANT',
+  'REVOKE',
+  'SHUTDOWN',
+  'WAITFOR',
+  'CALL',
+  'LOAD',
+  'RENAME',
+  'DO',
+  'BEGIN',
+  'COMMIT',
+  'ROLLBACK',
+  'LOCK',
+  'UNLOCK',
+]);
 
 export interface SqlFindings {
   /** comments in the text (applications send none through pymysql / SQLAlchemy) */
@@ -240,10 +281,25 @@ export function findings(sql: string | Token[]): SqlFindings {
     const x = code[i] as Token;
     const next = code[i + 1];
     if (x.text === ';' && next && STATEMENT_START.has(next.text.toUpperCase())) f.stacked = true;
-    if (x.kind === 'keyword' && x.text === 'UNION' && (next?.text === 'SELECT' || ((next?.text === 'ALL' || next?.text === 'DISTINCT') && code[i + 2]?.text === 'SELECT') || next?.text === '(')) f.unionSelect = true;
+    if (
+      x.kind === 'keyword' &&
+      x.text === 'UNION' &&
+      (next?.text === 'SELECT' || ((next?.text === 'ALL' || next?.text === 'DISTINCT') && code[i + 2]?.text === 'SELECT') || next?.text === '(')
+    )
+      f.unionSelect = true;
     if ((x.text === 'SLEEP' || x.text === 'BENCHMARK' || x.text === 'pg_sleep') && next?.text === '(') f.timeBased = true;
     if (x.text === 'WAITFOR' && next?.text === 'DELAY') f.timeBased = true;
-    if (x.text === 'INFORMATION_SCHEMA' || x.text === 'LOAD_FILE' || x.text === 'OUTFILE' || x.text === 'DUMPFILE' || x.text === '@@version' || x.text === 'EXTRACTVALUE' || x.text === 'UPDATEXML' || (x.kind === 'variable' && /^@@(version|datadir|hostname|basedir)/.test(x.text))) f.probing = true;
+    if (
+      x.text === 'INFORMATION_SCHEMA' ||
+      x.text === 'LOAD_FILE' ||
+      x.text === 'OUTFILE' ||
+      x.text === 'DUMPFILE' ||
+      x.text === '@@version' ||
+      x.text === 'EXTRACTVALUE' ||
+      x.text === 'UPDATEXML' ||
+      (x.kind === 'variable' && /^@@(version|datadir|hostname|basedir)/.test(x.text))
+    )
+      f.probing = true;
     if ((x.kind === 'keyword' && (x.text === 'OR' || x.text === 'XOR' || x.text === 'AND')) || (x.kind === 'op' && (x.text === '||' || x.text === '&&'))) {
       // OR (1=1), OR ((1)=(1)): opening parentheses do not change the comparison
       let j = i + 1;
@@ -255,8 +311,22 @@ export function findings(sql: string | Token[]): SqlFindings {
       let m = k + 1;
       while (code[m]?.text === '(') m++;
       const b = code[m];
-      if (isLiteral(a) && op && (op.text === '=' || op.text === 'LIKE' || op.text === '<=>' || op.text === '>' || op.text === '<' || op.text === '!=' || op.text === '<>' || op.text === 'IS') && (isLiteral(b) || b?.text === 'NULL' || b?.text === 'NOT')) f.tautology = true;
-      if (x.text !== 'AND' && x.text !== '&&' && isLiteral(a) && a.text !== '0' && a.text !== "'0'" && (!op || op.text === ';' || op.kind === 'keyword')) f.tautology = true;
+      if (
+        isLiteral(a) &&
+        op &&
+        (op.text === '=' ||
+          op.text === 'LIKE' ||
+          op.text === '<=>' ||
+          op.text === '>' ||
+          op.text === '<' ||
+          op.text === '!=' ||
+          op.text === '<>' ||
+          op.text === 'IS') &&
+        (isLiteral(b) || b?.text === 'NULL' || b?.text === 'NOT')
+      )
+        f.tautology = true;
+      if (x.text !== 'AND' && x.text !== '&&' && isLiteral(a) && a.text !== '0' && a.text !== "'0'" && (!op || op.text === ';' || op.kind === 'keyword'))
+        f.tautology = true;
       if (a?.kind === 'ident' && op?.text === '=' && b?.kind === 'ident' && a.text === b.text) f.tautology = true;
     }
   }

@@ -6,7 +6,6 @@ import { type AlertManager, evidenceOf, hostOf } from './alerts.js';
 import type { ValueFinding } from './sqli.js';
 import { inspectStatement } from './sqli.js';
 
-
 export class SqliDetector {
   requests = 0;
   statements = 0;

@@ -46,13 +46,19 @@ export function inspectValue(v: string): string[] {
     // ORDER BY n / GROUP BY n: column-count probing
     for (let i = 0; i + 2 < toks.length; i++) {
       const a = toks[i] as (typeof toks)[number];
-      if ((a.text === 'ORDER' || a.text === 'GROUP') && toks[i + 1]?.text === 'BY' && toks[i + 2]?.kind === 'number' && (breakout || i > 0)) out.add('orderByProbe');
+      if ((a.text === 'ORDER' || a.text === 'GROUP') && toks[i + 1]?.text === 'BY' && toks[i + 2]?.kind === 'number' && (breakout || i > 0))
+        out.add('orderByProbe');
     }
     valueShapes(toks, breakout, out);
     // SQL keywords, then a comment cutting the rest of the statement off
     if (!breakout && f.comment) {
       const ci = toks.findIndex((t) => t.kind === 'comment');
-      if (toks.slice(0, ci).some((t) => t.kind === 'keyword' && ['ORDER', 'UNION', 'SELECT', 'AND', 'OR', 'WHERE', 'HAVING', 'LIMIT', 'GROUP', 'XOR'].includes(t.text))) out.add('comment');
+      if (
+        toks
+          .slice(0, ci)
+          .some((t) => t.kind === 'keyword' && ['ORDER', 'UNION', 'SELECT', 'AND', 'OR', 'WHERE', 'HAVING', 'LIMIT', 'GROUP', 'XOR'].includes(t.text))
+      )
+        out.add('comment');
     }
   }
   // an error-provoking probe: a run of quotes and SQL punctuation no name or
@@ -83,9 +89,25 @@ function valueShapes(toks: Token[], breakout: boolean, out: Set<string>): void {
       // "select a flavor from the list" is English: two words in a row before FROM
       const columns = from < 0 ? [] : window.slice(0, from);
       const english = columns.some((w, x) => w.kind === 'ident' && columns[x + 1]?.kind === 'ident');
-      if ((from > 0 && !english) || (next && (next.kind === 'ident' || next.kind === 'keyword') && code[i + 2]?.text === '(') || next?.text === 'CASE' || next?.text === '(' || next?.text === '*') out.add('subquery');
+      if (
+        (from > 0 && !english) ||
+        (next && (next.kind === 'ident' || next.kind === 'keyword') && code[i + 2]?.text === '(') ||
+        next?.text === 'CASE' ||
+        next?.text === '(' ||
+        next?.text === '*'
+      )
+        out.add('subquery');
     }
-    if (t.text === 'AND' || t.text === 'OR' || t.text === 'XOR' || t.text === 'HAVING' || t.text === 'WHERE' || t.text === 'WHEN' || t.text === '&&' || t.text === '||') {
+    if (
+      t.text === 'AND' ||
+      t.text === 'OR' ||
+      t.text === 'XOR' ||
+      t.text === 'HAVING' ||
+      t.text === 'WHERE' ||
+      t.text === 'WHEN' ||
+      t.text === '&&' ||
+      t.text === '||'
+    ) {
       let j = i + 1;
       while (code[j]?.text === '(') j++;
       const a = code[j];
@@ -97,7 +119,8 @@ function valueShapes(toks: Token[], breakout: boolean, out: Set<string>): void {
     }
     // f(4070=4070, …), IIF(4871=6050, …), MAKE_SET(1=1, …): a literal compared with a literal as a function's
     // first argument is a boolean probe whatever the function
-    if ((t.kind === 'ident' || t.kind === 'keyword') && next?.text === '(' && isLit(code[i + 2]) && CMP.has(code[i + 3]?.text ?? '') && isLit(code[i + 4])) out.add(code[i + 4]?.text === code[i + 2]?.text ? 'tautology' : 'booleanProbe');
+    if ((t.kind === 'ident' || t.kind === 'keyword') && next?.text === '(' && isLit(code[i + 2]) && CMP.has(code[i + 3]?.text ?? '') && isLit(code[i + 4]))
+      out.add(code[i + 4]?.text === code[i + 2]?.text ? 'tautology' : 'booleanProbe');
   }
 }
 
@@ -148,7 +171,10 @@ export function inspectRequest(target: string, body: string, contentType = ''): 
       const eq = kv.indexOf('=');
       const name = decode(eq < 0 ? kv : kv.slice(0, eq));
       const v = eq < 0 ? '' : decode(kv.slice(eq + 1));
-      for (const [w, x] of [[`${where}:${name}`, v], [`${where}-name`, name]] as const) {
+      for (const [w, x] of [
+        [`${where}:${name}`, v],
+        [`${where}-name`, name],
+      ] as const) {
         const f = inspectValue(x);
         if (f.length) out.push({ where: w, value: x.slice(0, 200), findings: f });
       }

@@ -21,18 +21,48 @@ export function metricsText(s: DaemonStatus): string {
   const t = s.trace;
   if ('records' in t) {
     metric('stackbpf_trace_records_total', 'counter', 'Ring buffer records read from the kernel.', [[{}, t.records]]);
-    metric('stackbpf_trace_events_total', 'counter', 'Events produced, by type.', Object.entries(t.events).map(([type, n]) => [{ type }, n]));
-    metric('stackbpf_trace_lost_total', 'counter', 'Events lost, by stage (ring: ring buffer full; decode: malformed records; inflight_full, conns_full, monitored_full: kernel tables full; read_fault: user memory unreadable).', Object.entries(t.lost).map(([stage, n]) => [{ stage }, n]));
+    metric(
+      'stackbpf_trace_events_total',
+      'counter',
+      'Events produced, by type.',
+      Object.entries(t.events).map(([type, n]) => [{ type }, n]),
+    );
+    metric(
+      'stackbpf_trace_lost_total',
+      'counter',
+      'Events lost, by stage (ring: ring buffer full; decode: malformed records; inflight_full, conns_full, monitored_full: kernel tables full; read_fault: user memory unreadable).',
+      Object.entries(t.lost).map(([stage, n]) => [{ stage }, n]),
+    );
     metric('stackbpf_trace_monitored_processes', 'gauge', 'Processes in the kernel monitored set.', [[{}, t.monitoredProcesses]]);
-    metric('stackbpf_trace_service_processes', 'gauge', 'Monitored processes per service.', Object.entries(t.services).map(([service, n]) => [{ service }, n]));
+    metric(
+      'stackbpf_trace_service_processes',
+      'gauge',
+      'Monitored processes per service.',
+      Object.entries(t.services).map(([service, n]) => [{ service }, n]),
+    );
     metric('stackbpf_trace_ring_pending_bytes', 'gauge', 'Bytes waiting in the ring buffer.', [[{}, t.ring.pendingBytes]]);
-    metric('stackbpf_trace_backpressure_pauses_total', 'counter', 'Times the tracer stopped reading the ring because the store was behind.', [[{}, t.ring.paused]]);
+    metric('stackbpf_trace_backpressure_pauses_total', 'counter', 'Times the tracer stopped reading the ring because the store was behind.', [
+      [{}, t.ring.paused],
+    ]);
     metric('stackbpf_trace_sessions_open', 'gauge', 'Tracked connections.', [[{}, t.sessions.open]]);
   }
   metric('stackbpf_pipeline_published_total', 'counter', 'Events handed to the consumers.', [[{}, s.pipeline.published]]);
-  metric('stackbpf_pipeline_delivered_total', 'counter', 'Events delivered, by consumer.', s.pipeline.consumers.map((c) => [{ consumer: c.name }, c.delivered]));
-  metric('stackbpf_pipeline_dropped_total', 'counter', 'Events a consumer queue dropped, by consumer.', [...s.pipeline.consumers.map((c): [Record<string, string>, number] => [{ consumer: c.name }, c.dropped]), [{ consumer: 'closed-streams' }, s.pipeline.droppedByClosedStreams]]);
-  metric('stackbpf_pipeline_queued', 'gauge', 'Events waiting, by consumer.', s.pipeline.consumers.map((c) => [{ consumer: c.name }, c.queued]));
+  metric(
+    'stackbpf_pipeline_delivered_total',
+    'counter',
+    'Events delivered, by consumer.',
+    s.pipeline.consumers.map((c) => [{ consumer: c.name }, c.delivered]),
+  );
+  metric('stackbpf_pipeline_dropped_total', 'counter', 'Events a consumer queue dropped, by consumer.', [
+    ...s.pipeline.consumers.map((c): [Record<string, string>, number] => [{ consumer: c.name }, c.dropped]),
+    [{ consumer: 'closed-streams' }, s.pipeline.droppedByClosedStreams],
+  ]);
+  metric(
+    'stackbpf_pipeline_queued',
+    'gauge',
+    'Events waiting, by consumer.',
+    s.pipeline.consumers.map((c) => [{ consumer: c.name }, c.queued]),
+  );
   if (s.analytics.state === 'on') {
     metric('stackbpf_alerts_active', 'gauge', 'Alerts firing now.', [[{}, s.analytics.active]]);
     metric('stackbpf_alerts_total', 'counter', 'Alert changes, by kind (suppressed: over the per-rule rate limit).', [

@@ -132,18 +132,40 @@ async function profiles(daemon: Daemon, url: URL, req: IncomingMessage, res: Ser
     const body = (await readBody(req)) ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'expected {since?, until?, services?, mode?}');
     const b = body as Record<string, unknown>;
-    for (const k of Object.keys(b)) if (!['since', 'until', 'services', 'mode'].includes(k)) throw new HttpError(400, `${k}: unknown field (known: since, until, services, mode)`);
-    for (const k of ['since', 'until'] as const) if (b[k] !== undefined && (typeof b[k] !== 'number' || !Number.isFinite(b[k]))) throw new HttpError(400, `${k}: expected ms since the epoch`);
-    if (b.services !== undefined && (!Array.isArray(b.services) || !b.services.every((x) => typeof x === 'string'))) throw new HttpError(400, 'services: expected a list of service names');
-    if (b.mode !== undefined && !['learn', 'monitor', 'enforce'].includes(b.mode as string)) throw new HttpError(400, 'mode: expected learn, monitor or enforce');
+    for (const k of Object.keys(b))
+      if (!['since', 'until', 'services', 'mode'].includes(k)) throw new HttpError(400, `${k}: unknown field (known: since, until, services, mode)`);
+    for (const k of ['since', 'until'] as const)
+      if (b[k] !== undefined && (typeof b[k] !== 'number' || !Number.isFinite(b[k]))) throw new HttpError(400, `${k}: expected ms since the epoch`);
+    if (b.services !== undefined && (!Array.isArray(b.services) || !b.services.every((x) => typeof x === 'string')))
+      throw new HttpError(400, 'services: expected a list of service names');
+    if (b.mode !== undefined && !['learn', 'monitor', 'enforce'].includes(b.mode as string))
+      throw new HttpError(400, 'mode: expected learn, monitor or enforce');
     const r = an.learn(daemon.store, b as { since?: number; until?: number; services?: string[]; mode?: 'learn' | 'monitor' | 'enforce' });
     daemon.applyEnforcement();
     if (r.profiles.length === 0) throw new HttpError(404, 'no events of any service in that window: nothing to learn from');
-    return send(res, 200, { learned: r.profiles.map((p) => ({ service: p.service, mode: p.mode, events: p.learned?.events, counts: Object.fromEntries(PROFILE_KINDS.map((k) => [k, p[k].length])) })), files: r.files, errors: r.errors });
+    return send(res, 200, {
+      learned: r.profiles.map((p) => ({
+        service: p.service,
+        mode: p.mode,
+        events: p.learned?.events,
+        counts: Object.fromEntries(PROFILE_KINDS.map((k) => [k, p[k].length])),
+      })),
+      files: r.files,
+      errors: r.errors,
+    });
   }
   const service = rest[0] as string;
   const c = an.profiles.get(service);
-  if (!c) throw new HttpError(404, `no profile for ${service} (profiles: ${an.profiles.list().map((p) => p.service).join(', ') || 'none'})`);
+  if (!c)
+    throw new HttpError(
+      404,
+      `no profile for ${service} (profiles: ${
+        an.profiles
+          .list()
+          .map((p) => p.service)
+          .join(', ') || 'none'
+      })`,
+    );
   if (rest.length === 1 && req.method === 'GET') {
     if (url.searchParams.get('format') === 'yaml') {
       const text = profileToYaml(c.profile);
@@ -157,7 +179,11 @@ async function profiles(daemon: Daemon, url: URL, req: IncomingMessage, res: Ser
     if (!daemon.store) throw new HttpError(409, 'diff reads stored events: storage is off');
     const since = numParam(url, 'since');
     const until = numParam(url, 'until');
-    return send(res, 200, diffProfile(c.profile, daemon.store.each({ service, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) })));
+    return send(
+      res,
+      200,
+      diffProfile(c.profile, daemon.store.each({ service, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) })),
+    );
   }
   throw new HttpError(404, `no such endpoint: ${url.pathname}`);
 }
@@ -176,7 +202,16 @@ async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse)
     const since = numParam(url, 'since');
     const until = numParam(url, 'until');
     const limit = numParam(url, 'limit');
-    return send(res, 200, daemon.query({ ...filterOf(url), ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}), ...(limit !== undefined ? { limit } : {}) }));
+    return send(
+      res,
+      200,
+      daemon.query({
+        ...filterOf(url),
+        ...(since !== undefined ? { since } : {}),
+        ...(until !== undefined ? { until } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+      }),
+    );
   }
   if (url.pathname === '/v1/events/stream' && req.method === 'GET') {
     if (!daemon.tracer) throw new HttpError(409, 'tracing is off (trace.enabled: false)');
@@ -232,7 +267,8 @@ async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse)
     if (req.method === 'POST') {
       const b = (await readBody(req)) as Record<string, unknown> | null;
       if (!b || typeof b.prefix !== 'string') throw new HttpError(400, 'prefix: required (an address or prefix)');
-      if (b.seconds !== undefined && (typeof b.seconds !== 'number' || b.seconds < 0)) throw new HttpError(400, 'seconds: expected a non-negative number (0: until removed)');
+      if (b.seconds !== undefined && (typeof b.seconds !== 'number' || b.seconds < 0))
+        throw new HttpError(400, 'seconds: expected a non-negative number (0: until removed)');
       return send(res, 201, agent.block(b.prefix, typeof b.reason === 'string' ? b.reason : 'operator', (b.seconds as number | undefined) ?? 0));
     }
     if (req.method === 'DELETE') {

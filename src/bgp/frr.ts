@@ -130,7 +130,14 @@ export class FrrDriver {
 
   private routerLines(): string[] {
     const c = this.config;
-    const lines = ['configure terminal', `router bgp ${c.asn}`, `bgp router-id ${c.routerId}`, 'no bgp ebgp-requires-policy', 'no bgp network import-check', 'no bgp default ipv4-unicast'];
+    const lines = [
+      'configure terminal',
+      `router bgp ${c.asn}`,
+      `bgp router-id ${c.routerId}`,
+      'no bgp ebgp-requires-policy',
+      'no bgp network import-check',
+      'no bgp default ipv4-unicast',
+    ];
     for (const n of c.neighbors) {
       lines.push(`neighbor ${n.address} remote-as ${n.remoteAs}`);
       lines.push(`neighbor ${n.address} timers ${n.keepalive ?? 1} ${n.hold ?? 3}`);

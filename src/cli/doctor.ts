@@ -44,7 +44,10 @@ export function formatDoctor(r: DoctorResult): string {
   const row = (label: string, text: string): void => {
     out.push(`${label.padEnd(12)}${text}`);
   };
-  row('kernel', `${k.release}, BTF ${yesNo(k.btf)}, lockdown ${k.lockdown ?? 'unknown (securityfs not mounted)'}, JIT ${k.jitEnabled === '1' ? 'on' : (k.jitEnabled ?? 'unknown')}`);
+  row(
+    'kernel',
+    `${k.release}, BTF ${yesNo(k.btf)}, lockdown ${k.lockdown ?? 'unknown (securityfs not mounted)'}, JIT ${k.jitEnabled === '1' ? 'on' : (k.jitEnabled ?? 'unknown')}`,
+  );
   row('libbpf', `${r.report.libbpf} (system libbpf.so.1)`);
   row('cpus', `${r.report.possibleCpus} possible`);
   const caps = r.report.capabilities;
@@ -64,7 +67,12 @@ export function formatDoctor(r: DoctorResult): string {
   for (const [name, p] of Object.entries(r.report.hooks)) out.push(`  ${name.padEnd(17)}${p.supported ? 'yes' : 'NO '}  ${p.detail}`);
   const maps = Object.entries(r.report.maps);
   const mapNo = maps.filter(([, p]) => !p.supported);
-  out.push(`maps        ${maps.filter(([, p]) => p.supported).map(([n]) => n).join(' ')}${mapNo.length ? `; NOT: ${mapNo.map(([n, p]) => `${n} (${p.detail})`).join(', ')}` : ''}`);
+  out.push(
+    `maps        ${maps
+      .filter(([, p]) => p.supported)
+      .map(([n]) => n)
+      .join(' ')}${mapNo.length ? `; NOT: ${mapNo.map(([n, p]) => `${n} (${p.detail})`).join(', ')}` : ''}`,
+  );
   const helpers = Object.entries(r.report.helpers);
   const helperNo = helpers.filter(([, p]) => !p.supported);
   out.push(`helpers     ${helperNo.length ? `missing: ${helperNo.map(([n]) => n).join(', ')}` : `all ${helpers.length} probed helpers available`}`);

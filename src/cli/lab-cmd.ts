@@ -58,9 +58,13 @@ export async function runLab(action: string | undefined, values: Record<string, 
       else
         for (const st of all) {
           if (!st) continue;
-          const missing = Object.entries(st.namespaces).filter(([, up]) => !up).map(([ns]) => ns);
+          const missing = Object.entries(st.namespaces)
+            .filter(([, up]) => !up)
+            .map(([ns]) => ns);
           out(`lab ${st.name}: ${Object.keys(st.namespaces).length} namespaces${missing.length ? `, MISSING ${missing.join(', ')}` : ''}`);
-          out(`  bgp: ${st.bgp ? `${st.bgp.established ? 'established' : 'not established'}, upstream learned ${st.bgp.routes.length} route(s)${st.bgp.routes.length ? `: ${st.bgp.routes.join(', ')}` : ''}` : 'FRR not answering'}`);
+          out(
+            `  bgp: ${st.bgp ? `${st.bgp.established ? 'established' : 'not established'}, upstream learned ${st.bgp.routes.length} route(s)${st.bgp.routes.length ? `: ${st.bgp.routes.join(', ')}` : ''}` : 'FRR not answering'}`,
+          );
         }
       return 0;
     }

@@ -188,7 +188,11 @@ Without --api or --config: 127.0.0.1:9180 (the default api.listen).
 Exit status: 0 when the agent answered, 1 when it could not be reached.`,
     options: { api: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     run(values) {
-      return runStatus({ ...(values.api ? { api: values.api as string } : {}), ...(values.config ? { config: values.config as string } : {}), json: values.json === true });
+      return runStatus({
+        ...(values.api ? { api: values.api as string } : {}),
+        ...(values.config ? { config: values.config as string } : {}),
+        json: values.json === true,
+      });
     },
   },
   lab: {

@@ -32,10 +32,19 @@ export async function runProfile(action: string | undefined, args: string[], o: 
         if (o.until) body.until = parseSince(o.until);
         if (o.service) body.services = o.service.split(',');
         if (o.mode) body.mode = o.mode;
-        const r = (await requestJson(address, 'POST', '/v1/profiles/learn', body, 120_000)) as { learned: { service: string; mode: string; events: number; counts: Record<string, number> }[]; files: string[]; errors: string[] };
+        const r = (await requestJson(address, 'POST', '/v1/profiles/learn', body, 120_000)) as {
+          learned: { service: string; mode: string; events: number; counts: Record<string, number> }[];
+          files: string[];
+          errors: string[];
+        };
         if (o.json) out(r);
         else {
-          for (const l of r.learned) out(`${l.service.padEnd(24)} ${l.mode.padEnd(8)} from ${l.events} events: ${Object.entries(l.counts).map(([k, n]) => `${k} ${n}`).join(', ')}\n`);
+          for (const l of r.learned)
+            out(
+              `${l.service.padEnd(24)} ${l.mode.padEnd(8)} from ${l.events} events: ${Object.entries(l.counts)
+                .map(([k, n]) => `${k} ${n}`)
+                .join(', ')}\n`,
+            );
           out(`written: ${r.files.join(', ')}\n`);
           for (const e of r.errors) out(`refused: ${e}\n`);
         }
@@ -43,23 +52,35 @@ export async function runProfile(action: string | undefined, args: string[], o: 
       }
       case 'show': {
         if (!args[0]) {
-          const r = (await requestJson(address, 'GET', '/v1/profiles')) as { profiles: { service: string; mode: string; learned?: { events: number; to: string } }[]; errors: string[]; dir: string };
+          const r = (await requestJson(address, 'GET', '/v1/profiles')) as {
+            profiles: { service: string; mode: string; learned?: { events: number; to: string } }[];
+            errors: string[];
+            dir: string;
+          };
           if (o.json) out(r);
           else {
             out(`profiles in ${r.dir}\n`);
-            for (const p of r.profiles) out(`${p.service.padEnd(24)} ${p.mode.padEnd(8)} ${p.learned ? `learned from ${p.learned.events} events up to ${p.learned.to}` : ''}\n`);
+            for (const p of r.profiles)
+              out(`${p.service.padEnd(24)} ${p.mode.padEnd(8)} ${p.learned ? `learned from ${p.learned.events} events up to ${p.learned.to}` : ''}\n`);
             for (const e of r.errors) out(`refused: ${e}\n`);
           }
           return 0;
         }
-        out((await requestJson(address, 'GET', `/v1/profiles/${encodeURIComponent(args[0])}${o.json ? '' : '?format=yaml'}`, undefined, 5000, !o.json)) as string);
+        out(
+          (await requestJson(address, 'GET', `/v1/profiles/${encodeURIComponent(args[0])}${o.json ? '' : '?format=yaml'}`, undefined, 5000, !o.json)) as string,
+        );
         return 0;
       }
       case 'diff': {
         if (!args[0]) return fail('diff needs a service: stackbpf profile diff SERVICE [--since 10m]', 2);
         const q = new URLSearchParams({ since: String(parseSince(o.since ?? '10m')) });
         if (o.until) q.set('until', String(parseSince(o.until)));
-        const r = (await requestJson(address, 'GET', `/v1/profiles/${encodeURIComponent(args[0])}/diff?${q}`, undefined, 60_000)) as { kind: string; value: string; count: number; first: number }[];
+        const r = (await requestJson(address, 'GET', `/v1/profiles/${encodeURIComponent(args[0])}/diff?${q}`, undefined, 60_000)) as {
+          kind: string;
+          value: string;
+          count: number;
+          first: number;
+        }[];
         if (o.json) out(r);
         else if (r.length === 0) out(`${args[0]}: nothing outside its profile\n`);
         else for (const d of r) out(`${new Date(d.first).toISOString()} ${d.kind.padEnd(12)} x${String(d.count).padEnd(6)} ${d.value}\n`);

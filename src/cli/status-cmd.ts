@@ -17,7 +17,9 @@ export function getJson(address: string, path: string, timeoutMs = 5000): Promis
 
 /** http.request options for an API address: unix:/path or host:port. */
 export function apiTarget(address: string): { socketPath: string } | { host: string; port: number } {
-  return address.startsWith('unix:') ? { socketPath: address.slice(5) } : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
+  return address.startsWith('unix:')
+    ? { socketPath: address.slice(5) }
+    : { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)) };
 }
 
 /**
@@ -117,7 +119,9 @@ export function requestJson(address: string, method: string, path: string, body?
       });
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err) => reject(new Error(`cannot reach the agent at ${address}: ${err.message} (is \`stackbpf agent\` running? --api or --config say where it listens)`)));
+    req.on('error', (err) =>
+      reject(new Error(`cannot reach the agent at ${address}: ${err.message} (is \`stackbpf agent\` running? --api or --config say where it listens)`)),
+    );
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
@@ -137,9 +141,31 @@ type Status = {
     ring?: { size: number; pendingBytes: number; paused: number };
     sessions?: { open: number };
   };
-  storage?: { state: string; path?: string; rows?: number; bytes?: number; segments?: number; oldestTs?: number | null; writeErrors?: number; droppedSegments?: number };
-  analytics?: { state: string; active?: number; raised?: number; resolved?: number; suppressed?: number; failedAuthentications?: number; enforcement?: Record<string, Record<string, number>>; lsmDeny?: { available: boolean; detail: string } };
-  pipeline?: { published: number; consumers: { name: string; queued: number; capacity: number; delivered: number; dropped: number }[]; droppedByClosedStreams: number };
+  storage?: {
+    state: string;
+    path?: string;
+    rows?: number;
+    bytes?: number;
+    segments?: number;
+    oldestTs?: number | null;
+    writeErrors?: number;
+    droppedSegments?: number;
+  };
+  analytics?: {
+    state: string;
+    active?: number;
+    raised?: number;
+    resolved?: number;
+    suppressed?: number;
+    failedAuthentications?: number;
+    enforcement?: Record<string, Record<string, number>>;
+    lsmDeny?: { available: boolean; detail: string };
+  };
+  pipeline?: {
+    published: number;
+    consumers: { name: string; queued: number; capacity: number; delivered: number; dropped: number }[];
+    droppedByClosedStreams: number;
+  };
   exposures: number;
   attachments: { hook: string; ifname: string }[];
   lastReconcile?: { at: string; error?: string; result?: Record<string, number> };
@@ -153,7 +179,17 @@ type Status = {
     pending: { owner: string; prefix: string; why: string }[];
     conflicts: { owner: string; prefix: string; why: string }[];
     lastRecomputeMs: number;
-    ovn: { state: string; remote?: string; method?: string; disconnects: number; resumed: number; fullSyncs: number; malformed: number; lastError?: string; rows: Record<string, number> };
+    ovn: {
+      state: string;
+      remote?: string;
+      method?: string;
+      disconnects: number;
+      resumed: number;
+      fullSyncs: number;
+      malformed: number;
+      lastError?: string;
+      rows: Record<string, number>;
+    };
     ovs?: { state: string; remote?: string };
   };
   verdicts: Record<string, { packets: string }>;
@@ -169,22 +205,53 @@ export function formatStatus(s: Status): string {
   const t = s.trace;
   if (t?.attached) {
     const lost = Object.entries(t.lost ?? {}).filter(([, n]) => n > 0);
-    out.push(`tracing     ${t.attached.length} programs attached, ${t.monitoredProcesses} processes monitored: ${Object.entries(t.services ?? {}).map(([k, n]) => `${k} ${n}`).join(', ') || 'no service found yet'}`);
-    out.push(`  events    ${Object.values(t.events ?? {}).reduce((a, b) => a + b, 0)} (${t.eventsPerSecond}/s): ${Object.entries(t.events ?? {}).map(([k, n]) => `${k} ${n}`).join(', ') || 'none yet'}`);
-    out.push(`  lost      ${lost.length ? lost.map(([k, n]) => `${k} ${n}`).join(', ') : 'nothing'}; ring ${t.ring ? `${mb(t.ring.pendingBytes)} of ${mb(t.ring.size)} waiting, back-pressure pauses ${t.ring.paused}` : '-'}; ${t.sessions?.open ?? 0} connections tracked`);
+    out.push(
+      `tracing     ${t.attached.length} programs attached, ${t.monitoredProcesses} processes monitored: ${
+        Object.entries(t.services ?? {})
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ') || 'no service found yet'
+      }`,
+    );
+    out.push(
+      `  events    ${Object.values(t.events ?? {}).reduce((a, b) => a + b, 0)} (${t.eventsPerSecond}/s): ${
+        Object.entries(t.events ?? {})
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ') || 'none yet'
+      }`,
+    );
+    out.push(
+      `  lost      ${lost.length ? lost.map(([k, n]) => `${k} ${n}`).join(', ') : 'nothing'}; ring ${t.ring ? `${mb(t.ring.pendingBytes)} of ${mb(t.ring.size)} waiting, back-pressure pauses ${t.ring.paused}` : '-'}; ${t.sessions?.open ?? 0} connections tracked`,
+    );
   } else out.push(`tracing     ${t?.state ?? 'off'}${t?.error ? `: ${t.error}` : ''}`);
   const st = s.storage;
-  if (st?.state === 'on') out.push(`storage     ${st.rows} events, ${mb(st.bytes ?? 0)} in ${st.segments} segments at ${st.path}${st.oldestTs ? `, oldest ${new Date(st.oldestTs).toISOString()}` : ''}${st.writeErrors ? `, WRITE ERRORS ${st.writeErrors}` : ''}`);
+  if (st?.state === 'on')
+    out.push(
+      `storage     ${st.rows} events, ${mb(st.bytes ?? 0)} in ${st.segments} segments at ${st.path}${st.oldestTs ? `, oldest ${new Date(st.oldestTs).toISOString()}` : ''}${st.writeErrors ? `, WRITE ERRORS ${st.writeErrors}` : ''}`,
+    );
   else out.push('storage     off');
   const an = s.analytics;
-  if (an?.state === 'on') out.push(`analytics   ${an.active} alerts firing, ${an.raised} raised, ${an.resolved} resolved${an.suppressed ? `, ${an.suppressed} suppressed by the rate limit` : ''}; ${an.failedAuthentications} failed Keystone authentications seen`);
+  if (an?.state === 'on')
+    out.push(
+      `analytics   ${an.active} alerts firing, ${an.raised} raised, ${an.resolved} resolved${an.suppressed ? `, ${an.suppressed} suppressed by the rate limit` : ''}; ${an.failedAuthentications} failed Keystone authentications seen`,
+    );
   else if (an) out.push('analytics   off');
   if (an?.state === 'on' && an.enforcement && Object.keys(an.enforcement).length) {
-    const rules = Object.entries(an.enforcement).map(([svc, r]) => `${svc} (${Object.entries(r).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing listed'})`);
-    out.push(`enforcing   ${rules.join('; ')}: SIGKILL from the tracepoints; BPF LSM deny ${an.lsmDeny?.available ? 'available' : `unavailable (${an.lsmDeny?.detail ?? 'not probed'})`}`);
+    const rules = Object.entries(an.enforcement).map(
+      ([svc, r]) =>
+        `${svc} (${
+          Object.entries(r)
+            .map(([k, n]) => `${k} ${n}`)
+            .join(', ') || 'nothing listed'
+        })`,
+    );
+    out.push(
+      `enforcing   ${rules.join('; ')}: SIGKILL from the tracepoints; BPF LSM deny ${an.lsmDeny?.available ? 'available' : `unavailable (${an.lsmDeny?.detail ?? 'not probed'})`}`,
+    );
   }
   if (s.pipeline) {
-    out.push(`pipeline    ${s.pipeline.published} published; ${s.pipeline.consumers.map((c) => `${c.name} ${c.queued}/${c.capacity} queued, ${c.dropped} dropped`).join('; ')}${s.pipeline.droppedByClosedStreams ? `; closed streams dropped ${s.pipeline.droppedByClosedStreams}` : ''}`);
+    out.push(
+      `pipeline    ${s.pipeline.published} published; ${s.pipeline.consumers.map((c) => `${c.name} ${c.queued}/${c.capacity} queued, ${c.dropped} dropped`).join('; ')}${s.pipeline.droppedByClosedStreams ? `; closed streams dropped ${s.pipeline.droppedByClosedStreams}` : ''}`,
+    );
   }
   if (s.dataplane === 'off') {
     out.push('dataplane   off (no dataplane.provider_interfaces)');
@@ -193,15 +260,42 @@ export function formatStatus(s: Status): string {
   out.push(`exposures   ${s.exposures} installed`);
   out.push(`attached    ${s.attachments.map((a) => `${a.hook} on ${a.ifname}`).join(', ') || 'nothing'}`);
   const lr = s.lastReconcile;
-  out.push(`reconcile   ${lr ? `${lr.at} ${lr.error ? `FAILED: ${lr.error}` : Object.entries(lr.result ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')}` : 'not yet'}`);
-  if (s.bgp) out.push(`bgp         ${s.bgp.configured ? 'configured' : 'NOT configured'}, ${s.bgp.announced} announced${s.bgp.lastError ? `, last error: ${s.bgp.lastError}` : ''}`);
+  out.push(
+    `reconcile   ${
+      lr
+        ? `${lr.at} ${
+            lr.error
+              ? `FAILED: ${lr.error}`
+              : Object.entries(lr.result ?? {})
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(', ')
+          }`
+        : 'not yet'
+    }`,
+  );
+  if (s.bgp)
+    out.push(
+      `bgp         ${s.bgp.configured ? 'configured' : 'NOT configured'}, ${s.bgp.announced} announced${s.bgp.lastError ? `, last error: ${s.bgp.lastError}` : ''}`,
+    );
   else out.push('bgp         off (no bgp: section)');
   const o = s.ovn;
   if (o) {
-    out.push(`ovn         ${o.mode.toUpperCase()} mode, ${o.ready ? 'ready' : 'NOT ready (nothing is withdrawn until it is)'}, ${o.exposures} exposures, chassis ${o.chassis.join(' / ') || '(unknown)'}, bridges ${Object.entries(o.bridgeMappings).map(([n, b]) => `${n}:${b}`).join(',') || '(none)'}`);
-    out.push(`  database  ${o.ovn.state} ${o.ovn.remote ?? ''} (${o.ovn.method ?? '-'}), full syncs ${o.ovn.fullSyncs}, resumed ${o.ovn.resumed}, disconnects ${o.ovn.disconnects}, malformed ${o.ovn.malformed}${o.ovn.lastError ? `, last error: ${o.ovn.lastError}` : ''}`);
+    out.push(
+      `ovn         ${o.mode.toUpperCase()} mode, ${o.ready ? 'ready' : 'NOT ready (nothing is withdrawn until it is)'}, ${o.exposures} exposures, chassis ${o.chassis.join(' / ') || '(unknown)'}, bridges ${
+        Object.entries(o.bridgeMappings)
+          .map(([n, b]) => `${n}:${b}`)
+          .join(',') || '(none)'
+      }`,
+    );
+    out.push(
+      `  database  ${o.ovn.state} ${o.ovn.remote ?? ''} (${o.ovn.method ?? '-'}), full syncs ${o.ovn.fullSyncs}, resumed ${o.ovn.resumed}, disconnects ${o.ovn.disconnects}, malformed ${o.ovn.malformed}${o.ovn.lastError ? `, last error: ${o.ovn.lastError}` : ''}`,
+    );
     if (o.ovs) out.push(`  local ovs ${o.ovs.state} ${o.ovs.remote ?? ''}`);
-    out.push(`  rows      ${Object.entries(o.ovn.rows).map(([t, n]) => `${t} ${n}`).join(', ')}; last recompute ${o.lastRecomputeMs.toFixed(1)} ms`);
+    out.push(
+      `  rows      ${Object.entries(o.ovn.rows)
+        .map(([t, n]) => `${t} ${n}`)
+        .join(', ')}; last recompute ${o.lastRecomputeMs.toFixed(1)} ms`,
+    );
     for (const p of o.pending.slice(0, 10)) out.push(`  pending   ${p.owner} ${p.prefix}: ${p.why}`);
     for (const c of o.conflicts.slice(0, 10)) out.push(`  conflict  ${c.owner} ${c.prefix}: ${c.why}`);
   } else out.push('ovn         off (no ovn: section)');
@@ -211,7 +305,8 @@ export function formatStatus(s: Status): string {
   out.push(`xdp         ${v.join(', ') || 'no packets yet'}`);
   const blocks = s.blocks ?? [];
   out.push(`blocks      ${blocks.length ? `${blocks.length} source(s) dropped at XDP` : 'none'}`);
-  for (const b of blocks.slice(0, 10)) out.push(`  ${b.prefix.padEnd(20)} ${b.packets} packets dropped, ${b.expires ? `until ${b.expires}` : 'until removed'}: ${b.reason}`);
+  for (const b of blocks.slice(0, 10))
+    out.push(`  ${b.prefix.padEnd(20)} ${b.packets} packets dropped, ${b.expires ? `until ${b.expires}` : 'until removed'}: ${b.reason}`);
   return out.join('\n');
 }
 

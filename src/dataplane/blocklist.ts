@@ -45,7 +45,10 @@ export class Blocklist {
     let id = 0;
     while (used.has(id)) id++;
     if (id >= this.dp.capacity.blockRules * 2) throw new ExposureError(undefined, 'blocklist', 'full: raise maxBlockRules');
-    this.dp.tables.blockStats.update(id, Array.from({ length: numPossibleCpus() }, () => ({ packets: 0n, bytes: 0n })));
+    this.dp.tables.blockStats.update(
+      id,
+      Array.from({ length: numPossibleCpus() }, () => ({ packets: 0n, bytes: 0n })),
+    );
     map.update(c.key, id);
     this.setFlag(c.family, true);
     this.reasons.set(c.text, rule.reason);

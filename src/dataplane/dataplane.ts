@@ -21,7 +21,20 @@ import {
 import { objectPath } from '../paths.js';
 import { type CounterValue, StripedCounters } from './counters.js';
 import { SlotTable, slotTableSize } from './slots.js';
-import { Counter, DP_MAX_PORTS, DpConfig, PortInfo, type DpReasonName, DpReason, ExposureValue, In6Addr, LpmV4, LpmV6, RtReason, type RtReasonName } from './abi.js';
+import {
+  Counter,
+  DP_MAX_PORTS,
+  DpConfig,
+  PortInfo,
+  type DpReasonName,
+  DpReason,
+  ExposureValue,
+  In6Addr,
+  LpmV4,
+  LpmV6,
+  RtReason,
+  type RtReasonName,
+} from './abi.js';
 
 export interface DataplaneOptions {
   /** bpffs directory for pins (default /sys/fs/bpf/stackbpf). */
@@ -84,7 +97,10 @@ export class Dataplane {
       // ids of both families: below 2 x exposures; a stripe of counters per possible CPU
       const stride = exposures * 2;
       const cpus = numPossibleCpus();
-      if (stride * cpus >= 2 ** 31) throw new BpfError(`maxExposures ${exposures} is too large for ${cpus} CPUs: the counters would need ${stride * cpus} entries`, { op: 'dataplane open' });
+      if (stride * cpus >= 2 ** 31)
+        throw new BpfError(`maxExposures ${exposures} is too large for ${cpus} CPUs: the counters would need ${stride * cpus} entries`, {
+          op: 'dataplane open',
+        });
       obj.setMaxEntries('exp_stats', stride * cpus);
       obj.setConstant('exp_stats_stride', stride);
       dropOutdatedCounterPins(`${pinDir}/maps`);
@@ -144,13 +160,25 @@ export class Dataplane {
    * fast path's slot table in step (exp_v4 alone would not be seen).
    */
   get exact4(): SlotTable {
-    this.exact4Table ??= SlotTable.ipv4(this.obj.map('exp4_slots'), this.obj.map('exp4_pending'), this.tables.exactV4, this.tables.config, this.obj.program('exp4_write'));
+    this.exact4Table ??= SlotTable.ipv4(
+      this.obj.map('exp4_slots'),
+      this.obj.map('exp4_pending'),
+      this.tables.exactV4,
+      this.tables.config,
+      this.obj.program('exp4_write'),
+    );
     return this.exact4Table;
   }
 
   /** The same for IPv6: exp_v6 and exp6_slots. */
   get exact6(): SlotTable {
-    this.exact6Table ??= SlotTable.ipv6(this.obj.map('exp6_slots'), this.obj.map('exp6_pending'), this.tables.exactV6, this.tables.config, this.obj.program('exp6_write'));
+    this.exact6Table ??= SlotTable.ipv6(
+      this.obj.map('exp6_slots'),
+      this.obj.map('exp6_pending'),
+      this.tables.exactV6,
+      this.tables.config,
+      this.obj.program('exp6_write'),
+    );
     return this.exact6Table;
   }
 

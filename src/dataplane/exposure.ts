@@ -42,7 +42,10 @@ export class ExposureError extends Error {
 }
 
 function maskV4(addr: string, len: number): string {
-  const n = addr.split('.').map(Number).reduce((a, b) => a * 256 + b, 0);
+  const n = addr
+    .split('.')
+    .map(Number)
+    .reduce((a, b) => a * 256 + b, 0);
   const masked = len === 0 ? 0 : (n - (n % 2 ** (32 - len))) >>> 0;
   return [24, 16, 8, 0].map((s) => Math.floor(masked / 2 ** s) % 256).join('.');
 }
@@ -55,7 +58,6 @@ function maskV6(addr: string, len: number): string {
   }
   return formatIPv6(b);
 }
-
 
 /**
  * The canonical form of a prefix: host bits cleared, "addr/len". The maps,
@@ -75,14 +77,26 @@ export function canonicalPrefix(text: string, index?: number): { family: 4 | 6; 
 
 // Exposures are treated as immutable once made: a source that hands out the
 // same object again (OVN does for unchanged rows) is not parsed again.
-const normalized = new WeakMap<Exposure, { n: NormalizedExposure; prefix: string; target: string; mac: string; vlan: number | undefined; owner: string; reason: string | undefined }>();
+const normalized = new WeakMap<
+  Exposure,
+  { n: NormalizedExposure; prefix: string; target: string; mac: string; vlan: number | undefined; owner: string; reason: string | undefined }
+>();
 
 /** Validate one exposure; throws ExposureError naming the field. */
 export function normalizeExposure(e: Exposure, index?: number): NormalizedExposure {
   if (e === null || typeof e !== 'object') throw new ExposureError(index, 'exposure', 'expected an object');
   const memo = normalized.get(e);
   // the check on the fields keeps this right even for a caller that mutates its object
-  if (memo && memo.prefix === e.prefix && memo.target === e.target && memo.mac === e.mac && memo.vlan === e.vlan && memo.owner === e.owner && memo.reason === e.reason) return memo.n;
+  if (
+    memo &&
+    memo.prefix === e.prefix &&
+    memo.target === e.target &&
+    memo.mac === e.mac &&
+    memo.vlan === e.vlan &&
+    memo.owner === e.owner &&
+    memo.reason === e.reason
+  )
+    return memo.n;
   const n = normalizeUncached(e, index);
   normalized.set(e, { n, prefix: e.prefix, target: e.target, mac: e.mac, vlan: e.vlan, owner: e.owner, reason: e.reason });
   return n;

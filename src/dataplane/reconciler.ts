@@ -78,7 +78,8 @@ export class Reconciler {
    */
   applyDelta(upsert: readonly NormalizedExposure[], remove: readonly string[]): DeltaResult {
     const mirror = this.mirror;
-    if (!mirror || Date.now() - mirror.readAt > Reconciler.MIRROR_MAX_AGE_MS) throw new ExposureError(undefined, 'exposures', 'no recent full apply: a full reconcile is needed');
+    if (!mirror || Date.now() - mirror.readAt > Reconciler.MIRROR_MAX_AGE_MS)
+      throw new ExposureError(undefined, 'exposures', 'no recent full apply: a full reconcile is needed');
     const now = mirror.entries;
     const t = this.dp.tables;
     const slots = new Map<number, number>();
@@ -87,7 +88,8 @@ export class Reconciler {
     for (const n of upsert) {
       if (ifaces.has(n.target)) continue;
       const i = this.resolve(n.target);
-      if (!slots.has(i.ifindex) || t.portInfo.lookup(slots.get(i.ifindex) as number)?.smac !== i.mac) throw new ExposureError(undefined, 'target', `${n.target} is not a port yet: a full reconcile is needed`);
+      if (!slots.has(i.ifindex) || t.portInfo.lookup(slots.get(i.ifindex) as number)?.smac !== i.mac)
+        throw new ExposureError(undefined, 'target', `${n.target} is not a port yet: a full reconcile is needed`);
       ifaces.set(n.target, i);
     }
     if (mirror.ids === undefined) mirror.ids = new Set([...now.values()].map((e) => e.value.id));
@@ -200,7 +202,11 @@ export class Reconciler {
     const counts = { exactV4: 0, exactV6: 0, lpmV4: 0, lpmV6: 0 };
     for (const n of list) counts[tableOf(n)]++;
     if (counts.exactV4 > cap.exposures || counts.exactV6 > cap.exposures) {
-      throw new ExposureError(undefined, 'exposures', `${Math.max(counts.exactV4, counts.exactV6)} exact exposures exceed the capacity of ${cap.exposures} (raise maxExposures)`);
+      throw new ExposureError(
+        undefined,
+        'exposures',
+        `${Math.max(counts.exactV4, counts.exactV6)} exact exposures exceed the capacity of ${cap.exposures} (raise maxExposures)`,
+      );
     }
 
     const t = this.dp.tables;
@@ -334,4 +340,3 @@ export interface DeltaResult {
   updated: number;
   removed: number;
 }
-

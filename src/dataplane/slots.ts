@@ -142,10 +142,22 @@ export class SlotTable {
   /** keys that live in the hash map only */
   private readonly spilled = new Set<string>();
 
-  static ipv4(slots: BpfMap, pending: BpfMap, hash: BpfMap<string, ExposureValue>, config: BpfMap<number, { flags: number; pad: number }>, writer: Program): SlotTable {
+  static ipv4(
+    slots: BpfMap,
+    pending: BpfMap,
+    hash: BpfMap<string, ExposureValue>,
+    config: BpfMap<number, { flags: number; pad: number }>,
+    writer: Program,
+  ): SlotTable {
     return new SlotTable(V4, slots, pending, hash, config, writer);
   }
-  static ipv6(slots: BpfMap, pending: BpfMap, hash: BpfMap<string, ExposureValue>, config: BpfMap<number, { flags: number; pad: number }>, writer: Program): SlotTable {
+  static ipv6(
+    slots: BpfMap,
+    pending: BpfMap,
+    hash: BpfMap<string, ExposureValue>,
+    config: BpfMap<number, { flags: number; pad: number }>,
+    writer: Program,
+  ): SlotTable {
     return new SlotTable(V6, slots, pending, hash, config, writer);
   }
 

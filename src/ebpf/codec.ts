@@ -34,12 +34,7 @@ export class CodecError extends Error {
   }
 }
 
-function intCodec(
-  describe: string,
-  size: 1 | 2 | 4,
-  signed: boolean,
-  bigEndian = false,
-): Codec<number> {
+function intCodec(describe: string, size: 1 | 2 | 4, signed: boolean, bigEndian = false): Codec<number> {
   const min = signed ? -(2 ** (size * 8 - 1)) : 0;
   const max = signed ? 2 ** (size * 8 - 1) - 1 : 2 ** (size * 8) - 1;
   const getter = `get${signed ? 'Int' : 'Uint'}${size * 8}`;

@@ -84,10 +84,7 @@ function loadOpts(expectedAttachType: number, attachBtfId: number): Record<strin
 }
 
 /** Load a two-instruction program of a type; returns its fd (caller closes) or -errno. */
-export function loadTrivialProgram(
-  type: number,
-  o: { expectedAttachType?: number; btfTarget?: string; ret?: number } = {},
-): number {
+export function loadTrivialProgram(type: number, o: { expectedAttachType?: number; btfTarget?: string; ret?: number } = {}): number {
   let btfId = 0;
   if (o.btfTarget) {
     btfId = libbpf.libbpf_find_vmlinux_btf_id(o.btfTarget, o.expectedAttachType ?? 0) as number;
@@ -155,16 +152,29 @@ export function probeFeatures(fresh = false): FeatureReport {
       ? { supported: false, detail: `loads, but "bpf" is not in the active LSMs (${lsmList})` }
       : lsm;
   const kprobeLoad = probeLoad(ProgType.kprobe);
-  hooks.kprobe = !pmu('kprobe')
-    ? { supported: false, detail: 'no kprobe PMU (kernel built without CONFIG_KPROBES?)' }
-    : kprobeLoad;
+  hooks.kprobe = !pmu('kprobe') ? { supported: false, detail: 'no kprobe PMU (kernel built without CONFIG_KPROBES?)' } : kprobeLoad;
   hooks.uprobe = !pmu('uprobe') ? { supported: false, detail: 'no uprobe PMU (CONFIG_UPROBES off?)' } : kprobeLoad;
   hooks.cgroup_sock_addr = probeLoad(ProgType.cgroup_sock_addr, { expectedAttachType: AttachType.cgroup_inet4_connect, ret: 1 });
   hooks.cgroup_skb = probeLoad(ProgType.cgroup_skb, { ret: 1 });
   hooks.perf_event = probeLoad(ProgType.perf_event);
 
   const maps: Record<string, Probe> = {};
-  for (const name of ['hash', 'array', 'percpu_hash', 'percpu_array', 'lru_hash', 'lpm_trie', 'ringbuf', 'devmap', 'devmap_hash', 'cpumap', 'xskmap', 'prog_array', 'perf_event_array', 'bloom_filter'] as const) {
+  for (const name of [
+    'hash',
+    'array',
+    'percpu_hash',
+    'percpu_array',
+    'lru_hash',
+    'lpm_trie',
+    'ringbuf',
+    'devmap',
+    'devmap_hash',
+    'cpumap',
+    'xskmap',
+    'prog_array',
+    'perf_event_array',
+    'bloom_filter',
+  ] as const) {
     const r = libbpf.libbpf_probe_bpf_map_type(MapType[name], null) as number;
     maps[name] = r === 1 ? { supported: true, detail: 'creates' } : { supported: false, detail: r < 0 ? errnoName(-r) : 'refused' };
   }

@@ -7,17 +7,7 @@ import { BpfError } from './errors.js';
 import { objectInfo } from './info.js';
 import { c, libbpf, LinkUpdateOpts, type Ptr, structSize, TcHook, TcOpts } from './native.js';
 
-export type LinkKind =
-  | 'xdp'
-  | 'tcx'
-  | 'tracepoint'
-  | 'raw_tp'
-  | 'tp_btf'
-  | 'uprobe'
-  | 'cgroup'
-  | 'perf_event'
-  | 'tracing'
-  | 'other';
+export type LinkKind = 'xdp' | 'tcx' | 'tracepoint' | 'raw_tp' | 'tp_btf' | 'uprobe' | 'cgroup' | 'perf_event' | 'tracing' | 'other';
 
 export interface LinkInfo {
   id: number;

@@ -114,20 +114,12 @@ export class BpfMap<K = Buffer, V = Buffer | Buffer[]> {
 
   constructor(fd: number, info: MapInfo, owned: boolean);
   constructor(fd: number, info: MapInfo, owned: boolean, key: Codec<K>, value: Codec<V>, shared: { fd: number; owned: boolean; closed: boolean });
-  constructor(
-    fd: number,
-    info: MapInfo,
-    owned: boolean,
-    key?: Codec<K>,
-    value?: Codec<V>,
-    shared?: { fd: number; owned: boolean; closed: boolean },
-  ) {
+  constructor(fd: number, info: MapInfo, owned: boolean, key?: Codec<K>, value?: Codec<V>, shared?: { fd: number; owned: boolean; closed: boolean }) {
     this.info = info;
     this.fdRef = shared ?? { fd, owned, closed: false };
     this.keyCodec = key ?? (raw(info.keySize) as unknown as Codec<K>);
     const valueSize = info.type === MapType.ringbuf ? 0 : info.valueSize;
-    this.valueCodec =
-      value ?? ((this.isPerCpu ? perCpuCodec(raw(valueSize)) : raw(valueSize)) as unknown as Codec<V>);
+    this.valueCodec = value ?? ((this.isPerCpu ? perCpuCodec(raw(valueSize)) : raw(valueSize)) as unknown as Codec<V>);
     this.keyBuf = Buffer.alloc(Math.max(this.keyCodec.size, 8));
     this.valueBuf = Buffer.alloc(Math.max(this.valueCodec.size, 8));
   }
@@ -374,14 +366,7 @@ export class BpfMap<K = Buffer, V = Buffer | Buffer[]> {
 }
 
 /** Create a map directly (without an object file). */
-export function createMap(opts: {
-  type: keyof typeof MapType;
-  name: string;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags?: number;
-}): BpfMap {
+export function createMap(opts: { type: keyof typeof MapType; name: string; keySize: number; valueSize: number; maxEntries: number; flags?: number }): BpfMap {
   const fd = libbpf.bpf_map_create(MapType[opts.type], opts.name.slice(0, 15), opts.keySize, opts.valueSize, opts.maxEntries, {
     sz: structSize(MapCreateOpts),
     btf_fd: 0,
@@ -397,4 +382,3 @@ export function createMap(opts: {
   if (fd < 0) throw new BpfError(`cannot create ${opts.type} map ${opts.name}`, { op: 'map create', errno: -fd, subject: opts.name });
   return BpfMap.fromFd(fd, true);
 }
-

@@ -45,7 +45,11 @@ export class MapMemory {
     this.entries = info.maxEntries;
     const page = c.getpagesize() as number;
     this.length = Math.ceil((this.stride * this.entries) / page) * page;
-    const p = mmapMap(map.fd, this.length, PROT_READ | (opts.writable ? PROT_WRITE : 0), 0, { message: `cannot map the memory of map ${info.name}`, op: 'map mmap', subject: info.name });
+    const p = mmapMap(map.fd, this.length, PROT_READ | (opts.writable ? PROT_WRITE : 0), 0, {
+      message: `cannot map the memory of map ${info.name}`,
+      op: 'map mmap',
+      subject: info.name,
+    });
     this.ptr = p;
     this.buf = Buffer.from(view(p, this.length), 0, this.stride * this.entries);
   }

@@ -17,9 +17,7 @@ function open(names: string[]): LibraryHandle {
       errors.push(`${name}: ${(err as Error).message}`);
     }
   }
-  throw new Error(
-    `cannot load ${names[0]}: ${errors.join('; ')}. Install the system libbpf 1.x (Debian/Ubuntu: apt-get install libbpf1).`,
-  );
+  throw new Error(`cannot load ${names[0]}: ${errors.join('; ')}. Install the system libbpf 1.x (Debian/Ubuntu: apt-get install libbpf1).`);
 }
 
 koffi.opaque('bpf_object');
@@ -194,10 +192,8 @@ export const libbpf = bind(lib, {
   bpf_program__set_log_buf: 'int bpf_program__set_log_buf(bpf_program *prog, void *buf, size_t size)',
   bpf_program__insn_cnt: 'size_t bpf_program__insn_cnt(const bpf_program *prog)',
   bpf_program__attach: 'bpf_link *bpf_program__attach(const bpf_program *prog)',
-  bpf_program__attach_tracepoint:
-    'bpf_link *bpf_program__attach_tracepoint(const bpf_program *prog, const char *category, const char *name)',
-  bpf_program__attach_raw_tracepoint:
-    'bpf_link *bpf_program__attach_raw_tracepoint(const bpf_program *prog, const char *name)',
+  bpf_program__attach_tracepoint: 'bpf_link *bpf_program__attach_tracepoint(const bpf_program *prog, const char *category, const char *name)',
+  bpf_program__attach_raw_tracepoint: 'bpf_link *bpf_program__attach_raw_tracepoint(const bpf_program *prog, const char *name)',
   bpf_program__attach_trace: 'bpf_link *bpf_program__attach_trace(const bpf_program *prog)',
   bpf_program__attach_uprobe_opts:
     'bpf_link *bpf_program__attach_uprobe_opts(const bpf_program *prog, int pid, const char *binary, size_t offset, const bpf_uprobe_opts *opts)',
@@ -234,16 +230,13 @@ export const libbpf = bind(lib, {
   bpf_map_get_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',
   bpf_map_lookup_batch:
     'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
-  bpf_map_update_batch:
-    'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
-  bpf_map_delete_batch:
-    'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
+  bpf_map_update_batch: 'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
+  bpf_map_delete_batch: 'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
   bpf_obj_pin: 'int bpf_obj_pin(int fd, const char *path)',
   bpf_obj_get: 'int bpf_obj_get(const char *path)',
   bpf_obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *len)',
   bpf_prog_test_run_opts: 'int bpf_prog_test_run_opts(int fd, _Inout_ bpf_test_run_opts *opts)',
-  bpf_prog_load:
-    'int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t cnt, const bpf_prog_load_opts *opts)',
+  bpf_prog_load: 'int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t cnt, const bpf_prog_load_opts *opts)',
   bpf_link_create: 'int bpf_link_create(int prog_fd, int target_fd, int attach_type, const bpf_link_create_opts *opts)',
   bpf_link_update: 'int bpf_link_update(int link_fd, int new_prog_fd, const bpf_link_update_opts *opts)',
   bpf_link_detach: 'int bpf_link_detach(int link_fd)',

@@ -76,7 +76,12 @@ export class BpfObject {
     let keep: Buffer | undefined;
     if (typeof source === 'string') {
       if (!existsSync(source)) {
-        throw new BpfError(`BPF object ${source} not found`, { op: 'open object', errno: 2, subject: source, hint: 'check the path; committed objects live in bpf/build' });
+        throw new BpfError(`BPF object ${source} not found`, {
+          op: 'open object',
+          errno: 2,
+          subject: source,
+          hint: 'check the path; committed objects live in bpf/build',
+        });
       }
       if (!statSync(source).isFile()) throw new BpfError(`BPF object ${source} is not a file`, { op: 'open object', subject: source });
       name ??= basename(source).replace(/(\.bpf)?\.o$/, '');
@@ -339,21 +344,18 @@ export class BpfObject {
       for (const p of this.programs.values()) p.logBuf = undefined;
       libbpf.bpf_object__close(this.ptr);
       this.ptr = null;
-      throw new BpfError(
-        failed ? `loading object ${this.name} failed: program ${failed.name} was rejected` : `loading object ${this.name} failed`,
-        {
-          op: 'load object',
-          errno: -ret,
-          subject: failed?.name ?? this.name,
-          verifierLog: log || undefined,
-          libbpfLog: said,
-          hint: pinMismatch
-            ? `a map pinned under ${pin?.dir} has another layout (an older version?): remove that pin and load again`
-            : log
-              ? 'the verifier rejected the program: fix the code at the instruction the log ends on'
-              : undefined,
-        },
-      );
+      throw new BpfError(failed ? `loading object ${this.name} failed: program ${failed.name} was rejected` : `loading object ${this.name} failed`, {
+        op: 'load object',
+        errno: -ret,
+        subject: failed?.name ?? this.name,
+        verifierLog: log || undefined,
+        libbpfLog: said,
+        hint: pinMismatch
+          ? `a map pinned under ${pin?.dir} has another layout (an older version?): remove that pin and load again`
+          : log
+            ? 'the verifier rejected the program: fix the code at the instruction the log ends on'
+            : undefined,
+      });
     }
     for (const p of this.programs.values()) p.logBuf = undefined; // the kernel is done with the buffers
     this.stateValue = 'loaded';

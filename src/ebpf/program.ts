@@ -190,7 +190,14 @@ export class Program {
     const where = `xdp on ${ifname}${opts.netns ? ` (netns ${opts.netns})` : ''}`;
     return withNetns(opts.netns, () => {
       const tries: [number, 'native' | 'generic'][] =
-        mode === 'native' ? [[XdpFlags.drvMode, 'native']] : mode === 'generic' ? [[XdpFlags.skbMode, 'generic']] : [[XdpFlags.drvMode, 'native'], [XdpFlags.skbMode, 'generic']];
+        mode === 'native'
+          ? [[XdpFlags.drvMode, 'native']]
+          : mode === 'generic'
+            ? [[XdpFlags.skbMode, 'generic']]
+            : [
+                [XdpFlags.drvMode, 'native'],
+                [XdpFlags.skbMode, 'generic'],
+              ];
       let last = 0;
       for (const [flags, label] of tries) {
         const fd = libbpf.bpf_link_create(this.fd, ifindex, AttachType.xdp, linkOpts(flags)) as number;
@@ -285,9 +292,7 @@ export class Program {
       retprobe: opts.retprobe ?? false,
       func_name: opts.func ?? null,
     };
-    return this.libbpfLink('uprobe', what, () =>
-      libbpf.bpf_program__attach_uprobe_opts(ptr, opts.pid ?? -1, opts.binary, opts.offset ?? 0, uopts),
-    );
+    return this.libbpfLink('uprobe', what, () => libbpf.bpf_program__attach_uprobe_opts(ptr, opts.pid ?? -1, opts.binary, opts.offset ?? 0, uopts));
   }
 
   /** A cgroup hook (cgroup v2 directory); the attach type comes from the section. */

@@ -304,4 +304,3 @@ export class RingBuffer {
     this.consumerPtr = null;
   }
 }
-

@@ -116,7 +116,11 @@ export function readLab(name: string): LabState | undefined {
 }
 
 export function listLabs(): string[] {
-  return existsSync(LAB_STATE_DIR) ? readdirSync(LAB_STATE_DIR).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)) : [];
+  return existsSync(LAB_STATE_DIR)
+    ? readdirSync(LAB_STATE_DIR)
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => f.slice(0, -5))
+    : [];
 }
 
 function frrFiles(instance: string, hostname: string, config: string): void {
@@ -138,7 +142,9 @@ function frrFiles(instance: string, hostname: string, config: string): void {
 }
 
 function frrIds(): { uid: number; gid: number } {
-  const passwd = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('frr:'));
+  const passwd = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('frr:'));
   if (!passwd) throw new Error('FRR is not installed (no frr user): apt-get install frr');
   const f = passwd.split(':');
   return { uid: Number(f[2]), gid: Number(f[3]) };
@@ -188,7 +194,15 @@ export async function labUp(opts: LabOptions = {}): Promise<LabState> {
   const state: LabState = {
     name,
     base,
-    upstream: { ns: `${base}-up`, ifname: 'up0', ipv4: '192.0.2.1', ipv6: '2001:db8:ffff::1', client4: '203.0.113.1', client6: '2001:db8:ff::1', frr: `${base}-up` },
+    upstream: {
+      ns: `${base}-up`,
+      ifname: 'up0',
+      ipv4: '192.0.2.1',
+      ipv6: '2001:db8:ffff::1',
+      client4: '203.0.113.1',
+      client6: '2001:db8:ff::1',
+      frr: `${base}-up`,
+    },
     node: { ns: `${base}-node`, provider: 'prov0', ipv4: '192.0.2.2', ipv6: '2001:db8:ffff::2', frr: `${base}-node`, asn: NODE_ASN },
     vms: vlans.map((vlan, i) => ({
       ns: `${base}-vm${i}`,
@@ -225,7 +239,12 @@ export async function labUp(opts: LabOptions = {}): Promise<LabState> {
     await ipn(node.ns, 'addr', 'add', `${node.ipv6}/64`, 'dev', node.provider, 'nodad');
     await ipn(node.ns, 'link', 'set', node.provider, 'up');
     // the node forwards nothing by itself: exposed traffic must take the eBPF path
-    for (const kv of ['net.ipv4.conf.all.forwarding=0', 'net.ipv6.conf.all.forwarding=0', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']) {
+    for (const kv of [
+      'net.ipv4.conf.all.forwarding=0',
+      'net.ipv6.conf.all.forwarding=0',
+      'net.ipv4.conf.all.rp_filter=0',
+      'net.ipv4.conf.default.rp_filter=0',
+    ]) {
       await sysctl(node.ns, kv);
     }
     await sysctl(up.ns, 'net.ipv4.conf.all.forwarding=1');
@@ -274,7 +293,10 @@ export async function labDown(name: string, log: (l: string) => void = () => und
   const base = state?.base ?? `sbl-${validName(name)}`;
   const namespaces = state
     ? [state.upstream.ns, state.node.ns, ...state.vms.map((v) => v.ns)]
-    : (await sh('ip', ['netns', 'list']).catch(() => '')).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`${base}-`));
+    : (await sh('ip', ['netns', 'list']).catch(() => ''))
+        .split('\n')
+        .map((l) => l.split(' ')[0] ?? '')
+        .filter((n) => n.startsWith(`${base}-`));
   for (const ns of namespaces) {
     if (existsSync(`/etc/frr/${ns}`)) await stopFrr(ns, ns);
   }

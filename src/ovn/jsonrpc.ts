@@ -59,7 +59,10 @@ export class JsonStreamSplitter {
         }
         if (c !== OPEN_BRACE && c !== OPEN_BRACKET) {
           this.reset();
-          throw new FramingError(`expected '{' at the start of a message, got byte 0x${c.toString(16).padStart(2, '0')} (${JSON.stringify(data.subarray(i, i + 40).toString('utf8'))}...)`, out);
+          throw new FramingError(
+            `expected '{' at the start of a message, got byte 0x${c.toString(16).padStart(2, '0')} (${JSON.stringify(data.subarray(i, i + 40).toString('utf8'))}...)`,
+            out,
+          );
         }
       }
       if (c === QUOTE) this.inString = true;

@@ -55,7 +55,10 @@ export function parseAddresses(s: string): { mac: string; ips: string[] } | unde
   const parts = s.trim().split(/\s+/);
   const mac = parts[0] ?? '';
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) return undefined;
-  const ips = parts.slice(1).map((p) => p.split('/')[0] as string).filter((p) => isIP(p) !== 0);
+  const ips = parts
+    .slice(1)
+    .map((p) => p.split('/')[0] as string)
+    .filter((p) => isIP(p) !== 0);
   return { mac: mac.toLowerCase(), ips };
 }
 
@@ -123,7 +126,15 @@ class Collector {
       const differ = list.find((e) => e.target !== a.target || e.mac !== a.mac || (e.vlan ?? 0) !== (a.vlan ?? 0));
       if (differ) {
         // two different answers for one address: expose neither rather than the wrong one
-        for (const e of list) conflicts.push({ owner: e.owner, prefix: e.prefix, why: `also claimed by ${list.filter((o) => o !== e).map((o) => o.owner).join(', ')} with a different target` });
+        for (const e of list)
+          conflicts.push({
+            owner: e.owner,
+            prefix: e.prefix,
+            why: `also claimed by ${list
+              .filter((o) => o !== e)
+              .map((o) => o.owner)
+              .join(', ')} with a different target`,
+          });
         continue;
       }
       exposures.push(a);
@@ -150,7 +161,15 @@ function vmExposures(row: Row, prov: Provider, addresses: unknown, name: string)
   for (const a of set(addresses) as string[]) {
     const parsed = parseAddresses(a);
     if (!parsed) continue;
-    for (const ip of parsed.ips) list.push({ prefix: hostPrefix(ip), target: prov.bridge, mac: parsed.mac, vlan: prov.vlan, owner: `lsp:${name}`, reason: `VM port on provider network ${prov.network}` });
+    for (const ip of parsed.ips)
+      list.push({
+        prefix: hostPrefix(ip),
+        target: prov.bridge,
+        mac: parsed.mac,
+        vlan: prov.vlan,
+        owner: `lsp:${name}`,
+        reason: `VM port on provider network ${prov.network}`,
+      });
   }
   vmMemo.set(row, { bridge: prov.bridge, vlan: prov.vlan, network: prov.network, list });
   return list;
@@ -158,7 +177,11 @@ function vmExposures(row: Row, prov: Provider, addresses: unknown, name: string)
 
 /** A port bound here whose MAC and addresses OVN does not know ("unknown": port security off). */
 function noAddress(name: string, addresses: unknown): Pending {
-  return { owner: `lsp:${name}`, prefix: '-', why: `no "MAC address" entry in OVN (${JSON.stringify(addresses)}): the port's MAC is not known (port security disabled?)` };
+  return {
+    owner: `lsp:${name}`,
+    prefix: '-',
+    why: `no "MAC address" entry in OVN (${JSON.stringify(addresses)}): the port's MAC is not known (port security disabled?)`,
+  };
 }
 
 // ---------------------------------------------------------------- NB mode
@@ -253,7 +276,15 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
     if (gw && gwProv && gwHere) {
       for (const net of set(gw.networks) as string[]) {
         const ip = net.split('/')[0] as string;
-        if (isIP(ip)) out.add({ prefix: hostPrefix(ip), target: gwProv.bridge, mac: gwMac, vlan: gwProv.vlan, owner: `cr-lrp:${str(gw.name)}`, reason: `router gateway on provider network ${gwProv.network}` });
+        if (isIP(ip))
+          out.add({
+            prefix: hostPrefix(ip),
+            target: gwProv.bridge,
+            mac: gwMac,
+            vlan: gwProv.vlan,
+            owner: `cr-lrp:${str(gw.name)}`,
+            reason: `router gateway on provider network ${gwProv.network}`,
+          });
       }
     }
 
@@ -271,9 +302,24 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
       const owner = `fip:${map(nat.external_ids)['neutron:fip_id'] ?? ip}`;
       if (extMac && lport) {
         const vm = lspByName(lport);
-        if (vm && isUp(vm) && boundHere(vm)) out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: extMac.toLowerCase(), vlan: prov.vlan, owner, reason: `distributed floating IP of ${lport}` });
+        if (vm && isUp(vm) && boundHere(vm))
+          out.add({
+            prefix: hostPrefix(ip),
+            target: prov.bridge,
+            mac: extMac.toLowerCase(),
+            vlan: prov.vlan,
+            owner,
+            reason: `distributed floating IP of ${lport}`,
+          });
       } else if (gwHere && gwMac) {
-        out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: gwMac, vlan: prov.vlan, owner, reason: `floating IP behind router gateway ${str(gw?.name)}` });
+        out.add({
+          prefix: hostPrefix(ip),
+          target: prov.bridge,
+          mac: gwMac,
+          vlan: prov.vlan,
+          owner,
+          reason: `floating IP behind router gateway ${str(gw?.name)}`,
+        });
       }
     }
 
@@ -288,7 +334,14 @@ export function computeNb(db: RowSource, opts: OvnModelOptions): OvnExposures {
           } catch {
             continue;
           }
-          out.add({ prefix, target: gwProv.bridge, mac: gwMac, vlan: gwProv.vlan, owner: `subnet:${str(p.name)}`, reason: `tenant subnet behind router gateway ${str(gw.name)}` });
+          out.add({
+            prefix,
+            target: gwProv.bridge,
+            mac: gwMac,
+            vlan: gwProv.vlan,
+            owner: `subnet:${str(p.name)}`,
+            reason: `tenant subnet behind router gateway ${str(gw.name)}`,
+          });
         }
       }
     }
@@ -346,7 +399,15 @@ export function computeSb(db: RowSource, opts: OvnModelOptions): OvnExposures {
         const parsed = parseAddresses(a);
         if (!parsed) continue;
         gwMac = parsed.mac;
-        for (const ip of parsed.ips) out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: parsed.mac, vlan: prov.vlan, owner: `cr-lrp:${lrp}`, reason: `router gateway on provider network ${prov.network}` });
+        for (const ip of parsed.ips)
+          out.add({
+            prefix: hostPrefix(ip),
+            target: prov.bridge,
+            mac: parsed.mac,
+            vlan: prov.vlan,
+            owner: `cr-lrp:${lrp}`,
+            reason: `router gateway on provider network ${prov.network}`,
+          });
       }
       if (opts.exposeTenantNetworks && gwMac) {
         // the router's other ports: patch bindings on the router datapath, their networks in `mac`
@@ -361,7 +422,14 @@ export function computeSb(db: RowSource, opts: OvnModelOptions): OvnExposures {
               } catch {
                 continue;
               }
-              out.add({ prefix, target: prov.bridge, mac: gwMac, vlan: prov.vlan, owner: `subnet:${str(rp.logical_port)}`, reason: `tenant subnet behind router gateway ${lrp}` });
+              out.add({
+                prefix,
+                target: prov.bridge,
+                mac: gwMac,
+                vlan: prov.vlan,
+                owner: `subnet:${str(rp.logical_port)}`,
+                reason: `tenant subnet behind router gateway ${lrp}`,
+              });
             }
           }
         }
@@ -378,7 +446,15 @@ export function computeSb(db: RowSource, opts: OvnModelOptions): OvnExposures {
         const resident = pbByName.get(nat.resident);
         if (!resident || !here(resident)) continue;
         const distributed = resident.type !== 'chassisredirect';
-        for (const ip of nat.ips) out.add({ prefix: hostPrefix(ip), target: prov.bridge, mac: nat.mac, vlan: prov.vlan, owner: `fip:${ip}`, reason: distributed ? `distributed floating IP of ${nat.resident}` : `floating IP behind router gateway ${nat.resident}` });
+        for (const ip of nat.ips)
+          out.add({
+            prefix: hostPrefix(ip),
+            target: prov.bridge,
+            mac: nat.mac,
+            vlan: prov.vlan,
+            owner: `fip:${ip}`,
+            reason: distributed ? `distributed floating IP of ${nat.resident}` : `floating IP behind router gateway ${nat.resident}`,
+          });
       }
     }
   }

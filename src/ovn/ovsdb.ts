@@ -155,7 +155,8 @@ export class OvsdbClient extends EventEmitter {
       .filter(Boolean);
     if (this.remotes.length === 0) throw new OvsdbError('no OVSDB remote given');
     for (const r of this.remotes) parseRemote(r);
-    if (this.remotes.some((r) => r.startsWith('ssl:')) && !opts.ssl) throw new OvsdbError('an ssl: remote needs the private key, certificate and CA certificate files');
+    if (this.remotes.some((r) => r.startsWith('ssl:')) && !opts.ssl)
+      throw new OvsdbError('an ssl: remote needs the private key, certificate and CA certificate files');
     this.log = opts.log.child({ ovsdb: opts.database });
     this.backoff = opts.backoffMinMs ?? 250;
     this.probeMs = opts.probeIntervalMs ?? 5000;
@@ -190,7 +191,9 @@ export class OvsdbClient extends EventEmitter {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.off('synced', done);
-        reject(new OvsdbError(`no sync with ${this.opts.database} at ${this.opts.remote} within ${timeoutMs} ms${this.s.lastError ? `: ${this.s.lastError}` : ''}`));
+        reject(
+          new OvsdbError(`no sync with ${this.opts.database} at ${this.opts.remote} within ${timeoutMs} ms${this.s.lastError ? `: ${this.s.lastError}` : ''}`),
+        );
       }, timeoutMs);
       const done = (): void => {
         clearTimeout(t);
@@ -324,7 +327,11 @@ export class OvsdbClient extends EventEmitter {
     // The replica is kept: consumers go on with what they know until the resync.
     // a resync we asked for reconnects at once; anything else backs off
     const deliberate = why.startsWith('resync:');
-    (wasSynced && !deliberate ? this.log.warn : this.log.info).call(this.log, 'ovsdb connection lost; keeping the replica, retrying', { remote: this.s.remote, error: why, retryMs: deliberate ? 0 : this.backoff });
+    (wasSynced && !deliberate ? this.log.warn : this.log.info).call(this.log, 'ovsdb connection lost; keeping the replica, retrying', {
+      remote: this.s.remote,
+      error: why,
+      retryMs: deliberate ? 0 : this.backoff,
+    });
     this.setState('backoff');
     this.retryTimer = setTimeout(() => this.connectNext(), deliberate ? 0 : this.backoff);
     this.retryTimer.unref?.();
@@ -424,7 +431,8 @@ export class OvsdbClient extends EventEmitter {
       }
       this.s.method = m;
       if (m === 'monitor_cond_since') {
-        if (!Array.isArray(reply) || reply.length !== 3 || typeof reply[0] !== 'boolean' || typeof reply[1] !== 'string') throw new OvsdbDataError('monitor_cond_since reply', `expected [found, last-txn-id, updates], got ${JSON.stringify(reply)?.slice(0, 120)}`);
+        if (!Array.isArray(reply) || reply.length !== 3 || typeof reply[0] !== 'boolean' || typeof reply[1] !== 'string')
+          throw new OvsdbDataError('monitor_cond_since reply', `expected [found, last-txn-id, updates], got ${JSON.stringify(reply)?.slice(0, 120)}`);
         const [found, txn, updates] = reply as [boolean, string, unknown];
         if (found && resume) {
           this.applyUpdate(updates, 2, false);
@@ -661,7 +669,8 @@ export class OvsdbClient extends EventEmitter {
   }
 
   private request(method: string, params: unknown[]): Promise<unknown> {
-    if (!this.sock) return Promise.reject(new OvsdbError(`${method}: not connected to ${this.opts.database}${this.s.lastError ? ` (${this.s.lastError})` : ''}`));
+    if (!this.sock)
+      return Promise.reject(new OvsdbError(`${method}: not connected to ${this.opts.database}${this.s.lastError ? ` (${this.s.lastError})` : ''}`));
     if (this.pending.size >= (this.opts.maxPendingRequests ?? 256)) {
       this.s.rejectedRequests++;
       return Promise.reject(new OvsdbError(`${method}: ${this.pending.size} requests already in flight`));

@@ -114,7 +114,8 @@ function decodeSet(v: unknown, t: AtomType, where: string): Atom[] {
 }
 
 function decodeMap(v: unknown, ct: ColumnType, where: string): Record<string, Atom> {
-  if (!Array.isArray(v) || v[0] !== 'map' || v.length !== 2 || !Array.isArray(v[1])) throw new OvsdbDataError(where, `expected ["map", [...]], got ${JSON.stringify(v)?.slice(0, 80)}`);
+  if (!Array.isArray(v) || v[0] !== 'map' || v.length !== 2 || !Array.isArray(v[1]))
+    throw new OvsdbDataError(where, `expected ["map", [...]], got ${JSON.stringify(v)?.slice(0, 80)}`);
   const out: Record<string, Atom> = {};
   for (const pair of v[1] as unknown[]) {
     if (!Array.isArray(pair) || pair.length !== 2) throw new OvsdbDataError(where, 'malformed map pair');

@@ -48,7 +48,10 @@ export interface OvnSourceStatus {
 
 export function parseBridgeMappings(s: string, where = 'bridge_mappings'): Map<string, string> {
   const m = new Map<string, string>();
-  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [net, bridge, extra] = part.split(':');
     if (!net || !bridge || extra !== undefined) throw new Error(`${where}: "${part}" is not NETWORK:BRIDGE`);
     m.set(net, bridge);
@@ -102,7 +105,12 @@ export class OvnSource implements ExposureSource {
       ...(opts.probeIntervalMs ? { probeIntervalMs: opts.probeIntervalMs } : {}),
     });
     if (!opts.chassis || opts.bridgeMappings === undefined) {
-      this.ovs = new OvsdbClient({ remote: opts.ovsConnection, database: 'Open_vSwitch', tables: { Open_vSwitch: { columns: ['external_ids'] }, Interface: { columns: ['name', 'ofport'] } }, log });
+      this.ovs = new OvsdbClient({
+        remote: opts.ovsConnection,
+        database: 'Open_vSwitch',
+        tables: { Open_vSwitch: { columns: ['external_ids'] }, Interface: { columns: ['name', 'ofport'] } },
+        log,
+      });
       this.ovs.on('change', () => this.schedule());
     }
     this.ovn.on('change', () => this.schedule());
@@ -206,11 +214,19 @@ export class OvnSource implements ExposureSource {
     // said once per change of state, not on every recompute
     if ((chassis.length === 0) !== this.noChassisWarned) {
       this.noChassisWarned = chassis.length === 0;
-      if (this.noChassisWarned) this.opts.log.warn('no chassis name: set ovn.chassis or external_ids:system-id in the local Open vSwitch database; nothing is exposed from OVN until then');
+      if (this.noChassisWarned)
+        this.opts.log.warn(
+          'no chassis name: set ovn.chassis or external_ids:system-id in the local Open vSwitch database; nothing is exposed from OVN until then',
+        );
       else this.opts.log.info('chassis known', { chassis });
     }
     if (this.opts.mode === 'sb') this.narrowSb(chassis);
-    const opts = { chassis, bridgeMappings: this.bridgeMappings(), exposeTenantNetworks: this.opts.exposeTenantNetworks, bridgeReady: (b: string) => this.opts.hasInterface(b) };
+    const opts = {
+      chassis,
+      bridgeMappings: this.bridgeMappings(),
+      exposeTenantNetworks: this.opts.exposeTenantNetworks,
+      bridgeReady: (b: string) => this.opts.hasInterface(b),
+    };
     const result = this.opts.mode === 'sb' ? computeSb(this.ovn, opts) : computeNb(this.ovn, opts);
     // hand out the previous object for an unchanged exposure: consumers that remember
     // what they validated (normalizeExposure) then skip it. VM ports already come back as
@@ -229,7 +245,8 @@ export class OvnSource implements ExposureSource {
     const old = this.result.exposures;
     const same = old.length === result.exposures.length && result.exposures.every((e, i) => e === old[i]);
     const first = this.recomputes === 1;
-    if (result.conflicts.length && JSON.stringify(result.conflicts) !== JSON.stringify(this.result.conflicts)) this.opts.log.warn('conflicting OVN claims: not exposed', { conflicts: result.conflicts.slice(0, 10), total: result.conflicts.length });
+    if (result.conflicts.length && JSON.stringify(result.conflicts) !== JSON.stringify(this.result.conflicts))
+      this.opts.log.warn('conflicting OVN claims: not exposed', { conflicts: result.conflicts.slice(0, 10), total: result.conflicts.length });
     this.result = result;
     this.armWait();
     if (!same || first) {

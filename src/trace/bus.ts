@@ -159,6 +159,14 @@ export class EventBus {
   }
 
   stats(): ConsumerStats[] {
-    return [...this.consumers].map((c) => ({ name: c.opts.name, policy: c.opts.policy, queued: c.queued, capacity: c.opts.capacity, delivered: c.delivered, dropped: c.dropped, errors: c.errors }));
+    return [...this.consumers].map((c) => ({
+      name: c.opts.name,
+      policy: c.opts.policy,
+      queued: c.queued,
+      capacity: c.opts.capacity,
+      delivered: c.delivered,
+      dropped: c.dropped,
+      errors: c.errors,
+    }));
   }
 }

@@ -107,7 +107,9 @@ export function parseRules(text: string, file = 'rules'): ServiceRule[] {
     const where = `${file}: rules[${i}]`;
     if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new RuleError(where, 'expected a mapping');
     const o = r as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (!['service', 'comm', 'exe', 'cmdline', 'uid', 'instance'].includes(k)) throw new RuleError(`${where}.${k}`, 'unknown setting (known: service, comm, exe, cmdline, uid, instance)');
+    for (const k of Object.keys(o))
+      if (!['service', 'comm', 'exe', 'cmdline', 'uid', 'instance'].includes(k))
+        throw new RuleError(`${where}.${k}`, 'unknown setting (known: service, comm, exe, cmdline, uid, instance)');
     if (typeof o.service !== 'string' || !/^[a-z0-9][a-z0-9_.-]*$/.test(o.service)) throw new RuleError(`${where}.service`, 'required: a lower-case name');
     if (o.uid !== undefined && (!Number.isInteger(o.uid) || (o.uid as number) < 0)) throw new RuleError(`${where}.uid`, 'expected a user id');
     const rule: ServiceRule = { service: o.service, source: `${file}:${i}` };
@@ -133,7 +135,9 @@ export function readProcess(pid: number, proc = '/proc'): ProcessInfo | undefine
     const close = stat.lastIndexOf(')');
     const comm = stat.slice(stat.indexOf('(') + 1, close);
     const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-    const argv = readFileSync(`${proc}/${pid}/cmdline`, 'utf8').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
+    const argv = readFileSync(`${proc}/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a, i, all) => a !== '' || i < all.length - 1);
     const status = readFileSync(`${proc}/${pid}/status`, 'utf8');
     const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
     let exe = '';

@@ -124,7 +124,8 @@ export function keystoneTokenIdentity(body: string): { user?: string; userId?: s
     }
     return body.slice(start + 1, j).replace(/\{[^{}]*\}/g, '{}');
   };
-  const field = (o: string | undefined, k: string): string | undefined => (o === undefined ? undefined : new RegExp(`"${k}"\\s*:\\s*"((?:[^"\\\\]|\\\\.)*)"`).exec(o)?.[1]);
+  const field = (o: string | undefined, k: string): string | undefined =>
+    o === undefined ? undefined : new RegExp(`"${k}"\\s*:\\s*"((?:[^"\\\\]|\\\\.)*)"`).exec(o)?.[1];
   const u = obj('user');
   const p = obj('project');
   const user = field(u, 'name');

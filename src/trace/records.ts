@@ -20,8 +20,14 @@ export const LAYOUT: Record<string, { size?: number; fields: Record<string, numb
   trace_exit: { size: 56, fields: { code: 48 } },
   trace_open: { size: 328, fields: { ret: 48, dfd: 56, flags: 60, mode: 64, path_len: 68, path: 72 } },
   trace_file: { size: 576, fields: { ret: 48, op: 56, flags: 60, path: 64, path2: 320 } },
-  trace_conn: { size: 224, fields: { conn_id: 48, ret: 56, fd: 64, family: 68, role: 70, proto: 71, lport: 72, rport: 74, laddr: 80, raddr: 96, unix_path: 112 } },
-  trace_close: { size: 104, fields: { conn_id: 48, opened_ns: 56, bytes_in: 64, bytes_out: 72, last_msg_bytes: 80, last_msg_start: 88, fd: 96, role: 100, last_dir: 101, family: 102 } },
+  trace_conn: {
+    size: 224,
+    fields: { conn_id: 48, ret: 56, fd: 64, family: 68, role: 70, proto: 71, lport: 72, rport: 74, laddr: 80, raddr: 96, unix_path: 112 },
+  },
+  trace_close: {
+    size: 104,
+    fields: { conn_id: 48, opened_ns: 56, bytes_in: 64, bytes_out: 72, last_msg_bytes: 80, last_msg_start: 88, fd: 96, role: 100, last_dir: 101, family: 102 },
+  },
   trace_data: { fields: { conn_id: 48, prev_bytes: 56, prev_start: 64, fd: 72, seq: 76, offset: 80, len: 84, dir: 86, role: 87, data: 88 } },
 };
 
@@ -34,7 +40,8 @@ export function checkLayouts(btf: Btf): void {
   for (const [name, want] of Object.entries(LAYOUT)) {
     const s = btf.struct(name);
     if (!s) throw new LayoutError(`trace object: struct ${name} is missing from its BTF (rebuild bpf/build)`);
-    if (want.size !== undefined && s.size !== want.size) throw new LayoutError(`trace object: struct ${name} is ${s.size} bytes, the decoder expects ${want.size}`);
+    if (want.size !== undefined && s.size !== want.size)
+      throw new LayoutError(`trace object: struct ${name} is ${s.size} bytes, the decoder expects ${want.size}`);
     for (const [field, off] of Object.entries(want.fields)) {
       const m = s.members.find((x) => x.name === field);
       if (!m) throw new LayoutError(`trace object: ${name}.${field} is missing`);
@@ -62,9 +69,45 @@ export type KernelRecord =
   | (RecordHeader & { kind: 3; code: number })
   | (RecordHeader & { kind: 4; ret: number; dfd: number; openFlags: number; mode: number; path: string })
   | (RecordHeader & { kind: 5; ret: number; op: number; opFlags: number; path: string; path2: string })
-  | (RecordHeader & { kind: 6 | 7; connId: number; ret: number; fd: number; family: number; role: number; proto: number; lport: number; rport: number; laddr: string; raddr: string; unixPath: string })
-  | (RecordHeader & { kind: 8; connId: number; openedNs: number; bytesIn: number; bytesOut: number; lastMsgBytes: number; lastMsgStart: number; fd: number; role: number; lastDir: number; family: number })
-  | (RecordHeader & { kind: 9; connId: number; prevBytes: number; prevStart: number; fd: number; seq: number; offset: number; dir: number; role: number; data: Buffer });
+  | (RecordHeader & {
+      kind: 6 | 7;
+      connId: number;
+      ret: number;
+      fd: number;
+      family: number;
+      role: number;
+      proto: number;
+      lport: number;
+      rport: number;
+      laddr: string;
+      raddr: string;
+      unixPath: string;
+    })
+  | (RecordHeader & {
+      kind: 8;
+      connId: number;
+      openedNs: number;
+      bytesIn: number;
+      bytesOut: number;
+      lastMsgBytes: number;
+      lastMsgStart: number;
+      fd: number;
+      role: number;
+      lastDir: number;
+      family: number;
+    })
+  | (RecordHeader & {
+      kind: 9;
+      connId: number;
+      prevBytes: number;
+      prevStart: number;
+      fd: number;
+      seq: number;
+      offset: number;
+      dir: number;
+      role: number;
+      data: Buffer;
+    });
 
 export class RecordError extends Error {
   override name = 'RecordError';
@@ -119,16 +162,60 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
       const raw = buf.toString('utf8', off + 320, off + 320 + argsLen);
       const argv = raw.split('\0');
       if (argv.length > 1 && argv[argv.length - 1] === '') argv.pop();
-      return { ts, kind: 1, flags, tgid, tid, ppid, uid, service, comm, cgroup: buf.readBigUInt64LE(off + 48).toString(), filename: cstr(buf, off + 64, 256), argv, argsTruncated: argsLen >= 1024 };
+      return {
+        ts,
+        kind: 1,
+        flags,
+        tgid,
+        tid,
+        ppid,
+        uid,
+        service,
+        comm,
+        cgroup: buf.readBigUInt64LE(off + 48).toString(),
+        filename: cstr(buf, off + 64, 256),
+        argv,
+        argsTruncated: argsLen >= 1024,
+      };
     }
     case 2:
       return { ts, kind: 2, flags, tgid, tid, ppid, uid, service, comm, child: buf.readUInt32LE(off + 48) };
     case 3:
       return { ts, kind: 3, flags, tgid, tid, ppid, uid, service, comm, code: buf.readInt32LE(off + 48) };
     case 4:
-      return { ts, kind: 4, flags, tgid, tid, ppid, uid, service, comm, ret: s64(buf, off + 48), dfd: buf.readInt32LE(off + 56), openFlags: buf.readUInt32LE(off + 60), mode: buf.readUInt32LE(off + 64), path: cstr(buf, off + 72, 256) };
+      return {
+        ts,
+        kind: 4,
+        flags,
+        tgid,
+        tid,
+        ppid,
+        uid,
+        service,
+        comm,
+        ret: s64(buf, off + 48),
+        dfd: buf.readInt32LE(off + 56),
+        openFlags: buf.readUInt32LE(off + 60),
+        mode: buf.readUInt32LE(off + 64),
+        path: cstr(buf, off + 72, 256),
+      };
     case 5:
-      return { ts, kind: 5, flags, tgid, tid, ppid, uid, service, comm, ret: s64(buf, off + 48), op: buf.readUInt32LE(off + 56), opFlags: buf.readUInt32LE(off + 60), path: cstr(buf, off + 64, 256), path2: cstr(buf, off + 320, 256) };
+      return {
+        ts,
+        kind: 5,
+        flags,
+        tgid,
+        tid,
+        ppid,
+        uid,
+        service,
+        comm,
+        ret: s64(buf, off + 48),
+        op: buf.readUInt32LE(off + 56),
+        opFlags: buf.readUInt32LE(off + 60),
+        path: cstr(buf, off + 64, 256),
+        path2: cstr(buf, off + 320, 256),
+      };
     case 6:
     case 7: {
       const family = buf.readUInt16LE(off + 68);

@@ -110,7 +110,12 @@ export class SessionTracker {
 
   constructor(
     private readonly emit: (o: SessionOutput) => void,
-    private readonly opts: { captureBytes: number; idleMs?: number; maxSessions?: number; inspect?: (target: string, body: string, contentType: string) => unknown[] } = { captureBytes: 1024 },
+    private readonly opts: {
+      captureBytes: number;
+      idleMs?: number;
+      maxSessions?: number;
+      inspect?: (target: string, body: string, contentType: string) => unknown[];
+    } = { captureBytes: 1024 },
   ) {}
 
   private open(key: string, tgid: number, connId: number, role: number): Session {
@@ -202,7 +207,14 @@ export class SessionTracker {
     // a request the connection ended without answering (the client gave up, the server died)
     if (s.proto === 'http' && s.pending && (s.pending.msg as Message & { head?: HttpHead }).head) {
       const p = s.pending;
-      this.http(s, { seq: -1, dir: p.msg.dir === 1 ? 2 : 1, start: p.msg.lastTs, lastTs: p.msg.lastTs, chunks: [], captured: 0, seen: 0, tid: p.msg.tid }, Buffer.alloc(0), 0, true, true);
+      this.http(
+        s,
+        { seq: -1, dir: p.msg.dir === 1 ? 2 : 1, start: p.msg.lastTs, lastTs: p.msg.lastTs, chunks: [], captured: 0, seen: 0, tid: p.msg.tid },
+        Buffer.alloc(0),
+        0,
+        true,
+        true,
+      );
     }
   }
 

@@ -133,7 +133,10 @@ export class EventStore {
 
   private migrate(): void {
     let v = this.db.pragma('user_version', { simple: true }) as number;
-    if (v > SCHEMA_VERSION) throw new StoreError(`event store ${this.opts.path} has schema version ${v}, newer than this stackbpf knows (${SCHEMA_VERSION}): use a newer stackbpf or another state_dir`);
+    if (v > SCHEMA_VERSION)
+      throw new StoreError(
+        `event store ${this.opts.path} has schema version ${v}, newer than this stackbpf knows (${SCHEMA_VERSION}): use a newer stackbpf or another state_dir`,
+      );
     while (v < SCHEMA_VERSION) {
       const step = MIGRATIONS[v] as (db: Database.Database) => void;
       this.db.transaction(() => {
@@ -145,7 +148,9 @@ export class EventStore {
   }
 
   private load(): void {
-    this.segments = (this.db.prepare('SELECT id, first_ts AS firstTs, last_ts AS lastTs, rows FROM segments ORDER BY id').all() as Segment[]).map((s) => ({ ...s }));
+    this.segments = (this.db.prepare('SELECT id, first_ts AS firstTs, last_ts AS lastTs, rows FROM segments ORDER BY id').all() as Segment[]).map((s) => ({
+      ...s,
+    }));
     for (const r of this.db.prepare('SELECT id, kind, name FROM names').all() as { id: number; kind: string; name: string }[]) {
       this.nameIds.set(`${r.kind}\0${r.name}`, r.id);
       this.idNames.set(r.id, r.name);
@@ -179,7 +184,9 @@ export class EventStore {
     if (last && last.rows < this.opts.segmentRows && ts - last.firstTs < this.opts.segmentSeconds * 1000) return last;
     if (last) this.db.prepare('UPDATE segments SET last_ts = ?, rows = ? WHERE id = ?').run(last.lastTs, last.rows, last.id);
     const id = Number(this.db.prepare('INSERT INTO segments (first_ts, last_ts, rows) VALUES (?, ?, 0)').run(ts, ts).lastInsertRowid);
-    this.db.exec(`CREATE TABLE ${this.table(id)} (ts REAL NOT NULL, type INTEGER NOT NULL, service INTEGER NOT NULL, pid INTEGER NOT NULL, tid INTEGER NOT NULL, ppid INTEGER NOT NULL, uid INTEGER NOT NULL, comm TEXT NOT NULL, ctx TEXT, data TEXT NOT NULL)`);
+    this.db.exec(
+      `CREATE TABLE ${this.table(id)} (ts REAL NOT NULL, type INTEGER NOT NULL, service INTEGER NOT NULL, pid INTEGER NOT NULL, tid INTEGER NOT NULL, ppid INTEGER NOT NULL, uid INTEGER NOT NULL, comm TEXT NOT NULL, ctx TEXT, data TEXT NOT NULL)`,
+    );
     const seg = { id, firstTs: ts, lastTs: ts, rows: 0 };
     this.segments.push(seg);
     this.insertSeg = -1;
@@ -231,7 +238,18 @@ export class EventStore {
         seg = this.current(ev.ts);
       }
       const ctx = ev.instance ? JSON.stringify({ parent: ev.parent, instance: ev.instance }) : ev.parent ? this.parentJson(ev.parent) : null;
-      args.push(ev.ts, this.nameId('type', ev.type), this.nameId('service', ev.service), ev.pid, ev.tid, ev.ppid, ev.uid, ev.comm, ctx, JSON.stringify(ev.data));
+      args.push(
+        ev.ts,
+        this.nameId('type', ev.type),
+        this.nameId('service', ev.service),
+        ev.pid,
+        ev.tid,
+        ev.ppid,
+        ev.uid,
+        ev.comm,
+        ctx,
+        JSON.stringify(ev.data),
+      );
       if (++chunk === ROWS_PER_INSERT) flush();
       seg.rows++;
       if (ev.ts > seg.lastTs) seg.lastTs = ev.ts;
@@ -305,7 +323,9 @@ export class EventStore {
   /** Insert or update an alert (the whole alert is kept as JSON; key columns for queries). */
   saveAlert(a: { id: string; ts: number; lastTs: number; rule: string; severity: string; service: string; subject: string; state: string }): void {
     this.db
-      .prepare('INSERT INTO alerts (id, ts, last_ts, rule, severity, service, subject, state, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, state = excluded.state, body = excluded.body')
+      .prepare(
+        'INSERT INTO alerts (id, ts, last_ts, rule, severity, service, subject, state, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET last_ts = excluded.last_ts, state = excluded.state, body = excluded.body',
+      )
       .run(a.id, a.ts, a.lastTs, a.rule, a.severity, a.service, a.subject, a.state, JSON.stringify(a));
   }
 
@@ -326,7 +346,11 @@ export class EventStore {
       args.push(q.state);
     }
     args.push(Math.min(Math.max(q.limit ?? 100, 1), 10_000));
-    return (this.db.prepare(`SELECT body FROM alerts${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC LIMIT ?`).all(...args) as { body: string }[]).map((r) => JSON.parse(r.body) as unknown);
+    return (
+      this.db.prepare(`SELECT body FROM alerts${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC LIMIT ?`).all(...args) as {
+        body: string;
+      }[]
+    ).map((r) => JSON.parse(r.body) as unknown);
   }
 
   /** Every stored event in a time range, oldest first (learning reads whole windows). */

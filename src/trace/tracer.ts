@@ -34,9 +34,42 @@ export interface TracerOptions {
   inspectRequest?: (target: string, body: string, contentType: string) => unknown[];
 }
 
-export const DEFAULT_SENSITIVE_PATHS = ['/etc/keystone/', '/etc/nova/', '/etc/neutron/', '/etc/glance/', '/etc/placement/', '/etc/ovn/', '/etc/openvswitch/', '/etc/frr/', '/etc/mysql/', '/etc/shadow', '/etc/sudoers', '/root/.ssh/', '/etc/ssh/'];
+export const DEFAULT_SENSITIVE_PATHS = [
+  '/etc/keystone/',
+  '/etc/nova/',
+  '/etc/neutron/',
+  '/etc/glance/',
+  '/etc/placement/',
+  '/etc/ovn/',
+  '/etc/openvswitch/',
+  '/etc/frr/',
+  '/etc/mysql/',
+  '/etc/shadow',
+  '/etc/sudoers',
+  '/root/.ssh/',
+  '/etc/ssh/',
+];
 
-const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 9: 'EBADF', 11: 'EAGAIN', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR', 24: 'EMFILE', 28: 'ENOSPC', 30: 'EROFS', 36: 'ENAMETOOLONG', 40: 'ELOOP', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED', 113: 'EHOSTUNREACH', 115: 'EINPROGRESS' };
+const ERRNO: Record<number, string> = {
+  1: 'EPERM',
+  2: 'ENOENT',
+  4: 'EINTR',
+  9: 'EBADF',
+  11: 'EAGAIN',
+  13: 'EACCES',
+  17: 'EEXIST',
+  20: 'ENOTDIR',
+  21: 'EISDIR',
+  24: 'EMFILE',
+  28: 'ENOSPC',
+  30: 'EROFS',
+  36: 'ENAMETOOLONG',
+  40: 'ELOOP',
+  110: 'ETIMEDOUT',
+  111: 'ECONNREFUSED',
+  113: 'EHOSTUNREACH',
+  115: 'EINPROGRESS',
+};
 const O_FLAGS: [number, string][] = [
   [0o100, 'O_CREAT'],
   [0o200, 'O_EXCL'],
@@ -132,7 +165,10 @@ export class Tracer {
       t.attachAll();
       t.applyChanges(t.procs.scan());
       t.adoptSockets();
-      t.ring = new RingBuffer(obj.map('events'), (buf, off, len) => t?.onRecord(buf, off, len), { lostCounter: obj.map('events_lost'), maxRecordsPerTick: 8192 });
+      t.ring = new RingBuffer(obj.map('events'), (buf, off, len) => t?.onRecord(buf, off, len), {
+        lostCounter: obj.map('events_lost'),
+        maxRecordsPerTick: 8192,
+      });
       t.ring.start();
       t.timers.push(setInterval(() => t?.housekeeping(), 250));
       t.timers.push(setInterval(() => t?.syncClock(), 60_000));
@@ -263,7 +299,11 @@ export class Tracer {
     return c;
   }
 
-  private publish(h: { ts: number; tgid: number; tid: number; ppid: number; uid: number; service: number; comm: string }, type: EventType, data: Record<string, unknown>): void {
+  private publish(
+    h: { ts: number; tgid: number; tid: number; ppid: number; uid: number; service: number; comm: string },
+    type: EventType,
+    data: Record<string, unknown>,
+  ): void {
     const p = this.procs.get(h.tgid);
     const ev: TraceEvent = {
       ts: this.wall(h.ts),
@@ -294,17 +334,37 @@ export class Tracer {
     }
     switch (r.kind) {
       case 1: {
-        const change = this.procs.onExec(r.tgid, r.ppid, r.comm, r.filename, r.argv, r.uid, r.flags & TH_MONITORED ? this.procs.serviceName(r.service) || 'unknown' : '');
+        const change = this.procs.onExec(
+          r.tgid,
+          r.ppid,
+          r.comm,
+          r.filename,
+          r.argv,
+          r.uid,
+          r.flags & TH_MONITORED ? this.procs.serviceName(r.service) || 'unknown' : '',
+        );
         if (change) this.applyChanges([change]);
         if (!this.procs.get(r.tgid)?.monitored) {
           this.counts.discoveryExecs++;
           return;
         }
         const killed = (r.flags & TH_KILLED) !== 0;
-        this.publish(r, 'process.exec', { filename: r.filename, argv: redactArgv(r.argv), ...(r.argsTruncated ? { argv_truncated: true } : {}), cgroup: r.cgroup, ...(killed ? { killed: true } : {}) });
+        this.publish(r, 'process.exec', {
+          filename: r.filename,
+          argv: redactArgv(r.argv),
+          ...(r.argsTruncated ? { argv_truncated: true } : {}),
+          cgroup: r.cgroup,
+          ...(killed ? { killed: true } : {}),
+        });
         if (killed) {
           const svc = this.procs.serviceName(r.service);
-          this.publish(r, 'response.kill', { action: 'kill', signal: 9, filename: r.filename, reason: `${r.filename} is not in the exec list of the enforce-mode profile of ${svc}`, enforced_service: svc });
+          this.publish(r, 'response.kill', {
+            action: 'kill',
+            signal: 9,
+            filename: r.filename,
+            reason: `${r.filename} is not in the exec list of the enforce-mode profile of ${svc}`,
+            enforced_service: svc,
+          });
         }
         return;
       }
@@ -328,12 +388,24 @@ export class Tracer {
         this.publish(r, type, data);
         if (killed) {
           const svc = this.procs.serviceName(r.service);
-          this.publish(r, 'response.kill', { action: 'kill', signal: 9, path: r.path, reason: `${r.path} is under a deny_files prefix of the enforce-mode profile of ${svc}`, enforced_service: svc });
+          this.publish(r, 'response.kill', {
+            action: 'kill',
+            signal: 9,
+            path: r.path,
+            reason: `${r.path} is under a deny_files prefix of the enforce-mode profile of ${svc}`,
+            enforced_service: svc,
+          });
         }
         return;
       }
       case 5:
-        this.publish(r, r.op === 3 ? 'file.rename' : 'file.unlink', { path: r.path, ...(r.op === 3 ? { new_path: r.path2 } : {}), op: FILE_OPS[r.op as 1 | 2 | 3], ...result(r.ret), ...(r.flags & TH_SENSITIVE ? { sensitive: true } : {}) });
+        this.publish(r, r.op === 3 ? 'file.rename' : 'file.unlink', {
+          path: r.path,
+          ...(r.op === 3 ? { new_path: r.path2 } : {}),
+          op: FILE_OPS[r.op as 1 | 2 | 3],
+          ...result(r.ret),
+          ...(r.flags & TH_SENSITIVE ? { sensitive: true } : {}),
+        });
         return;
       case 6:
       case 7: {
@@ -351,7 +423,13 @@ export class Tracer {
         this.publish(r, r.kind === 6 ? 'net.connect' : 'net.accept', data);
         if (killed) {
           const svc = this.procs.serviceName(r.service);
-          this.publish(r, 'response.kill', { action: 'kill', signal: 9, remote: data.remote, reason: `${String(data.remote)} is not among the peers of the enforce-mode profile of ${svc}`, enforced_service: svc });
+          this.publish(r, 'response.kill', {
+            action: 'kill',
+            signal: 9,
+            remote: data.remote,
+            reason: `${String(data.remote)} is not among the peers of the enforce-mode profile of ${svc}`,
+            enforced_service: svc,
+          });
         }
         return;
       }
@@ -455,10 +533,12 @@ export class Tracer {
       }
     }
     const one = Buffer.from([1]);
-    for (const [name, m] of Object.entries(next) as [keyof typeof next, Map<string, Buffer>][]) for (const [v, k] of m) if (!before[name].has(v)) maps[name].update(k, one);
+    for (const [name, m] of Object.entries(next) as [keyof typeof next, Map<string, Buffer>][])
+      for (const [v, k] of m) if (!before[name].has(v)) maps[name].update(k, one);
     if (flags) enforce.update(id, flags);
     else enforce.delete(id);
-    for (const [name, m] of Object.entries(before) as [keyof typeof next, Map<string, Buffer>][]) for (const [v, k] of m) if (!next[name].has(v)) maps[name].delete(k);
+    for (const [name, m] of Object.entries(before) as [keyof typeof next, Map<string, Buffer>][])
+      for (const [v, k] of m) if (!next[name].has(v)) maps[name].delete(k);
     if (flags) this.enforced.set(service, next);
     else this.enforced.delete(service);
   }
@@ -470,7 +550,12 @@ export class Tracer {
   /** What the kernel enforces per service: rule → number of entries. */
   enforcement(): Record<string, { exec?: number; files_deny?: number; peers?: number }> {
     const out: Record<string, { exec?: number; files_deny?: number; peers?: number }> = {};
-    for (const [s, e] of this.enforced) out[s] = { ...(e.exec.size ? { exec: e.exec.size } : {}), ...(e.files.size ? { files_deny: e.files.size } : {}), ...(e.peers.size ? { peers: e.peers.size } : {}) };
+    for (const [s, e] of this.enforced)
+      out[s] = {
+        ...(e.exec.size ? { exec: e.exec.size } : {}),
+        ...(e.files.size ? { files_deny: e.files.size } : {}),
+        ...(e.peers.size ? { peers: e.peers.size } : {}),
+      };
     return out;
   }
 
@@ -552,7 +637,10 @@ function hexAddr(h: string): { addr: string; port: number } {
 function readTcpTable(pid: number): TcpSocket[] {
   const out: TcpSocket[] = [];
   const listening = new Set<number>();
-  for (const [file, family] of [['tcp', 2], ['tcp6', 10]] as const) {
+  for (const [file, family] of [
+    ['tcp', 2],
+    ['tcp6', 10],
+  ] as const) {
     let text = '';
     try {
       text = readFileSync(`/proc/${pid}/net/${file}`, 'utf8');
@@ -566,7 +654,15 @@ function readTcpTable(pid: number): TcpSocket[] {
       const r = hexAddr(f[2] as string);
       const state = parseInt(f[3] as string, 16);
       if (state === 10) listening.add(l.port);
-      out.push({ family, state, inode: f[9] as string, local: `${l.addr}:${l.port}`, remote: `${r.addr}:${r.port}`, localPort: l.port, listeningPorts: listening });
+      out.push({
+        family,
+        state,
+        inode: f[9] as string,
+        local: `${l.addr}:${l.port}`,
+        remote: `${r.addr}:${r.port}`,
+        localPort: l.port,
+        listeningPorts: listening,
+      });
     }
   }
   return out;
@@ -589,7 +685,8 @@ const ENFORCE_PEERS = 4;
 /** deny_files key: prefixlen, service, path bytes (zero-padded to 128) */
 export function denyPathKey(service: string, id: number, prefix: string): Buffer {
   const b = Buffer.from(prefix, 'utf8');
-  if (!prefix.startsWith('/') || prefix.includes('*') || b.length > 127) throw new RangeError(`${service}: files_deny "${prefix}" cannot be enforced in the kernel (an absolute path prefix of at most 127 bytes, no patterns)`);
+  if (!prefix.startsWith('/') || prefix.includes('*') || b.length > 127)
+    throw new RangeError(`${service}: files_deny "${prefix}" cannot be enforced in the kernel (an absolute path prefix of at most 127 bytes, no patterns)`);
   const k = Buffer.alloc(8 + 128);
   k.writeUInt32LE(32 + b.length * 8, 0);
   k.writeUInt32LE(id, 4);

@@ -59,7 +59,10 @@ describe('brute force', () => {
     const am = new AlertManager();
     const d = new BruteForceDetector(am, { ...DEFAULT_BRUTEFORCE, perSource: 100, sprayUsers: 4, perUser: 3 });
     for (let i = 0; i < 4; i++) d.onEvent(auth(1000 + i, `user${i}`, '192.0.2.8:1'));
-    assert.deepEqual(am.active().map((a) => [a.rule, a.subject]), [['keystone.bruteforce.spray', '192.0.2.8']]);
+    assert.deepEqual(
+      am.active().map((a) => [a.rule, a.subject]),
+      [['keystone.bruteforce.spray', '192.0.2.8']],
+    );
     for (let i = 0; i < 3; i++) d.onEvent(auth(2000 + i, 'carol', `203.0.113.${i + 1}:1`));
     assert.ok(am.active().some((a) => a.rule === 'keystone.bruteforce.user' && a.subject === 'carol@Default'));
   });

@@ -7,11 +7,32 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AlertManager } from '../../src/analytics/alerts.js';
 import { DriftDetector, ProfileSet } from '../../src/analytics/drift.js';
-import { collapseRoutes, diffProfile, generalizeApi, generalizePath, globMatch, kernelRules, ProfileBuilder, ProfileError, profileFromYaml, profileToYaml } from '../../src/analytics/profile.js';
+import {
+  collapseRoutes,
+  diffProfile,
+  generalizeApi,
+  generalizePath,
+  globMatch,
+  kernelRules,
+  ProfileBuilder,
+  ProfileError,
+  profileFromYaml,
+  profileToYaml,
+} from '../../src/analytics/profile.js';
 import { denyPathKey, peerKey } from '../../src/trace/tracer.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 
-const ev = (type: TraceEvent['type'], data: Record<string, unknown>, service = 'keystone', ts = 1000): TraceEvent => ({ ts, type, service, pid: 5, tid: 5, ppid: 1, uid: 0, comm: 'x', data });
+const ev = (type: TraceEvent['type'], data: Record<string, unknown>, service = 'keystone', ts = 1000): TraceEvent => ({
+  ts,
+  type,
+  service,
+  pid: 5,
+  tid: 5,
+  ppid: 1,
+  uid: 0,
+  comm: 'x',
+  data,
+});
 
 describe('profiles', () => {
   test('generalisation: ids, pids and temporary names become placeholders', () => {
@@ -62,23 +83,30 @@ describe('profiles', () => {
       [
         ['exec', '/bin/sh', 1],
         ['files_read', '/etc/shadow', 2],
-        ['sql', "SELECT user.id FROM user WHERE user.name = ? OR ? = ?", 1],
+        ['sql', 'SELECT user.id FROM user WHERE user.name = ? OR ? = ?', 1],
       ],
     );
   });
 
   test('routes that differ only in an object name collapse; collections do not', () => {
-    assert.deepEqual(collapseRoutes(['GET /v3/projects/p-learn1', 'GET /v3/projects/p-learn2', 'GET /v3/projects', 'GET /v3/users', 'GET /v3/users/{id}', 'DELETE /v3/projects/{id}']), [
-      'DELETE /v3/projects/{id}',
-      'GET /v3/projects',
-      'GET /v3/projects/*',
-      'GET /v3/users',
-      'GET /v3/users/{id}',
-    ]);
+    assert.deepEqual(
+      collapseRoutes([
+        'GET /v3/projects/p-learn1',
+        'GET /v3/projects/p-learn2',
+        'GET /v3/projects',
+        'GET /v3/users',
+        'GET /v3/users/{id}',
+        'DELETE /v3/projects/{id}',
+      ]),
+      ['DELETE /v3/projects/{id}', 'GET /v3/projects', 'GET /v3/projects/*', 'GET /v3/users', 'GET /v3/users/{id}'],
+    );
   });
 
   test('profile files: errors name the field', () => {
-    assert.throws(() => profileFromYaml('service: k\nmode: watch\n', 'k.yaml'), (e: unknown) => e instanceof ProfileError && /k.yaml: mode: expected learn, monitor or enforce/.test(e.message));
+    assert.throws(
+      () => profileFromYaml('service: k\nmode: watch\n', 'k.yaml'),
+      (e: unknown) => e instanceof ProfileError && /k.yaml: mode: expected learn, monitor or enforce/.test(e.message),
+    );
     assert.throws(() => profileFromYaml('service: k\nexec: /bin/sh\n', 'k.yaml'), /k.yaml: exec: expected a list/);
     assert.throws(() => profileFromYaml('service: k\nfiles_read: [1]\n', 'k.yaml'), /k.yaml: files_read\[0\]: expected a non-empty string/);
     assert.throws(() => profileFromYaml('service: k\nexecs: []\n', 'k.yaml'), /k.yaml: execs: unknown setting/);
@@ -86,14 +114,20 @@ describe('profiles', () => {
   });
 
   test('enforce rules: opt-in per rule, validated with the field named, and compiled into the kernel keys', () => {
-    const p = profileFromYaml('service: k\nmode: enforce\nenforce:\n  peers: true\n  files_deny: [/etc/shadow]\nexec: [/usr/bin/python3]\npeers: ["127.0.0.1:3306", "unix:/run/x.sock"]\n', 'k.yaml');
+    const p = profileFromYaml(
+      'service: k\nmode: enforce\nenforce:\n  peers: true\n  files_deny: [/etc/shadow]\nexec: [/usr/bin/python3]\npeers: ["127.0.0.1:3306", "unix:/run/x.sock"]\n',
+      'k.yaml',
+    );
     assert.deepEqual(kernelRules(p), { exec: ['/usr/bin/python3'], peers: ['127.0.0.1:3306', 'unix:/run/x.sock'], filesDeny: ['/etc/shadow'] });
     assert.deepEqual(kernelRules({ ...p, enforce: { exec: false } }), {});
     assert.equal(kernelRules({ ...p, mode: 'monitor' }), undefined);
     assert.deepEqual(profileFromYaml(profileToYaml(p), 'k.yaml'), p, 'the enforce section survives a round trip');
     assert.throws(() => profileFromYaml('service: k\nenforce:\n  peer: true\n', 'k.yaml'), /k.yaml: enforce.peer: unknown rule/);
     assert.throws(() => profileFromYaml('service: k\nenforce:\n  peers: yes please\n', 'k.yaml'), /k.yaml: enforce.peers: expected true or false/);
-    assert.throws(() => profileFromYaml('service: k\nenforce:\n  files_deny: [etc/shadow]\n', 'k.yaml'), /enforce.files_deny\[0\]: expected an absolute path prefix/);
+    assert.throws(
+      () => profileFromYaml('service: k\nenforce:\n  files_deny: [etc/shadow]\n', 'k.yaml'),
+      /enforce.files_deny\[0\]: expected an absolute path prefix/,
+    );
     assert.throws(() => profileFromYaml('service: k\nenforce:\n  files_deny: ["/etc/*"]\n', 'k.yaml'), /enforce.files_deny\[0\].*prefixes only/);
     // peer_allow keys: prefixlen (service 32 + address + port bits), service, IPv4-mapped or IPv6 address, port (network order)
     const host = peerKey('k', 7, '127.0.0.1:3306') as Buffer;
@@ -122,7 +156,16 @@ describe('profiles', () => {
       const set = new ProfileSet(dir);
       const am = new AlertManager();
       const d = new DriftDetector(am, set);
-      set.save({ service: 'keystone', mode: 'monitor', exec: ['/usr/bin/uwsgi-core'], files_read: ['/etc/keystone/*'], files_write: [], peers: ['127.0.0.1:3306'], api: [], sql: [] });
+      set.save({
+        service: 'keystone',
+        mode: 'monitor',
+        exec: ['/usr/bin/uwsgi-core'],
+        files_read: ['/etc/keystone/*'],
+        files_write: [],
+        peers: ['127.0.0.1:3306'],
+        api: [],
+        sql: [],
+      });
       set.save({ service: 'nova-api', mode: 'learn', exec: [], files_read: [], files_write: [], peers: [], api: [], sql: [] });
       assert.deepEqual(set.load(), { loaded: ['keystone', 'nova-api'], errors: [] });
       d.onEvent(ev('file.open', { path: '/etc/keystone/keystone.conf', flags: 'O_RDONLY', result: 3 }));

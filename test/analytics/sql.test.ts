@@ -9,7 +9,25 @@ describe('SQL lexer', () => {
     const t = tokenize("SELECT `user`.id, 'it''s', \"a\\\"b\", 0x1F, 1.5e3, @@version FROM t -- tail");
     assert.deepEqual(
       t.map((x) => x.kind),
-      ['keyword', 'ident', 'punct', 'ident', 'punct', 'string', 'punct', 'string', 'punct', 'number', 'punct', 'number', 'punct', 'variable', 'keyword', 'ident', 'comment'],
+      [
+        'keyword',
+        'ident',
+        'punct',
+        'ident',
+        'punct',
+        'string',
+        'punct',
+        'string',
+        'punct',
+        'number',
+        'punct',
+        'number',
+        'punct',
+        'variable',
+        'keyword',
+        'ident',
+        'comment',
+      ],
     );
     assert.equal(t[5]?.text, "'it''s'");
     assert.ok(tokenize("SELECT 'open").at(-1)?.unterminated);
@@ -34,7 +52,7 @@ describe('SQL lexer', () => {
       "SET SESSION sql_mode = 'TRADITIONAL'",
       "SELECT project.id AS project_id, project.name AS project_name FROM project WHERE project.domain_id = 'default' AND project.name = 'admin'",
       "UPDATE user SET last_active_at = '2026-11-27' WHERE user.id = 'ecbbb079b78142d5a78d18b5acc2a6bb'",
-      "SELECT count(*) FROM t WHERE a = 1 OR b = 2",
+      'SELECT count(*) FROM t WHERE a = 1 OR b = 2',
     ]) {
       assert.deepEqual(suspicious(findings(s)), [], s);
     }
@@ -44,15 +62,15 @@ describe('SQL lexer', () => {
     const cases: [string, string][] = [
       ["SELECT * FROM user WHERE name = 'x' OR '1'='1'", 'tautology'],
       ["SELECT * FROM user WHERE name = 'x' OR 1=1 -- '", 'tautology'],
-      ["SELECT * FROM user WHERE id = 1 OR 1", 'tautology'],
+      ['SELECT * FROM user WHERE id = 1 OR 1', 'tautology'],
       ["SELECT name FROM project WHERE id = 'a' UNION SELECT password FROM local_user -- '", 'unionSelect'],
       ["SELECT name FROM project WHERE id = 'a' UNION ALL SELECT NULL,NULL#'", 'unionSelect'],
-      ["SELECT * FROM t WHERE id = 1; DROP TABLE user", 'stacked'],
-      ["SELECT * FROM t WHERE id = 1 AND SLEEP(5)", 'timeBased'],
-      ["SELECT * FROM t WHERE id = 1 AND BENCHMARK(5000000,MD5(1))", 'timeBased'],
+      ['SELECT * FROM t WHERE id = 1; DROP TABLE user', 'stacked'],
+      ['SELECT * FROM t WHERE id = 1 AND SLEEP(5)', 'timeBased'],
+      ['SELECT * FROM t WHERE id = 1 AND BENCHMARK(5000000,MD5(1))', 'timeBased'],
       ["SELECT * FROM t WHERE name = 'x'' AND 1=1", 'unbalanced'],
-      ["SELECT table_name FROM information_schema.tables", 'probing'],
-      ["SELECT * FROM t WHERE id = 1 /* x */", 'comment'],
+      ['SELECT table_name FROM information_schema.tables', 'probing'],
+      ['SELECT * FROM t WHERE id = 1 /* x */', 'comment'],
     ];
     for (const [s, finding] of cases) assert.ok(suspicious(findings(s)).includes(finding), `${finding}: ${s} → ${suspicious(findings(s))}`);
   });

@@ -80,12 +80,28 @@ describe('SQL injection', () => {
     const q = inspectRequest(`/v3/users?name=${encodeURIComponent("admin' OR '1'='1")}&enabled=true`, '');
     assert.equal(q[0]?.where, 'query:name');
     assert.ok(q[0]?.findings.includes('tautology'));
-    const b = inspectRequest('/v3/projects', JSON.stringify({ project: { name: "x' UNION SELECT password FROM local_user-- -", description: "don't" } }), 'application/json');
-    assert.deepEqual(b.map((f) => f.where), ['body:$.project.name']);
+    const b = inspectRequest(
+      '/v3/projects',
+      JSON.stringify({ project: { name: "x' UNION SELECT password FROM local_user-- -", description: "don't" } }),
+      'application/json',
+    );
+    assert.deepEqual(
+      b.map((f) => f.where),
+      ['body:$.project.name'],
+    );
     const cut = inspectRequest('/v3/projects', '{"project": {"name": "1 OR 1=1", "description": "long text that the capture cu', 'application/json');
     assert.equal(cut.length, 1);
     assert.ok(inspectRequest(`/v3/users/${encodeURIComponent("1' OR '1'='1")}`, '')[0]?.where.startsWith('path:'));
-    assert.deepEqual(inspectRequest('/v3/auth/tokens', JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: '<redacted>' } } } } }), 'application/json'), []);
+    assert.deepEqual(
+      inspectRequest(
+        '/v3/auth/tokens',
+        JSON.stringify({
+          auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: '<redacted>' } } } },
+        }),
+        'application/json',
+      ),
+      [],
+    );
     assert.deepEqual(inspectRequest('/v3/users?name=O%27Brien&limit=10&sort_key=name', ''), []);
     // a target cut by the capture inside an escape, and a malformed escape, still decode around it
     assert.ok(inspectRequest('/v3/users?name=admin%27%20UNION%20ALL%20SELECT%20NULL%2CNULL%2', '')[0]?.findings.includes('unionSelect'));
@@ -95,7 +111,11 @@ describe('SQL injection', () => {
 
   test('statements: structure is reported, a capture cut inside a string is not', () => {
     assert.deepEqual(inspectStatement("SELECT * FROM user WHERE name = 'a' OR '1'='1'"), ['tautology']);
-    assert.deepEqual(inspectStatement("SELECT * FROM user WHERE name = 'admin\\' OR \\'1\\'=\\'1'"), [], 'pymysql escaped the payload: no injection reached the database');
+    assert.deepEqual(
+      inspectStatement("SELECT * FROM user WHERE name = 'admin\\' OR \\'1\\'=\\'1'"),
+      [],
+      'pymysql escaped the payload: no injection reached the database',
+    );
     assert.deepEqual(inspectStatement("SELECT * FROM project WHERE name = 'cut her", true), []);
     assert.deepEqual(inspectStatement("SELECT * FROM project WHERE name = 'cut her"), ['unbalanced']);
   });

@@ -10,7 +10,13 @@ import { skipKernel } from '../helpers/kernel.js';
 describe('differential fuzzing: xdp_ingress vs the reference model', { skip: skipKernel }, () => {
   let rig: DataplaneRig;
   before(async () => {
-    rig = await openDataplaneRig([['fz0', 'fz0p'], ['fz1', 'fz1p']], { maxExposures: 1024, maxBlockRules: 64 });
+    rig = await openDataplaneRig(
+      [
+        ['fz0', 'fz0p'],
+        ['fz1', 'fz1p'],
+      ],
+      { maxExposures: 1024, maxBlockRules: 64 },
+    );
   });
   after(() => rig?.close());
 

@@ -48,7 +48,13 @@ describe('reconciler on the real maps', { skip: skipKernel }, () => {
     { prefix: '203.0.113.0/25', target: 'brex1', mac: '02:00:00:00:01:04', vlan: 7, owner: 'd' },
   ];
   before(async () => {
-    rig = await openDataplaneRig([['brex0', 'brex0p'], ['brex1', 'brex1p']], { maxExposures: 256, maxBlockRules: 16 });
+    rig = await openDataplaneRig(
+      [
+        ['brex0', 'brex0p'],
+        ['brex1', 'brex1p'],
+      ],
+      { maxExposures: 256, maxBlockRules: 16 },
+    );
     dp = rig.dp;
   });
   after(() => rig?.close());
@@ -80,15 +86,28 @@ describe('reconciler on the real maps', { skip: skipKernel }, () => {
     const r = new Reconciler(dp);
     const before = JSON.stringify([...r.current().keys()].sort());
     const bad: [Exposure[], RegExp][] = [
-      [[...base, { prefix: '198.51.100.300', target: 'brex0', mac: '02:00:00:00:00:01', owner: 'x' }], /exposure 4: prefix: "198.51.100.300" has no valid IP address/],
+      [
+        [...base, { prefix: '198.51.100.300', target: 'brex0', mac: '02:00:00:00:00:01', owner: 'x' }],
+        /exposure 4: prefix: "198.51.100.300" has no valid IP address/,
+      ],
       [[...base, { prefix: '198.51.100.9', target: 'brex0', mac: 'nope', owner: 'x' }], /exposure 4: mac: "nope" is not a MAC address/],
-      [[...base, { prefix: '198.51.100.9', target: 'nosuch0', mac: '02:00:00:00:00:01', owner: 'x' }], /exposure 4: target: interface nosuch0: interface nosuch0 does not exist/],
-      [[...base, { prefix: '198.51.100.1/32', target: 'brex0', mac: '02:00:00:00:00:01', owner: 'someone-else' }], /198.51.100.1\/32 is claimed by both "a" and "someone-else"/],
+      [
+        [...base, { prefix: '198.51.100.9', target: 'nosuch0', mac: '02:00:00:00:00:01', owner: 'x' }],
+        /exposure 4: target: interface nosuch0: interface nosuch0 does not exist/,
+      ],
+      [
+        [...base, { prefix: '198.51.100.1/32', target: 'brex0', mac: '02:00:00:00:00:01', owner: 'someone-else' }],
+        /198.51.100.1\/32 is claimed by both "a" and "someone-else"/,
+      ],
       [[...base, { prefix: '198.51.100.9', target: 'brex0', mac: '02:00:00:00:00:01', vlan: 4095, owner: 'x' }], /vlan: expected 0..4094/],
       [[...base, { prefix: '198.51.100.9', target: 'brex0', mac: '02:00:00:00:00:01', owner: '' }], /owner: missing/],
     ];
     for (const [input, msg] of bad) {
-      assert.throws(() => r.apply(input), (e: unknown) => e instanceof ExposureError && msg.test(e.message), String(msg));
+      assert.throws(
+        () => r.apply(input),
+        (e: unknown) => e instanceof ExposureError && msg.test(e.message),
+        String(msg),
+      );
       assert.equal(JSON.stringify([...r.current().keys()].sort()), before, 'maps unchanged');
     }
   });
@@ -106,7 +125,10 @@ describe('reconciler on the real maps', { skip: skipKernel }, () => {
     assert.equal(r.apply(full).unchanged, 4, 'a full apply finds nothing left to do');
     assert.equal(JSON.stringify([dp.tables.exactV4.dump().sort(), dp.tables.exactV6.dump().sort()]), viaDelta);
     // what only a full apply can do is refused before anything is written
-    assert.throws(() => r.applyDelta(norm([{ prefix: '203.0.113.128/25', target: 'brex0', mac: '02:00:00:00:01:0a', owner: 'f' }]), []), /full reconcile is needed/);
+    assert.throws(
+      () => r.applyDelta(norm([{ prefix: '203.0.113.128/25', target: 'brex0', mac: '02:00:00:00:01:0a', owner: 'f' }]), []),
+      /full reconcile is needed/,
+    );
     assert.throws(() => r.applyDelta([], ['203.0.113.0/25']), /full reconcile is needed/);
     assert.equal(dp.tables.lpmV4.lookup({ prefixlen: 25, addr: '203.0.113.0' })?.vlan, 7);
     r.apply(base);

@@ -68,7 +68,14 @@ for (const fam of FAMILIES) {
     let dp: Dataplane;
     let colliding: string[];
     let smac: string;
-    const value = (i: number, dmac = `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`): ExposureValue => ({ dmac, smac, vlan: 0, port: 0, id: i, flags: 0 });
+    const value = (i: number, dmac = `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`): ExposureValue => ({
+      dmac,
+      smac,
+      vlan: 0,
+      port: 0,
+      id: i,
+      flags: 0,
+    });
     const forwardedMac = (addr: string): string | undefined => {
       const r = dp.ingressProgram.testRun({ data: fam.packet(addr) });
       return r.retval === XdpAction.redirect ? [...r.data.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':') : undefined;

@@ -30,7 +30,13 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
   const run = (pkt: Buffer) => dp.ingressProgram.testRun({ data: pkt });
 
   before(async () => {
-    rig = await openDataplaneRig([['brex0', 'brex0p'], ['prov0', 'prov0p']], { maxExposures: 1024, maxBlockRules: 64 });
+    rig = await openDataplaneRig(
+      [
+        ['brex0', 'brex0p'],
+        ['prov0', 'prov0p'],
+      ],
+      { maxExposures: 1024, maxBlockRules: 64 },
+    );
     dp = rig.dp;
     brMac = macOf('brex0', rig.ns.name);
     new Reconciler(dp).apply(exposures);
@@ -73,7 +79,14 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
   test('VLAN rewrite keeps the priority bits; QinQ collapses to one tag', () => {
     const r = run(ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.12', vlans: [{ vid: 100, pcp: 5 }] }));
     assert.equal(r.data.readUInt16BE(14), (5 << 13) | 200);
-    const q = ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.12', vlans: [{ tpid: 0x88a8, vid: 10, pcp: 1 }, { vid: 20, pcp: 3 }] });
+    const q = ipv4Packet({
+      src: '192.0.2.1',
+      dst: '198.51.100.12',
+      vlans: [
+        { tpid: 0x88a8, vid: 10, pcp: 1 },
+        { vid: 20, pcp: 3 },
+      ],
+    });
     const rq = run(q);
     assert.equal(rq.retval, XdpAction.redirect);
     assert.equal(rq.data.length, q.length - 4);
@@ -85,7 +98,12 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
   });
 
   test('exact beats prefix; prefixes forward the rest of the subnet', () => {
-    assert.equal(run(ipv4Packet({ src: '192.0.2.1', dst: '203.0.113.77' })).data.subarray(0, 6).toString('hex'), VM_MAC.replace(/:/g, ''));
+    assert.equal(
+      run(ipv4Packet({ src: '192.0.2.1', dst: '203.0.113.77' }))
+        .data.subarray(0, 6)
+        .toString('hex'),
+      VM_MAC.replace(/:/g, ''),
+    );
     const r = run(ipv4Packet({ src: '192.0.2.1', dst: '203.0.113.5' }));
     assert.equal(r.retval, XdpAction.redirect);
     assert.equal(r.data.subarray(0, 6).toString('hex'), GW_MAC.replace(/:/g, ''));
@@ -102,7 +120,10 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
   });
 
   test('TTL / hop limit 1 goes to the kernel untouched', () => {
-    for (const pkt of [ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', ttl: 1 }), ipv6Packet({ src: '2001:db8:ff::1', dst: '2001:db8::10', hopLimit: 1 })]) {
+    for (const pkt of [
+      ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', ttl: 1 }),
+      ipv6Packet({ src: '2001:db8:ff::1', dst: '2001:db8::10', hopLimit: 1 }),
+    ]) {
       const r = run(pkt);
       assert.equal(r.retval, XdpAction.pass);
       assert.deepEqual(r.data, pkt);

@@ -59,7 +59,18 @@ describe('e2e: exposures through the fast path, announced by FRR', { skip }, () 
   const upExec = (cmd: string, args: string[], timeout = 20_000) => run('ip', ['netns', 'exec', lab.upstream.ns, cmd, ...args], { timeout });
   const ping = async (dst: string, count = 3, interval = '0.2'): Promise<string> => {
     const v6 = dst.includes(':');
-    const r = await upExec('ping', [...(v6 ? ['-6'] : []), '-c', String(count), '-i', interval, '-W', '1', '-I', v6 ? lab.upstream.client6 : lab.upstream.client4, dst]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const r = await upExec('ping', [
+      ...(v6 ? ['-6'] : []),
+      '-c',
+      String(count),
+      '-i',
+      interval,
+      '-W',
+      '1',
+      '-I',
+      v6 ? lab.upstream.client6 : lab.upstream.client4,
+      dst,
+    ]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
     return r.stdout;
   };
   const redirected = async (): Promise<number> => Number((await api('GET', '/v1/status')).json.verdicts.redirect.packets);
@@ -105,7 +116,18 @@ describe('e2e: exposures through the fast path, announced by FRR', { skip }, () 
       const server = spawn('ip', ['netns', 'exec', vm.ns, 'iperf3', '-s', '-1', '-p', '5201', '-B', vm.ipv4], { stdio: 'ignore' });
       try {
         await new Promise((r) => setTimeout(r, 300));
-        const { stdout } = await upExec('iperf3', ['-c', vm.ipv4, '-B', lab.upstream.client4, '-p', '5201', '-t', '1', '-J', ...(udp ? ['-u', '-b', '20M'] : [])]);
+        const { stdout } = await upExec('iperf3', [
+          '-c',
+          vm.ipv4,
+          '-B',
+          lab.upstream.client4,
+          '-p',
+          '5201',
+          '-t',
+          '1',
+          '-J',
+          ...(udp ? ['-u', '-b', '20M'] : []),
+        ]);
         const res = JSON.parse(stdout);
         if (udp) {
           assert.ok(res.end.sum.packets > 100, 'UDP packets sent');

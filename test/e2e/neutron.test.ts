@@ -32,9 +32,15 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
 
   const installed = () => agent.ovnExposures();
   const routes = (): Promise<string[]> => upstreamRoutes(lab);
-  const exposedAndAnnounced = async (prefix: string): Promise<boolean> => (await installed()).get(prefix)?.installed === true && (await routes()).includes(prefix);
+  const exposedAndAnnounced = async (prefix: string): Promise<boolean> =>
+    (await installed()).get(prefix)?.installed === true && (await routes()).includes(prefix);
   const gone = async (prefix: string): Promise<boolean> => !(await installed()).has(prefix) && !(await routes()).includes(prefix);
-  const ping = async (dst: string): Promise<string> => (await run('ip', ['netns', 'exec', lab.upstream.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', lab.upstream.client4, dst], { timeout: 20_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))).stdout;
+  const ping = async (dst: string): Promise<string> =>
+    (
+      await run('ip', ['netns', 'exec', lab.upstream.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', lab.upstream.client4, dst], {
+        timeout: 20_000,
+      }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))
+    ).stdout;
   const redirected = (): Promise<number> => agent.redirected();
 
   before(async () => {
@@ -72,17 +78,49 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
   });
 
   test('a port created on a provider network and bound to this host is exposed, announced and reachable', async () => {
-    const net = (await os.neutronApi('POST', '/networks', { network: { name: 'public', 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1', 'router:external': true } })).network;
+    const net = (
+      await os.neutronApi('POST', '/networks', {
+        network: { name: 'public', 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1', 'router:external': true },
+      })
+    ).network;
     ids.net = net.id;
-    const sub = (await os.neutronApi('POST', '/subnets', { subnet: { network_id: net.id, ip_version: 4, cidr: '198.51.100.0/25', gateway_ip: '198.51.100.1', enable_dhcp: false, allocation_pools: [{ start: '198.51.100.10', end: '198.51.100.60' }] } })).subnet;
+    const sub = (
+      await os.neutronApi('POST', '/subnets', {
+        subnet: {
+          network_id: net.id,
+          ip_version: 4,
+          cidr: '198.51.100.0/25',
+          gateway_ip: '198.51.100.1',
+          enable_dhcp: false,
+          allocation_pools: [{ start: '198.51.100.10', end: '198.51.100.60' }],
+        },
+      })
+    ).subnet;
     ids.sub = sub.id;
     // a security group that lets the upstream clients ping (port security stays on: OVN then knows the MAC)
     const sg = (await os.neutronApi('POST', '/security-groups', { security_group: { name: 'allow-icmp' } })).security_group;
     ids.sg = sg.id;
-    await os.neutronApi('POST', '/security-group-rules', { security_group_rule: { security_group_id: sg.id, direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp', remote_ip_prefix: '0.0.0.0/0' } });
+    await os.neutronApi('POST', '/security-group-rules', {
+      security_group_rule: { security_group_id: sg.id, direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp', remote_ip_prefix: '0.0.0.0/0' },
+    });
     // Neutron binds only to a chassis whose agent it sees alive (it refuses "dead agents")
-    await until('Neutron to see this chassis alive', async () => ((await os.neutronApi('GET', `/agents?host=${ovn.hostname}`)).agents as { alive: boolean }[]).some((a) => a.alive), 60_000, 500);
-    const port = (await os.neutronApi('POST', '/ports', { port: { network_id: net.id, name: 'vm1', fixed_ips: [{ subnet_id: sub.id, ip_address: '198.51.100.20' }], 'binding:host_id': ovn.hostname, security_groups: [sg.id] } })).port;
+    await until(
+      'Neutron to see this chassis alive',
+      async () => ((await os.neutronApi('GET', `/agents?host=${ovn.hostname}`)).agents as { alive: boolean }[]).some((a) => a.alive),
+      60_000,
+      500,
+    );
+    const port = (
+      await os.neutronApi('POST', '/ports', {
+        port: {
+          network_id: net.id,
+          name: 'vm1',
+          fixed_ips: [{ subnet_id: sub.id, ip_address: '198.51.100.20' }],
+          'binding:host_id': ovn.hostname,
+          security_groups: [sg.id],
+        },
+      })
+    ).port;
     ids.port = port.id;
     // Neutron names the logical switch port after the port's id: plug a VM in with that iface-id
     await ovn.addVm(port.id, port.mac_address, '198.51.100.20/25', '198.51.100.1');
@@ -98,18 +136,38 @@ describe('e2e: Neutron (ML2/OVN, real Keystone) drives the exposures', { skip, t
 
   test('floating IP associate → exposed and reachable through the router; disassociate → withdrawn', async () => {
     const tnet = (await os.neutronApi('POST', '/networks', { network: { name: 'private' } })).network;
-    const tsub = (await os.neutronApi('POST', '/subnets', { subnet: { network_id: tnet.id, ip_version: 4, cidr: '198.51.100.128/25', gateway_ip: '198.51.100.129', enable_dhcp: false } })).subnet;
+    const tsub = (
+      await os.neutronApi('POST', '/subnets', {
+        subnet: { network_id: tnet.id, ip_version: 4, cidr: '198.51.100.128/25', gateway_ip: '198.51.100.129', enable_dhcp: false },
+      })
+    ).subnet;
     // the gateway's and the floating IP's addresses are asked for outside the allocation pool
     // (.10-.60): Neutron allocates from the pool at random for what it makes itself, and an
     // address asked for inside it was at times taken already (409 IpAddressAlreadyAllocated)
-    const router = (await os.neutronApi('POST', '/routers', { router: { name: 'r1', external_gateway_info: { network_id: ids.net, external_fixed_ips: [{ subnet_id: ids.sub, ip_address: '198.51.100.61' }] } } })).router;
+    const router = (
+      await os.neutronApi('POST', '/routers', {
+        router: { name: 'r1', external_gateway_info: { network_id: ids.net, external_fixed_ips: [{ subnet_id: ids.sub, ip_address: '198.51.100.61' }] } },
+      })
+    ).router;
     await os.neutronApi('PUT', `/routers/${router.id}/add_router_interface`, { subnet_id: tsub.id });
     const gwIp = router.external_gateway_info.external_fixed_ips[0].ip_address as string;
     assert.equal(gwIp, '198.51.100.61');
     await until('the router gateway exposed (cr-lrp)', () => exposedAndAnnounced(`${gwIp}/32`), 60_000);
-    const vm2 = (await os.neutronApi('POST', '/ports', { port: { network_id: tnet.id, name: 'vm2', fixed_ips: [{ subnet_id: tsub.id, ip_address: '198.51.100.130' }], 'binding:host_id': ovn.hostname, security_groups: [ids.sg] } })).port;
+    const vm2 = (
+      await os.neutronApi('POST', '/ports', {
+        port: {
+          network_id: tnet.id,
+          name: 'vm2',
+          fixed_ips: [{ subnet_id: tsub.id, ip_address: '198.51.100.130' }],
+          'binding:host_id': ovn.hostname,
+          security_groups: [ids.sg],
+        },
+      })
+    ).port;
     await ovn.addVm(vm2.id, vm2.mac_address, '198.51.100.130/25', '198.51.100.129');
-    const fip = (await os.neutronApi('POST', '/floatingips', { floatingip: { floating_network_id: ids.net, floating_ip_address: '198.51.100.62', port_id: vm2.id } })).floatingip;
+    const fip = (
+      await os.neutronApi('POST', '/floatingips', { floatingip: { floating_network_id: ids.net, floating_ip_address: '198.51.100.62', port_id: vm2.id } })
+    ).floatingip;
     await until('the floating IP exposed and announced', () => exposedAndAnnounced('198.51.100.62/32'), 60_000);
     assert.ok(!(await installed()).has('198.51.100.130/32'), 'the tenant address itself is not exposed');
     assert.match(await ping('198.51.100.62'), /3 received/, 'the FIP reaches the tenant VM through the OVN router');

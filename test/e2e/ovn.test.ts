@@ -48,10 +48,13 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     );
   const installed = () => agent.ovnExposures();
   const routes = (): Promise<string[]> => upstreamRoutes(lab);
-  const exposedAndAnnounced = async (prefix: string): Promise<boolean> => (await installed()).get(prefix)?.installed === true && (await routes()).includes(prefix);
+  const exposedAndAnnounced = async (prefix: string): Promise<boolean> =>
+    (await installed()).get(prefix)?.installed === true && (await routes()).includes(prefix);
   const gone = async (prefix: string): Promise<boolean> => !(await installed()).has(prefix) && !(await routes()).includes(prefix);
   const ping = async (dst: string): Promise<string> => {
-    const r = await run('ip', ['netns', 'exec', lab.upstream.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', lab.upstream.client4, dst], { timeout: 20_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const r = await run('ip', ['netns', 'exec', lab.upstream.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', lab.upstream.client4, dst], {
+      timeout: 20_000,
+    }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
     return r.stdout;
   };
   const redirected = (): Promise<number> => agent.redirected();
@@ -66,9 +69,40 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
     // the provider network's gateway, as a physical router would be: the node's side of br-ex
     await run('ip', ['-n', lab.node.ns, 'addr', 'add', '198.51.100.1/25', 'dev', 'br-ex']);
     // a provider network (as Neutron names it) with its localnet port
-    await ovn.nbctl(['ls-add', 'neutron-pub', '--', 'lsp-add', 'neutron-pub', 'provnet-pub', '--', 'lsp-set-type', 'provnet-pub', 'localnet', '--', 'lsp-set-addresses', 'provnet-pub', 'unknown', '--', 'lsp-set-options', 'provnet-pub', 'network_name=physnet1']);
+    await ovn.nbctl([
+      'ls-add',
+      'neutron-pub',
+      '--',
+      'lsp-add',
+      'neutron-pub',
+      'provnet-pub',
+      '--',
+      'lsp-set-type',
+      'provnet-pub',
+      'localnet',
+      '--',
+      'lsp-set-addresses',
+      'provnet-pub',
+      'unknown',
+      '--',
+      'lsp-set-options',
+      'provnet-pub',
+      'network_name=physnet1',
+    ]);
     // a VM port bound to this host, as Neutron's binding does
-    await ovn.nbctl(['lsp-add', 'neutron-pub', VM1.port, '--', 'lsp-set-addresses', VM1.port, `${VM1.mac} ${VM1.ip}`, '--', 'lsp-set-options', VM1.port, `requested-chassis=${ovn.hostname}`]);
+    await ovn.nbctl([
+      'lsp-add',
+      'neutron-pub',
+      VM1.port,
+      '--',
+      'lsp-set-addresses',
+      VM1.port,
+      `${VM1.mac} ${VM1.ip}`,
+      '--',
+      'lsp-set-options',
+      VM1.port,
+      `requested-chassis=${ovn.hostname}`,
+    ]);
     await ovn.addVm(VM1.port, VM1.mac, `${VM1.ip}/25`, '198.51.100.1');
     await until('ovn-controller to bind the VM port', async () => (await ovn.nbctl(['get', 'Logical_Switch_Port', VM1.port, 'up'])).trim() === 'true');
   });
@@ -102,10 +136,78 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
   });
 
   test('NB: router gateway and floating IP associate → exposed and reachable; disassociate → withdrawn', async () => {
-    await ovn.nbctl(['lr-add', 'router1', '--', 'lrp-add', 'router1', GW.lrp, GW.mac, `${GW.ip}/25`, '--', 'lrp-set-gateway-chassis', GW.lrp, ovn.chassis, '10']);
-    await ovn.nbctl(['lsp-add', 'neutron-pub', 'gw-port', '--', 'lsp-set-type', 'gw-port', 'router', '--', 'lsp-set-addresses', 'gw-port', 'router', '--', 'lsp-set-options', 'gw-port', `router-port=${GW.lrp}`, 'nat-addresses=router']);
-    await ovn.nbctl(['ls-add', 'neutron-tenant', '--', 'lrp-add', 'router1', 'lrp-tenant', 'fa:16:3e:00:00:02', '198.51.100.129/25', '--', 'lsp-add', 'neutron-tenant', 'tenant-rp', '--', 'lsp-set-type', 'tenant-rp', 'router', '--', 'lsp-set-addresses', 'tenant-rp', 'router', '--', 'lsp-set-options', 'tenant-rp', 'router-port=lrp-tenant']);
-    await ovn.nbctl(['lsp-add', 'neutron-tenant', VM2.port, '--', 'lsp-set-addresses', VM2.port, `${VM2.mac} ${VM2.ip}`, '--', 'lsp-set-options', VM2.port, `requested-chassis=${ovn.hostname}`]);
+    await ovn.nbctl([
+      'lr-add',
+      'router1',
+      '--',
+      'lrp-add',
+      'router1',
+      GW.lrp,
+      GW.mac,
+      `${GW.ip}/25`,
+      '--',
+      'lrp-set-gateway-chassis',
+      GW.lrp,
+      ovn.chassis,
+      '10',
+    ]);
+    await ovn.nbctl([
+      'lsp-add',
+      'neutron-pub',
+      'gw-port',
+      '--',
+      'lsp-set-type',
+      'gw-port',
+      'router',
+      '--',
+      'lsp-set-addresses',
+      'gw-port',
+      'router',
+      '--',
+      'lsp-set-options',
+      'gw-port',
+      `router-port=${GW.lrp}`,
+      'nat-addresses=router',
+    ]);
+    await ovn.nbctl([
+      'ls-add',
+      'neutron-tenant',
+      '--',
+      'lrp-add',
+      'router1',
+      'lrp-tenant',
+      'fa:16:3e:00:00:02',
+      '198.51.100.129/25',
+      '--',
+      'lsp-add',
+      'neutron-tenant',
+      'tenant-rp',
+      '--',
+      'lsp-set-type',
+      'tenant-rp',
+      'router',
+      '--',
+      'lsp-set-addresses',
+      'tenant-rp',
+      'router',
+      '--',
+      'lsp-set-options',
+      'tenant-rp',
+      'router-port=lrp-tenant',
+    ]);
+    await ovn.nbctl([
+      'lsp-add',
+      'neutron-tenant',
+      VM2.port,
+      '--',
+      'lsp-set-addresses',
+      VM2.port,
+      `${VM2.mac} ${VM2.ip}`,
+      '--',
+      'lsp-set-options',
+      VM2.port,
+      `requested-chassis=${ovn.hostname}`,
+    ]);
     await ovn.nbctl(['lr-route-add', 'router1', '0.0.0.0/0', '198.51.100.1']);
     await ovn.addVm(VM2.port, VM2.mac, `${VM2.ip}/25`, '198.51.100.129');
     await until('the router gateway exposed', () => exposedAndAnnounced(`${GW.ip}/32`));
@@ -149,10 +251,43 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
   test('NB: a port bound before its bridge exists waits, and is exposed as soon as the bridge appears', async () => {
     const LATE = { port: 'late-port', mac: 'fa:16:3e:00:00:30', ip: '198.51.100.30' };
     await ovn.vsctl(['set', 'Open_vSwitch', '.', 'external_ids:ovn-bridge-mappings=physnet1:br-ex,physnet2:br-late']);
-    await ovn.nbctl(['ls-add', 'neutron-late', '--', 'lsp-add', 'neutron-late', 'provnet-late', '--', 'lsp-set-type', 'provnet-late', 'localnet', '--', 'lsp-set-addresses', 'provnet-late', 'unknown', '--', 'lsp-set-options', 'provnet-late', 'network_name=physnet2']);
-    await ovn.nbctl(['lsp-add', 'neutron-late', LATE.port, '--', 'lsp-set-addresses', LATE.port, `${LATE.mac} ${LATE.ip}`, '--', 'lsp-set-options', LATE.port, `requested-chassis=${ovn.hostname}`]);
+    await ovn.nbctl([
+      'ls-add',
+      'neutron-late',
+      '--',
+      'lsp-add',
+      'neutron-late',
+      'provnet-late',
+      '--',
+      'lsp-set-type',
+      'provnet-late',
+      'localnet',
+      '--',
+      'lsp-set-addresses',
+      'provnet-late',
+      'unknown',
+      '--',
+      'lsp-set-options',
+      'provnet-late',
+      'network_name=physnet2',
+    ]);
+    await ovn.nbctl([
+      'lsp-add',
+      'neutron-late',
+      LATE.port,
+      '--',
+      'lsp-set-addresses',
+      LATE.port,
+      `${LATE.mac} ${LATE.ip}`,
+      '--',
+      'lsp-set-options',
+      LATE.port,
+      `requested-chassis=${ovn.hostname}`,
+    ]);
     await ovn.addVm(LATE.port, LATE.mac, `${LATE.ip}/25`, '198.51.100.1');
-    await until('the port to wait for its bridge', async () => ((await status()).ovn.pending as { owner: string; why: string }[]).some((p) => p.owner === `lsp:${LATE.port}` && /br-late is not there yet/.test(p.why)));
+    await until('the port to wait for its bridge', async () =>
+      ((await status()).ovn.pending as { owner: string; why: string }[]).some((p) => p.owner === `lsp:${LATE.port}` && /br-late is not there yet/.test(p.why)),
+    );
     assert.ok(!(await installed()).has(`${LATE.ip}/32`), 'not exposed while its bridge is missing');
     await ovn.vsctl(['add-br', 'br-late', '--', 'set', 'Bridge', 'br-late', 'datapath_type=netdev']);
     await run('ip', ['-n', lab.node.ns, 'link', 'set', 'br-late', 'up']);
@@ -169,9 +304,24 @@ describe('e2e: OVN drives the exposures (NB and SB modes)', { skip }, () => {
   });
 
   test('SB: the same cases from the southbound database (bindings, chassisredirect, nat_addresses)', async () => {
-    await ovn.nbctl(['lsp-add', 'neutron-pub', VM1.port, '--', 'lsp-set-addresses', VM1.port, `${VM1.mac} ${VM1.ip}`, '--', 'lsp-set-options', VM1.port, `requested-chassis=${ovn.hostname}`]);
+    await ovn.nbctl([
+      'lsp-add',
+      'neutron-pub',
+      VM1.port,
+      '--',
+      'lsp-set-addresses',
+      VM1.port,
+      `${VM1.mac} ${VM1.ip}`,
+      '--',
+      'lsp-set-options',
+      VM1.port,
+      `requested-chassis=${ovn.hostname}`,
+    ]);
     await startAgent('sb');
-    await until('vm1, the gateway and the FIP exposed from the SB', async () => (await exposedAndAnnounced(`${VM1.ip}/32`)) && (await exposedAndAnnounced(`${GW.ip}/32`)) && (await exposedAndAnnounced(`${FIP}/32`)));
+    await until(
+      'vm1, the gateway and the FIP exposed from the SB',
+      async () => (await exposedAndAnnounced(`${VM1.ip}/32`)) && (await exposedAndAnnounced(`${GW.ip}/32`)) && (await exposedAndAnnounced(`${FIP}/32`)),
+    );
     const now = await installed();
     assert.equal(now.get(`${FIP}/32`)?.mac, GW.mac);
     assert.equal(now.get(`${VM1.ip}/32`)?.mac, VM1.mac);

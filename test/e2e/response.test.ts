@@ -28,8 +28,27 @@ describe('e2e: brute force against Keystone is blocked at XDP', { skip, timeout:
 
   /** One login attempt from the lab's upstream router; the HTTP status, or 0 when nothing answered. */
   const attempt = async (password: string): Promise<number> => {
-    const body = JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password } } } } });
-    const { stdout } = await run('ip', ['netns', 'exec', lab.upstream.ns, 'curl', '-s', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'content-type: application/json', '-d', body, `http://${lab.node.ipv4}:${os.keystonePort}/v3/auth/tokens`]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '0' }));
+    const body = JSON.stringify({
+      auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password } } } },
+    });
+    const { stdout } = await run('ip', [
+      'netns',
+      'exec',
+      lab.upstream.ns,
+      'curl',
+      '-s',
+      '-m',
+      '2',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-H',
+      'content-type: application/json',
+      '-d',
+      body,
+      `http://${lab.node.ipv4}:${os.keystonePort}/v3/auth/tokens`,
+    ]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '0' }));
     return Number(stdout.trim() || 0);
   };
 

@@ -28,7 +28,10 @@ describe('attach to interfaces in a namespace the test created', { skip: skipKer
       assert.equal(link.xdpMode, 'native');
       assert.match(link.description, /native mode/);
       const idx = ifindexOf(net.ifA, net.a.name);
-      assert.equal(withNetns(net.a.name, () => queryXdpMode(idx)), 'native');
+      assert.equal(
+        withNetns(net.a.name, () => queryXdpMode(idx)),
+        'native',
+      );
       const out = await ping(3);
       assert.match(out, /3 received/, 'the counting program passes traffic');
       const counts = obj.map('percpu_hash').perCpu(u32, u64);
@@ -37,14 +40,21 @@ describe('attach to interfaces in a namespace the test created', { skip: skipKer
       link.detach();
     }
     const idx = ifindexOf(net.ifA, net.a.name);
-    assert.equal(withNetns(net.a.name, () => queryXdpMode(idx)), undefined, 'nothing attached after detach');
+    assert.equal(
+      withNetns(net.a.name, () => queryXdpMode(idx)),
+      undefined,
+      'nothing attached after detach',
+    );
   });
 
   test('XDP generic mode when asked, and a second attach is refused clearly', () => {
     const link = obj.program('xdp_count').attachXdp(net.ifA, { netns: net.a.name, mode: 'generic' });
     try {
       assert.equal(link.xdpMode, 'generic');
-      assert.throws(() => obj.program('xdp_count').attachXdp(net.ifA, { netns: net.a.name, mode: 'generic' }), (e: unknown) => e instanceof BpfError && e.code === 'EBUSY');
+      assert.throws(
+        () => obj.program('xdp_count').attachXdp(net.ifA, { netns: net.a.name, mode: 'generic' }),
+        (e: unknown) => e instanceof BpfError && e.code === 'EBUSY',
+      );
     } finally {
       link.detach();
     }

@@ -36,7 +36,10 @@ describe('integer codecs', () => {
     assert.equal(u64n.decode(encode(u64n, 2 ** 40 + 7), 0), 2 ** 40 + 7);
   });
   test('out-of-range and non-integers are refused with the field named', () => {
-    assert.throws(() => encode(u8, 256), (e: unknown) => e instanceof CodecError && /u8/.test(e.message) && /256/.test(e.message));
+    assert.throws(
+      () => encode(u8, 256),
+      (e: unknown) => e instanceof CodecError && /u8/.test(e.message) && /256/.test(e.message),
+    );
     assert.throws(() => encode(u32, -1), CodecError);
     assert.throws(() => encode(u32, 1.5), CodecError);
     assert.throws(() => encode(u64, -1n), CodecError);

@@ -1,11 +1,31 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BpfError, BpfMap, BpfObject, CodecError, createMap, ipv4, lpmKey, MAP_F_MMAPABLE, MapMemory, numPossibleCpus, sumPerCpu, u32, u64 } from '../../src/ebpf/index.js';
+import {
+  BpfError,
+  BpfMap,
+  BpfObject,
+  CodecError,
+  createMap,
+  ipv4,
+  lpmKey,
+  MAP_F_MMAPABLE,
+  MapMemory,
+  numPossibleCpus,
+  sumPerCpu,
+  u32,
+  u64,
+} from '../../src/ebpf/index.js';
 import { objectPath } from '../../src/paths.js';
 import { RouteValue } from '../fixtures/selftest-abi.js';
 import { skipKernel } from '../helpers/kernel.js';
 
-const route = (i: number) => ({ mac: `02:00:00:00:00:${(i % 256).toString(16).padStart(2, '0')}`, vlan: i % 4096, ifindex: i, packets: BigInt(i) * 10n, addr6: Buffer.alloc(16, i % 256) });
+const route = (i: number) => ({
+  mac: `02:00:00:00:00:${(i % 256).toString(16).padStart(2, '0')}`,
+  vlan: i % 4096,
+  ifindex: i,
+  packets: BigInt(i) * 10n,
+  addr6: Buffer.alloc(16, i % 256),
+});
 
 describe('maps on the real kernel', { skip: skipKernel }, () => {
   let obj: BpfObject;
@@ -20,8 +40,14 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
     assert.equal(routes.lookup(7), undefined);
     routes.update(7, route(7));
     assert.deepEqual(routes.lookup(7), route(7));
-    assert.throws(() => routes.update(7, route(8), 'noexist'), (e: unknown) => e instanceof BpfError && e.code === 'EEXIST');
-    assert.throws(() => routes.update(9, route(9), 'exist'), (e: unknown) => e instanceof BpfError && e.code === 'ENOENT');
+    assert.throws(
+      () => routes.update(7, route(8), 'noexist'),
+      (e: unknown) => e instanceof BpfError && e.code === 'EEXIST',
+    );
+    assert.throws(
+      () => routes.update(9, route(9), 'exist'),
+      (e: unknown) => e instanceof BpfError && e.code === 'ENOENT',
+    );
     routes.update(7, route(8), 'exist');
     assert.equal(routes.lookup(7)?.ifindex, 8);
     assert.equal(routes.delete(7), true);
@@ -34,7 +60,10 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
     const entries = Array.from({ length: 600 }, (_, i) => [i + 1000, route(i)] as const);
     routes.updateBatch(entries);
     const keys = [...routes.keys()].sort((a, b) => a - b);
-    assert.deepEqual(keys, entries.map(([k]) => k));
+    assert.deepEqual(
+      keys,
+      entries.map(([k]) => k),
+    );
     const dumped = new Map(routes.dump());
     assert.equal(dumped.size, 600);
     for (const [k, v] of entries) assert.deepEqual(dumped.get(k), v);
@@ -49,7 +78,10 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
     try {
       m.update(1, 1);
       m.update(2, 2);
-      assert.throws(() => m.update(3, 3), (e: unknown) => e instanceof BpfError && e.code === 'E2BIG');
+      assert.throws(
+        () => m.update(3, 3),
+        (e: unknown) => e instanceof BpfError && e.code === 'E2BIG',
+      );
     } finally {
       m.close();
     }
@@ -79,8 +111,14 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
     const plain = createMap({ type: 'array', name: 'plain', keySize: 4, valueSize: 8, maxEntries: 4 });
     const hash = createMap({ type: 'hash', name: 'h', keySize: 4, valueSize: 8, maxEntries: 4 });
     try {
-      assert.throws(() => new MapMemory(plain), (e: unknown) => e instanceof BpfError && /without BPF_F_MMAPABLE/.test(e.message));
-      assert.throws(() => new MapMemory(hash), (e: unknown) => e instanceof BpfError && /only array maps/.test(e.message));
+      assert.throws(
+        () => new MapMemory(plain),
+        (e: unknown) => e instanceof BpfError && /without BPF_F_MMAPABLE/.test(e.message),
+      );
+      assert.throws(
+        () => new MapMemory(hash),
+        (e: unknown) => e instanceof BpfError && /only array maps/.test(e.message),
+      );
     } finally {
       plain.close();
       hash.close();
@@ -94,7 +132,10 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
     assert.equal(counters.lookup(3), 42n);
     assert.equal(counters.lookup(16), undefined);
     assert.throws(() => counters.delete(3), /cannot be deleted, write a zero value instead/);
-    assert.throws(() => counters.update(16, 1n), (e: unknown) => e instanceof BpfError && e.code === 'E2BIG');
+    assert.throws(
+      () => counters.update(16, 1n),
+      (e: unknown) => e instanceof BpfError && e.code === 'E2BIG',
+    );
     assert.equal(counters.dump().length, 16);
   });
 
@@ -104,7 +145,10 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
     const values = Array.from({ length: cpus }, (_, i) => BigInt(i + 1));
     m.update(5, values);
     assert.deepEqual(m.lookup(5), values);
-    assert.equal(sumPerCpu(m.lookup(5) ?? []), values.reduce((a, b) => a + b, 0n));
+    assert.equal(
+      sumPerCpu(m.lookup(5) ?? []),
+      values.reduce((a, b) => a + b, 0n),
+    );
     assert.throws(() => m.update(6, [1n]), /one value per possible CPU/);
     m.updateBatch([[6, values]]);
     assert.deepEqual(new Map(m.dump()).get(6), values);
@@ -130,11 +174,20 @@ describe('maps on the real kernel', { skip: skipKernel }, () => {
 
   test('wrong sizes and names are clear errors', () => {
     const routes = obj.map('routes');
-    assert.throws(() => routes.lookup(Buffer.alloc(3)), (e: unknown) => e instanceof CodecError && /map routes key/.test(e.message) && /exactly 4 bytes, got 3/.test(e.message));
+    assert.throws(
+      () => routes.lookup(Buffer.alloc(3)),
+      (e: unknown) => e instanceof CodecError && /map routes key/.test(e.message) && /exactly 4 bytes, got 3/.test(e.message),
+    );
     assert.throws(() => routes.typed(u64, RouteValue), /key codec u64 is 8 bytes, the map's key is 4/);
     assert.throws(() => routes.typed(u32, u64), /value codec is 8 bytes, the map's value is 40/);
-    assert.throws(() => obj.map('nope'), (e: unknown) => e instanceof BpfError && /has no map named nope/.test(e.message) && /routes/.test(e.message));
+    assert.throws(
+      () => obj.map('nope'),
+      (e: unknown) => e instanceof BpfError && /has no map named nope/.test(e.message) && /routes/.test(e.message),
+    );
     assert.throws(() => obj.program('nope'), /its programs: xdp_classify/);
-    assert.throws(() => BpfMap.fromPin('/sys/fs/bpf/does-not-exist-stackbpf'), (e: unknown) => e instanceof BpfError && e.code === 'ENOENT');
+    assert.throws(
+      () => BpfMap.fromPin('/sys/fs/bpf/does-not-exist-stackbpf'),
+      (e: unknown) => e instanceof BpfError && e.code === 'ENOENT',
+    );
   });
 });

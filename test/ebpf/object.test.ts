@@ -9,7 +9,10 @@ import { skipKernel } from '../helpers/kernel.js';
 
 describe('objects: bad input gives clear typed errors', { skip: skipKernel }, () => {
   test('a missing file', () => {
-    assert.throws(() => BpfObject.open('/nonexistent/prog.o'), (e: unknown) => e instanceof BpfError && e.code === 'ENOENT' && /not found/.test(e.message));
+    assert.throws(
+      () => BpfObject.open('/nonexistent/prog.o'),
+      (e: unknown) => e instanceof BpfError && e.code === 'ENOENT' && /not found/.test(e.message),
+    );
   });
 
   test('a corrupt file and a truncated object', () => {
@@ -17,7 +20,10 @@ describe('objects: bad input gives clear typed errors', { skip: skipKernel }, ()
     try {
       const junk = join(dir, 'junk.o');
       writeFileSync(junk, 'this is not an ELF file at all');
-      assert.throws(() => BpfObject.open(junk), (e: unknown) => e instanceof BpfError && /not a valid BPF ELF object/.test(e.message) && /rebuild/.test(e.message));
+      assert.throws(
+        () => BpfObject.open(junk),
+        (e: unknown) => e instanceof BpfError && /not a valid BPF ELF object/.test(e.message) && /rebuild/.test(e.message),
+      );
       const real = readFileSync(objectPath('test/maps'));
       const cut = join(dir, 'cut.o');
       writeFileSync(cut, real.subarray(0, real.length / 2));
@@ -81,7 +87,7 @@ describe('objects: bad input gives clear typed errors', { skip: skipKernel }, ()
     }
   });
 
-  test('the benchmarks\' own objects pass the verifier, the traffic generator in both families', async () => {
+  test("the benchmarks' own objects pass the verifier, the traffic generator in both families", async () => {
     // constants are frozen before load, so the verifier prunes the branch of the other family:
     // each family is a load of its own (an IPv6-only regression once reached a benchmark run)
     const loads: [string, (o: BpfObject) => void][] = [
@@ -123,7 +129,11 @@ describe('objects: bad input gives clear typed errors', { skip: skipKernel }, ()
     const report = probeFeatures();
     for (const [hook, probe] of Object.entries(report.hooks)) {
       if (probe.supported) assert.doesNotThrow(() => requireHook(hook as never));
-      else assert.throws(() => requireHook(hook as never), (e: unknown) => e instanceof NotSupportedError && e.feature === hook && /stackbpf doctor/.test(e.message));
+      else
+        assert.throws(
+          () => requireHook(hook as never),
+          (e: unknown) => e instanceof NotSupportedError && e.feature === hook && /stackbpf doctor/.test(e.message),
+        );
     }
     // what the probe says must match reality for what the tests load here
     assert.equal(report.hooks.xdp.supported, true);

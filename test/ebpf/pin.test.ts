@@ -43,7 +43,10 @@ describe('pin, exit, re-open', { skip: skipKernel }, () => {
     assert.equal(Program.fromPin(`${pins.dir}/xdp_count`).info().id, made.progId);
     // and the XDP attachment is still in place
     const idx = ifindexOf(net.ifA, net.a.name);
-    assert.equal(withNetns(net.a.name, () => queryXdpMode(idx)), 'native');
+    assert.equal(
+      withNetns(net.a.name, () => queryXdpMode(idx)),
+      'native',
+    );
 
     // a restarted process re-adopts the pinned map instead of creating a new one
     const obj = BpfObject.open(objectPath('test/maps'), { pinMaps: { dir: `${pins.dir}/maps`, maps: ['routes', 'counters'] } });
@@ -58,10 +61,17 @@ describe('pin, exit, re-open', { skip: skipKernel }, () => {
       const fresh = obj.program('xdp_count');
       link.update(fresh.fd);
       assert.equal(link.info().progId, fresh.info().id);
-      assert.equal(withNetns(net.a.name, () => queryXdpMode(idx)), 'native');
+      assert.equal(
+        withNetns(net.a.name, () => queryXdpMode(idx)),
+        'native',
+      );
       link.detach();
       assert.equal(existsSync(`${pins.dir}/link-xdp`), false, 'detach removes the pin');
-      assert.equal(withNetns(net.a.name, () => queryXdpMode(idx)), undefined, 'and the program is gone from the interface');
+      assert.equal(
+        withNetns(net.a.name, () => queryXdpMode(idx)),
+        undefined,
+        'and the program is gone from the interface',
+      );
     } finally {
       obj.close();
     }

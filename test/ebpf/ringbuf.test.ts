@@ -46,12 +46,16 @@ describe('ring buffer reader', { skip: skipKernel }, () => {
     let received = 0;
     let last = -1;
     let ordered = true;
-    const ring = new RingBuffer(obj.map('events'), (buf, off) => {
-      const s = SeqEvent.decode(buf, off).seq;
-      if (s <= last) ordered = false;
-      last = s;
-      received++;
-    }, { lostCounter: obj.map('events_lost') });
+    const ring = new RingBuffer(
+      obj.map('events'),
+      (buf, off) => {
+        const s = SeqEvent.decode(buf, off).seq;
+        if (s <= last) ordered = false;
+        last = s;
+        received++;
+      },
+      { lostCounter: obj.map('events_lost') },
+    );
     try {
       obj.program('xdp_burst').testRun({ data: packet, repeat: 1000 });
       ring.drain();
@@ -95,11 +99,15 @@ describe('ring buffer reader', { skip: skipKernel }, () => {
     const obj = await producer();
     const seen: number[] = [];
     const errors: unknown[] = [];
-    const ring = new RingBuffer(obj.map('events'), (buf, off) => {
-      const s = SeqEvent.decode(buf, off).seq;
-      if (s === 1) throw new Error('bad record');
-      seen.push(s);
-    }, { onError: (e) => errors.push(e) });
+    const ring = new RingBuffer(
+      obj.map('events'),
+      (buf, off) => {
+        const s = SeqEvent.decode(buf, off).seq;
+        if (s === 1) throw new Error('bad record');
+        seen.push(s);
+      },
+      { onError: (e) => errors.push(e) },
+    );
     try {
       obj.program('xdp_burst').testRun({ data: packet, repeat: 3 });
       assert.equal(ring.drain(), 3);

@@ -84,7 +84,13 @@ describe('constants set before load reach the verifier', { skip: skipKernel }, (
   test('rewrite_ttl = 0 leaves the TTL alone; magic is visible to the program', async () => {
     const obj = BpfObject.open(objectPath('test/maps'));
     try {
-      assert.deepEqual(obj.constants().map((v) => v.name).sort(), ['magic', 'rewrite_ttl']);
+      assert.deepEqual(
+        obj
+          .constants()
+          .map((v) => v.name)
+          .sort(),
+        ['magic', 'rewrite_ttl'],
+      );
       obj.setConstant('rewrite_ttl', 0);
       obj.setConstant('magic', 0xfeedfacecafebeefn);
       assert.throws(() => obj.setConstant('nope', 1), /no constant named nope/);

@@ -14,7 +14,12 @@ const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000, pollMs = 100): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    if (await Promise.resolve().then(cond).catch(() => false)) return;
+    if (
+      await Promise.resolve()
+        .then(cond)
+        .catch(() => false)
+    )
+      return;
     await new Promise((r) => setTimeout(r, pollMs));
   }
   assert.fail(`timed out after ${ms} ms waiting for: ${what}`);
@@ -98,7 +103,15 @@ export class AgentProcess {
 
   /** The OVN-learned exposures, by canonical key. */
   async ovnExposures(): Promise<Map<string, { mac: string; target: string; owner: string; installed: boolean; packets: string }>> {
-    const list = (await this.api('GET', '/v1/exposures')).json as { key: string; source: string; mac: string; target: string; owner: string; installed: boolean; packets: string }[];
+    const list = (await this.api('GET', '/v1/exposures')).json as {
+      key: string;
+      source: string;
+      mac: string;
+      target: string;
+      owner: string;
+      installed: boolean;
+      packets: string;
+    }[];
     return new Map(list.filter((e) => e.source === 'ovn').map((e) => [e.key, e]));
   }
 

@@ -6,7 +6,11 @@ export function assertMirrorsBtf(obj: BpfObject, cName: string, codec: StructCod
   const s = obj.types.struct(cName);
   assert.ok(s, `struct ${cName} is in the BTF of ${obj.name}`);
   assert.equal(codec.size, s.size, `sizeof(struct ${cName})`);
-  assert.deepEqual(Object.keys(codec.fields), s.members.map((m) => m.name), `members of struct ${cName}`);
+  assert.deepEqual(
+    Object.keys(codec.fields),
+    s.members.map((m) => m.name),
+    `members of struct ${cName}`,
+  );
   for (const m of s.members) {
     assert.equal(m.bitfieldSize, 0, `${cName}.${m.name} is not a bit-field`);
     assert.equal(codec.offsets[m.name], m.offset, `offsetof(${cName}, ${m.name})`);

@@ -76,18 +76,30 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
     exposedV6.push(a);
   }
   dp.exact6.updateBatch(exact6);
-  for (const [addr, len] of [['198.51.100.0', 24], ['198.51.100.128', 25], ['203.0.113.64', 26], ['192.0.2.0', 28]] as const) {
+  for (const [addr, len] of [
+    ['198.51.100.0', 24],
+    ['198.51.100.128', 25],
+    ['203.0.113.64', 26],
+    ['192.0.2.0', 28],
+  ] as const) {
     const v = value();
     t.lpmV4.update({ prefixlen: len, addr }, v);
     m.lpmV4.push({ addr: Buffer.from(addr.split('.').map(Number)), prefixlen: len, value: v });
   }
-  for (const [addr, len] of [['2001:db8::', 64], ['2001:db8:0:1::', 64], ['2001:db8:1::', 48]] as const) {
+  for (const [addr, len] of [
+    ['2001:db8::', 64],
+    ['2001:db8:0:1::', 64],
+    ['2001:db8:1::', 48],
+  ] as const) {
     const v = value();
     t.lpmV6.update({ prefixlen: len, addr }, v);
     m.lpmV6.push({ addr: parseIPv6(addr), prefixlen: len, value: v });
   }
   let rule = 0;
-  for (const [addr, len] of [['192.0.2.128', 25], ['203.0.113.250', 32]] as const) {
+  for (const [addr, len] of [
+    ['192.0.2.128', 25],
+    ['203.0.113.250', 32],
+  ] as const) {
     t.blockV4.update({ prefixlen: len, addr }, rule);
     m.blockV4.push({ addr: Buffer.from(addr.split('.').map(Number)), prefixlen: len, value: rule++ });
   }
@@ -108,7 +120,12 @@ function l3v4(r: R, w: FuzzWorld): Buffer {
   ip.writeUInt16BE(r() < 0.8 ? 0 : int(r, 65536), 6);
   ip[8] = pick(r, [0, 1, 2, 64, 255, int(r, 256)]);
   ip[9] = pick(r, [6, 17, 1, int(r, 256)]);
-  const dst = r() < 0.45 && w.exposedV4.length ? pick(r, w.exposedV4) : r() < 0.5 ? v4(r, pick(r, ['198.51.100', '203.0.113', '192.0.2'])) : `${int(r, 256)}.${int(r, 256)}.${int(r, 256)}.${int(r, 256)}`;
+  const dst =
+    r() < 0.45 && w.exposedV4.length
+      ? pick(r, w.exposedV4)
+      : r() < 0.5
+        ? v4(r, pick(r, ['198.51.100', '203.0.113', '192.0.2']))
+        : `${int(r, 256)}.${int(r, 256)}.${int(r, 256)}.${int(r, 256)}`;
   const src = r() < 0.15 ? pick(r, ['192.0.2.200', '203.0.113.250', '192.0.2.129']) : v4(r, pick(r, ['192.0.2', '198.51.100', '10.0.0']));
   ipBytes(src).copy(ip, 12);
   ipBytes(dst).copy(ip, 16);
@@ -128,7 +145,10 @@ function l3v6(r: R, w: FuzzWorld): Buffer {
   ip[6] = nh;
   ip[7] = pick(r, [0, 1, 2, 64, 255, int(r, 256)]);
   const src = r() < 0.15 ? v6bytes(r, '2001:db8:bad::', 6) : v6bytes(r, '2001:db8:ff::', 6);
-  const dst = r() < 0.45 && w.exposedV6.length ? parseIPv6(pick(r, w.exposedV6)) : v6bytes(r, pick(r, ['2001:db8::', '2001:db8:0:1::', '2001:db8:1::', '2001:db8:2::']), 6);
+  const dst =
+    r() < 0.45 && w.exposedV6.length
+      ? parseIPv6(pick(r, w.exposedV6))
+      : v6bytes(r, pick(r, ['2001:db8::', '2001:db8:0:1::', '2001:db8:1::', '2001:db8:2::']), 6);
   src.copy(ip, 8);
   dst.copy(ip, 24);
   return Buffer.concat([ip, payload]);
@@ -148,7 +168,18 @@ export function randomPacket(r: R, w: FuzzWorld): Buffer {
     return b;
   }
   const tags = pick(r, [0, 0, 0, 1, 1, 2, 3]);
-  const parts: Buffer[] = [Buffer.from(randMac(r).split(':').map((x) => parseInt(x, 16))), Buffer.from(randMac(r).split(':').map((x) => parseInt(x, 16)))];
+  const parts: Buffer[] = [
+    Buffer.from(
+      randMac(r)
+        .split(':')
+        .map((x) => parseInt(x, 16)),
+    ),
+    Buffer.from(
+      randMac(r)
+        .split(':')
+        .map((x) => parseInt(x, 16)),
+    ),
+  ];
   for (let i = 0; i < tags; i++) {
     const tag = Buffer.alloc(4);
     tag.writeUInt16BE(pick(r, [0x8100, 0x88a8]), 0);
@@ -175,7 +206,8 @@ export interface FuzzResult {
 }
 
 type Counts = { packets: bigint; bytes: bigint };
-const sum = (vs: Counts[] | undefined): Counts => (vs ?? []).reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), { packets: 0n, bytes: 0n });
+const sum = (vs: Counts[] | undefined): Counts =>
+  (vs ?? []).reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), { packets: 0n, bytes: 0n });
 
 /** Run `count` packets; counters are compared every `batch` packets under random lookup flags. */
 export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch = 1000, onProgress?: (done: number) => void): FuzzResult {
@@ -203,7 +235,10 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
       const e = expect[DpReason[m.reason]] as Counts;
       e.packets++;
       e.bytes += BigInt(m.bytes);
-      for (const [idx, list] of [[m.exposureId, expExpect], [m.blockRule, rulesExpect]] as const) {
+      for (const [idx, list] of [
+        [m.exposureId, expExpect],
+        [m.blockRule, rulesExpect],
+      ] as const) {
         if (idx === undefined) continue;
         const c = list[idx] as Counts;
         c.packets++;
@@ -227,7 +262,11 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
       const want = expect[i] as Counts;
       if (got.packets - was.packets !== want.packets || got.bytes - was.bytes !== want.bytes) {
         res.counterMismatches++;
-        res.firstMismatch ??= { packet: `counter ${name as DpReasonName}`, kernel: { retval: Number(got.packets - was.packets), data: '' }, model: { action: Number(want.packets), reason: name, data: '' } };
+        res.firstMismatch ??= {
+          packet: `counter ${name as DpReasonName}`,
+          kernel: { retval: Number(got.packets - was.packets), data: '' },
+          model: { action: Number(want.packets), reason: name, data: '' },
+        };
       }
     }
     for (const [what, was, got, want] of [
@@ -239,7 +278,11 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
         const x = want[i] as Counts;
         if (d.packets !== x.packets || d.bytes !== x.bytes) {
           res.counterMismatches++;
-          res.firstMismatch ??= { packet: `counter of ${what} ${i}`, kernel: { retval: Number(d.packets), data: `${d.bytes} bytes` }, model: { action: Number(x.packets), reason: `${x.bytes} bytes`, data: '' } };
+          res.firstMismatch ??= {
+            packet: `counter of ${what} ${i}`,
+            kernel: { retval: Number(d.packets), data: `${d.bytes} bytes` },
+            model: { action: Number(x.packets), reason: `${x.bytes} bytes`, data: '' },
+          };
         }
       });
     }

@@ -16,7 +16,10 @@ const run = promisify(execFile);
 const PY = '/usr/bin/python3';
 const KEYSTONE = ['/usr/bin/keystone-manage', '/usr/bin/keystone-wsgi-public', '/usr/bin/uwsgi_python311'];
 const NEEDED = [...KEYSTONE, '/usr/bin/neutron-server', '/usr/bin/neutron-db-manage'];
-const missing = (list: string[]): string | false => (list.some((p) => !existsSync(p)) ? `needs ${list.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs keystone and neutron-server)` : false);
+const missing = (list: string[]): string | false =>
+  list.some((p) => !existsSync(p))
+    ? `needs ${list.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs keystone and neutron-server)`
+    : false;
 export const skipOpenStack: string | false = missing(NEEDED);
 export const skipKeystone: string | false = missing(KEYSTONE);
 const MARIADB = ['/usr/sbin/mariadbd', '/usr/bin/mariadb-install-db', '/usr/bin/mariadb'];
@@ -65,10 +68,13 @@ export class OpenStack {
    * with endpointUrl: the catalog names that URL for Keystone (a proxy in front of it,
    * e.g. a WAF) instead of Keystone's own; keystoneUrl stays the direct one
    */
-  static async start(opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string>; netns?: string; endpointUrl?: string } = {}): Promise<OpenStack> {
+  static async start(
+    opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string>; netns?: string; endpointUrl?: string } = {},
+  ): Promise<OpenStack> {
     const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
     os.netns = opts.netns;
-    if (opts.netns && opts.db === 'mariadb') throw new Error('OpenStack helper: a Keystone in a namespace runs on SQLite (the private MariaDB listens on the root namespace loopback)');
+    if (opts.netns && opts.db === 'mariadb')
+      throw new Error('OpenStack helper: a Keystone in a namespace runs on SQLite (the private MariaDB listens on the root namespace loopback)');
     try {
       if (opts.db === 'mariadb') await os.startMariadb();
       await os.startKeystone(opts.env ?? {}, opts.endpointUrl);
@@ -103,14 +109,36 @@ export class OpenStack {
     mkdirSync(d);
     this.mariadbPort = await freePort();
     await run('mariadb-install-db', [`--datadir=${d}/data`, '--user=root', '--auth-root-authentication-method=socket', '--skip-test-db'], { timeout: 60_000 });
-    const child = spawn('mariadbd', [`--datadir=${d}/data`, `--socket=${d}/sock`, `--port=${this.mariadbPort}`, '--bind-address=127.0.0.1', '--user=root', `--pid-file=${d}/pid`, `--log-error=${d}/err.log`, '--skip-name-resolve', '--innodb-buffer-pool-size=32M'], { stdio: 'ignore', detached: true });
+    const child = spawn(
+      'mariadbd',
+      [
+        `--datadir=${d}/data`,
+        `--socket=${d}/sock`,
+        `--port=${this.mariadbPort}`,
+        '--bind-address=127.0.0.1',
+        '--user=root',
+        `--pid-file=${d}/pid`,
+        `--log-error=${d}/err.log`,
+        '--skip-name-resolve',
+        '--innodb-buffer-pool-size=32M',
+      ],
+      { stdio: 'ignore', detached: true },
+    );
     child.unref();
     this.mariadbPid = child.pid;
-    await until('mariadb to answer', async () => {
-      await run('mariadb', [`--socket=${d}/sock`, '-e', 'SELECT 1']);
-      return true;
-    }, 30_000);
-    await run('mariadb', [`--socket=${d}/sock`, '-e', `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1';`]);
+    await until(
+      'mariadb to answer',
+      async () => {
+        await run('mariadb', [`--socket=${d}/sock`, '-e', 'SELECT 1']);
+        return true;
+      },
+      30_000,
+    );
+    await run('mariadb', [
+      `--socket=${d}/sock`,
+      '-e',
+      `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1';`,
+    ]);
   }
 
   private async startKeystone(env: Record<string, string>, endpointUrl?: string): Promise<void> {
@@ -124,7 +152,9 @@ export class OpenStack {
         '[DEFAULT]',
         `log_dir = ${d}`,
         '[database]',
-        this.mariadbPort ? `connection = mysql+pymysql://keystone:${this.dbPassword}@127.0.0.1:${this.mariadbPort}/keystone` : `connection = sqlite:///${d}/keystone.db`,
+        this.mariadbPort
+          ? `connection = mysql+pymysql://keystone:${this.dbPassword}@127.0.0.1:${this.mariadbPort}/keystone`
+          : `connection = sqlite:///${d}/keystone.db`,
         '[token]',
         'provider = fernet',
         '[fernet_tokens]',
@@ -142,11 +172,47 @@ export class OpenStack {
     await km(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     await km(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root']);
     const ep = endpointUrl ?? this.keystoneUrl;
-    await km(['bootstrap', '--bootstrap-password', this.password, '--bootstrap-admin-url', ep, '--bootstrap-internal-url', ep, '--bootstrap-public-url', ep, '--bootstrap-region-id', 'RegionOne']);
-    const uwsgi = ['uwsgi_python311', '--http-socket', `${this.netns ? '0.0.0.0' : '127.0.0.1'}:${this.keystonePort}`, '--wsgi-file', '/usr/bin/keystone-wsgi-public', '--processes', '1', '--threads', '1', '--master', '--die-on-term', '--lazy-apps', '--buffer-size', '65535', '--pidfile', join(d, 'keystone.pid'), '--daemonize', join(d, 'keystone-uwsgi.log')];
+    await km([
+      'bootstrap',
+      '--bootstrap-password',
+      this.password,
+      '--bootstrap-admin-url',
+      ep,
+      '--bootstrap-internal-url',
+      ep,
+      '--bootstrap-public-url',
+      ep,
+      '--bootstrap-region-id',
+      'RegionOne',
+    ]);
+    const uwsgi = [
+      'uwsgi_python311',
+      '--http-socket',
+      `${this.netns ? '0.0.0.0' : '127.0.0.1'}:${this.keystonePort}`,
+      '--wsgi-file',
+      '/usr/bin/keystone-wsgi-public',
+      '--processes',
+      '1',
+      '--threads',
+      '1',
+      '--master',
+      '--die-on-term',
+      '--lazy-apps',
+      '--buffer-size',
+      '65535',
+      '--pidfile',
+      join(d, 'keystone.pid'),
+      '--daemonize',
+      join(d, 'keystone-uwsgi.log'),
+    ];
     const [cmd, ...args] = this.netns ? ['ip', 'netns', 'exec', this.netns, ...uwsgi] : uwsgi;
     await run(cmd as string, args, { env: { ...process.env, ...env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 });
-    if (this.netns) await until('keystone to answer', async () => (await run('ip', ['netns', 'exec', this.netns as string, 'curl', '-sf', '-o', '/dev/null', this.keystoneUrl])) !== undefined, 60_000);
+    if (this.netns)
+      await until(
+        'keystone to answer',
+        async () => (await run('ip', ['netns', 'exec', this.netns as string, 'curl', '-sf', '-o', '/dev/null', this.keystoneUrl])) !== undefined,
+        60_000,
+      );
     else await until('keystone to answer', async () => (await fetch(this.keystoneUrl)).ok, 60_000);
     this.keystonePid = Number(readFileSync(join(d, 'keystone.pid'), 'utf8').trim());
   }
@@ -215,7 +281,14 @@ export class OpenStack {
       ].join('\n'),
     );
     // SQLite cannot run Neutron's migrations (ALTERs of constraints): create from the models, then stamp
-    await run(PY, ['-c', `import sqlalchemy\nfrom neutron.db.migration.models import head\nhead.get_metadata().create_all(sqlalchemy.create_engine('sqlite:///${d}/neutron.db'))`], { timeout: 180_000 });
+    await run(
+      PY,
+      [
+        '-c',
+        `import sqlalchemy\nfrom neutron.db.migration.models import head\nhead.get_metadata().create_all(sqlalchemy.create_engine('sqlite:///${d}/neutron.db'))`,
+      ],
+      { timeout: 180_000 },
+    );
     await run('neutron-db-manage', ['--config-file', conf, '--config-file', ml2, 'stamp', 'heads'], { timeout: 180_000 });
     // readers never block the writer in WAL mode (TESTBED.md's "database is locked" trap)
     await run('sqlite3', [join(d, 'neutron.db'), 'PRAGMA journal_mode=WAL;']);
@@ -230,7 +303,12 @@ export class OpenStack {
     const res = await fetch(`${this.keystoneUrl}/auth/tokens`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: this.password } } }, scope: { project: { name: 'admin', domain: { name: 'Default' } } } } }),
+      body: JSON.stringify({
+        auth: {
+          identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: this.password } } },
+          scope: { project: { name: 'admin', domain: { name: 'Default' } } },
+        },
+      }),
     });
     if (res.status !== 201) throw new Error(`keystone: token request answered ${res.status}`);
     this.token = res.headers.get('x-subject-token') ?? '';

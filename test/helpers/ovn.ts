@@ -15,7 +15,9 @@ import { unique } from './kernel.js';
 const run = promisify(execFile);
 
 const NEEDED = ['/usr/sbin/ovsdb-server', '/usr/sbin/ovs-vswitchd', '/usr/bin/ovn-northd', '/usr/bin/ovn-controller', '/usr/bin/ovn-nbctl'];
-export const skipOvn: string | false = NEEDED.some((p) => !existsSync(p)) ? `needs ${NEEDED.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs openvswitch-switch, ovn-central, ovn-host)` : false;
+export const skipOvn: string | false = NEEDED.some((p) => !existsSync(p))
+  ? `needs ${NEEDED.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs openvswitch-switch, ovn-central, ovn-host)`
+  : false;
 
 export interface OvnVm {
   ns: string;
@@ -42,7 +44,11 @@ export class OvnStack {
 
   private async exec(cmd: string, args: string[], timeout = 30_000): Promise<string> {
     try {
-      const { stdout } = await run('ip', ['netns', 'exec', this.ns, 'env', `OVS_RUNDIR=${this.dir}`, `OVN_RUNDIR=${this.dir}`, `OVS_LOGDIR=${this.dir}`, `OVN_LOGDIR=${this.dir}`, cmd, ...args], { timeout });
+      const { stdout } = await run(
+        'ip',
+        ['netns', 'exec', this.ns, 'env', `OVS_RUNDIR=${this.dir}`, `OVN_RUNDIR=${this.dir}`, `OVS_LOGDIR=${this.dir}`, `OVN_LOGDIR=${this.dir}`, cmd, ...args],
+        { timeout },
+      );
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
@@ -95,7 +101,12 @@ export class OvnStack {
   private async startDb(name: 'ovsdb' | 'nb' | 'sb'): Promise<void> {
     const file = name === 'ovsdb' ? 'conf.db' : `${name}.db`;
     const sockName = name === 'ovsdb' ? 'db' : name;
-    await this.exec('ovsdb-server', [join(this.dir, file), `--remote=punix:${join(this.dir, `${sockName}.sock`)}`, `--unixctl=${join(this.dir, `${name}.ctl`)}`, ...this.daemonArgs(name)]);
+    await this.exec('ovsdb-server', [
+      join(this.dir, file),
+      `--remote=punix:${join(this.dir, `${sockName}.sock`)}`,
+      `--unixctl=${join(this.dir, `${name}.ctl`)}`,
+      ...this.daemonArgs(name),
+    ]);
   }
 
   async until(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {

@@ -15,7 +15,11 @@ export const SB_SCHEMA = '/usr/share/ovn/ovn-sb.ovsschema';
 export const VSWITCH_SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
 
 /** Why OVSDB tests cannot run here, or false. */
-export const skipOvsdb: string | false = !existsSync('/usr/sbin/ovsdb-server') ? 'ovsdb-server not installed (apt-get install openvswitch-common)' : !existsSync(NB_SCHEMA) ? 'OVN schemas not installed (apt-get install ovn-common)' : false;
+export const skipOvsdb: string | false = !existsSync('/usr/sbin/ovsdb-server')
+  ? 'ovsdb-server not installed (apt-get install openvswitch-common)'
+  : !existsSync(NB_SCHEMA)
+    ? 'OVN schemas not installed (apt-get install ovn-common)'
+    : false;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -102,7 +106,13 @@ export class OvsdbServer {
       '--detach',
       '--no-chdir',
     ];
-    if (this.ssl) args.push(`--remote=pssl:${this.sslPort}:127.0.0.1`, `--private-key=${this.ssl.serverKey}`, `--certificate=${this.ssl.serverCert}`, `--ca-cert=${this.ssl.caCert}`);
+    if (this.ssl)
+      args.push(
+        `--remote=pssl:${this.sslPort}:127.0.0.1`,
+        `--private-key=${this.ssl.serverKey}`,
+        `--certificate=${this.ssl.serverCert}`,
+        `--ca-cert=${this.ssl.caCert}`,
+      );
     args.push(this.db);
     await run('ovsdb-server', args, { timeout: 15_000 });
     this.pid = Number(readFileSync(join(this.dir, 'db.pid'), 'utf8').trim());

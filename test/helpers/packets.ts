@@ -82,7 +82,6 @@ export function ipv4Packet(s: Ipv4Spec): Buffer {
   return frame({ ...opt, proto: 0x0800, payload: Buffer.concat([ipv4Header(s, l4.length), l4]) });
 }
 
-
 export interface Ipv6Spec {
   dstMac?: string;
   srcMac?: string;

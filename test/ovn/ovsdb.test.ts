@@ -40,7 +40,10 @@ describe('JSON stream splitter', () => {
   });
   test('refuses garbage and oversized messages with a reason', () => {
     const sp = new JsonStreamSplitter(64);
-    assert.throws(() => sp.push(Buffer.from('hello')), (e: Error) => e instanceof FramingError && /expected '\{'/.test(e.message));
+    assert.throws(
+      () => sp.push(Buffer.from('hello')),
+      (e: Error) => e instanceof FramingError && /expected '\{'/.test(e.message),
+    );
     assert.throws(() => sp.push(Buffer.from(`{"a":"${'x'.repeat(100)}`)), /larger than the limit of 64 bytes/);
     assert.deepEqual(sp.push(Buffer.from('{"ok":1}')), ['{"ok":1}']);
   });
@@ -63,7 +66,12 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
   });
 
   test('replicates, applies insert/modify/delete diffs and transacts (unix socket)', async () => {
-    const c = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name', 'ports', 'external_ids', 'other_config'] }, Logical_Switch_Port: {} }, log }).start();
+    const c = new OvsdbClient({
+      remote: srv.unix,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name', 'ports', 'external_ids', 'other_config'] }, Logical_Switch_Port: {} },
+      log,
+    }).start();
     try {
       await c.waitSynced();
       assert.equal(c.stats().method, 'monitor_cond_since');
@@ -71,7 +79,11 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
       c.on('change', (ch: RowChange[]) => changes.push(...ch));
       await c.transact([
         { op: 'insert', table: 'Logical_Switch_Port', row: { name: 'p1', addresses: ['set', ['fa:16:3e:00:00:01 198.51.100.10']] }, 'uuid-name': 'p1' },
-        { op: 'insert', table: 'Logical_Switch', row: { name: 'ls1', ports: ['set', [['named-uuid', 'p1']]], external_ids: ['map', [['neutron:network_name', 'public']]] } },
+        {
+          op: 'insert',
+          table: 'Logical_Switch',
+          row: { name: 'ls1', ports: ['set', [['named-uuid', 'p1']]], external_ids: ['map', [['neutron:network_name', 'public']]] },
+        },
       ]);
       await until('ls1 in the replica', () => lsNames(c).includes('ls1'));
       const ls = [...c.rows('Logical_Switch')].find((r) => r.name === 'ls1');
@@ -83,7 +95,10 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
       assert.deepEqual(port?.up, []);
       // map diff: change one key, add one, remove one
       await srv.ctl('ovn-nbctl', ['set', 'Logical_Switch', 'ls1', 'external_ids:"neutron:network_name"=pub2', 'external_ids:x=1']);
-      await until('map diff', () => ([...c.rows('Logical_Switch')].find((r) => r.name === 'ls1')?.external_ids as Record<string, string> | undefined)?.x === '1');
+      await until(
+        'map diff',
+        () => ([...c.rows('Logical_Switch')].find((r) => r.name === 'ls1')?.external_ids as Record<string, string> | undefined)?.x === '1',
+      );
       await srv.ctl('ovn-nbctl', ['remove', 'Logical_Switch', 'ls1', 'external_ids', 'x']);
       await until('map key removed', () => !('x' in (([...c.rows('Logical_Switch')].find((r) => r.name === 'ls1')?.external_ids ?? {}) as object)));
       assert.deepEqual([...c.rows('Logical_Switch')].find((r) => r.name === 'ls1')?.external_ids, { 'neutron:network_name': 'pub2' });
@@ -98,9 +113,15 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
       await until('two ports', () => ([...c.rows('Logical_Switch')].find((r) => r.name === 'ls1')?.ports as string[] | undefined)?.length === 2);
       await srv.ctl('ovn-nbctl', ['ls-del', 'ls1']);
       await until('ls1 deleted', () => !lsNames(c).includes('ls1'));
-      assert.ok(changes.some((ch) => ch.table === 'Logical_Switch' && ch.old && !ch.new), 'a delete was reported');
+      assert.ok(
+        changes.some((ch) => ch.table === 'Logical_Switch' && ch.old && !ch.new),
+        'a delete was reported',
+      );
       // a failing transaction rejects with the server's reason
-      await assert.rejects(c.transact([{ op: 'insert', table: 'Logical_Switch', row: { no_such_column: 1 } }]), (e: Error) => e instanceof OvsdbError && /no_such_column|unknown column/.test(e.message));
+      await assert.rejects(
+        c.transact([{ op: 'insert', table: 'Logical_Switch', row: { no_such_column: 1 } }]),
+        (e: Error) => e instanceof OvsdbError && /no_such_column|unknown column/.test(e.message),
+      );
       assert.equal(c.stats().malformed, 0);
     } finally {
       await c.stop();
@@ -109,11 +130,19 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
 
   test('conditional monitoring: only matching rows, changed at run time (tcp)', async () => {
     await srv.ctl('ovn-nbctl', ['ls-add', 'cond-a', '--', 'ls-add', 'cond-b', '--', 'ls-add', 'cond-c']);
-    const c = new OvsdbClient({ remote: srv.tcp, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'], where: [['name', '==', 'cond-a']] } }, log }).start();
+    const c = new OvsdbClient({
+      remote: srv.tcp,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name'], where: [['name', '==', 'cond-a']] } },
+      log,
+    }).start();
     try {
       await c.waitSynced();
       assert.deepEqual(lsNames(c), ['cond-a']);
-      await c.setConditions('Logical_Switch', [['name', '==', 'cond-b'], ['name', '==', 'cond-c']]);
+      await c.setConditions('Logical_Switch', [
+        ['name', '==', 'cond-b'],
+        ['name', '==', 'cond-c'],
+      ]);
       await until('condition change applied', () => lsNames(c).join() === 'cond-b,cond-c');
       await srv.ctl('ovn-nbctl', ['ls-add', 'cond-d']);
       await srv.ctl('ovn-nbctl', ['ls-del', 'cond-c']);
@@ -128,7 +157,13 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
     const ssl = srv.ssl;
     assert.ok(ssl);
     await srv.ctl('ovn-nbctl', ['ls-add', 'over-ssl']);
-    const c = new OvsdbClient({ remote: srv.sslRemote, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, ssl: { privateKey: ssl.clientKey, certificate: ssl.clientCert, caCert: ssl.caCert }, log }).start();
+    const c = new OvsdbClient({
+      remote: srv.sslRemote,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name'] } },
+      ssl: { privateKey: ssl.clientKey, certificate: ssl.clientCert, caCert: ssl.caCert },
+      log,
+    }).start();
     try {
       await c.waitSynced();
       assert.ok(lsNames(c).includes('over-ssl'));
@@ -140,14 +175,25 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
 
   test('server restart: the replica is kept while down, then resynced with only the real differences', async () => {
     await srv.ctl('ovn-nbctl', ['ls-add', 'keep-1', '--', 'ls-add', 'keep-2']);
-    const c = new OvsdbClient({ remote: `${srv.tcp},${srv.unix}`, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, log, backoffMinMs: 50, backoffMaxMs: 200 }).start();
+    const c = new OvsdbClient({
+      remote: `${srv.tcp},${srv.unix}`,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name'] } },
+      log,
+      backoffMinMs: 50,
+      backoffMaxMs: 200,
+    }).start();
     try {
       await c.waitSynced();
       const changes: RowChange[] = [];
       c.on('change', (ch: RowChange[]) => changes.push(...ch));
       await srv.kill();
       await until('disconnect noticed', () => !c.isSynced());
-      assert.deepEqual(lsNames(c).filter((n) => n.startsWith('keep')), ['keep-1', 'keep-2'], 'rows kept while the server is down');
+      assert.deepEqual(
+        lsNames(c).filter((n) => n.startsWith('keep')),
+        ['keep-1', 'keep-2'],
+        'rows kept while the server is down',
+      );
       await srv.launch();
       await srv.ctl('ovn-nbctl', ['ls-add', 'keep-3', '--', 'ls-del', 'keep-1']);
       await until('resynced', () => c.isSynced() && lsNames(c).includes('keep-3') && !lsNames(c).includes('keep-1'), 10_000);
@@ -161,7 +207,13 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
   });
 
   test('an idle connection whose probes are answered stays up', async () => {
-    const c = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, log, probeIntervalMs: 100 }).start();
+    const c = new OvsdbClient({
+      remote: srv.unix,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name'] } },
+      log,
+      probeIntervalMs: 100,
+    }).start();
     try {
       await c.waitSynced();
       await new Promise((r) => setTimeout(r, 1500));
@@ -172,7 +224,13 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
   });
 
   test('a bad remote or an unknown column fails with the reason', async () => {
-    const c = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name', 'no_such_col'] } }, log, backoffMinMs: 50 }).start();
+    const c = new OvsdbClient({
+      remote: srv.unix,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name', 'no_such_col'] } },
+      log,
+      backoffMinMs: 50,
+    }).start();
     try {
       await assert.rejects(c.waitSynced(1500), /table Logical_Switch has no column no_such_col/);
     } finally {
@@ -184,7 +242,14 @@ describe('OVSDB client against ovsdb-server', { skip: skipOvsdb }, () => {
 describe('OVSDB client against a clustered ovsdb-server', { skip: skipOvsdb }, () => {
   test('a reconnect resumes from the last transaction id: only what changed comes over', async () => {
     const srv = await OvsdbServer.start({ schema: NB_SCHEMA, cluster: true });
-    const c = new OvsdbClient({ remote: srv.unix, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, log, backoffMinMs: 50, backoffMaxMs: 200 }).start();
+    const c = new OvsdbClient({
+      remote: srv.unix,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name'] } },
+      log,
+      backoffMinMs: 50,
+      backoffMaxMs: 200,
+    }).start();
     try {
       await c.waitSynced();
       await srv.ctl('ovn-nbctl', ['ls-add', 'before-restart']);
@@ -209,7 +274,9 @@ describe('OVSDB client against a clustered ovsdb-server', { skip: skipOvsdb }, (
 
 describe('OVSDB client against a misbehaving peer', { skip: skipOvsdb }, () => {
   // A scripted peer: the real server's schema and monitor reply, then bytes a real server never sends.
-  async function peer(script: (sock: Socket, msg: { id: unknown; method: string; params: unknown[] }) => void): Promise<{ remote: string; close(): Promise<void>; conns: () => number }> {
+  async function peer(
+    script: (sock: Socket, msg: { id: unknown; method: string; params: unknown[] }) => void,
+  ): Promise<{ remote: string; close(): Promise<void>; conns: () => number }> {
     const schema = JSON.parse((await import('node:fs')).readFileSync(NB_SCHEMA, 'utf8')) as unknown;
     let conns = 0;
     const socks: Socket[] = [];
@@ -245,16 +312,43 @@ describe('OVSDB client against a misbehaving peer', { skip: skipOvsdb }, () => {
     const p = await peer((sock, msg) => {
       if (msg.method === 'monitor_cond_since') {
         n++;
-        sock.write(JSON.stringify({ id: msg.id, result: [false, 'aaaaaaaa-0000-0000-0000-000000000001', { Logical_Switch: { 'aaaaaaaa-0000-0000-0000-0000000000a1': { initial: row } } }], error: null }));
+        sock.write(
+          JSON.stringify({
+            id: msg.id,
+            result: [false, 'aaaaaaaa-0000-0000-0000-000000000001', { Logical_Switch: { 'aaaaaaaa-0000-0000-0000-0000000000a1': { initial: row } } }],
+            error: null,
+          }),
+        );
         if (n === 1) {
           // one good insert and one bad column in the same update: neither may be applied
-          sock.write(JSON.stringify({ id: null, method: 'update3', params: [msg.params[1], 'aaaaaaaa-0000-0000-0000-000000000002', { Logical_Switch: { 'aaaaaaaa-0000-0000-0000-0000000000a2': { insert: { name: 'half' } }, 'aaaaaaaa-0000-0000-0000-0000000000a3': { insert: { name: 42 } } } }] }));
+          sock.write(
+            JSON.stringify({
+              id: null,
+              method: 'update3',
+              params: [
+                msg.params[1],
+                'aaaaaaaa-0000-0000-0000-000000000002',
+                {
+                  Logical_Switch: {
+                    'aaaaaaaa-0000-0000-0000-0000000000a2': { insert: { name: 'half' } },
+                    'aaaaaaaa-0000-0000-0000-0000000000a3': { insert: { name: 42 } },
+                  },
+                },
+              ],
+            }),
+          );
           sock.write('not json at all');
         }
       }
     });
     const local: string[] = [];
-    const c = new OvsdbClient({ remote: p.remote, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name', 'ports'] } }, log: createLogger({ level: 'debug', write: (l) => local.push(l) }), backoffMinMs: 20 }).start();
+    const c = new OvsdbClient({
+      remote: p.remote,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name', 'ports'] } },
+      log: createLogger({ level: 'debug', write: (l) => local.push(l) }),
+      backoffMinMs: 20,
+    }).start();
     try {
       await until('resynced after the bad update', () => n >= 2 && c.isSynced());
       assert.deepEqual(lsNames(c), ['good'], 'the half-good update was not applied');
@@ -270,10 +364,18 @@ describe('OVSDB client against a misbehaving peer', { skip: skipOvsdb }, () => {
 
   test('an unanswered inactivity probe drops the connection and reconnects', async () => {
     const p = await peer((sock, msg) => {
-      if (msg.method === 'monitor_cond_since') sock.write(JSON.stringify({ id: msg.id, result: [false, 'aaaaaaaa-0000-0000-0000-000000000001', {}], error: null }));
+      if (msg.method === 'monitor_cond_since')
+        sock.write(JSON.stringify({ id: msg.id, result: [false, 'aaaaaaaa-0000-0000-0000-000000000001', {}], error: null }));
       // echo requests go unanswered
     });
-    const c = new OvsdbClient({ remote: p.remote, database: 'OVN_Northbound', tables: { Logical_Switch: { columns: ['name'] } }, log, probeIntervalMs: 100, backoffMinMs: 20 }).start();
+    const c = new OvsdbClient({
+      remote: p.remote,
+      database: 'OVN_Northbound',
+      tables: { Logical_Switch: { columns: ['name'] } },
+      log,
+      probeIntervalMs: 100,
+      backoffMinMs: 20,
+    }).start();
     try {
       await until('second connection', () => p.conns() >= 2, 5000);
       assert.ok(c.stats().disconnects >= 1);

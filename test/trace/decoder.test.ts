@@ -3,7 +3,16 @@
 // tracer.test.ts and keystone.test.ts.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { keystoneAuthSubject, keystoneTokenIdentity, looksLikeHttp, parseHttpHead, parseMysqlCommand, parseMysqlGreeting, parseMysqlLogin, parseMysqlResult } from '../../src/trace/protocols.js';
+import {
+  keystoneAuthSubject,
+  keystoneTokenIdentity,
+  looksLikeHttp,
+  parseHttpHead,
+  parseMysqlCommand,
+  parseMysqlGreeting,
+  parseMysqlLogin,
+  parseMysqlResult,
+} from '../../src/trace/protocols.js';
 import { decodeRecord, RecordError } from '../../src/trace/records.js';
 import { REDACTED, redactArgv, redactJsonText, redactSql, redactUrl } from '../../src/trace/redact.js';
 import { type SessionOutput, SessionTracker } from '../../src/trace/sessions.js';
@@ -14,7 +23,9 @@ const FERNET = `gAAAAAB${'x'.repeat(150)}`;
 
 describe('redaction', () => {
   test('Keystone auth bodies: the password goes, whole or cut off at any byte', () => {
-    const body = JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'alice', domain: { name: 'Default' }, password: PW } } } } });
+    const body = JSON.stringify({
+      auth: { identity: { methods: ['password'], password: { user: { name: 'alice', domain: { name: 'Default' }, password: PW } } } },
+    });
     const r = redactJsonText(body);
     assert.ok(!r.includes(PW));
     assert.ok(r.includes('"alice"'));
@@ -53,8 +64,16 @@ describe('redaction', () => {
     assert.deepEqual(redactArgv(['openstack', '--os-password', PW, 'token', 'issue']), ['openstack', '--os-password', REDACTED, 'token', 'issue']);
     assert.deepEqual(redactArgv(['keystone-manage', `--bootstrap-password=${PW}`]), ['keystone-manage', `--bootstrap-password=${REDACTED}`]);
     assert.deepEqual(redactArgv(['/usr/bin/mysql', `-p${PW}`, 'keystone']), ['/usr/bin/mysql', `-p${REDACTED}`, 'keystone']);
-    assert.ok(!redactArgv(['x', `mysql+pymysql://keystone:${PW}@db/keystone`]).join(' ').includes(PW));
-    assert.ok(!redactArgv(['env', `OS_PASSWORD=${PW}`]).join(' ').includes(PW));
+    assert.ok(
+      !redactArgv(['x', `mysql+pymysql://keystone:${PW}@db/keystone`])
+        .join(' ')
+        .includes(PW),
+    );
+    assert.ok(
+      !redactArgv(['env', `OS_PASSWORD=${PW}`])
+        .join(' ')
+        .includes(PW),
+    );
     const upd = `UPDATE password SET password_hash='$2b$04$abcdefghijklmnopqrstuv' WHERE id = 1`;
     assert.ok(!redactSql(upd).includes('abcdefghij'));
     assert.ok(!redactSql(`CREATE USER 'k'@'%' IDENTIFIED BY '${PW}'`).includes(PW));
@@ -76,9 +95,11 @@ describe('protocol parsers', () => {
   });
 
   test('Keystone bodies: who authenticates, who owns a token', () => {
-    const req = '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "bob", "domain": {"name": "Default"}, "password": "<redacted>"}}}, "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}}}}';
+    const req =
+      '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "bob", "domain": {"name": "Default"}, "password": "<redacted>"}}}, "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}}}}';
     assert.deepEqual(keystoneAuthSubject(req), { user: 'bob', domain: 'Default', project: 'demo' });
-    const tok = '{"token": {"methods": ["password"], "user": {"domain": {"id": "default", "name": "Default"}, "id": "u1", "name": "bob", "password_expires_at": null}, "audit_ids": ["a"], "project": {"domain": {"id": "default", "name": "Default"}, "id": "p1", "name": "demo"}, "roles": [';
+    const tok =
+      '{"token": {"methods": ["password"], "user": {"domain": {"id": "default", "name": "Default"}, "id": "u1", "name": "bob", "password_expires_at": null}, "audit_ids": ["a"], "project": {"domain": {"id": "default", "name": "Default"}, "id": "p1", "name": "demo"}, "roles": [';
     assert.deepEqual(keystoneTokenIdentity(tok), { user: 'bob', userId: 'u1', project: 'demo', projectId: 'p1' });
     assert.equal(keystoneTokenIdentity('{"error": {}}'), undefined);
   });
@@ -88,7 +109,16 @@ describe('protocol parsers', () => {
     assert.equal(parseMysqlGreeting(greeting)?.version, '10.11.19-MariaDB');
     // handshake response: caps (CLIENT_SECURE_CONNECTION | CONNECT_WITH_DB | PLUGIN_AUTH_LENENC), user, 20-byte scramble, db
     const scramble = Buffer.alloc(20, 0xab);
-    const body = Buffer.concat([Buffer.from([0x08, 0x80, 0x20, 0x00]), Buffer.alloc(4), Buffer.from([0x21]), Buffer.alloc(23), Buffer.from('keystone\0'), Buffer.from([20]), scramble, Buffer.from('keystone\0')]);
+    const body = Buffer.concat([
+      Buffer.from([0x08, 0x80, 0x20, 0x00]),
+      Buffer.alloc(4),
+      Buffer.from([0x21]),
+      Buffer.alloc(23),
+      Buffer.from('keystone\0'),
+      Buffer.from([20]),
+      scramble,
+      Buffer.from('keystone\0'),
+    ]);
     const login = Buffer.concat([Buffer.from([body.length & 255, body.length >> 8, 0, 1]), body]);
     assert.deepEqual(parseMysqlLogin(login), { user: 'keystone', database: 'keystone' });
     const q = Buffer.concat([Buffer.from([9, 0, 0, 0, 3]), Buffer.from('SELECT 1')]);
@@ -105,7 +135,10 @@ describe('protocol parsers', () => {
 
 describe('records', () => {
   test('malformed records are refused with what was wrong', () => {
-    assert.throws(() => decodeRecord(Buffer.alloc(20), 0, 20), (e: unknown) => e instanceof RecordError && /shorter than the 48-byte header/.test(e.message));
+    assert.throws(
+      () => decodeRecord(Buffer.alloc(20), 0, 20),
+      (e: unknown) => e instanceof RecordError && /shorter than the 48-byte header/.test(e.message),
+    );
     const b = Buffer.alloc(64);
     b.writeUInt16LE(77, 8);
     assert.throws(() => decodeRecord(b, 0, 64), /kind 77 is unknown/);
@@ -120,7 +153,22 @@ describe('records', () => {
 
 describe('sessions', () => {
   const hdr = { flags: 1, ppid: 1, uid: 0, service: 1, comm: 'uwsgi' };
-  const data = (tgid: number, fd: number, seq: number, dir: number, ts: number, text: string, prevBytes = 0, offset = 0) => ({ ...hdr, kind: 9 as const, ts, tgid, tid: tgid, connId: 7, prevBytes, prevStart: 0, fd, seq, offset, dir, role: 1, data: Buffer.from(text) });
+  const data = (tgid: number, fd: number, seq: number, dir: number, ts: number, text: string, prevBytes = 0, offset = 0) => ({
+    ...hdr,
+    kind: 9 as const,
+    ts,
+    tgid,
+    tid: tgid,
+    connId: 7,
+    prevBytes,
+    prevStart: 0,
+    fd,
+    seq,
+    offset,
+    dir,
+    role: 1,
+    data: Buffer.from(text),
+  });
 
   test('a request and its response, in several chunks, become one http.request with the token owner', () => {
     const out: SessionOutput[] = [];
@@ -134,7 +182,23 @@ describe('sessions', () => {
     // the next request on the connection completes the response; it uses the token
     t.onData(data(10, 5, 3, 1, 90_000_000, `GET /v3/projects HTTP/1.1\r\nX-Auth-Token: ${FERNET}\r\n\r\n`, 900));
     t.onData(data(10, 5, 4, 2, 95_000_000, 'HTTP/1.1 200 OK\r\n\r\n{}', 70));
-    t.onClose({ ...hdr, kind: 8, ts: 99_000_000, tgid: 10, tid: 10, connId: 7, openedNs: 0, bytesIn: 0, bytesOut: 0, lastMsgBytes: 22, lastMsgStart: 0, fd: 5, role: 1, lastDir: 2, family: 2 });
+    t.onClose({
+      ...hdr,
+      kind: 8,
+      ts: 99_000_000,
+      tgid: 10,
+      tid: 10,
+      connId: 7,
+      openedNs: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      lastMsgBytes: 22,
+      lastMsgStart: 0,
+      fd: 5,
+      role: 1,
+      lastDir: 2,
+      family: 2,
+    });
     assert.equal(out.length, 2);
     const [auth, list] = out.map((o) => o.data) as [Record<string, unknown>, Record<string, unknown>];
     assert.equal(auth.status, 201);
@@ -154,8 +218,24 @@ describe('sessions', () => {
   test('a request the connection ends without answering is still reported', () => {
     const out: SessionOutput[] = [];
     const t = new SessionTracker((o) => out.push(o), { captureBytes: 4096 });
-    t.onData(data(11, 6, 1, 1, 1_000_000, "GET /v3/users?name=x%27%20AND%20SLEEP(5) HTTP/1.1\r\nUser-Agent: sqlmap\r\n\r\n"));
-    t.onClose({ ...hdr, kind: 8, ts: 2_000_000, tgid: 11, tid: 11, connId: 7, openedNs: 0, bytesIn: 0, bytesOut: 0, lastMsgBytes: 70, lastMsgStart: 0, fd: 6, role: 1, lastDir: 1, family: 2 });
+    t.onData(data(11, 6, 1, 1, 1_000_000, 'GET /v3/users?name=x%27%20AND%20SLEEP(5) HTTP/1.1\r\nUser-Agent: sqlmap\r\n\r\n'));
+    t.onClose({
+      ...hdr,
+      kind: 8,
+      ts: 2_000_000,
+      tgid: 11,
+      tid: 11,
+      connId: 7,
+      openedNs: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      lastMsgBytes: 70,
+      lastMsgStart: 0,
+      fd: 6,
+      role: 1,
+      lastDir: 1,
+      family: 2,
+    });
     assert.equal(out.length, 1);
     assert.equal(out[0]?.data.status, null);
     assert.equal(out[0]?.data.answered, false);
@@ -173,7 +253,23 @@ describe('sessions', () => {
     assert.equal(looksLikeHttp(Buffer.from(`GETX /${'a'.repeat(400)}`)), false);
     t.onData({ ...data(12, 7, 1, 1, 1_000_000, raw.slice(0, 256)), prevBytes: 0 });
     t.onData(data(12, 7, 2, 2, 3_000_000, 'HTTP/1.1 200 OK\r\n\r\n{}', raw.length));
-    t.onClose({ ...hdr, kind: 8, ts: 4_000_000, tgid: 12, tid: 12, connId: 7, openedNs: 0, bytesIn: 0, bytesOut: 0, lastMsgBytes: 21, lastMsgStart: 0, fd: 7, role: 1, lastDir: 2, family: 2 });
+    t.onClose({
+      ...hdr,
+      kind: 8,
+      ts: 4_000_000,
+      tgid: 12,
+      tid: 12,
+      connId: 7,
+      openedNs: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      lastMsgBytes: 21,
+      lastMsgStart: 0,
+      fd: 7,
+      role: 1,
+      lastDir: 2,
+      family: 2,
+    });
     assert.equal(out.length, 1);
     const ev = out[0]?.data as Record<string, unknown>;
     assert.equal(ev.method, 'GET');
@@ -192,7 +288,22 @@ describe('sessions', () => {
     t.adopt(20, 9, 5, 2, '127.0.0.1:40000', '127.0.0.1:3306');
     const q = Buffer.concat([Buffer.from([9, 0, 0, 0, 3]), Buffer.from('SELECT 1')]);
     t.onData({ ...hdr, kind: 9, ts: 1_000_000, tgid: 20, tid: 20, connId: 5, prevBytes: 0, prevStart: 0, fd: 9, seq: 1, offset: 0, dir: 2, role: 2, data: q });
-    t.onData({ ...hdr, kind: 9, ts: 1_500_000, tgid: 20, tid: 20, connId: 5, prevBytes: q.length, prevStart: 0, fd: 9, seq: 2, offset: 0, dir: 1, role: 2, data: Buffer.from([1, 0, 0, 1, 1]) });
+    t.onData({
+      ...hdr,
+      kind: 9,
+      ts: 1_500_000,
+      tgid: 20,
+      tid: 20,
+      connId: 5,
+      prevBytes: q.length,
+      prevStart: 0,
+      fd: 9,
+      seq: 2,
+      offset: 0,
+      dir: 1,
+      role: 2,
+      data: Buffer.from([1, 0, 0, 1, 1]),
+    });
     t.sweep(Date.now() + 1000);
     assert.equal(out.length, 1);
     assert.equal(out[0]?.type, 'sql.query');

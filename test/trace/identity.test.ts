@@ -13,17 +13,31 @@ const id = new ServiceIdentifier();
 
 describe('service identity rules', () => {
   test('uwsgi workers are told apart by their ini or wsgi file; eventlet workers by their command line', () => {
-    assert.equal(id.identify(proc('uwsgi_python311', ['/usr/bin/uwsgi_python311', '--http-socket', '127.0.0.1:5000', '--ini', '/etc/keystone/keystone-uwsgi.ini']))?.service, 'keystone');
+    assert.equal(
+      id.identify(proc('uwsgi_python311', ['/usr/bin/uwsgi_python311', '--http-socket', '127.0.0.1:5000', '--ini', '/etc/keystone/keystone-uwsgi.ini']))
+        ?.service,
+      'keystone',
+    );
     assert.equal(id.identify(proc('uwsgi_python311', ['/usr/bin/uwsgi_python311', '--ini', '/etc/nova/nova-api-uwsgi.ini']))?.service, 'nova-api');
     assert.equal(id.identify(proc('uwsgi_python311', ['/usr/bin/uwsgi_python311', '--ini', '/etc/neutron/neutron-api-uwsgi.ini']))?.service, 'neutron-server');
-    assert.equal(id.identify(proc('neutron-server:', ['neutron-server: api worker (/usr/bin/python3 /usr/bin/neutron-server --config-file /etc/neutron/neutron.conf)']))?.service, 'neutron-server');
+    assert.equal(
+      id.identify(proc('neutron-server:', ['neutron-server: api worker (/usr/bin/python3 /usr/bin/neutron-server --config-file /etc/neutron/neutron.conf)']))
+        ?.service,
+      'neutron-server',
+    );
     assert.equal(id.identify(proc('python3', ['/usr/bin/python3', '/usr/bin/nova-compute', '--config-file', '/etc/nova/nova.conf']))?.service, 'nova-compute');
   });
 
   test('OVS/OVN, qemu with its instance, FRR, MariaDB; unknown processes stay unknown', () => {
-    assert.deepEqual(id.identify(proc('ovsdb-server', ['ovsdb-server', '/var/lib/ovn/ovnsb_db.db', '--remote=punix:/var/run/ovn/ovnsb_db.sock'])), { service: 'ovsdb-server', rule: 'builtin:ovsdb-server', instance: 'ovnsb_db' });
+    assert.deepEqual(id.identify(proc('ovsdb-server', ['ovsdb-server', '/var/lib/ovn/ovnsb_db.db', '--remote=punix:/var/run/ovn/ovnsb_db.sock'])), {
+      service: 'ovsdb-server',
+      rule: 'builtin:ovsdb-server',
+      instance: 'ovnsb_db',
+    });
     assert.equal(id.identify(proc('ovn-controller', ['ovn-controller', 'unix:/var/run/openvswitch/db.sock']))?.service, 'ovn-controller');
-    const q = id.identify(proc('qemu-system-x86', ['/usr/bin/qemu-system-x86_64', '-name', 'guest=instance-00000001', '-uuid', '3f1c2a8e-1b2c-4d5e-8f90-123456789abc']));
+    const q = id.identify(
+      proc('qemu-system-x86', ['/usr/bin/qemu-system-x86_64', '-name', 'guest=instance-00000001', '-uuid', '3f1c2a8e-1b2c-4d5e-8f90-123456789abc']),
+    );
     assert.deepEqual(q, { service: 'qemu', rule: 'builtin:qemu', instance: '3f1c2a8e-1b2c-4d5e-8f90-123456789abc' });
     assert.equal(id.identify(proc('bgpd', ['/usr/lib/frr/bgpd', '-d']))?.service, 'frr');
     assert.equal(id.identify(proc('mariadbd', ['/usr/sbin/mariadbd']))?.service, 'mariadb');
@@ -31,10 +45,22 @@ describe('service identity rules', () => {
   });
 
   test("an operator's rules come first; bad rules are refused naming the setting", () => {
-    const mine = new ServiceIdentifier(parseRules('rules:\n  - service: cinder-api\n    comm: "^uwsgi"\n    cmdline: cinder\n  - service: my-keystone\n    cmdline: keystone\n    uid: 997\n', 'local.yaml'));
+    const mine = new ServiceIdentifier(
+      parseRules(
+        'rules:\n  - service: cinder-api\n    comm: "^uwsgi"\n    cmdline: cinder\n  - service: my-keystone\n    cmdline: keystone\n    uid: 997\n',
+        'local.yaml',
+      ),
+    );
     assert.equal(mine.identify(proc('uwsgi_python311', ['/usr/bin/uwsgi_python311', '--ini', '/etc/cinder/cinder-api-uwsgi.ini']))?.service, 'cinder-api');
-    assert.deepEqual(mine.identify(proc('uwsgi_python311', ['uwsgi', '--ini', '/etc/keystone/keystone-uwsgi.ini'], 997)), { service: 'my-keystone', rule: 'local.yaml:1' });
-    assert.equal(mine.identify(proc('uwsgi_python311', ['uwsgi', '--ini', '/etc/keystone/keystone-uwsgi.ini'], 0))?.service, 'keystone', 'uid does not match: the built-in rule');
+    assert.deepEqual(mine.identify(proc('uwsgi_python311', ['uwsgi', '--ini', '/etc/keystone/keystone-uwsgi.ini'], 997)), {
+      service: 'my-keystone',
+      rule: 'local.yaml:1',
+    });
+    assert.equal(
+      mine.identify(proc('uwsgi_python311', ['uwsgi', '--ini', '/etc/keystone/keystone-uwsgi.ini'], 0))?.service,
+      'keystone',
+      'uid does not match: the built-in rule',
+    );
     assert.throws(() => parseRules('rules:\n  - service: x\n    comm: "("\n', 'r.yaml'), /r\.yaml: rules\[0\]\.comm: not a regular expression/);
     assert.throws(() => parseRules('rules:\n  - service: x\n    color: red\n', 'r.yaml'), /rules\[0\]\.color: unknown setting/);
     assert.throws(() => parseRules('rules:\n  - service: x\n', 'r.yaml'), /needs at least one of comm, exe, cmdline, uid/);

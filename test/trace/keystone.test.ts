@@ -46,13 +46,21 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     fetch(`${os.keystoneUrl}/auth/tokens`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'user-agent': 'stackbpf-e2e' },
-      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password } } }, scope: { project: { name: 'admin', domain: { name: 'Default' } } } } }),
+      body: JSON.stringify({
+        auth: {
+          identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password } } },
+          scope: { project: { name: 'admin', domain: { name: 'Default' } } },
+        },
+      }),
     });
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'stackbpf-trace-e2e-'));
     mkdirSync(join(work, 'secure'));
-    writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: ${service}\n    cmdline: "${service}-marker"\n  - service: ${service}-drift\n    cmdline: "${service}-drift-marker"\n`);
+    writeFileSync(
+      join(work, 'rules.yaml'),
+      `rules:\n  - service: ${service}\n    cmdline: "${service}-marker"\n  - service: ${service}-drift\n    cmdline: "${service}-drift-marker"\n`,
+    );
     os = await OpenStack.start({ db: 'mariadb' });
     agent = new AgentProcess(join(work, 'api.sock'), work);
     await agent.start({
@@ -87,7 +95,13 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     const list = await fetch(`${os.keystoneUrl}/users`, { headers: { 'x-auth-token': token } });
     assert.equal(list.status, 200);
     let http: TraceEvent[] = [];
-    await until('three keystone HTTP events', async () => (http = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=http.request&limit=50`)).filter((e) => e.data.user_agent === 'stackbpf-e2e' || e.data.path === '/v3/users').length >= 3);
+    await until(
+      'three keystone HTTP events',
+      async () =>
+        (http = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=http.request&limit=50`)).filter(
+          (e) => e.data.user_agent === 'stackbpf-e2e' || e.data.path === '/v3/users',
+        ).length >= 3,
+    );
     const failed = http.find((e) => e.data.status === 401);
     const ok = http.find((e) => e.data.status === 201);
     const users = http.find((e) => e.data.path === '/v3/users');
@@ -111,7 +125,11 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
 
   test('the SQL statements behind them, attributed to keystone, with latency', async () => {
     let sql: TraceEvent[] = [];
-    await until('keystone SQL statements', async () => (sql = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=sql&limit=2000`)).some((e) => /\bFROM `?user`?\b|\blocal_user\b/.test(String(e.data.statement))));
+    await until('keystone SQL statements', async () =>
+      (sql = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=sql&limit=2000`)).some((e) =>
+        /\bFROM `?user`?\b|\blocal_user\b/.test(String(e.data.statement)),
+      ),
+    );
     const userLookup = sql.find((e) => /\blocal_user\b/.test(String(e.data.statement)));
     assert.ok(userLookup, 'the user lookup of the logins');
     assert.equal(userLookup.service, 'keystone');
@@ -123,7 +141,12 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
 
   test('connections: accepted API sockets close with their byte counts', async () => {
     let closes: TraceEvent[] = [];
-    await until('closed keystone connections', async () => (closes = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=net.close&limit=100`)).filter((e) => e.data.protocol === 'http').length >= 3);
+    await until(
+      'closed keystone connections',
+      async () =>
+        (closes = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=net.close&limit=100`)).filter((e) => e.data.protocol === 'http').length >=
+        3,
+    );
     const c = closes.find((e) => e.data.protocol === 'http') as TraceEvent;
     assert.equal(c.data.role, 'server');
     assert.ok((c.data.bytes_in as number) > 100 && (c.data.bytes_out as number) > 100, JSON.stringify(c.data));
@@ -138,12 +161,19 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     try {
       await exited;
       let execs: TraceEvent[] = [];
-      await until('the shell exec', async () => (execs = await events(`service=${service}&type=process.exec&limit=50`)).some((e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3')));
+      await until('the shell exec', async () =>
+        (execs = await events(`service=${service}&type=process.exec&limit=50`)).some(
+          (e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3'),
+        ),
+      );
       const sh = execs.find((e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3')) as TraceEvent;
       // os.system runs `sh -c "/bin/sh -c 'exit 3'"`: the inner shell's parent is the outer shell, whose parent is python
       const chain = await events(`service=${service}&limit=200`);
       const forks = chain.filter((e) => e.type === 'process.fork');
-      assert.ok(forks.some((f) => f.pid === py.pid), 'python forked');
+      assert.ok(
+        forks.some((f) => f.pid === py.pid),
+        'python forked',
+      );
       assert.equal(sh.service, service);
       assert.ok(sh.ppid > 0 && sh.parent?.pid === sh.ppid);
       const ancestors = new Set([py.pid, ...chain.filter((e) => e.type === 'process.exec').map((e) => e.pid)]);
@@ -172,7 +202,9 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   });
 
   test('stackbpf trace and status: live stream, stored events, counters', async () => {
-    const live = run(process.execPath, [cli, 'trace', '--api', `unix:${agent.socket}`, '--service', 'keystone', '--type', 'http', '--json', '--count', '1'], { timeout: 20_000 });
+    const live = run(process.execPath, [cli, 'trace', '--api', `unix:${agent.socket}`, '--service', 'keystone', '--type', 'http', '--json', '--count', '1'], {
+      timeout: 20_000,
+    });
     await new Promise((r) => setTimeout(r, 500));
     await login(`${os.password}-again-wrong`);
     const { stdout } = await live;
@@ -195,11 +227,15 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   });
 
   test('brute force: repeated failed logins from one source raise an alert with its evidence, stored and shown by the CLI', async () => {
-    const follow = run(process.execPath, [cli, 'alerts', '--api', `unix:${agent.socket}`, '--follow', '--json', '--rule', 'keystone.bruteforce.source'], { timeout: 60_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const follow = run(process.execPath, [cli, 'alerts', '--api', `unix:${agent.socket}`, '--follow', '--json', '--rule', 'keystone.bruteforce.source'], {
+      timeout: 60_000,
+    }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
     await new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i < 8; i++) assert.equal((await login(`${os.password}-guess-${i}`)).status, 401);
     let active: any[] = [];
-    await until('the brute-force alert', async () => (active = (await agent.api('GET', '/v1/alerts?active=1')).json).some((a: any) => a.rule === 'keystone.bruteforce.source'));
+    await until('the brute-force alert', async () =>
+      (active = (await agent.api('GET', '/v1/alerts?active=1')).json).some((a: any) => a.rule === 'keystone.bruteforce.source'),
+    );
     const a = active.find((x: any) => x.rule === 'keystone.bruteforce.source');
     assert.equal(a.subject, '127.0.0.1');
     assert.equal(a.service, 'keystone');
@@ -216,7 +252,10 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     await run('pkill', ['-INT', '-f', `alerts --api unix:${agent.socket} --follow`]).catch(() => undefined);
     const { stdout } = await follow;
     cliOut.push(stdout);
-    assert.ok(stdout.split('\n').some((l) => l.includes('"change":"raised"') && l.includes('keystone.bruteforce.source')), stdout.slice(0, 500));
+    assert.ok(
+      stdout.split('\n').some((l) => l.includes('"change":"raised"') && l.includes('keystone.bruteforce.source')),
+      stdout.slice(0, 500),
+    );
   });
 
   test('SQL injection: a payload in a query string raises an alert; Keystone bound it as data, so no statement carries it', async () => {
@@ -230,7 +269,10 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     assert.equal(a.service, 'keystone');
     assert.equal(a.subject, '127.0.0.1');
     assert.equal(a.mitre, 'T1190');
-    assert.deepEqual(a.details.values.map((v: any) => [v.where, v.value]), [['query:name', payload]]);
+    assert.deepEqual(
+      a.details.values.map((v: any) => [v.where, v.value]),
+      [['query:name', payload]],
+    );
     assert.ok(a.details.values[0].findings.includes('tautology'));
     // the statements behind the request went through the bus before it (the request completes after them):
     // Keystone sent the payload as an escaped literal, so none of them carries injection structure
@@ -259,7 +301,10 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       active = (await agent.api('GET', '/v1/alerts?active=1')).json.filter((a: any) => a.service === drift);
       return active.some((a) => a.rule === 'drift.exec') && active.some((a) => a.rule === 'drift.files_read' && a.details.value === '/etc/shadow');
     });
-    const execs = active.filter((a) => a.rule === 'drift.exec').map((a) => a.details.value).sort();
+    const execs = active
+      .filter((a) => a.rule === 'drift.exec')
+      .map((a) => a.details.value)
+      .sort();
     assert.deepEqual(execs, ['/bin/cat', '/bin/sh'].filter((x) => execs.includes(x)).sort());
     assert.ok(execs.includes('/bin/sh'), JSON.stringify(execs));
     assert.ok(!active.some((a) => a.details.value === '/etc/hostname' || a.details.value === '/usr/bin/python3'), 'what the profile lists raised nothing');
@@ -284,7 +329,8 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     writeFileSync(file, profileToYaml({ ...profile, mode: 'enforce' }));
     assert.match(await stackbpf(['profile', 'apply']), new RegExp(`in force: .*${drift}`));
     assert.deepEqual((await agent.api('GET', '/v1/status')).json.analytics.enforcedInKernel, [drift]);
-    const py = async (code: string): Promise<string> => (await run('/usr/bin/python3', ['-c', `import os,sys,time; time.sleep(1.0); ${code}`, marker], { timeout: 20_000 })).stdout;
+    const py = async (code: string): Promise<string> =>
+      (await run('/usr/bin/python3', ['-c', `import os,sys,time; time.sleep(1.0); ${code}`, marker], { timeout: 20_000 })).stdout;
     const status = await py(`print(os.system('/bin/sh -c "echo ran > ${proof}"'))`);
     assert.equal(Number(status.trim()) & 0x7f, 9, 'the shell died of SIGKILL');
     assert.ok(!existsSync(proof), 'the shell never ran a single instruction of its own');
@@ -292,7 +338,11 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     await until('the response event', async () => (kills = await events(`service=${drift}&type=response.kill&limit=10`)).length > 0);
     assert.equal(kills[0]?.data.filename, '/bin/sh');
     assert.match(String(kills[0]?.data.reason), /not in the exec list of the enforce-mode profile/);
-    await until('the drift alert says what was done', async () => ((await agent.api('GET', '/v1/alerts?active=1')).json as any[]).some((a) => a.rule === 'drift.exec' && a.service === drift && /killed by the kernel/.test(a.details.response ?? '')));
+    await until('the drift alert says what was done', async () =>
+      ((await agent.api('GET', '/v1/alerts?active=1')).json as any[]).some(
+        (a) => a.rule === 'drift.exec' && a.service === drift && /killed by the kernel/.test(a.details.response ?? ''),
+      ),
+    );
     // back to monitor: the same shell runs
     writeFileSync(file, profileToYaml({ ...profile, mode: 'monitor' }));
     await stackbpf(['profile', 'apply']);
@@ -318,7 +368,15 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     const profile = (await agent.api('GET', `/v1/profiles/${drift}`)).json;
     const file = join(work, 'state', 'profiles', `${drift}.yaml`);
     try {
-      writeFileSync(file, profileToYaml({ ...profile, mode: 'enforce', peers: [...profile.peers, `127.0.0.1:${allowed}`], enforce: { exec: false, peers: true, files_deny: ['/etc/shadow', '/root/.ssh/'] } }));
+      writeFileSync(
+        file,
+        profileToYaml({
+          ...profile,
+          mode: 'enforce',
+          peers: [...profile.peers, `127.0.0.1:${allowed}`],
+          enforce: { exec: false, peers: true, files_deny: ['/etc/shadow', '/root/.ssh/'] },
+        }),
+      );
       assert.match(await stackbpf(['profile', 'apply']), new RegExp(`in force: .*${drift}`));
       const st = (await agent.api('GET', '/v1/status')).json.analytics;
       assert.deepEqual(st.enforcement[drift], { files_deny: 2, peers: profile.peers.filter((p: string) => !p.startsWith('unix:')).length + 1 });
@@ -330,7 +388,9 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
           (e: { stdout?: string; signal?: string }) => ({ out: e.stdout ?? '', signal: e.signal ?? 'none' }),
         );
       // allowed: a peer in the profile, a file not under a denied prefix
-      assert.deepEqual(await py(`print(socket.create_connection(('127.0.0.1', ${allowed})).recv(5).decode()); print(open('/etc/hostname').read() != '')`), { out: 'hello\nTrue\n' });
+      assert.deepEqual(await py(`print(socket.create_connection(('127.0.0.1', ${allowed})).recv(5).decode()); print(open('/etc/hostname').read() != '')`), {
+        out: 'hello\nTrue\n',
+      });
       // forbidden: killed before the result reaches the process
       const shadow = await py("print('opened', open('/etc/shadow').fileno(), flush=True)");
       assert.equal(shadow.signal, 'SIGKILL');
@@ -339,12 +399,26 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       assert.equal(peer.signal, 'SIGKILL');
       assert.ok(!peer.out.includes('connected'));
       let kills: TraceEvent[] = [];
-      await until('the response events', async () => (kills = await events(`service=${drift}&type=response.kill&limit=20`)).filter((k) => k.data.path === '/etc/shadow' || k.data.remote === `127.0.0.1:${forbidden}`).length === 2);
+      await until(
+        'the response events',
+        async () =>
+          (kills = await events(`service=${drift}&type=response.kill&limit=20`)).filter(
+            (k) => k.data.path === '/etc/shadow' || k.data.remote === `127.0.0.1:${forbidden}`,
+          ).length === 2,
+      );
       assert.match(String(kills.find((k) => k.data.path === '/etc/shadow')?.data.reason), /under a deny_files prefix of the enforce-mode profile/);
       assert.match(String(kills.find((k) => k.data.remote === `127.0.0.1:${forbidden}`)?.data.reason), /not among the peers of the enforce-mode profile/);
       const opens = await events(`service=${drift}&type=file.open&path=/etc/shadow&limit=5`);
       assert.equal(opens[0]?.data.killed, true);
-      await until('the drift alert says what was done', async () => ((await agent.api('GET', '/v1/alerts?active=1')).json as any[]).some((a) => a.rule === 'drift.peers' && a.service === drift && a.details.value === `127.0.0.1:${forbidden}` && /killed by the kernel at connect/.test(a.details.response ?? '')));
+      await until('the drift alert says what was done', async () =>
+        ((await agent.api('GET', '/v1/alerts?active=1')).json as any[]).some(
+          (a) =>
+            a.rule === 'drift.peers' &&
+            a.service === drift &&
+            a.details.value === `127.0.0.1:${forbidden}` &&
+            /killed by the kernel at connect/.test(a.details.response ?? ''),
+        ),
+      );
       // a rule the kernel cannot hold is refused with the value named, and what was in force stays
       writeFileSync(file, profileToYaml({ ...profile, mode: 'enforce', peers: ['10.0.0.0/8:5672'], enforce: { exec: false, peers: true } }));
       await stackbpf(['profile', 'apply']).catch(() => undefined);
@@ -358,7 +432,9 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       forbiddenSrv.close();
     }
     assert.deepEqual((await agent.api('GET', '/v1/status')).json.analytics.enforcement, {});
-    const again = await run('/usr/bin/python3', ['-c', "import time; time.sleep(1.0); print(len(open('/etc/shadow').read()) > 0)", marker], { timeout: 20_000 });
+    const again = await run('/usr/bin/python3', ['-c', "import time; time.sleep(1.0); print(len(open('/etc/shadow').read()) > 0)", marker], {
+      timeout: 20_000,
+    });
     assert.equal(again.stdout, 'True\n', 'lifted: the same open works');
   });
 
@@ -369,10 +445,20 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     const secrets = { password: os.password, dbPassword: os.dbPassword, token, tokenHead: token.slice(0, 24) };
     const state = join(work, 'state');
     const files = (readdirSync(state, { recursive: true }) as string[]).filter((f) => statSync(join(state, f)).isFile());
-    assert.ok(files.some((f) => f.startsWith('profiles/')), 'profiles are checked too');
+    assert.ok(
+      files.some((f) => f.startsWith('profiles/')),
+      'profiles are checked too',
+    );
     const stored = files.map((f) => readFileSync(join(state, f)));
-    assert.ok(stored.some((b) => b.includes('/v3/auth/tokens')), 'the store holds the HTTP events (the check is not vacuous)');
-    const places: [string, Buffer][] = [...files.map((f, i): [string, Buffer] => [`state/${f}`, stored[i] as Buffer]), ['agent log', Buffer.from(agent.log)], ['CLI output', Buffer.from(cliOut.join('\n'))]];
+    assert.ok(
+      stored.some((b) => b.includes('/v3/auth/tokens')),
+      'the store holds the HTTP events (the check is not vacuous)',
+    );
+    const places: [string, Buffer][] = [
+      ...files.map((f, i): [string, Buffer] => [`state/${f}`, stored[i] as Buffer]),
+      ['agent log', Buffer.from(agent.log)],
+      ['CLI output', Buffer.from(cliOut.join('\n'))],
+    ];
     assert.ok(agent.log.length > 0 && cliOut.join('').length > 0);
     for (const [where, bytes] of places) {
       for (const [name, value] of Object.entries(secrets)) assert.ok(!bytes.includes(value), `${name} found in ${where}`);

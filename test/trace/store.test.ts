@@ -43,7 +43,10 @@ describe('event store', () => {
     assert.deepEqual(http[0]?.data, { method: 'POST', status: 401 });
     assert.deepEqual(http[0]?.parent, { pid: 1, comm: 'init', service: '' });
     const ks = s.query({ service: 'keystone', type: 'file.open', limit: 5 });
-    assert.deepEqual(ks.map((e) => e.ts), [2499, 2497, 2495, 2493, 2491].map((i) => 1_700_000_000_000 + i));
+    assert.deepEqual(
+      ks.map((e) => e.ts),
+      [2499, 2497, 2495, 2493, 2491].map((i) => 1_700_000_000_000 + i),
+    );
     assert.equal(s.query({ pid: 101, since: 1_700_000_000_000 + 2400, limit: 10000 }).length, 34);
     assert.equal(s.query({ pathPrefix: '/etc/keystone/f249', limit: 100 }).length, 11);
     assert.equal(s.query({ service: 'nova-api' }).length, 0);
@@ -94,10 +97,34 @@ describe('event store', () => {
     raw.close();
     const s = new EventStore({ path });
     assert.equal(s.stats().schemaVersion, SCHEMA_VERSION);
-    assert.deepEqual(s.query({ service: 'keystone' }).map((e) => e.data.path), ['/etc/keystone/keystone.conf']);
-    s.saveAlert({ id: 'a1', ts: 2000, lastTs: 2000, rule: 'keystone.bruteforce.source', severity: 'high', service: 'keystone', subject: '192.0.2.9', state: 'firing' });
-    s.saveAlert({ id: 'a1', ts: 2000, lastTs: 3000, rule: 'keystone.bruteforce.source', severity: 'high', service: 'keystone', subject: '192.0.2.9', state: 'resolved' });
-    assert.deepEqual(s.alerts({ rule: 'keystone.bruteforce' }).map((a) => (a as { state: string }).state), ['resolved']);
+    assert.deepEqual(
+      s.query({ service: 'keystone' }).map((e) => e.data.path),
+      ['/etc/keystone/keystone.conf'],
+    );
+    s.saveAlert({
+      id: 'a1',
+      ts: 2000,
+      lastTs: 2000,
+      rule: 'keystone.bruteforce.source',
+      severity: 'high',
+      service: 'keystone',
+      subject: '192.0.2.9',
+      state: 'firing',
+    });
+    s.saveAlert({
+      id: 'a1',
+      ts: 2000,
+      lastTs: 3000,
+      rule: 'keystone.bruteforce.source',
+      severity: 'high',
+      service: 'keystone',
+      subject: '192.0.2.9',
+      state: 'resolved',
+    });
+    assert.deepEqual(
+      s.alerts({ rule: 'keystone.bruteforce' }).map((a) => (a as { state: string }).state),
+      ['resolved'],
+    );
     s.close();
   });
 
@@ -106,7 +133,11 @@ describe('event store', () => {
     const raw = new Database(path);
     raw.pragma(`user_version = ${SCHEMA_VERSION + 5}`);
     raw.close();
-    assert.throws(() => new EventStore({ path }), (e: unknown) => e instanceof StoreError && new RegExp(`schema version ${SCHEMA_VERSION + 5}, newer than this stackbpf knows \\(${SCHEMA_VERSION}\\)`).test(e.message));
+    assert.throws(
+      () => new EventStore({ path }),
+      (e: unknown) =>
+        e instanceof StoreError && new RegExp(`schema version ${SCHEMA_VERSION + 5}, newer than this stackbpf knows \\(${SCHEMA_VERSION}\\)`).test(e.message),
+    );
     const check = new Database(path);
     assert.equal(check.pragma('user_version', { simple: true }), SCHEMA_VERSION + 5);
     check.close();
@@ -131,6 +162,9 @@ describe('bus', () => {
     assert.equal(st.viewer?.dropped, 45 + 95);
     release();
     assert.equal(await bus.drain(2000), true);
-    assert.deepEqual(slow.slice(-5).map((e) => e.ts - 1_700_000_000_000), [145, 146, 147, 148, 149]);
+    assert.deepEqual(
+      slow.slice(-5).map((e) => e.ts - 1_700_000_000_000),
+      [145, 146, 147, 148, 149],
+    );
   });
 });

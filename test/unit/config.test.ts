@@ -32,18 +32,32 @@ describe('configuration', () => {
     const c = parseConfig({
       ...minimal,
       netns: 'node',
-      bgp: { asn: 64999, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 65001 }, { address: '2001:db8::1', remote_as: 65001 }], frr: { pathspace: 'x' } },
+      bgp: {
+        asn: 64999,
+        router_id: '192.0.2.2',
+        neighbors: [
+          { address: '192.0.2.1', remote_as: 65001 },
+          { address: '2001:db8::1', remote_as: 65001 },
+        ],
+        frr: { pathspace: 'x' },
+      },
       exposures: [{ prefix: '198.51.100.10', target: 'tap0', mac: '02:00:00:00:00:01', owner: 'vm' }],
       api: { listen: 'unix:/run/stackbpf/api.sock' },
     });
-    assert.deepEqual(c.bgp?.neighbors.map((n) => n.families), [['ipv4'], ['ipv6']]);
+    assert.deepEqual(
+      c.bgp?.neighbors.map((n) => n.families),
+      [['ipv4'], ['ipv6']],
+    );
     assert.equal(c.bgp?.frr.pathspace, 'x');
     assert.equal(c.exposures.length, 1);
   });
 
   test('errors name the field', () => {
     const cases: [unknown, RegExp][] = [
-      [{ bgp: { asn: 1, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 1 }] } }, /dataplane.provider_interfaces: list at least one provider NIC/],
+      [
+        { bgp: { asn: 1, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 1 }] } },
+        /dataplane.provider_interfaces: list at least one provider NIC/,
+      ],
       [{ trace: { capture_bytes: 4096 } }, /trace.capture_bytes: expected an integer 64..2048/],
       [{ trace: { ring_bytes: 3_000_000 } }, /trace.ring_bytes: expected a power of two/],
       [{ trace: { sensitive_paths: ['etc/keystone'] } }, /trace.sensitive_paths\[0\]: "etc\/keystone" is not an absolute path/],
@@ -55,12 +69,30 @@ describe('configuration', () => {
       [{ ...minimal, dataplane: { provider_interfaces: ['eth1'], xdp_mode: 'fast' } }, /dataplane.xdp_mode: expected one of auto, native, generic/],
       [{ ...minimal, bgp: { asn: 0, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 1 }] } }, /bgp.asn: expected an integer/],
       [{ ...minimal, bgp: { asn: 1, router_id: 'x', neighbors: [] } }, /bgp.router_id: expected an IPv4 address/],
-      [{ ...minimal, bgp: { asn: 1, router_id: '192.0.2.2', neighbors: [{ address: '192.0.2.1', remote_as: 1 }, { address: 'nope', remote_as: 1 }] } }, /bgp.neighbors\[1\].address: "nope" is not an IP address/],
+      [
+        {
+          ...minimal,
+          bgp: {
+            asn: 1,
+            router_id: '192.0.2.2',
+            neighbors: [
+              { address: '192.0.2.1', remote_as: 1 },
+              { address: 'nope', remote_as: 1 },
+            ],
+          },
+        },
+        /bgp.neighbors\[1\].address: "nope" is not an IP address/,
+      ],
       [{ ...minimal, api: { listen: '0.0.0.0:9180' } }, /api.listen: expected unix:\/path or a loopback address/],
       [{ ...minimal, exposures: [{ prefix: '198.51.100.1', target: 'tap0', mac: 'xx', owner: 'a' }] }, /exposures\[0\].mac: "xx" is not a MAC address/],
       [{ ...minimal, pin_root: '/tmp/pins' }, /pin_root: must be a directory under \/sys\/fs\/bpf/],
     ];
-    for (const [raw, msg] of cases) assert.throws(() => parseConfig(raw), (e: unknown) => e instanceof ConfigError && msg.test(e.message), String(msg));
+    for (const [raw, msg] of cases)
+      assert.throws(
+        () => parseConfig(raw),
+        (e: unknown) => e instanceof ConfigError && msg.test(e.message),
+        String(msg),
+      );
   });
 
   test('files: unreadable and invalid YAML are clear errors', () => {
