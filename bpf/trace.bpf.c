@@ -39,23 +39,12 @@ const volatile __u32 self_tgid = 0;
 /* bytes captured at the start of each message on a tracked socket (≤ TRACE_CAPTURE_MAX) */
 const volatile __u32 capture_bytes = 1024;
 
-struct mon {
-	__u32 service;
-	__u32 flags;
-};
-#define MON_CAPTURE 1 /* track sockets and capture message heads */
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct mon);
 } monitored SEC(".maps");
-
-struct lpm_path {
-	__u32 prefixlen;
-	__u8 path[TRACE_LPM_PATH];
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -117,28 +106,6 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
-struct conn_key {
-	__u32 tgid;
-	__u32 fd;
-};
-
-struct conn {
-	__u64 id;
-	__u64 sk;
-	__u64 opened;
-	__u64 msg_start;
-	__u64 msg_bytes;
-	__u64 bytes_in;
-	__u64 bytes_out;
-	__u32 captured;
-	__u32 seq;
-	__u16 family;
-	__u8 dir;
-	__u8 role;
-	__u8 proto;
-	__u8 pad[3];
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -196,6 +163,13 @@ BTF_EXPORT_STRUCT(trace_file);
 BTF_EXPORT_STRUCT(trace_conn);
 BTF_EXPORT_STRUCT(trace_close);
 BTF_EXPORT_STRUCT(trace_data);
+BTF_EXPORT_ENUM(trace_kind);
+BTF_EXPORT_ENUM(trace_file_op);
+BTF_EXPORT_ENUM(trace_hdr_flag);
+BTF_EXPORT_ENUM(trace_mon_flag);
+BTF_EXPORT_ENUM(trace_role);
+BTF_EXPORT_ENUM(trace_enforce);
+BTF_EXPORT_ENUM(trace_counter);
 
 static __always_inline void count(__u32 which)
 {

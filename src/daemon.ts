@@ -9,8 +9,9 @@ import { Analytics } from './analytics/engine.js';
 import { inspectRequest } from './analytics/sqli.js';
 import { EventBus, type ConsumerStats } from './trace/bus.js';
 import { type EventFilter, type TraceEvent, matches } from './trace/event.js';
-import { EventStore, type QueryOptions, type StoreStats } from './trace/store.js';
-import { type KernelRules, Tracer, type TracerStatus } from './trace/tracer.js';
+import { EventStore, type QueryOptions, type StoreStats } from './store/store.js';
+import { Tracer, type TracerStatus } from './trace/tracer.js';
+import type { KernelRules } from './trace/enforcement.js';
 import { kernelRules } from './analytics/profile.js';
 import { probeFeatures } from './ebpf/index.js';
 
@@ -22,7 +23,7 @@ export interface DaemonStatus extends Partial<AgentStatus> {
     | (ReturnType<Analytics['status']> & {
         state: 'on';
         enforcedInKernel: string[];
-        enforcement: ReturnType<Tracer['enforcement']>;
+        enforcement: ReturnType<Tracer['enforcement']['summary']>;
         lsmDeny: { available: boolean; detail: string };
         enforcementErrors: string[];
       })
@@ -159,11 +160,11 @@ export class Daemon {
       const r = kernelRules(p);
       if (r) want.set(p.service, r);
     }
-    for (const s of t.enforcedServices()) if (!want.has(s)) t.setEnforcement(s, undefined);
+    for (const s of t.enforcement.services()) if (!want.has(s)) t.enforcement.set(s, undefined);
     const failures: string[] = [];
     for (const [service, rules] of want) {
       try {
-        t.setEnforcement(service, rules);
+        t.enforcement.set(service, rules);
       } catch (err) {
         // checked before any map is touched: what was in force stays
         failures.push((err as Error).message);
@@ -174,7 +175,7 @@ export class Daemon {
       }
     }
     this.enforcementErrors = failures;
-    if (want.size) this.log.info('enforcement in the kernel', { services: t.enforcement() });
+    if (want.size) this.log.info('enforcement in the kernel', { services: t.enforcement.summary() });
   }
 
   enforcementErrors: string[] = [];
@@ -217,8 +218,8 @@ export class Daemon {
         ? {
             state: 'on',
             ...this.analytics.status(),
-            enforcedInKernel: this.tracer?.enforcedServices() ?? [],
-            enforcement: this.tracer?.enforcement() ?? {},
+            enforcedInKernel: this.tracer?.enforcement.services() ?? [],
+            enforcement: this.tracer?.enforcement.summary() ?? {},
             lsmDeny: lsmDeny(),
             enforcementErrors: this.enforcementErrors,
           }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Records the tracer (bpf/trace.bpf.c) writes to its ring buffer; decoded by
- * src/trace/events.ts. Every record starts with struct trace_hdr. Change a
+ * src/trace/records.ts through the generated src/trace/abi.generated.ts. Every record starts with struct trace_hdr. Change a
  * layout here and there together (the decoder checks sizes against BTF). */
 #ifndef STACKBPF_TRACE_H
 #define STACKBPF_TRACE_H
@@ -30,9 +30,55 @@ enum trace_file_op {
 };
 
 /* header flags */
-#define TH_MONITORED 1   /* the process is in the monitored set */
-#define TH_SENSITIVE 2   /* a path matched the sensitive-path table */
-#define TH_KILLED 4      /* enforcement: the kernel sent SIGKILL to the process */
+enum trace_hdr_flag {
+	TH_MONITORED = 1, /* the process is in the monitored set */
+	TH_SENSITIVE = 2, /* a path matched the sensitive-path table */
+	TH_KILLED = 4,    /* enforcement: the kernel sent SIGKILL to the process */
+};
+
+/* monitored: tgid → what to do for the process (written by the agent) */
+struct mon {
+	__u32 service;
+	__u32 flags; /* enum trace_mon_flag */
+};
+enum trace_mon_flag {
+	MON_CAPTURE = 1, /* track sockets and capture message heads */
+};
+
+/* sensitive: LPM trie over absolute path bytes; prefixlen counts 8 per byte */
+struct lpm_path {
+	__u32 prefixlen;
+	__u8 path[TRACE_LPM_PATH];
+};
+
+/* conns: the tracked sockets of monitored processes; the agent adds the
+ * ones opened before it started (adoption) */
+struct conn_key {
+	__u32 tgid;
+	__u32 fd;
+};
+
+struct conn {
+	__u64 id;
+	__u64 sk;
+	__u64 opened;
+	__u64 msg_start;
+	__u64 msg_bytes;
+	__u64 bytes_in;
+	__u64 bytes_out;
+	__u32 captured;
+	__u32 seq;
+	__u16 family;
+	__u8 dir;
+	__u8 role; /* enum trace_role */
+	__u8 proto;
+	__u8 pad[3];
+};
+
+enum trace_role {
+	ROLE_SERVER = 1, /* accepted */
+	ROLE_CLIENT = 2, /* connected */
+};
 
 #define TRACE_ALLOW_PATH 128
 
@@ -42,9 +88,12 @@ struct exec_allow_key {
 	__u32 service;
 	char path[TRACE_ALLOW_PATH];
 };
-#define ENFORCE_EXEC 1
-#define ENFORCE_FILES 2 /* opens under a deny_files prefix of the service kill */
-#define ENFORCE_PEERS 4 /* connects to an IP peer outside peer_allow kill */
+/* enforce: service id → these flags */
+enum trace_enforce {
+	ENFORCE_EXEC = 1,
+	ENFORCE_FILES = 2, /* opens under a deny_files prefix of the service kill */
+	ENFORCE_PEERS = 4, /* connects to an IP peer outside peer_allow kill */
+};
 
 /* deny_files: LPM trie over (service, absolute path bytes); prefixlen counts
  * the service's 32 bits plus 8 per path byte */

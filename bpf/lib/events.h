@@ -22,6 +22,8 @@
 /* Keep a struct that is only used as a local (ring records) in the object's
  * BTF, so user space can check its codec against the real layout. */
 #define BTF_EXPORT_STRUCT(name) struct name *__btf_export_##name __attribute__((unused))
+/* The same for an enum whose values user space reads by name. */
+#define BTF_EXPORT_ENUM(name) enum name *__btf_export_enum_##name __attribute__((unused))
 
 static __always_inline void count_lost(void *lost_map)
 {

@@ -3,7 +3,7 @@
 // the bus for back-pressure (a detector must not miss events): if it falls
 // behind, the tracer leaves records in the kernel's ring buffer.
 import type { EventBus } from '../trace/bus.js';
-import type { EventStore } from '../trace/store.js';
+import type { EventStore } from '../store/store.js';
 import { type Alert, AlertManager } from './alerts.js';
 import { type BruteForceOptions, BruteForceDetector } from './bruteforce.js';
 import { SqliDetector } from './sqli-detector.js';

@@ -111,6 +111,20 @@ export class Btf {
     return { name, size: h.sizeOrType, members };
   }
 
+  /** Values of `enum name` (32-bit enums), or undefined when the BTF has no such enum. */
+  enum(name: string): Map<string, number> | undefined {
+    const id = this.find(name, BtfKind.enum);
+    if (id < 0) return undefined;
+    const h = this.header(id);
+    const w = this.typeWords(id, 3 + h.vlen * 2);
+    const out = new Map<string, number>();
+    for (let i = 0; i < h.vlen; i++) {
+      const v = w[3 + i * 2 + 1] as number;
+      out.set(this.name(w[3 + i * 2] as number), h.kindFlag ? v | 0 : v);
+    }
+    return out;
+  }
+
   /** Variables of a data section (".rodata", ".bss", ".data"). */
   datasec(section: string): BtfVariable[] {
     const id = this.find(section, BtfKind.datasec);

@@ -4,6 +4,7 @@ export * from './errors.js';
 export * from './codec.js';
 export * from './constants.js';
 export { Btf, BtfKind, type BtfStruct, type BtfMember, type BtfVariable } from './btf.js';
+export { generateAbi, type AbiSpec } from './abigen.js';
 export { BpfObject, type OpenOptions, type ObjectState } from './object.js';
 export { BpfMap, createMap, mapInfoByFd, numPossibleCpus, perCpuCodec, sumPerCpu, type MapInfo } from './map.js';
 export { MapMemory, MAP_F_MMAPABLE } from './memory.js';

@@ -4,48 +4,68 @@
 // offsets below with the object's BTF when the tracer loads, so a changed
 // header fails at start with the field named, never as garbage events.
 import { type Btf, formatIPv6 } from '../ebpf/index.js';
+import {
+  STRUCTS,
+  TRACE_CLOSE,
+  TRACE_CONN,
+  TRACE_COUNTER,
+  TRACE_DATA,
+  TRACE_EXEC,
+  TRACE_EXIT,
+  TRACE_FILE,
+  TRACE_FILE_OP,
+  TRACE_FORK,
+  TRACE_HDR,
+  TRACE_HDR_FLAG,
+  TRACE_KIND,
+  TRACE_OPEN,
+} from './abi.generated.js';
 
-export const TK = { exec: 1, fork: 2, exit: 3, open: 4, file: 5, connect: 6, accept: 7, close: 8, data: 9 } as const;
-export const TH_MONITORED = 1;
-export const TH_SENSITIVE = 2;
-export const TH_KILLED = 4;
-export const FILE_OPS = { 1: 'open_write', 2: 'unlink', 3: 'rename' } as const;
+/** record kinds (enum trace_kind), by name */
+export const TK = {
+  exec: TRACE_KIND.TK_EXEC,
+  fork: TRACE_KIND.TK_FORK,
+  exit: TRACE_KIND.TK_EXIT,
+  open: TRACE_KIND.TK_OPEN,
+  file: TRACE_KIND.TK_FILE,
+  connect: TRACE_KIND.TK_CONNECT,
+  accept: TRACE_KIND.TK_ACCEPT,
+  close: TRACE_KIND.TK_CLOSE,
+  data: TRACE_KIND.TK_DATA,
+} as const;
+export const { TH_MONITORED, TH_SENSITIVE, TH_KILLED } = TRACE_HDR_FLAG;
+export const FILE_OPS = {
+  [TRACE_FILE_OP.TF_OPEN_WRITE]: 'open_write',
+  [TRACE_FILE_OP.TF_UNLINK]: 'unlink',
+  [TRACE_FILE_OP.TF_RENAME]: 'rename',
+} as const;
+/** kernel loss counters (enum trace_counter), in index order */
 export const COUNTERS = ['inflight_full', 'conns_full', 'monitored_full', 'read_fault'] as const;
-
-/** offsets of struct members, checked against BTF */
-export const LAYOUT: Record<string, { size?: number; fields: Record<string, number> }> = {
-  trace_hdr: { size: 48, fields: { ts: 0, kind: 8, flags: 10, tgid: 12, tid: 16, ppid: 20, uid: 24, service: 28, comm: 32 } },
-  trace_exec: { size: 1344, fields: { cgroup: 48, filename_len: 56, args_len: 60, filename: 64, args: 320 } },
-  trace_fork: { size: 56, fields: { child: 48 } },
-  trace_exit: { size: 56, fields: { code: 48 } },
-  trace_open: { size: 328, fields: { ret: 48, dfd: 56, flags: 60, mode: 64, path_len: 68, path: 72 } },
-  trace_file: { size: 576, fields: { ret: 48, op: 56, flags: 60, path: 64, path2: 320 } },
-  trace_conn: {
-    size: 224,
-    fields: { conn_id: 48, ret: 56, fd: 64, family: 68, role: 70, proto: 71, lport: 72, rport: 74, laddr: 80, raddr: 96, unix_path: 112 },
-  },
-  trace_close: {
-    size: 104,
-    fields: { conn_id: 48, opened_ns: 56, bytes_in: 64, bytes_out: 72, last_msg_bytes: 80, last_msg_start: 88, fd: 96, role: 100, last_dir: 101, family: 102 },
-  },
-  trace_data: { fields: { conn_id: 48, prev_bytes: 56, prev_start: 64, fd: 72, seq: 76, offset: 80, len: 84, dir: 86, role: 87, data: 88 } },
-};
+const COUNTER_INDEX = [TRACE_COUNTER.TC_INFLIGHT_FULL, TRACE_COUNTER.TC_CONNS_FULL, TRACE_COUNTER.TC_MONITORED_FULL, TRACE_COUNTER.TC_READ_FAULT];
+export function counterIndex(name: (typeof COUNTERS)[number]): number {
+  return COUNTER_INDEX[COUNTERS.indexOf(name)] as number;
+}
 
 export class LayoutError extends Error {
   override name = 'LayoutError';
 }
 
-/** Throws naming the first struct member whose offset or size differs. */
+/**
+ * Throws naming the first struct member whose offset or size differs from
+ * src/trace/abi.generated.ts: an object built from other headers than the
+ * decoder was generated from fails at load, never as garbage events.
+ */
 export function checkLayouts(btf: Btf): void {
-  for (const [name, want] of Object.entries(LAYOUT)) {
+  for (const [name, want] of Object.entries(STRUCTS)) {
     const s = btf.struct(name);
     if (!s) throw new LayoutError(`trace object: struct ${name} is missing from its BTF (rebuild bpf/build)`);
-    if (want.size !== undefined && s.size !== want.size)
-      throw new LayoutError(`trace object: struct ${name} is ${s.size} bytes, the decoder expects ${want.size}`);
-    for (const [field, off] of Object.entries(want.fields)) {
+    if (s.size !== want.size) throw new LayoutError(`trace object: struct ${name} is ${s.size} bytes, the decoder expects ${want.size}`);
+    for (const [field, off] of Object.entries(want.off)) {
       const m = s.members.find((x) => x.name === field);
       if (!m) throw new LayoutError(`trace object: ${name}.${field} is missing`);
       if (m.offset !== off) throw new LayoutError(`trace object: ${name}.${field} is at offset ${m.offset}, the decoder expects ${off}`);
+      const size = (want.sizes as Record<string, number>)[field];
+      if (m.size !== size) throw new LayoutError(`trace object: ${name}.${field} is ${m.size} bytes, the decoder expects ${size}`);
     }
   }
 }
@@ -138,28 +158,38 @@ function ipString(buf: Buffer, off: number, family: number): string {
   return '';
 }
 
-const MIN_SIZE: Record<number, number> = { 1: 1344, 2: 56, 3: 56, 4: 328, 5: 576, 6: 224, 7: 224, 8: 104, 9: 88 };
+const MIN_SIZE: Record<number, number> = {
+  [TK.exec]: TRACE_EXEC.size,
+  [TK.fork]: TRACE_FORK.size,
+  [TK.exit]: TRACE_EXIT.size,
+  [TK.open]: TRACE_OPEN.size,
+  [TK.file]: TRACE_FILE.size,
+  [TK.connect]: TRACE_CONN.size,
+  [TK.accept]: TRACE_CONN.size,
+  [TK.close]: TRACE_CLOSE.size,
+  [TK.data]: TRACE_DATA.off.data,
+};
 
 /** Decode one ring record; throws RecordError naming what was wrong. */
 export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecord {
-  if (len < 48) throw new RecordError(`record of ${len} bytes is shorter than the 48-byte header`);
-  const kind = buf.readUInt16LE(off + 8);
+  if (len < TRACE_HDR.size) throw new RecordError(`record of ${len} bytes is shorter than the ${TRACE_HDR.size}-byte header`);
+  const kind = buf.readUInt16LE(off + TRACE_HDR.off.kind);
   const min = MIN_SIZE[kind];
   if (min === undefined) throw new RecordError(`record kind ${kind} is unknown`);
   if (len < min) throw new RecordError(`record kind ${kind} has ${len} bytes, expected at least ${min}`);
   // one object literal per kind (one hidden class each): this runs once per event
-  const ts = u64(buf, off);
-  const flags = buf.readUInt16LE(off + 10);
-  const tgid = buf.readUInt32LE(off + 12);
-  const tid = buf.readUInt32LE(off + 16);
-  const ppid = buf.readUInt32LE(off + 20);
-  const uid = buf.readUInt32LE(off + 24);
-  const service = buf.readUInt32LE(off + 28);
-  const comm = cstr(buf, off + 32, 16);
+  const ts = u64(buf, off + TRACE_HDR.off.ts);
+  const flags = buf.readUInt16LE(off + TRACE_HDR.off.flags);
+  const tgid = buf.readUInt32LE(off + TRACE_HDR.off.tgid);
+  const tid = buf.readUInt32LE(off + TRACE_HDR.off.tid);
+  const ppid = buf.readUInt32LE(off + TRACE_HDR.off.ppid);
+  const uid = buf.readUInt32LE(off + TRACE_HDR.off.uid);
+  const service = buf.readUInt32LE(off + TRACE_HDR.off.service);
+  const comm = cstr(buf, off + TRACE_HDR.off.comm, TRACE_HDR.sizes.comm);
   switch (kind) {
     case 1: {
-      const argsLen = Math.min(buf.readUInt32LE(off + 60), 1024);
-      const raw = buf.toString('utf8', off + 320, off + 320 + argsLen);
+      const argsLen = Math.min(buf.readUInt32LE(off + TRACE_EXEC.off.args_len), TRACE_EXEC.sizes.args);
+      const raw = buf.toString('utf8', off + TRACE_EXEC.off.args, off + TRACE_EXEC.off.args + argsLen);
       const argv = raw.split('\0');
       if (argv.length > 1 && argv[argv.length - 1] === '') argv.pop();
       return {
@@ -172,16 +202,16 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         uid,
         service,
         comm,
-        cgroup: buf.readBigUInt64LE(off + 48).toString(),
-        filename: cstr(buf, off + 64, 256),
+        cgroup: buf.readBigUInt64LE(off + TRACE_EXEC.off.cgroup).toString(),
+        filename: cstr(buf, off + TRACE_EXEC.off.filename, TRACE_EXEC.sizes.filename),
         argv,
-        argsTruncated: argsLen >= 1024,
+        argsTruncated: argsLen >= TRACE_EXEC.sizes.args,
       };
     }
     case 2:
-      return { ts, kind: 2, flags, tgid, tid, ppid, uid, service, comm, child: buf.readUInt32LE(off + 48) };
+      return { ts, kind: 2, flags, tgid, tid, ppid, uid, service, comm, child: buf.readUInt32LE(off + TRACE_FORK.off.child) };
     case 3:
-      return { ts, kind: 3, flags, tgid, tid, ppid, uid, service, comm, code: buf.readInt32LE(off + 48) };
+      return { ts, kind: 3, flags, tgid, tid, ppid, uid, service, comm, code: buf.readInt32LE(off + TRACE_EXIT.off.code) };
     case 4:
       return {
         ts,
@@ -193,11 +223,11 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         uid,
         service,
         comm,
-        ret: s64(buf, off + 48),
-        dfd: buf.readInt32LE(off + 56),
-        openFlags: buf.readUInt32LE(off + 60),
-        mode: buf.readUInt32LE(off + 64),
-        path: cstr(buf, off + 72, 256),
+        ret: s64(buf, off + TRACE_OPEN.off.ret),
+        dfd: buf.readInt32LE(off + TRACE_OPEN.off.dfd),
+        openFlags: buf.readUInt32LE(off + TRACE_OPEN.off.flags),
+        mode: buf.readUInt32LE(off + TRACE_OPEN.off.mode),
+        path: cstr(buf, off + TRACE_OPEN.off.path, TRACE_OPEN.sizes.path),
       };
     case 5:
       return {
@@ -210,15 +240,15 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         uid,
         service,
         comm,
-        ret: s64(buf, off + 48),
-        op: buf.readUInt32LE(off + 56),
-        opFlags: buf.readUInt32LE(off + 60),
-        path: cstr(buf, off + 64, 256),
-        path2: cstr(buf, off + 320, 256),
+        ret: s64(buf, off + TRACE_FILE.off.ret),
+        op: buf.readUInt32LE(off + TRACE_FILE.off.op),
+        opFlags: buf.readUInt32LE(off + TRACE_FILE.off.flags),
+        path: cstr(buf, off + TRACE_FILE.off.path, TRACE_FILE.sizes.path),
+        path2: cstr(buf, off + TRACE_FILE.off.path2, TRACE_FILE.sizes.path2),
       };
     case 6:
     case 7: {
-      const family = buf.readUInt16LE(off + 68);
+      const family = buf.readUInt16LE(off + TRACE_CONN.off.family);
       return {
         ts,
         kind: kind as 6 | 7,
@@ -229,17 +259,17 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         uid,
         service,
         comm,
-        connId: u64(buf, off + 48),
-        ret: s64(buf, off + 56),
-        fd: buf.readUInt32LE(off + 64),
+        connId: u64(buf, off + TRACE_CONN.off.conn_id),
+        ret: s64(buf, off + TRACE_CONN.off.ret),
+        fd: buf.readUInt32LE(off + TRACE_CONN.off.fd),
         family,
-        role: buf[off + 70] as number,
-        proto: buf[off + 71] as number,
-        lport: buf.readUInt16LE(off + 72),
-        rport: buf.readUInt16LE(off + 74),
-        laddr: ipString(buf, off + 80, family),
-        raddr: ipString(buf, off + 96, family),
-        unixPath: cstr(buf, off + 112, 108),
+        role: buf[off + TRACE_CONN.off.role] as number,
+        proto: buf[off + TRACE_CONN.off.proto] as number,
+        lport: buf.readUInt16LE(off + TRACE_CONN.off.lport),
+        rport: buf.readUInt16LE(off + TRACE_CONN.off.rport),
+        laddr: ipString(buf, off + TRACE_CONN.off.laddr, family),
+        raddr: ipString(buf, off + TRACE_CONN.off.raddr, family),
+        unixPath: cstr(buf, off + TRACE_CONN.off.unix_path, TRACE_CONN.sizes.unix_path),
       };
     }
     case 8:
@@ -253,20 +283,20 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         uid,
         service,
         comm,
-        connId: u64(buf, off + 48),
-        openedNs: u64(buf, off + 56),
-        bytesIn: u64(buf, off + 64),
-        bytesOut: u64(buf, off + 72),
-        lastMsgBytes: u64(buf, off + 80),
-        lastMsgStart: u64(buf, off + 88),
-        fd: buf.readUInt32LE(off + 96),
-        role: buf[off + 100] as number,
-        lastDir: buf[off + 101] as number,
-        family: buf.readUInt16LE(off + 102),
+        connId: u64(buf, off + TRACE_CLOSE.off.conn_id),
+        openedNs: u64(buf, off + TRACE_CLOSE.off.opened_ns),
+        bytesIn: u64(buf, off + TRACE_CLOSE.off.bytes_in),
+        bytesOut: u64(buf, off + TRACE_CLOSE.off.bytes_out),
+        lastMsgBytes: u64(buf, off + TRACE_CLOSE.off.last_msg_bytes),
+        lastMsgStart: u64(buf, off + TRACE_CLOSE.off.last_msg_start),
+        fd: buf.readUInt32LE(off + TRACE_CLOSE.off.fd),
+        role: buf[off + TRACE_CLOSE.off.role] as number,
+        lastDir: buf[off + TRACE_CLOSE.off.last_dir] as number,
+        family: buf.readUInt16LE(off + TRACE_CLOSE.off.family),
       };
     default: {
-      const n = buf.readUInt16LE(off + 84);
-      if (88 + n > len) throw new RecordError(`data record says ${n} captured bytes but has room for ${len - 88}`);
+      const n = buf.readUInt16LE(off + TRACE_DATA.off.len);
+      if (TRACE_DATA.off.data + n > len) throw new RecordError(`data record says ${n} captured bytes but has room for ${len - TRACE_DATA.off.data}`);
       return {
         ts,
         kind: 9,
@@ -277,16 +307,16 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         uid,
         service,
         comm,
-        connId: u64(buf, off + 48),
-        prevBytes: u64(buf, off + 56),
-        prevStart: u64(buf, off + 64),
-        fd: buf.readUInt32LE(off + 72),
-        seq: buf.readUInt32LE(off + 76),
-        offset: buf.readUInt32LE(off + 80),
-        dir: buf[off + 86] as number,
-        role: buf[off + 87] as number,
+        connId: u64(buf, off + TRACE_DATA.off.conn_id),
+        prevBytes: u64(buf, off + TRACE_DATA.off.prev_bytes),
+        prevStart: u64(buf, off + TRACE_DATA.off.prev_start),
+        fd: buf.readUInt32LE(off + TRACE_DATA.off.fd),
+        seq: buf.readUInt32LE(off + TRACE_DATA.off.seq),
+        offset: buf.readUInt32LE(off + TRACE_DATA.off.offset),
+        dir: buf[off + TRACE_DATA.off.dir] as number,
+        role: buf[off + TRACE_DATA.off.role] as number,
         // a copy: the ring's memory is reused once the record is consumed
-        data: Buffer.from(buf.subarray(off + 88, off + 88 + n)),
+        data: Buffer.from(buf.subarray(off + TRACE_DATA.off.data, off + TRACE_DATA.off.data + n)),
       };
     }
   }

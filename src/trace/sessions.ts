@@ -5,6 +5,7 @@
 // sql.login / sql.query events. A message is complete when the next one
 // starts, when the connection closes, or when it has been idle for
 // `idleMs` (pooled database connections stay open between queries).
+import { TRACE_ROLE } from './abi.generated.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import type { KernelRecord } from './records.js';
 import {
@@ -254,7 +255,7 @@ export class SessionTracker {
     s.pending = undefined;
     const req = (p.msg as Message & { head?: HttpHead }).head as HttpHead;
     const out: Record<string, unknown> = {
-      role: s.role === 1 ? 'server' : 'client',
+      role: s.role === TRACE_ROLE.ROLE_SERVER ? 'server' : 'client',
       method: req.method,
       path: req.target,
       ...(req.targetTruncated ? { path_truncated: true } : {}),

@@ -4,16 +4,17 @@
 // → sessions (HTTP / SQL) → redacted events on the bus. Every stage counts
 // what it loses: the kernel (ring full, stash/connection tables full,
 // unreadable user memory), the decoder (malformed records), the bus queues.
-import { isIP } from 'node:net';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { BpfObject, formatIPv6, type Link, parseIPv6, RingBuffer, sumPerCpu, u32, u64 } from '../ebpf/index.js';
+import { BpfObject, formatIPv6, type Link, RingBuffer, raw, sumPerCpu, u32, u64 } from '../ebpf/index.js';
 import type { Logger } from '../log.js';
 import { objectPath } from '../paths.js';
 import type { EventBus } from './bus.js';
 import type { EventType, TraceEvent } from './event.js';
 import { ServiceIdentifier } from './identity.js';
 import { type MonitorChange, ProcessTable } from './processes.js';
-import { checkLayouts, COUNTERS, decodeRecord, FILE_OPS, type KernelRecord, TH_KILLED, TH_MONITORED, TH_SENSITIVE } from './records.js';
+import { checkLayouts, COUNTERS, counterIndex, decodeRecord, FILE_OPS, type KernelRecord, TH_KILLED, TH_MONITORED, TH_SENSITIVE, TK } from './records.js';
+import { CONN, CONN_KEY, LPM_PATH, MON, TRACE_FILE_OP, TRACE_MON_FLAG, TRACE_ROLE } from './abi.generated.js';
+import { KernelEnforcement } from './enforcement.js';
 import { redactArgv } from './redact.js';
 import { SessionTracker } from './sessions.js';
 
@@ -34,22 +35,7 @@ export interface TracerOptions {
   inspectRequest?: (target: string, body: string, contentType: string) => unknown[];
 }
 
-export const DEFAULT_SENSITIVE_PATHS = [
-  '/etc/keystone/',
-  '/etc/nova/',
-  '/etc/neutron/',
-  '/etc/glance/',
-  '/etc/placement/',
-  '/etc/ovn/',
-  '/etc/openvswitch/',
-  '/etc/frr/',
-  '/etc/mysql/',
-  '/etc/shadow',
-  '/etc/sudoers',
-  '/root/.ssh/',
-  '/etc/ssh/',
-];
-
+export { DEFAULT_SENSITIVE_PATHS } from './config.js';
 const ERRNO: Record<number, string> = {
   1: 'EPERM',
   2: 'ENOENT',
@@ -129,6 +115,8 @@ export class Tracer {
   private rate = { at: Date.now(), published: 0, perSecond: 0 };
   private readonly monitoredMap;
   private lastDecodeError = '';
+  /** the kill-on-violation maps (rules from the response module) */
+  readonly enforcement: KernelEnforcement;
 
   private constructor(
     private readonly obj: BpfObject,
@@ -145,7 +133,8 @@ export class Tracer {
       },
       { captureBytes: opts.captureBytes, ...(opts.inspectRequest ? { inspect: opts.inspectRequest } : {}) },
     );
-    this.monitoredMap = obj.map('monitored').typed(u32, u64);
+    this.monitoredMap = obj.map('monitored').typed(u32, raw(MON.size));
+    this.enforcement = new KernelEnforcement(obj, (service) => this.procs.serviceId(service));
   }
 
   static async start(opts: TracerOptions, bus: EventBus, log: Logger): Promise<Tracer> {
@@ -199,10 +188,10 @@ export class Tracer {
     for (const p of paths) {
       if (!p.startsWith('/')) throw new RangeError(`trace.sensitive_paths: "${p}" is not an absolute path`);
       const bytes = Buffer.from(p, 'utf8');
-      if (bytes.length > 127) throw new RangeError(`trace.sensitive_paths: "${p}" is longer than 127 bytes`);
-      const key = Buffer.alloc(4 + 128);
-      key.writeUInt32LE(bytes.length * 8, 0);
-      bytes.copy(key, 4);
+      if (bytes.length > LPM_PATH.sizes.path - 1) throw new RangeError(`trace.sensitive_paths: "${p}" is longer than ${LPM_PATH.sizes.path - 1} bytes`);
+      const key = Buffer.alloc(LPM_PATH.size);
+      key.writeUInt32LE(bytes.length * 8, LPM_PATH.off.prefixlen);
+      bytes.copy(key, LPM_PATH.off.path);
       const value = Buffer.alloc(4);
       m.update(key, value);
     }
@@ -211,7 +200,7 @@ export class Tracer {
   private applyChanges(changes: MonitorChange[]): void {
     for (const c of changes) {
       try {
-        if (c.entry) this.monitoredMap.update(c.pid, BigInt(c.entry.service) | (BigInt(c.entry.capture ? 1 : 0) << 32n));
+        if (c.entry) this.monitoredMap.update(c.pid, monValue(c.entry.service, c.entry.capture));
         else this.monitoredMap.delete(c.pid);
       } catch (err) {
         this.log.warn('cannot update the monitored set', { pid: c.pid, error: (err as Error).message });
@@ -249,18 +238,18 @@ export class Tracer {
       for (const sock of readTcpTable(p.pid)) {
         const fd = inodes.get(sock.inode);
         if (fd === undefined || sock.state !== 1) continue;
-        const role = sock.listeningPorts.has(sock.localPort) ? 1 : 2;
-        const key = Buffer.alloc(8);
-        key.writeUInt32LE(p.pid, 0);
-        key.writeUInt32LE(fd, 4);
-        const v = Buffer.alloc(72);
+        const role = sock.listeningPorts.has(sock.localPort) ? TRACE_ROLE.ROLE_SERVER : TRACE_ROLE.ROLE_CLIENT;
+        const key = Buffer.alloc(CONN_KEY.size);
+        key.writeUInt32LE(p.pid, CONN_KEY.off.tgid);
+        key.writeUInt32LE(fd, CONN_KEY.off.fd);
+        const v = Buffer.alloc(CONN.size);
         const id = process.hrtime.bigint();
-        v.writeBigUInt64LE(id, 0);
-        v.writeBigUInt64LE(id, 16);
+        v.writeBigUInt64LE(id, CONN.off.id);
+        v.writeBigUInt64LE(id, CONN.off.opened);
         const connId = Number(id);
-        v.writeUInt16LE(sock.family, 64);
-        v[67] = role;
-        v[68] = 6;
+        v.writeUInt16LE(sock.family, CONN.off.family);
+        v[CONN.off.role] = role;
+        v[CONN.off.proto] = 6; // IPPROTO_TCP
         try {
           conns.update(key, v, 'noexist');
           adopted++;
@@ -333,7 +322,7 @@ export class Tracer {
       return;
     }
     switch (r.kind) {
-      case 1: {
+      case TK.exec: {
         const change = this.procs.onExec(
           r.tgid,
           r.ppid,
@@ -368,15 +357,15 @@ export class Tracer {
         }
         return;
       }
-      case 2:
+      case TK.fork:
         this.procs.onFork(r.tgid, r.child);
         this.publish(r, 'process.fork', { child: r.child });
         return;
-      case 3:
+      case TK.exit:
         this.publish(r, 'process.exit', { exit_code: (r.code >> 8) & 0xff, ...(r.code & 0x7f ? { signal: r.code & 0x7f } : {}) });
         this.procs.onExit(r.tgid);
         return;
-      case 4: {
+      case TK.open: {
         const write = (r.openFlags & 0o1103) !== 0;
         const type = r.flags & TH_SENSITIVE && write ? 'file.write' : 'file.open';
         const data: Record<string, unknown> = { path: r.path, flags: openFlags(r.openFlags), result: r.ret };
@@ -398,17 +387,17 @@ export class Tracer {
         }
         return;
       }
-      case 5:
-        this.publish(r, r.op === 3 ? 'file.rename' : 'file.unlink', {
+      case TK.file:
+        this.publish(r, r.op === TRACE_FILE_OP.TF_RENAME ? 'file.rename' : 'file.unlink', {
           path: r.path,
-          ...(r.op === 3 ? { new_path: r.path2 } : {}),
+          ...(r.op === TRACE_FILE_OP.TF_RENAME ? { new_path: r.path2 } : {}),
           op: FILE_OPS[r.op as 1 | 2 | 3],
           ...result(r.ret),
           ...(r.flags & TH_SENSITIVE ? { sensitive: true } : {}),
         });
         return;
-      case 6:
-      case 7: {
+      case TK.connect:
+      case TK.accept: {
         this.sessions.onConnect(r);
         const fam = r.family === 2 ? 'ipv4' : r.family === 10 ? 'ipv6' : r.family === 1 ? 'unix' : String(r.family);
         const data: Record<string, unknown> = { fd: r.fd, family: fam, ...result(r.ret) };
@@ -420,7 +409,7 @@ export class Tracer {
         } else if (r.unixPath) data.path = r.unixPath;
         const killed = (r.flags & TH_KILLED) !== 0;
         if (killed) data.killed = true;
-        this.publish(r, r.kind === 6 ? 'net.connect' : 'net.accept', data);
+        this.publish(r, r.kind === TK.connect ? 'net.connect' : 'net.accept', data);
         if (killed) {
           const svc = this.procs.serviceName(r.service);
           this.publish(r, 'response.kill', {
@@ -433,11 +422,11 @@ export class Tracer {
         }
         return;
       }
-      case 8: {
+      case TK.close: {
         const info = this.sessions.onClose(r);
         this.publish(r, 'net.close', {
           fd: r.fd,
-          role: r.role === 1 ? 'server' : 'client',
+          role: r.role === TRACE_ROLE.ROLE_SERVER ? 'server' : 'client',
           bytes_in: r.bytesIn,
           bytes_out: r.bytesOut,
           duration_ms: Math.round((r.ts - r.openedNs) / 1e3) / 1e3,
@@ -489,82 +478,14 @@ export class Tracer {
   private pruneConns(tgid: number): void {
     const conns = this.obj.map('conns');
     const gone: Buffer[] = [];
-    for (const k of conns.keys() as Iterable<Buffer>) if (k.readUInt32LE(0) === tgid) gone.push(Buffer.from(k));
+    for (const k of conns.keys() as Iterable<Buffer>) if (k.readUInt32LE(CONN_KEY.off.tgid) === tgid) gone.push(Buffer.from(k));
     for (const k of gone) conns.delete(k);
-  }
-
-  /** per service: the map keys its enforcement put into the kernel */
-  private readonly enforced = new Map<string, { exec: Map<string, Buffer>; files: Map<string, Buffer>; peers: Map<string, Buffer> }>();
-
-  /**
-   * Kernel enforcement for a service (see KernelRules); `undefined` lifts
-   * it. Everything is checked before a map is touched: a rule that cannot be
-   * put into the kernel (a pattern where exact values are needed) is refused
-   * with the value named, and what was in force stays. Allow-lists grow before
-   * enforcement switches on and shrink after: a listed executable or peer is
-   * never killed in between.
-   */
-  setEnforcement(service: string, rules: KernelRules | undefined): void {
-    const id = this.procs.serviceId(service);
-    const enforce = this.obj.map('enforce').typed(u32, u32);
-    const maps = { exec: this.obj.map('exec_allow'), files: this.obj.map('deny_files'), peers: this.obj.map('peer_allow') };
-    const before = this.enforced.get(service) ?? { exec: new Map<string, Buffer>(), files: new Map<string, Buffer>(), peers: new Map<string, Buffer>() };
-    const next = { exec: new Map<string, Buffer>(), files: new Map<string, Buffer>(), peers: new Map<string, Buffer>() };
-    let flags = 0;
-    if (rules?.exec) {
-      flags |= ENFORCE_EXEC;
-      for (const p of rules.exec) {
-        if (p.includes('*')) throw new RangeError(`${service}: exec pattern "${p}" cannot be enforced in the kernel (exact paths only)`);
-        const k = Buffer.alloc(4 + 128);
-        k.writeUInt32LE(id, 0);
-        Buffer.from(p, 'utf8').copy(k, 4, 0, 127);
-        next.exec.set(p, k);
-      }
-    }
-    if (rules?.filesDeny) {
-      flags |= ENFORCE_FILES;
-      for (const p of rules.filesDeny) next.files.set(p, denyPathKey(service, id, p));
-    }
-    if (rules?.peers) {
-      flags |= ENFORCE_PEERS;
-      for (const p of rules.peers) {
-        const k = peerKey(service, id, p);
-        if (k) next.peers.set(p, k);
-      }
-    }
-    const one = Buffer.from([1]);
-    for (const [name, m] of Object.entries(next) as [keyof typeof next, Map<string, Buffer>][])
-      for (const [v, k] of m) if (!before[name].has(v)) maps[name].update(k, one);
-    if (flags) enforce.update(id, flags);
-    else enforce.delete(id);
-    for (const [name, m] of Object.entries(before) as [keyof typeof next, Map<string, Buffer>][])
-      for (const [v, k] of m) if (!next[name].has(v)) maps[name].delete(k);
-    if (flags) this.enforced.set(service, next);
-    else this.enforced.delete(service);
-  }
-
-  enforcedServices(): string[] {
-    return [...this.enforced.keys()];
-  }
-
-  /** What the kernel enforces per service: rule → number of entries. */
-  enforcement(): Record<string, { exec?: number; files_deny?: number; peers?: number }> {
-    const out: Record<string, { exec?: number; files_deny?: number; peers?: number }> = {};
-    for (const [s, e] of this.enforced)
-      out[s] = {
-        ...(e.exec.size ? { exec: e.exec.size } : {}),
-        ...(e.files.size ? { files_deny: e.files.size } : {}),
-        ...(e.peers.size ? { peers: e.peers.size } : {}),
-      };
-    return out;
   }
 
   kernelCounters(): Record<(typeof COUNTERS)[number], number> {
     const m = this.obj.map('counters').perCpu(u32, u64);
     const out = {} as Record<(typeof COUNTERS)[number], number>;
-    COUNTERS.forEach((name, i) => {
-      out[name] = Number(sumPerCpu(m.lookup(i) ?? []));
-    });
+    for (const name of COUNTERS) out[name] = Number(sumPerCpu(m.lookup(counterIndex(name)) ?? []));
     return out;
   }
 
@@ -668,69 +589,10 @@ function readTcpTable(pid: number): TcpSocket[] {
   return out;
 }
 
-/** The kernel's rules for one service: each list given switches its rule on. */
-export interface KernelRules {
-  /** executables allowed (exact paths) */
-  exec?: string[];
-  /** path prefixes whose open kills */
-  filesDeny?: string[];
-  /** peers allowed: HOST:PORT, [V6]:PORT, HOST:*, NET/LEN:*; unix: entries are not judged */
-  peers?: string[];
-}
-
-const ENFORCE_EXEC = 1;
-const ENFORCE_FILES = 2;
-const ENFORCE_PEERS = 4;
-
-/** deny_files key: prefixlen, service, path bytes (zero-padded to 128) */
-export function denyPathKey(service: string, id: number, prefix: string): Buffer {
-  const b = Buffer.from(prefix, 'utf8');
-  if (!prefix.startsWith('/') || prefix.includes('*') || b.length > 127)
-    throw new RangeError(`${service}: files_deny "${prefix}" cannot be enforced in the kernel (an absolute path prefix of at most 127 bytes, no patterns)`);
-  const k = Buffer.alloc(8 + 128);
-  k.writeUInt32LE(32 + b.length * 8, 0);
-  k.writeUInt32LE(id, 4);
-  b.copy(k, 8);
-  return k;
-}
-
-/**
- * peer_allow key for a profile peer, undefined for a unix socket (not
- * judged in the kernel). A network with one port cannot be a prefix (the
- * port's bits come after the address's) and is refused.
- */
-export function peerKey(service: string, id: number, peer: string): Buffer | undefined {
-  if (peer.startsWith('unix:')) return undefined;
-  const bad = (why: string): RangeError => new RangeError(`${service}: peer "${peer}" cannot be enforced in the kernel: ${why}`);
-  const m = /^(?:\[([0-9a-fA-F:.]+)(?:\/(\d+))?\]|([0-9.]+)(?:\/(\d+))?):(\d+|\*)$/.exec(peer);
-  if (!m) throw bad('expected HOST:PORT, [IPv6]:PORT, HOST:* or NET/LEN:*');
-  const v6 = m[1] !== undefined;
-  const addr = (v6 ? m[1] : m[3]) as string;
-  const lenText = v6 ? m[2] : m[4];
-  const port = m[5] as string;
-  const a = Buffer.alloc(16);
-  if (v6) {
-    if (!isIP(addr) || isIP(addr) !== 6) throw bad(`${addr} is not an IPv6 address`);
-    parseIPv6(addr).copy(a);
-  } else {
-    if (isIP(addr) !== 4) throw bad(`${addr} is not an IPv4 address`);
-    a[10] = 0xff;
-    a[11] = 0xff;
-    addr.split('.').forEach((o, i) => (a[12 + i] = Number(o)));
-  }
-  const max = v6 ? 128 : 32;
-  const len = lenText === undefined ? max : Number(lenText);
-  if (!(len >= 0 && len <= max)) throw bad(`prefix length ${lenText} is out of range`);
-  if (len < max && port !== '*') throw bad('a network with one port is not a prefix: use NET/LEN:* or HOST:PORT');
-  const addrBits = (v6 ? 0 : 96) + len;
-  const k = Buffer.alloc(28);
-  k.writeUInt32LE(32 + addrBits + (port === '*' ? 0 : 16), 0);
-  k.writeUInt32LE(id, 4);
-  a.copy(k, 8);
-  if (port !== '*') {
-    const n = Number(port);
-    if (!(n >= 0 && n <= 65535)) throw bad(`port ${port} is out of range`);
-    k.writeUInt16BE(n, 24);
-  }
-  return k;
+/** monitored value (struct mon): the service id and whether to capture its sockets */
+function monValue(service: number, capture: boolean): Buffer {
+  const v = Buffer.alloc(MON.size);
+  v.writeUInt32LE(service, MON.off.service);
+  v.writeUInt32LE(capture ? TRACE_MON_FLAG.MON_CAPTURE : 0, MON.off.flags);
+  return v;
 }

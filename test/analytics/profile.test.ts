@@ -19,7 +19,7 @@ import {
   profileFromYaml,
   profileToYaml,
 } from '../../src/analytics/profile.js';
-import { denyPathKey, peerKey } from '../../src/trace/tracer.js';
+import { denyPathKey, peerKey } from '../../src/trace/enforcement.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 
 const ev = (type: TraceEvent['type'], data: Record<string, unknown>, service = 'keystone', ts = 1000): TraceEvent => ({

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { EventBus } from '../../src/trace/bus.js';
 import type { TraceEvent } from '../../src/trace/event.js';
-import { EventStore, SCHEMA_VERSION, StoreError } from '../../src/trace/store.js';
+import { EventStore, SCHEMA_VERSION, StoreError } from '../../src/store/store.js';
 
 const ev = (i: number, over: Partial<TraceEvent> = {}): TraceEvent => ({
   ts: 1_700_000_000_000 + i,

@@ -11,7 +11,7 @@
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { EVENT_TYPES, type EventFilter, type TraceEvent, matches } from './event.js';
+import { EVENT_TYPES, type EventFilter, type TraceEvent, matches } from '../trace/event.js';
 
 export interface StoreOptions {
   /** database file, or ':memory:' */
