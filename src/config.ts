@@ -1,83 +1,81 @@
-// The agent's one configuration file (YAML), validated with errors that name
-// the field: `bgp.neighbors[1].remote_as: expected an integer 1..4294967295`.
+// The agent's one configuration file (YAML), described by one schema (zod):
+// the core settings here, each module's sections in its own folder
+// (src/*/config.ts). Defaults are stated once, in the schema; errors name the
+// setting and what is allowed (`bgp.neighbors[1].remote_as: expected an
+// integer 1..4294967295`); unknown settings are refused. The reference in
+// docs/configuration.md is generated from this schema (configReference).
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_PIN_ROOT } from './ebpf/index.js';
-import { type Exposure, ExposureError, normalizeExposure } from './dataplane/exposure.js';
-import { parseRemote } from './ovn/ovsdb.js';
-import { parseBridgeMappings } from './ovn/source.js';
-import { DEFAULT_CAPTURE_SERVICES } from './trace/processes.js';
-import { DEFAULT_SENSITIVE_PATHS } from './trace/tracer.js';
+import { z } from 'zod';
+import { analyticsSection } from './analytics/config.js';
+import { exposureSections } from './exposure/config.js';
+import { type CamelDeep, oneOf, section, str } from './schema.js';
+import { storageSection } from './store/config.js';
+import { traceSection } from './trace/config.js';
 
-export interface AgentConfig {
-  pinRoot: string;
-  /** Network namespace of the node (the lab's); default: the agent's own. */
-  netns?: string;
-  stateDir: string;
-  logLevel: 'debug' | 'info' | 'warn' | 'error';
-  dataplane: {
-    providerInterfaces: string[];
-    xdpMode: 'auto' | 'native' | 'generic';
-    returnInterfaces: string[];
-    maxExposures: number;
-    maxBlockRules: number;
-  };
-  bgp?: {
-    asn: number;
-    routerId: string;
-    neighbors: { address: string; remoteAs: number; families: ('ipv4' | 'ipv6')[] }[];
-    frr: { netns?: string; pathspace?: string; vtysh: string };
-  };
-  /** Learn exposures from OVN (ovn-bgp-agent's options in docs/ovn.md). */
-  ovn?: {
-    mode: 'sb' | 'nb';
-    connection: string;
-    ssl?: { privateKey: string; certificate: string; caCert: string };
-    ovsConnection: string;
-    chassis?: string[];
-    bridgeMappings?: string;
-    exposeTenantNetworks: boolean;
-    resyncSeconds: number;
-  };
-  api: { listen: string };
-  exposures: Exposure[];
-  /** Kernel tracing of the OpenStack services (docs/tracing.md). */
-  trace: {
-    enabled: boolean;
-    captureBytes: number;
-    ringBytes: number;
-    sensitivePaths: string[];
-    rulesFile?: string;
-    services?: string[];
-    captureServices: string[];
-  };
-  /** Detectors over the traced events (docs/analytics.md). */
-  analytics: {
-    enabled: boolean;
-    profilesDir: string;
-    bruteforce: {
-      windowSeconds: number;
-      perSource: number;
-      perUser: number;
-      sprayUsers: number;
-      recoverySeconds: number;
-      trustedProxies: string[];
-      blockSeconds: number;
-    };
-  };
-  /** Where events are kept. */
-  storage: {
-    enabled: boolean;
-    path: string;
-    retentionDays: number;
-    maxSizeMb: number;
-    queueEvents: number;
-  };
-}
+const DEFAULT_PIN_ROOT = '/sys/fs/bpf/stackbpf';
+
+/** Settings every module may read. */
+export const coreSections = {
+  pin_root: str()
+    .check((ctx) => {
+      if (!ctx.value.startsWith('/sys/fs/bpf')) ctx.issues.push({ code: 'custom', input: ctx.value, message: 'must be a directory under /sys/fs/bpf' });
+    })
+    .default(DEFAULT_PIN_ROOT)
+    .describe('bpffs directory for pinned programs, links and maps'),
+  netns: str().optional().describe("the node's network namespace (default: the agent's own)"),
+  state_dir: str().default('/var/lib/stackbpf').describe('API-added exposures, blocks, profiles and the event store are kept here'),
+  log_level: oneOf(['debug', 'info', 'warn', 'error'], 'info').describe('JSON lines on stderr'),
+  api: section({
+    listen: str()
+      .check((ctx) => {
+        if (!/^unix:\/.+|^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/.test(ctx.value))
+          ctx.issues.push({ code: 'custom', input: ctx.value, message: 'expected unix:/path or a loopback address:port (the API has no authentication)' });
+      })
+      .default('127.0.0.1:9180')
+      .describe('unix:/path or a loopback address:port'),
+  })
+    .prefault({})
+    .describe('the local HTTP API'),
+};
+
+/** Every top-level section, by the module that owns it (one line per module). */
+export const moduleSections = {
+  ...exposureSections,
+  trace: traceSection,
+  analytics: analyticsSection,
+  storage: storageSection,
+};
+
+export const configSchema = section({ ...coreSections, ...moduleSections }).superRefine((c, ctx) => {
+  const needsDataplane = c.bgp !== undefined || c.ovn !== undefined || c.exposures.length > 0 || c.dataplane.return_interfaces.length > 0;
+  if (c.dataplane.provider_interfaces.length === 0 && needsDataplane) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['dataplane', 'provider_interfaces'],
+      message: 'list at least one provider NIC (bgp, ovn, exposures and return_interfaces need the data plane)',
+    });
+  }
+  if (c.ovn?.connection?.includes('ssl:') && !c.ovn.ssl)
+    ctx.addIssue({ code: 'custom', path: ['ovn', 'ssl'], message: 'an ssl: connection needs private_key, certificate and ca_cert' });
+});
+
+type Parsed = CamelDeep<z.output<typeof configSchema>>;
+type Neighbor = NonNullable<Parsed['bgp']>['neighbors'][number];
+
+/** The validated configuration, defaults applied (those that follow other settings too). */
+export type StackbpfConfig = Omit<Parsed, 'storage' | 'analytics' | 'ovn' | 'bgp'> & {
+  storage: Parsed['storage'] & { path: string };
+  analytics: Parsed['analytics'] & { profilesDir: string };
+  ovn?: Omit<NonNullable<Parsed['ovn']>, 'connection' | 'chassis'> & { connection: string; chassis?: string[] };
+  bgp?: Omit<NonNullable<Parsed['bgp']>, 'neighbors'> & { neighbors: (Neighbor & { families: ('ipv4' | 'ipv6')[] })[] };
+};
+/** @deprecated the old name; the configuration is the whole process's, not the data plane's */
+export type AgentConfig = StackbpfConfig;
+export type CoreConfig = Pick<StackbpfConfig, 'pinRoot' | 'netns' | 'stateDir' | 'logLevel' | 'api'>;
 
 /** Is the data plane configured (provider NICs listed)? */
-export function dataplaneEnabled(c: AgentConfig): boolean {
+export function dataplaneEnabled(c: StackbpfConfig): boolean {
   return c.dataplane.providerInterfaces.length > 0;
 }
 
@@ -92,229 +90,64 @@ export class ConfigError extends Error {
   }
 }
 
-type Obj = Record<string, unknown>;
+const camel = (k: string): string => k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
-class Reader {
-  constructor(private readonly file?: string) {}
-  fail(path: string, msg: string): never {
-    throw new ConfigError(path, msg, this.file);
-  }
-  obj(v: unknown, path: string): Obj {
-    if (v === undefined || v === null) return {};
-    if (typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'expected a mapping');
-    return v as Obj;
-  }
-  known(o: Obj, path: string, keys: string[]): void {
-    for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(path ? `${path}.${k}` : k, `unknown setting (known: ${keys.join(', ')})`);
-  }
-  str(o: Obj, key: string, path: string, def?: string): string {
-    const v = o[key] ?? def;
-    if (typeof v !== 'string' || v === '') this.fail(`${path}${key}`, def === undefined && o[key] === undefined ? 'required' : 'expected a non-empty string');
-    return v;
-  }
-  optStr(o: Obj, key: string, path: string): string | undefined {
-    return o[key] === undefined ? undefined : this.str(o, key, path);
-  }
-  int(o: Obj, key: string, path: string, min: number, max: number, def?: number): number {
-    const v = o[key] ?? def;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(`${path}${key}`, `expected an integer ${min}..${max}`);
-    return v;
-  }
-  list(o: Obj, key: string, path: string): unknown[] {
-    const v = o[key];
-    if (v === undefined || v === null) return [];
-    if (!Array.isArray(v)) this.fail(`${path}${key}`, 'expected a list');
-    return v;
-  }
-  strList(o: Obj, key: string, path: string): string[] {
-    return this.list(o, key, path).map((x, i) => {
-      if (typeof x !== 'string' || x === '') this.fail(`${path}${key}[${i}]`, 'expected a string');
-      return x;
-    });
-  }
-  oneOf<T extends string>(o: Obj, key: string, path: string, values: readonly T[], def: T): T {
-    const v = o[key] ?? def;
-    if (!values.includes(v as T)) this.fail(`${path}${key}`, `expected one of ${values.join(', ')}`);
-    return v as T;
-  }
+function camelize(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(camelize);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [camel(k), camelize(x)]));
+  return v;
 }
 
-/** Validate a parsed configuration object. */
-export function parseConfig(raw: unknown, file?: string): AgentConfig {
-  const r = new Reader(file);
-  const top = r.obj(raw, '');
-  r.known(top, '', ['pin_root', 'netns', 'state_dir', 'log_level', 'dataplane', 'bgp', 'ovn', 'api', 'exposures', 'trace', 'storage', 'analytics']);
-  const dp = r.obj(top.dataplane, 'dataplane');
-  r.known(dp, 'dataplane', ['provider_interfaces', 'xdp_mode', 'return_interfaces', 'max_exposures', 'max_block_rules']);
-  const cfg: AgentConfig = {
-    pinRoot: r.str(top, 'pin_root', '', DEFAULT_PIN_ROOT),
-    stateDir: r.str(top, 'state_dir', '', '/var/lib/stackbpf'),
-    logLevel: r.oneOf(top, 'log_level', '', ['debug', 'info', 'warn', 'error'] as const, 'info'),
-    dataplane: {
-      providerInterfaces: r.strList(dp, 'provider_interfaces', 'dataplane.'),
-      xdpMode: r.oneOf(dp, 'xdp_mode', 'dataplane.', ['auto', 'native', 'generic'] as const, 'auto'),
-      returnInterfaces: r.strList(dp, 'return_interfaces', 'dataplane.'),
-      maxExposures: r.int(dp, 'max_exposures', 'dataplane.', 1, 4_000_000, 131072),
-      maxBlockRules: r.int(dp, 'max_block_rules', 'dataplane.', 1, 1_000_000, 65536),
-    },
-    api: { listen: '127.0.0.1:9180' },
-    exposures: [],
-    trace: {
-      enabled: true,
-      captureBytes: 1024,
-      ringBytes: 16 << 20,
-      sensitivePaths: [...DEFAULT_SENSITIVE_PATHS],
-      captureServices: [...DEFAULT_CAPTURE_SERVICES],
-    },
-    storage: { enabled: true, path: '', retentionDays: 7, maxSizeMb: 1024, queueEvents: 200_000 },
-    analytics: {
-      enabled: true,
-      profilesDir: '',
-      bruteforce: { windowSeconds: 60, perSource: 10, perUser: 8, sprayUsers: 5, recoverySeconds: 60, trustedProxies: [], blockSeconds: 0 },
-    },
-  };
-  const netns = r.optStr(top, 'netns', '');
-  if (netns) cfg.netns = netns;
-  const needsDataplane = top.bgp !== undefined || top.ovn !== undefined || r.list(top, 'exposures', '').length > 0 || cfg.dataplane.returnInterfaces.length > 0;
-  if (cfg.dataplane.providerInterfaces.length === 0 && needsDataplane)
-    r.fail('dataplane.provider_interfaces', 'list at least one provider NIC (bgp, ovn, exposures and return_interfaces need the data plane)');
-  if (!cfg.pinRoot.startsWith('/sys/fs/bpf')) r.fail('pin_root', 'must be a directory under /sys/fs/bpf');
+/** A key with no value in YAML (`trace:`) means "not set": its defaults apply. */
+function dropNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(dropNulls);
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== null)
+        .map(([k, x]) => [k, dropNulls(x)]),
+    );
+  return v;
+}
 
-  if (top.bgp !== undefined) {
-    const b = r.obj(top.bgp, 'bgp');
-    r.known(b, 'bgp', ['asn', 'router_id', 'neighbors', 'frr']);
-    const routerId = r.str(b, 'router_id', 'bgp.');
-    if (isIP(routerId) !== 4) r.fail('bgp.router_id', 'expected an IPv4 address');
-    const frr = r.obj(b.frr, 'bgp.frr');
-    r.known(frr, 'bgp.frr', ['netns', 'pathspace', 'vtysh']);
-    const neighbors = r.list(b, 'neighbors', 'bgp.').map((n, i) => {
-      const p = `bgp.neighbors[${i}].`;
-      const o = r.obj(n, p.slice(0, -1));
-      r.known(o, p.slice(0, -1), ['address', 'remote_as', 'families']);
-      const address = r.str(o, 'address', p);
-      if (!isIP(address)) r.fail(`${p}address`, `"${address}" is not an IP address`);
-      const families = o.families === undefined ? (isIP(address) === 4 ? ['ipv4'] : ['ipv6']) : r.strList(o, 'families', p);
-      families.forEach((f, j) => {
-        if (f !== 'ipv4' && f !== 'ipv6') r.fail(`${p}families[${j}]`, 'expected ipv4 or ipv6');
-      });
-      return { address, remoteAs: r.int(o, 'remote_as', p, 1, 4294967295), families: families as ('ipv4' | 'ipv6')[] };
-    });
-    if (neighbors.length === 0) r.fail('bgp.neighbors', 'list at least one neighbour');
-    cfg.bgp = { asn: r.int(b, 'asn', 'bgp.', 1, 4294967295), routerId, neighbors, frr: { vtysh: r.str(frr, 'vtysh', 'bgp.frr.', '/usr/bin/vtysh') } };
-    const fns = r.optStr(frr, 'netns', 'bgp.frr.');
-    if (fns) cfg.bgp.frr.netns = fns;
-    const ps = r.optStr(frr, 'pathspace', 'bgp.frr.');
-    if (ps) cfg.bgp.frr.pathspace = ps;
+function pathOf(path: PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+}
+
+/** Validate a parsed configuration object; throws ConfigError naming the first bad setting. */
+export function parseConfig(raw: unknown, file?: string): StackbpfConfig {
+  const r = configSchema.safeParse(dropNulls(raw ?? {}), { reportInput: true });
+  if (!r.success) {
+    const iss = r.error.issues[0] as z.core.$ZodIssue;
+    const path = iss.code === 'unrecognized_keys' ? [...iss.path, iss.keys[0] as string] : iss.path;
+    const message = iss.code === 'invalid_type' && iss.input === undefined ? 'required' : iss.message;
+    throw new ConfigError(pathOf(path) || '(top)', message, file);
   }
-  if (top.ovn !== undefined) {
-    const o = r.obj(top.ovn, 'ovn');
-    r.known(o, 'ovn', ['mode', 'connection', 'ssl', 'ovs_connection', 'chassis', 'bridge_mappings', 'expose_tenant_networks', 'resync_seconds']);
-    const mode = r.oneOf(o, 'mode', 'ovn.', ['sb', 'nb'] as const, 'sb');
-    const connection = r.str(o, 'connection', 'ovn.', mode === 'sb' ? 'tcp:127.0.0.1:6642' : 'tcp:127.0.0.1:6641');
-    for (const part of connection.split(',')) {
-      try {
-        parseRemote(part.trim());
-      } catch (err) {
-        r.fail('ovn.connection', (err as Error).message);
+  const c = camelize(r.data) as Parsed;
+  const ovn = c.ovn
+    ? {
+        ...c.ovn,
+        connection: c.ovn.connection ?? (c.ovn.mode === 'sb' ? 'tcp:127.0.0.1:6642' : 'tcp:127.0.0.1:6641'),
+        chassis: typeof c.ovn.chassis === 'string' ? [c.ovn.chassis] : c.ovn.chassis,
       }
-    }
-    if (o.expose_tenant_networks !== undefined && typeof o.expose_tenant_networks !== 'boolean') r.fail('ovn.expose_tenant_networks', 'expected true or false');
-    cfg.ovn = {
-      mode,
-      connection,
-      ovsConnection: r.str(o, 'ovs_connection', 'ovn.', 'unix:/var/run/openvswitch/db.sock'),
-      exposeTenantNetworks: o.expose_tenant_networks === true,
-      resyncSeconds: r.int(o, 'resync_seconds', 'ovn.', 0, 86400, 300),
-    };
-    if (o.chassis !== undefined) cfg.ovn.chassis = typeof o.chassis === 'string' ? [r.str(o, 'chassis', 'ovn.')] : r.strList(o, 'chassis', 'ovn.');
-    const bm = r.optStr(o, 'bridge_mappings', 'ovn.');
-    if (bm !== undefined) {
-      try {
-        parseBridgeMappings(bm, 'ovn.bridge_mappings');
-      } catch (err) {
-        r.fail('ovn.bridge_mappings', (err as Error).message.replace(/^ovn\.bridge_mappings: /, ''));
-      }
-      cfg.ovn.bridgeMappings = bm;
-    }
-    if (o.ssl !== undefined) {
-      const sl = r.obj(o.ssl, 'ovn.ssl');
-      r.known(sl, 'ovn.ssl', ['private_key', 'certificate', 'ca_cert']);
-      cfg.ovn.ssl = {
-        privateKey: r.str(sl, 'private_key', 'ovn.ssl.'),
-        certificate: r.str(sl, 'certificate', 'ovn.ssl.'),
-        caCert: r.str(sl, 'ca_cert', 'ovn.ssl.'),
-      };
-    }
-    if (connection.includes('ssl:') && !cfg.ovn.ssl) r.fail('ovn.ssl', 'an ssl: connection needs private_key, certificate and ca_cert');
-  }
-  const api = r.obj(top.api, 'api');
-  r.known(api, 'api', ['listen']);
-  cfg.api.listen = r.str(api, 'listen', 'api.', '127.0.0.1:9180');
-  if (!/^unix:\/.+|^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/.test(cfg.api.listen)) {
-    r.fail('api.listen', 'expected unix:/path or a loopback address:port (the API has no authentication)');
-  }
-  const bool = (o: Obj, key: string, path: string, def: boolean): boolean => {
-    if (o[key] === undefined) return def;
-    if (typeof o[key] !== 'boolean') r.fail(`${path}${key}`, 'expected true or false');
-    return o[key] as boolean;
-  };
-  const tr = r.obj(top.trace, 'trace');
-  r.known(tr, 'trace', ['enabled', 'capture_bytes', 'ring_bytes', 'sensitive_paths', 'rules_file', 'services', 'capture_services']);
-  cfg.trace.enabled = bool(tr, 'enabled', 'trace.', true);
-  cfg.trace.captureBytes = r.int(tr, 'capture_bytes', 'trace.', 64, 2048, 1024);
-  cfg.trace.ringBytes = r.int(tr, 'ring_bytes', 'trace.', 1 << 20, 1 << 30, 16 << 20);
-  if ((cfg.trace.ringBytes & (cfg.trace.ringBytes - 1)) !== 0) r.fail('trace.ring_bytes', 'expected a power of two (e.g. 16777216)');
-  if (tr.sensitive_paths !== undefined) cfg.trace.sensitivePaths = r.strList(tr, 'sensitive_paths', 'trace.');
-  cfg.trace.sensitivePaths.forEach((p, i) => {
-    if (!p.startsWith('/')) r.fail(`trace.sensitive_paths[${i}]`, `"${p}" is not an absolute path`);
-    if (Buffer.byteLength(p) > 127) r.fail(`trace.sensitive_paths[${i}]`, 'longer than 127 bytes');
-  });
-  const rules = r.optStr(tr, 'rules_file', 'trace.');
-  if (rules) cfg.trace.rulesFile = rules;
-  if (tr.services !== undefined) cfg.trace.services = r.strList(tr, 'services', 'trace.');
-  if (tr.capture_services !== undefined) cfg.trace.captureServices = r.strList(tr, 'capture_services', 'trace.');
-  const st = r.obj(top.storage, 'storage');
-  r.known(st, 'storage', ['enabled', 'path', 'retention_days', 'max_size_mb', 'queue_events']);
-  cfg.storage.enabled = bool(st, 'enabled', 'storage.', true);
-  cfg.storage.path = r.str(st, 'path', 'storage.', `${cfg.stateDir}/events.db`);
-  cfg.storage.retentionDays = r.int(st, 'retention_days', 'storage.', 1, 3650, 7);
-  cfg.storage.maxSizeMb = r.int(st, 'max_size_mb', 'storage.', 16, 1 << 20, 1024);
-  cfg.storage.queueEvents = r.int(st, 'queue_events', 'storage.', 1000, 10_000_000, 200_000);
-  const an = r.obj(top.analytics, 'analytics');
-  r.known(an, 'analytics', ['enabled', 'profiles_dir', 'bruteforce']);
-  cfg.analytics.enabled = bool(an, 'enabled', 'analytics.', true);
-  cfg.analytics.profilesDir = r.str(an, 'profiles_dir', 'analytics.', `${cfg.stateDir}/profiles`);
-  const bf = r.obj(an.bruteforce, 'analytics.bruteforce');
-  r.known(bf, 'analytics.bruteforce', ['window_seconds', 'per_source', 'per_user', 'spray_users', 'recovery_seconds', 'trusted_proxies', 'block_seconds']);
-  const p = 'analytics.bruteforce.';
-  cfg.analytics.bruteforce = {
-    windowSeconds: r.int(bf, 'window_seconds', p, 1, 86400, 60),
-    perSource: r.int(bf, 'per_source', p, 1, 1_000_000, 10),
-    perUser: r.int(bf, 'per_user', p, 1, 1_000_000, 8),
-    sprayUsers: r.int(bf, 'spray_users', p, 2, 1_000_000, 5),
-    recoverySeconds: r.int(bf, 'recovery_seconds', p, 1, 86400, 60),
-    trustedProxies: r.strList(bf, 'trusted_proxies', p),
-    blockSeconds: r.int(bf, 'block_seconds', p, 0, 30 * 86400, 0),
-  };
-  cfg.analytics.bruteforce.trustedProxies.forEach((a, i) => {
-    if (!isIP(a)) r.fail(`${p}trusted_proxies[${i}]`, `"${a}" is not an IP address`);
-  });
-  cfg.exposures = r.list(top, 'exposures', '').map((e, i) => {
-    const o = r.obj(e, `exposures[${i}]`);
-    r.known(o, `exposures[${i}]`, ['prefix', 'target', 'mac', 'vlan', 'owner', 'reason']);
-    try {
-      normalizeExposure(o as unknown as Exposure);
-    } catch (err) {
-      if (err instanceof ExposureError) r.fail(`exposures[${i}].${err.field}`, err.message.slice(err.field.length + 2));
-      throw err;
-    }
-    return o as unknown as Exposure;
-  });
-  return cfg;
+    : undefined;
+  const bgp = c.bgp
+    ? { ...c.bgp, neighbors: c.bgp.neighbors.map((n: Neighbor) => ({ ...n, families: n.families ?? [n.address.includes(':') ? 'ipv6' : 'ipv4'] })) }
+    : undefined;
+  const out = {
+    ...c,
+    storage: { ...c.storage, path: c.storage.path ?? `${c.stateDir}/events.db` },
+    analytics: { ...c.analytics, profilesDir: c.analytics.profilesDir ?? `${c.stateDir}/profiles` },
+  } as StackbpfConfig;
+  if (ovn) out.ovn = ovn as StackbpfConfig['ovn'];
+  else delete out.ovn;
+  if (bgp) out.bgp = bgp as StackbpfConfig['bgp'];
+  else delete out.bgp;
+  return out;
 }
 
 /** Read and validate a YAML file. */
-export function loadConfig(file: string): AgentConfig {
+export function loadConfig(file: string): StackbpfConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -328,4 +161,48 @@ export function loadConfig(file: string): AgentConfig {
     throw new ConfigError('(yaml)', (err as Error).message.split('\n')[0] ?? 'invalid YAML', file);
   }
   return parseConfig(raw, file);
+}
+
+interface JsonSchema {
+  type?: string | string[];
+  description?: string;
+  default?: unknown;
+  enum?: unknown[];
+  minimum?: number;
+  maximum?: number;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  items?: JsonSchema;
+  anyOf?: JsonSchema[];
+}
+
+function typeText(s: JsonSchema): string {
+  if (s.anyOf) return s.anyOf.map(typeText).join(' or ');
+  if (s.enum) return s.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
+  if (s.type === 'array') return `list of ${s.items ? typeText(s.items) : 'values'}`;
+  if (s.type === 'integer') return s.minimum !== undefined && s.maximum !== undefined ? `integer ${s.minimum}..${s.maximum}` : 'integer';
+  if (s.type === 'boolean') return 'true or false';
+  if (s.type === 'object') return 'mapping';
+  return String(s.type ?? 'value');
+}
+
+/** The reference table of every setting, generated from the schema (docs/configuration.md embeds it). */
+export function configReference(): string {
+  const root = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+  const rows: string[] = ['| setting | type | default | what |', '| --- | --- | --- | --- |'];
+  const walk = (s: JsonSchema, path: string, required: boolean): void => {
+    const def =
+      s.default === undefined || (typeof s.default === 'object' && s.default !== null && !Array.isArray(s.default))
+        ? required
+          ? 'required'
+          : ''
+        : `\`${JSON.stringify(s.default)}\``;
+    if (path) rows.push(`| \`${path}\` | ${typeText(s)} | ${def} | ${(s.description ?? '').replace(/\|/g, '\\|')} |`);
+    const obj = s.type === 'object' ? s : s.type === 'array' && s.items?.type === 'object' ? s.items : undefined;
+    if (obj?.properties) {
+      for (const [k, v] of Object.entries(obj.properties)) walk(v, `${path}${path ? (obj === s ? '.' : '[].') : ''}${k}`, obj.required?.includes(k) ?? false);
+    }
+  };
+  walk(root, '', false);
+  return `${rows.join('\n')}\n`;
 }

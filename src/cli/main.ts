@@ -11,14 +11,8 @@ import { runStatus } from './status-cmd.js';
 import { runTrace } from './trace-cmd.js';
 import { runAlerts } from './alerts-cmd.js';
 import { runProfile } from './profile-cmd.js';
-
-interface Command {
-  summary: string;
-  usage: string;
-  help: string;
-  options: NonNullable<Parameters<typeof parseArgs>[0]>['options'];
-  run(values: Record<string, unknown>, positionals: string[]): Promise<number> | number;
-}
+import type { Command } from './command.js';
+import { configCommand } from './config-cmd.js';
 
 const commands: Record<string, Command> = {
   agent: {
@@ -225,6 +219,7 @@ Options:
       return runLab(positionals[0], values);
     },
   },
+  config: configCommand,
   doctor: {
     summary: 'check what this kernel allows and whether stackbpf can run here',
     usage: 'stackbpf doctor [--json] [--no-mount]',

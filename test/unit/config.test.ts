@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, dataplaneEnabled, loadConfig, parseConfig } from '../../src/config.js';
+import { ConfigError, configReference, dataplaneEnabled, loadConfig, parseConfig } from '../../src/config.js';
+import { packageRoot } from '../../src/paths.js';
 import { createLogger, redact } from '../../src/log.js';
 
 const minimal = { dataplane: { provider_interfaces: ['eth1'] } };
@@ -123,5 +124,29 @@ describe('logs', () => {
     const lines: string[] = [];
     createLogger({ write: (l) => lines.push(l) }).debug('noise');
     assert.equal(lines.length, 0);
+  });
+});
+
+describe('configuration reference', () => {
+  test('docs/configuration.md carries the table the schema generates', () => {
+    const doc = readFileSync(join(packageRoot, 'docs/configuration.md'), 'utf8');
+    const m = /<!-- config-reference:start -->\n([\s\S]*?)<!-- config-reference:end -->/.exec(doc);
+    assert.ok(m, 'docs/configuration.md has the reference markers');
+    assert.equal(m[1], configReference(), 'docs/configuration.md is stale: paste `stackbpf config reference` between the markers');
+  });
+
+  test('every setting of the schema is in the reference, defaults included', () => {
+    const ref = configReference();
+    for (const path of [
+      'pin_root',
+      'trace.capture_bytes',
+      'analytics.bruteforce.block_seconds',
+      'bgp.neighbors[].remote_as',
+      'exposures[].prefix',
+      'storage.queue_events',
+    ]) {
+      assert.ok(ref.includes(`| \`${path}\` |`), path);
+    }
+    assert.match(ref, /\| `trace.capture_bytes` \| integer 64..2048 \| `1024` \|/);
   });
 });
