@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { Agent } from '../src/agent.js';
+import { ExposureController } from '../src/exposure/controller.js';
 import { labAgentConfig } from '../src/cli/lab-cmd.js';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -86,7 +86,7 @@ export const bench = {
       tables: { Logical_Switch: { columns: ['name'] } },
       log: createLogger({ level: 'error' }),
     }).start();
-    let agent: Agent | undefined;
+    let agent: ExposureController | undefined;
     let watcher: Worker | undefined;
     try {
       await run('ip', ['-n', lab.node.ns, 'link', 'add', 'br-ex', 'type', 'veth', 'peer', 'name', 'br-ex-p']);
@@ -125,7 +125,7 @@ export const bench = {
       });
       const rss0 = process.memoryUsage().rss;
       const t0 = performance.now();
-      agent = await Agent.start(config, createLogger({ level: 'warn' }));
+      agent = await ExposureController.start(config, createLogger({ level: 'warn' }));
       const a = agent;
       const v6 = a.dp.tables.exactV6;
       const has = (i: number): boolean => v6.lookup(addrOf(i)) !== undefined;

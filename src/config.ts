@@ -70,8 +70,6 @@ export type StackbpfConfig = Omit<Parsed, 'storage' | 'analytics' | 'ovn' | 'bgp
   ovn?: Omit<NonNullable<Parsed['ovn']>, 'connection' | 'chassis'> & { connection: string; chassis?: string[] };
   bgp?: Omit<NonNullable<Parsed['bgp']>, 'neighbors'> & { neighbors: (Neighbor & { families: ('ipv4' | 'ipv6')[] })[] };
 };
-/** @deprecated the old name; the configuration is the whole process's, not the data plane's */
-export type AgentConfig = StackbpfConfig;
 export type CoreConfig = Pick<StackbpfConfig, 'pinRoot' | 'netns' | 'stateDir' | 'logLevel' | 'api'>;
 
 /** Is the data plane configured (provider NICs listed)? */

@@ -5,6 +5,7 @@
 // detector resolves it when the behaviour stops.
 import { randomUUID } from 'node:crypto';
 import type { TraceEvent } from '../trace/event.js';
+import { alertRule, type RuleId } from './rules.js';
 
 export type Severity = 'low' | 'medium' | 'high' | 'critical';
 
@@ -21,7 +22,7 @@ export interface Alert {
   /** first seen (ms since the epoch) */
   ts: number;
   lastTs: number;
-  rule: string;
+  rule: RuleId;
   severity: Severity;
   service: string;
   /** what the alert is about: a source address, a user, a process */
@@ -49,18 +50,18 @@ export function hostOf(addr: string): string {
 }
 
 export function evidenceOf(ev: TraceEvent): Evidence {
-  const d = ev.data;
+  const { type, data: d } = ev;
   let summary: string;
-  if (ev.type === 'http.request')
+  if (type === 'http.request')
     summary = `${d.method} ${d.path} ${d.status}${d.auth_user ? ` auth_user=${d.auth_user}` : ''}${d.remote ? ` from ${d.remote}` : ''}`;
-  else if (ev.type === 'sql.query') summary = String(d.statement ?? d.command).slice(0, 200);
-  else if (ev.type === 'process.exec') summary = ((d.argv as string[]) ?? []).join(' ').slice(0, 200);
+  else if (type === 'sql.query') summary = String(d.statement ?? d.command).slice(0, 200);
+  else if (type === 'process.exec') summary = (d.argv ?? []).join(' ').slice(0, 200);
   else summary = JSON.stringify(d).slice(0, 200);
   return { ts: ev.ts, type: ev.type, pid: ev.pid, service: ev.service, summary };
 }
 
-/** What a detector hands to raise(): the alert without its bookkeeping (id, state, count, last seen). */
-export type RaiseInput = Pick<Alert, 'rule' | 'severity' | 'service' | 'subject' | 'summary' | 'mitre' | 'evidence' | 'details' | 'ts'>;
+/** What a detector hands to raise(): severity and technique default to the rule's (src/analytics/rules.ts). */
+export type RaiseInput = Pick<Alert, 'rule' | 'service' | 'subject' | 'summary' | 'evidence' | 'details' | 'ts'> & Partial<Pick<Alert, 'severity' | 'mitre'>>;
 
 /** Keeps the firing alerts, de-duplicates, rate-limits raises per rule, hands changes to the sinks. */
 export class AlertManager {
@@ -114,11 +115,11 @@ export class AlertManager {
       ts: r.ts,
       lastTs: r.ts,
       rule: r.rule,
-      severity: r.severity,
+      severity: r.severity ?? alertRule(r.rule).severity,
       service: r.service,
       subject: r.subject,
       summary: r.summary,
-      ...(r.mitre ? { mitre: r.mitre } : {}),
+      mitre: r.mitre ?? alertRule(r.rule).mitre,
       state: 'firing',
       count: 1,
       evidence: r.evidence.slice(-MAX_EVIDENCE),
@@ -142,7 +143,7 @@ export class AlertManager {
   }
 
   /** Resolve alerts of these rules whose last hit is older than quietMs. */
-  expire(rules: string[], quietMs: number, now: number): void {
+  expire(rules: readonly RuleId[], quietMs: number, now: number): void {
     for (const a of [...this.firing.values()]) if (rules.includes(a.rule) && now - a.lastTs > quietMs) this.resolve(a.rule, a.subject, now);
   }
 

@@ -5,7 +5,7 @@
 // event that crosses a threshold — no polling between the failure and the
 // alert — and resolved once the source (or user) has been quiet for
 // `recoverySeconds`.
-import type { TraceEvent } from '../trace/event.js';
+import type { EventOf, TraceEvent } from '../trace/event.js';
 import { type AlertManager, evidenceOf, type Evidence, hostOf } from './alerts.js';
 
 export interface BruteForceOptions {
@@ -43,19 +43,13 @@ export class BruteForceDetector {
     private readonly opts: BruteForceOptions = DEFAULT_BRUTEFORCE,
   ) {}
 
-  static isFailedAuth(ev: TraceEvent): boolean {
+  static isFailedAuth(ev: TraceEvent): ev is EventOf<'http.request'> {
+    if (ev.type !== 'http.request') return false;
     const d = ev.data;
-    return (
-      ev.type === 'http.request' &&
-      d.method === 'POST' &&
-      typeof d.path === 'string' &&
-      d.path.startsWith('/v3/auth/tokens') &&
-      d.status === 401 &&
-      d.role === 'server'
-    );
+    return d.method === 'POST' && typeof d.path === 'string' && d.path.startsWith('/v3/auth/tokens') && d.status === 401 && d.role === 'server';
   }
 
-  private source(ev: TraceEvent): string {
+  private source(ev: EventOf<'http.request'>): string {
     const remote = hostOf(String(ev.data.remote ?? ''));
     const xff = ev.data.forwarded_for;
     if (typeof xff === 'string' && this.opts.trustedProxies.includes(remote)) return xff.split(',').at(-1)?.trim() || remote;
@@ -93,11 +87,9 @@ export class BruteForceDetector {
     if (s.times.length >= o.perSource) {
       this.alerts.raise({
         rule: 'keystone.bruteforce.source',
-        severity: 'high',
         service: ev.service,
         subject: src,
         summary: `${s.times.length} failed Keystone authentications from ${src} in ${o.windowSeconds} s`,
-        mitre: 'T1110.001',
         evidence: s.evidence.slice(-10),
         details: {
           source: src,
@@ -112,11 +104,9 @@ export class BruteForceDetector {
     if ((s.users?.size ?? 0) >= o.sprayUsers) {
       this.alerts.raise({
         rule: 'keystone.bruteforce.spray',
-        severity: 'high',
         service: ev.service,
         subject: src,
         summary: `password spraying: ${s.users?.size} user names failed from ${src} in ${o.windowSeconds} s`,
-        mitre: 'T1110.003',
         evidence: s.evidence.slice(-10),
         details: { source: src, users: [...(s.users?.keys() ?? [])].slice(0, 50), window_seconds: o.windowSeconds, threshold: o.sprayUsers },
         ts: ev.ts,
@@ -125,11 +115,9 @@ export class BruteForceDetector {
     if (u.times.length >= o.perUser) {
       this.alerts.raise({
         rule: 'keystone.bruteforce.user',
-        severity: 'medium',
         service: ev.service,
         subject: user,
         summary: `${u.times.length} failed Keystone authentications for ${user} in ${o.windowSeconds} s`,
-        mitre: 'T1110.001',
         evidence: u.evidence.slice(-10),
         details: { user, failures: u.times.length, window_seconds: o.windowSeconds, threshold: o.perUser },
         ts: ev.ts,

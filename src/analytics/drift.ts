@@ -5,19 +5,11 @@
 // named, and the version already loaded stays in force.
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TraceEvent } from '../trace/event.js';
-import { type AlertManager, evidenceOf, type Severity } from './alerts.js';
-import { CompiledProfile, observation, type ProfileKind, profileFromYaml, profileToYaml, type ServiceProfile } from './profile.js';
+import { type TraceEvent, wasKilled } from '../trace/event.js';
+import { type AlertManager, evidenceOf } from './alerts.js';
+import { CompiledProfile, observation, profileFromYaml, profileToYaml, type ServiceProfile } from './profile.js';
 import { inspectStatement } from './sqli.js';
-
-const RULES: Record<ProfileKind, { severity: Severity; mitre: string; what: string }> = {
-  exec: { severity: 'high', mitre: 'T1059', what: 'ran an executable its profile does not list' },
-  files_read: { severity: 'medium', mitre: 'T1005', what: 'read a file outside its profile' },
-  files_write: { severity: 'high', mitre: 'T1565.001', what: 'wrote a file outside its profile' },
-  peers: { severity: 'medium', mitre: 'T1071', what: 'connected to a peer its profile does not list' },
-  api: { severity: 'low', mitre: 'T1190', what: 'served an API route its profile does not list' },
-  sql: { severity: 'high', mitre: 'T1190', what: 'sent a SQL statement of a shape its profile does not list' },
-};
+import { alertRule } from './rules.js';
 
 const SECRET_FILES = /^\/etc\/(shadow|gshadow|sudoers)|\/\.ssh\/|\.pem$|\.key$|\/credential-keys\/|\/fernet-keys\//;
 
@@ -90,14 +82,14 @@ export class DriftDetector {
     if (!o || c.allows(o[0], o[1])) return;
     this.deviations++;
     const [kind, value] = o;
-    const rule = RULES[kind];
+    const rule = alertRule(`drift.${kind}`);
     let severity = rule.severity;
     const details: Record<string, unknown> = { kind, value, profile_mode: c.profile.mode };
-    if (ev.data.killed)
+    if (wasKilled(ev))
       details.response = `killed by the kernel at ${ev.type === 'process.exec' ? 'exec' : ev.type === 'net.connect' ? 'connect' : 'open'} (SIGKILL)`;
     if (kind === 'files_read' && SECRET_FILES.test(value)) severity = 'high';
     if (kind === 'sql') {
-      const f = inspectStatement(String(ev.data.statement));
+      const f = inspectStatement(ev.type === 'sql.query' ? String(ev.data.statement) : value);
       if (f.length) {
         severity = 'critical';
         details.injection = f;

@@ -3,11 +3,12 @@
 // the bus for back-pressure (a detector must not miss events): if it falls
 // behind, the tracer leaves records in the kernel's ring buffer.
 import type { EventBus } from '../trace/bus.js';
-import type { EventStore } from '../store/store.js';
+import type { EventStoreAccess } from '../capabilities.js';
 import { type Alert, AlertManager } from './alerts.js';
 import { type BruteForceOptions, BruteForceDetector } from './bruteforce.js';
 import { SqliDetector } from './sqli-detector.js';
 import { DriftDetector, ProfileSet } from './drift.js';
+import { quietRules } from './rules.js';
 import { ProfileBuilder, type ProfileMode, type ServiceProfile } from './profile.js';
 
 export interface AnalyticsOptions {
@@ -25,8 +26,9 @@ export class Analytics {
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private storeErrors = 0;
+  private readonly quiet = quietRules();
 
-  constructor(bus: EventBus, store: EventStore | undefined, opts: AnalyticsOptions) {
+  constructor(bus: EventBus, store: Pick<EventStoreAccess, 'saveAlert'> | undefined, opts: AnalyticsOptions) {
     this.bruteforce = new BruteForceDetector(this.alerts, opts.bruteforce);
     this.sqli = new SqliDetector(this.alerts);
     this.profiles = new ProfileSet(opts.profilesDir);
@@ -57,19 +59,15 @@ export class Analytics {
     this.timer = setInterval(() => {
       const now = Date.now();
       this.bruteforce.tick(now);
-      // an injection alert stands until its source has been quiet for 5 minutes
-      this.alerts.expire(
-        ['sqli.request', 'sqli.statement', 'drift.exec', 'drift.files_read', 'drift.files_write', 'drift.peers', 'drift.api', 'drift.sql'],
-        300_000,
-        now,
-      );
+      // injection and drift alerts stand until their subject has been quiet (the registry says how long)
+      for (const [quietMs, rules] of this.quiet) this.alerts.expire(rules, quietMs, now);
     }, 1000);
     this.timer.unref();
   }
 
   /** Learn profiles from stored events and write them; returns what was written. */
   learn(
-    store: EventStore,
+    store: Pick<EventStoreAccess, 'each'>,
     q: { since?: number; until?: number; services?: string[]; mode?: ProfileMode },
   ): { profiles: ServiceProfile[]; files: string[]; errors: string[] } {
     const b = new ProfileBuilder();

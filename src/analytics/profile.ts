@@ -3,7 +3,7 @@
 // Values are generalised so a profile describes behaviour, not instances:
 // ids in paths and API routes become placeholders, SQL becomes its shape.
 import { parse as parseYaml, stringify } from 'yaml';
-import type { TraceEvent } from '../trace/event.js';
+import { type TraceEvent, wasKilled } from '../trace/event.js';
 import { fingerprint } from './sql.js';
 
 export type ProfileMode = 'learn' | 'monitor' | 'enforce';
@@ -64,7 +64,7 @@ export function generalizeApi(method: string, target: string): string {
 
 /** host:port of a peer (unix sockets by path) */
 export function generalizePeer(ev: TraceEvent): string | undefined {
-  const d = ev.data;
+  const d = ev.data as { remote?: unknown; path?: unknown };
   if (typeof d.remote === 'string') return d.remote;
   if (typeof d.path === 'string') return `unix:${d.path}`;
   return undefined;
@@ -72,8 +72,8 @@ export function generalizePeer(ev: TraceEvent): string | undefined {
 
 /** What an event says about a profile: the kind and the generalised value, if it is profiled at all. */
 export function observation(ev: TraceEvent): [ProfileKind, string] | undefined {
-  const d = ev.data;
-  switch (ev.type) {
+  const { type, data: d } = ev;
+  switch (type) {
     case 'process.exec':
       return typeof d.filename === 'string' ? ['exec', d.filename] : undefined;
     case 'file.open':
@@ -132,7 +132,7 @@ export class ProfileBuilder {
     s.from = Math.min(s.from, ev.ts);
     s.to = Math.max(s.to, ev.ts);
     // what the kernel killed a process for trying is never learned as normal
-    if (o && ev.data.killed !== true) s.kinds[o[0]].add(o[1]);
+    if (o && !wasKilled(ev)) s.kinds[o[0]].add(o[1]);
   }
 
   services(): string[] {

@@ -19,11 +19,9 @@ export class SqliDetector {
       const src = hostOf(String(ev.data.remote ?? 'unknown'));
       this.alerts.raise({
         rule: 'sqli.request',
-        severity: 'high',
         service: ev.service,
         subject: src,
         summary: `SQL injection attempt against ${ev.service || 'a service'} from ${src}: ${found.map((f) => `${f.where} (${f.findings.join(', ')})`).join('; ')}`,
-        mitre: 'T1190',
         evidence: [evidenceOf(ev)],
         details: { source: src, method: ev.data.method, path: ev.data.path, status: ev.data.status, values: found },
         ts: ev.ts,
@@ -36,11 +34,9 @@ export class SqliDetector {
       this.statements++;
       this.alerts.raise({
         rule: 'sqli.statement',
-        severity: 'critical',
         service: ev.service,
         subject: `${ev.service}:${ev.pid}`,
         summary: `${ev.service || 'a process'} (pid ${ev.pid}) sent a statement with injection structure: ${f.join(', ')}`,
-        mitre: 'T1190',
         evidence: [evidenceOf(ev)],
         details: { findings: f, statement: ev.data.statement, database: ev.data.database },
         ts: ev.ts,

@@ -1,303 +1,124 @@
-// The local HTTP API (loopback or a unix socket; it has no authentication).
-//   GET    /v1/status                     counters, attachments, last reconcile, BGP
-//   GET    /v1/exposures                  the desired exposures, their source, and their counters
-//   POST   /v1/exposures                  add one (JSON body: an Exposure); 201 once applied
-//   DELETE /v1/exposures?prefix=P         remove one added through the API; 204
-//   GET    /v1/events?service=&type=&pid=&path=&since=&until=&limit=
-//                                         stored events, newest first (since/until: ms since the epoch)
-//   GET    /v1/events/stream?service=&type=&pid=&path=
-//                                         live events as JSON lines (a slow reader loses its oldest, counted)
-//   GET    /v1/alerts?since=&rule=&state=&limit=   stored alerts, newest first (or ?active=1: those firing now)
-//   GET    /v1/alerts/stream              alert changes as JSON lines ({change, alert})
-//   GET    /v1/profiles                   the service profiles in force (and files that were refused)
-//   GET    /v1/profiles/SERVICE[?format=yaml]   one profile
-//   GET    /v1/profiles/SERVICE/diff?since=&until=   stored events the profile does not allow, counted
-//   POST   /v1/profiles/learn             {since?, until?, services?, mode?}: learn from stored events, write the files
-//   POST   /v1/profiles/reload            re-read the profile files
-//   GET    /v1/blocks                     sources dropped at XDP, their reason, expiry and counters
-//   POST   /v1/blocks                     {prefix, reason, seconds?}: block a source (operator)
-//   DELETE /v1/blocks?prefix=P            lift a block
-//   GET    /metrics                       Prometheus text: event rates, drops at every stage, storage
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// The local HTTP API (loopback or a unix socket; it has no authentication),
+// on fastify: the core routes here (status, metrics), every other route
+// declared by the module that owns it (ModuleDefinition.routes). A module
+// that is off answers its routes with 409 and the reason.
+//   GET    /v1/status                  every module's state (src/status.ts)
+//   GET    /metrics                    Prometheus text (prom-client; each module registers its own)
+//   storage:   GET /v1/events
+//   tracing:   GET /v1/events/stream
+//   analytics: GET /v1/alerts, /v1/alerts/stream, /v1/profiles[/S[/diff]], POST /v1/profiles/learn|reload
+//   exposure:  GET|POST|DELETE /v1/exposures
+//   response:  GET|POST|DELETE /v1/blocks
+// docs/configuration.md lists them with their parameters.
 import { existsSync, rmSync } from 'node:fs';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Daemon } from '../daemon.js';
-import type { EventFilter } from '../trace/event.js';
-import { metricsText } from './metrics.js';
-import { diffProfile, PROFILE_KINDS, profileToYaml } from '../analytics/profile.js';
-import { ExposureError, type Exposure } from '../dataplane/exposure.js';
+import { ExposureError } from '../dataplane/exposure.js';
 import type { Logger } from '../log.js';
+import { counterFrom, gaugeFrom } from './metrics.js';
+import { HttpError } from './http.js';
 
-const MAX_BODY = 64 * 1024;
+export const MAX_BODY = 64 * 1024;
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function readBody(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new HttpError(413, `body larger than ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null'));
-      } catch (err) {
-        reject(new HttpError(400, `body is not valid JSON: ${(err as Error).message}`));
-      }
-    });
-    req.on('error', reject);
+/** The API as a fastify instance, not listening (tests inject requests into it). */
+export function buildApi(daemon: Daemon, log: Logger): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: MAX_BODY,
+    requestTimeout: 30_000,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    // refuse what a schema does not declare instead of dropping it silently
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    // `since: must be number` rather than `body/since must be number`
+    schemaErrorFormatter: (errors, context) => new HttpError(400, schemaError(errors[0], context)),
   });
-}
-
-function send(res: ServerResponse, status: number, body?: unknown): void {
-  const text = body === undefined ? '' : `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-export function startApi(daemon: Daemon, listen: string, log: Logger): Promise<Server> {
-  const server = createServer((req, res) => {
-    void handle(daemon, req, res).catch((err: unknown) => {
-      const status = err instanceof HttpError ? err.status : err instanceof ExposureError ? 400 : 500;
-      if (status === 500) log.error('api request failed', { method: req.method, url: req.url, error: String(err) });
-      send(res, status, { error: err instanceof Error ? err.message : String(err) });
-    });
-  });
-  server.requestTimeout = 30_000;
-  server.maxConnections = 64;
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    const done = (): void => {
-      log.info('api listening', { listen });
-      resolve(server);
-    };
-    if (listen.startsWith('unix:')) {
-      const path = listen.slice(5);
-      if (existsSync(path)) rmSync(path);
-      server.listen(path, done);
-    } else {
-      const i = listen.lastIndexOf(':');
-      server.listen(Number(listen.slice(i + 1)), listen.slice(0, i).replace(/^\[|\]$/g, ''), done);
+  // every body is JSON, whatever the client says its type is (curl -d sends a form type)
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, body === '' ? null : JSON.parse(body as string));
+    } catch (err) {
+      done(new HttpError(400, `body is not valid JSON: ${(err as Error).message}`), undefined);
     }
   });
+  app.setErrorHandler((err, req, reply) => {
+    const e = err as Error & { statusCode?: number; validation?: unknown; code?: string };
+    let status = err instanceof HttpError ? err.status : err instanceof ExposureError ? 400 : (e.statusCode ?? 500);
+    if (e.validation) status = 400;
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: `body larger than ${MAX_BODY} bytes` });
+    if (status >= 500) log.error('api request failed', { method: req.method, url: req.url, error: String(err) });
+    return reply.code(status).send({ error: e.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no such endpoint: ${req.url.split('?')[0]}` }));
+
+  app.get('/v1/status', async () => daemon.status());
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'stackbpf_process_' });
+  const pipeline = () => daemon.status().pipeline;
+  counterFrom(registry, 'stackbpf_pipeline_published_total', 'Events handed to the consumers.', () => pipeline().published);
+  counterFrom(
+    registry,
+    'stackbpf_pipeline_delivered_total',
+    'Events delivered, by consumer.',
+    () => pipeline().consumers.map((c) => [{ consumer: c.name }, c.delivered]),
+    ['consumer'],
+  );
+  counterFrom(
+    registry,
+    'stackbpf_pipeline_dropped_total',
+    'Events a consumer queue dropped, by consumer.',
+    () => {
+      const p = pipeline();
+      return [
+        ...p.consumers.map((c): [Record<string, string>, number] => [{ consumer: c.name }, c.dropped]),
+        [{ consumer: 'closed-streams' }, p.droppedByClosedStreams],
+      ];
+    },
+    ['consumer'],
+  );
+  gaugeFrom(registry, 'stackbpf_pipeline_queued', 'Events waiting, by consumer.', () => pipeline().consumers.map((c) => [{ consumer: c.name }, c.queued]), [
+    'consumer',
+  ]);
+  daemon.metrics(registry);
+  app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+
+  daemon.routes(app);
+  return app;
 }
 
-function filterOf(url: URL): EventFilter {
-  const f: EventFilter = {};
-  const q = url.searchParams;
-  if (q.get('service')) f.service = q.get('service') as string;
-  if (q.get('type')) f.type = q.get('type') as string;
-  if (q.get('path')) f.pathPrefix = q.get('path') as string;
-  if (q.get('pid')) {
-    const pid = Number(q.get('pid'));
-    if (!Number.isInteger(pid) || pid <= 0) throw new HttpError(400, `pid: expected a process id, got "${q.get('pid')}"`);
-    f.pid = pid;
+export async function startApi(daemon: Daemon, listen: string, log: Logger): Promise<FastifyInstance> {
+  const app = buildApi(daemon, log);
+  if (listen.startsWith('unix:')) {
+    const path = listen.slice(5);
+    if (existsSync(path)) rmSync(path);
+    await app.listen({ path });
+  } else {
+    const i = listen.lastIndexOf(':');
+    await app.listen({ port: Number(listen.slice(i + 1)), host: listen.slice(0, i).replace(/^\[|\]$/g, '') });
   }
-  return f;
+  app.server.maxConnections = 64;
+  log.info('api listening', { listen });
+  return app;
 }
 
-function numParam(url: URL, name: string): number | undefined {
-  const v = url.searchParams.get(name);
-  if (v === null || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new HttpError(400, `${name}: expected a non-negative number, got "${v}"`);
-  return n;
-}
-
-async function profiles(daemon: Daemon, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const an = daemon.analytics;
-  if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');
-  const rest = url.pathname.slice('/v1/profiles'.length).split('/').filter(Boolean).map(decodeURIComponent);
-  if (rest.length === 0 && req.method === 'GET') return send(res, 200, { profiles: an.profiles.list(), errors: an.profiles.errors, dir: an.profiles.dir });
-  if (rest[0] === 'reload' && rest.length === 1 && req.method === 'POST') {
-    const r = an.profiles.load();
-    daemon.applyEnforcement();
-    return send(res, 200, { ...r, enforcementErrors: daemon.enforcementErrors });
+/** One schema violation in the operator's words: the field first, then what is allowed. */
+function schemaError(e: { instancePath: string; keyword: string; params: Record<string, unknown>; message?: string } | undefined, context: string): string {
+  if (!e) return `invalid ${context}`;
+  const at = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const p = e.params;
+  switch (e.keyword) {
+    case 'required':
+      return `${[at, p.missingProperty].filter(Boolean).join('.')}: required`;
+    case 'additionalProperties':
+      return `${[at, p.additionalProperty].filter(Boolean).join('.')}: unknown field`;
+    case 'enum':
+      return `${at || context}: expected one of ${(p.allowedValues as unknown[]).join(', ')}`;
+    case 'type':
+      return `${at || context}: expected ${String(p.type).replace(',', ' or ')}`;
+    default:
+      return `${at || context}: ${e.message ?? 'invalid'}`;
   }
-  if (rest[0] === 'learn' && rest.length === 1 && req.method === 'POST') {
-    if (!daemon.store) throw new HttpError(409, 'learning reads stored events: storage is off');
-    const body = (await readBody(req)) ?? {};
-    if (typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'expected {since?, until?, services?, mode?}');
-    const b = body as Record<string, unknown>;
-    for (const k of Object.keys(b))
-      if (!['since', 'until', 'services', 'mode'].includes(k)) throw new HttpError(400, `${k}: unknown field (known: since, until, services, mode)`);
-    for (const k of ['since', 'until'] as const)
-      if (b[k] !== undefined && (typeof b[k] !== 'number' || !Number.isFinite(b[k]))) throw new HttpError(400, `${k}: expected ms since the epoch`);
-    if (b.services !== undefined && (!Array.isArray(b.services) || !b.services.every((x) => typeof x === 'string')))
-      throw new HttpError(400, 'services: expected a list of service names');
-    if (b.mode !== undefined && !['learn', 'monitor', 'enforce'].includes(b.mode as string))
-      throw new HttpError(400, 'mode: expected learn, monitor or enforce');
-    const r = an.learn(daemon.store, b as { since?: number; until?: number; services?: string[]; mode?: 'learn' | 'monitor' | 'enforce' });
-    daemon.applyEnforcement();
-    if (r.profiles.length === 0) throw new HttpError(404, 'no events of any service in that window: nothing to learn from');
-    return send(res, 200, {
-      learned: r.profiles.map((p) => ({
-        service: p.service,
-        mode: p.mode,
-        events: p.learned?.events,
-        counts: Object.fromEntries(PROFILE_KINDS.map((k) => [k, p[k].length])),
-      })),
-      files: r.files,
-      errors: r.errors,
-    });
-  }
-  const service = rest[0] as string;
-  const c = an.profiles.get(service);
-  if (!c)
-    throw new HttpError(
-      404,
-      `no profile for ${service} (profiles: ${
-        an.profiles
-          .list()
-          .map((p) => p.service)
-          .join(', ') || 'none'
-      })`,
-    );
-  if (rest.length === 1 && req.method === 'GET') {
-    if (url.searchParams.get('format') === 'yaml') {
-      const text = profileToYaml(c.profile);
-      res.writeHead(200, { 'content-type': 'application/yaml', 'content-length': Buffer.byteLength(text) });
-      res.end(text);
-      return;
-    }
-    return send(res, 200, c.profile);
-  }
-  if (rest[1] === 'diff' && rest.length === 2 && req.method === 'GET') {
-    if (!daemon.store) throw new HttpError(409, 'diff reads stored events: storage is off');
-    const since = numParam(url, 'since');
-    const until = numParam(url, 'until');
-    return send(
-      res,
-      200,
-      diffProfile(c.profile, daemon.store.each({ service, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) })),
-    );
-  }
-  throw new HttpError(404, `no such endpoint: ${url.pathname}`);
-}
-
-async function handle(daemon: Daemon, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://local');
-  if (url.pathname === '/v1/status' && req.method === 'GET') return send(res, 200, daemon.status());
-  if (url.pathname === '/metrics' && req.method === 'GET') {
-    const text = metricsText(daemon.status());
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
-    res.end(text);
-    return;
-  }
-  if (url.pathname === '/v1/events' && req.method === 'GET') {
-    if (!daemon.store) throw new HttpError(409, 'event storage is off (storage.enabled: false)');
-    const since = numParam(url, 'since');
-    const until = numParam(url, 'until');
-    const limit = numParam(url, 'limit');
-    return send(
-      res,
-      200,
-      daemon.query({
-        ...filterOf(url),
-        ...(since !== undefined ? { since } : {}),
-        ...(until !== undefined ? { until } : {}),
-        ...(limit !== undefined ? { limit } : {}),
-      }),
-    );
-  }
-  if (url.pathname === '/v1/events/stream' && req.method === 'GET') {
-    if (!daemon.tracer) throw new HttpError(409, 'tracing is off (trace.enabled: false)');
-    const filter = filterOf(url);
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    const stream = daemon.stream(filter, (events) => {
-      res.write(`${events.map((e) => JSON.stringify(e)).join('\n')}\n`);
-    });
-    const beat = setInterval(() => res.write('\n'), 15_000);
-    beat.unref();
-    req.on('close', () => {
-      clearInterval(beat);
-      stream.close();
-    });
-    return;
-  }
-  if (url.pathname === '/v1/alerts' && req.method === 'GET') {
-    const an = daemon.analytics;
-    if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');
-    if (url.searchParams.get('active')) return send(res, 200, an.alerts.active());
-    if (!daemon.store) throw new HttpError(409, 'event storage is off: only ?active=1 is available');
-    const since = numParam(url, 'since');
-    const limit = numParam(url, 'limit');
-    const q: { since?: number; rule?: string; state?: string; limit?: number } = {};
-    if (since !== undefined) q.since = since;
-    if (limit !== undefined) q.limit = limit;
-    if (url.searchParams.get('rule')) q.rule = url.searchParams.get('rule') as string;
-    const state = url.searchParams.get('state');
-    if (state) {
-      if (state !== 'firing' && state !== 'resolved') throw new HttpError(400, `state: expected firing or resolved, got "${state}"`);
-      q.state = state;
-    }
-    return send(res, 200, daemon.store.alerts(q));
-  }
-  if (url.pathname === '/v1/profiles' || url.pathname.startsWith('/v1/profiles/')) return profiles(daemon, url, req, res);
-  if (url.pathname === '/v1/alerts/stream' && req.method === 'GET') {
-    const an = daemon.analytics;
-    if (!an) throw new HttpError(409, 'analytics are off (analytics.enabled: false)');
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    const stop = an.stream((alert, change) => res.write(`${JSON.stringify({ change, alert })}\n`));
-    const beat = setInterval(() => res.write('\n'), 15_000);
-    beat.unref();
-    req.on('close', () => {
-      clearInterval(beat);
-      stop();
-    });
-    return;
-  }
-  if (url.pathname === '/v1/blocks') {
-    const agent = daemon.agent;
-    if (!agent) throw new HttpError(409, 'the data plane is off (no dataplane.provider_interfaces): nothing can be blocked at XDP');
-    if (req.method === 'GET') return send(res, 200, agent.blocks());
-    if (req.method === 'POST') {
-      const b = (await readBody(req)) as Record<string, unknown> | null;
-      if (!b || typeof b.prefix !== 'string') throw new HttpError(400, 'prefix: required (an address or prefix)');
-      if (b.seconds !== undefined && (typeof b.seconds !== 'number' || b.seconds < 0))
-        throw new HttpError(400, 'seconds: expected a non-negative number (0: until removed)');
-      return send(res, 201, agent.block(b.prefix, typeof b.reason === 'string' ? b.reason : 'operator', (b.seconds as number | undefined) ?? 0));
-    }
-    if (req.method === 'DELETE') {
-      const prefix = url.searchParams.get('prefix');
-      if (!prefix) throw new HttpError(400, 'give ?prefix=ADDR[/LEN]');
-      if (!agent.unblock(prefix)) throw new HttpError(404, `${prefix} is not blocked`);
-      res.writeHead(204).end();
-      return;
-    }
-    throw new HttpError(405, `${req.method} not allowed on /v1/blocks`);
-  }
-  if (url.pathname === '/v1/exposures') {
-    const agent = daemon.agent;
-    if (!agent) throw new HttpError(409, 'the data plane is off (no dataplane.provider_interfaces in the configuration)');
-    if (req.method === 'GET') return send(res, 200, agent.exposureReport());
-    if (req.method === 'POST') {
-      const body = await readBody(req);
-      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'expected one exposure object');
-      const result = await agent.apiPut(body as Exposure);
-      return send(res, 201, { applied: result });
-    }
-    if (req.method === 'DELETE') {
-      const prefix = url.searchParams.get('prefix');
-      if (!prefix) throw new HttpError(400, 'give ?prefix=ADDR[/LEN]');
-      if (!(await agent.apiDelete(prefix))) throw new HttpError(404, `${prefix} was not added through the API`);
-      res.writeHead(204).end();
-      return;
-    }
-    throw new HttpError(405, `${req.method} not allowed on /v1/exposures`);
-  }
-  throw new HttpError(404, `no such endpoint: ${url.pathname}`);
 }

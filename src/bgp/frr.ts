@@ -112,8 +112,7 @@ export class FrrDriver {
 
   /** Run vtysh commands (each a separate -c); throws on FRR's "%" errors. */
   async vtyshProcess(commands: string[]): Promise<string> {
-    const args = [...(this.opts.pathspace ? ['-N', this.opts.pathspace] : []), ...commands.flatMap((c) => ['-c', c])];
-    const [cmd, full] = this.opts.netns ? ['ip', ['netns', 'exec', this.opts.netns, this.opts.vtysh, ...args]] : [this.opts.vtysh, args];
+    const [cmd, full] = vtyshCommand(this.opts, commands);
     let out: string;
     try {
       const r = await run(cmd, full, { timeout: this.opts.timeoutMs, maxBuffer: 64 << 20 });
@@ -128,31 +127,6 @@ export class FrrDriver {
     return out;
   }
 
-  private routerLines(): string[] {
-    const c = this.config;
-    const lines = [
-      'configure terminal',
-      `router bgp ${c.asn}`,
-      `bgp router-id ${c.routerId}`,
-      'no bgp ebgp-requires-policy',
-      'no bgp network import-check',
-      'no bgp default ipv4-unicast',
-    ];
-    for (const n of c.neighbors) {
-      lines.push(`neighbor ${n.address} remote-as ${n.remoteAs}`);
-      lines.push(`neighbor ${n.address} timers ${n.keepalive ?? 1} ${n.hold ?? 3}`);
-      lines.push(`neighbor ${n.address} timers connect 1`);
-      lines.push(`neighbor ${n.address} advertisement-interval 0`);
-    }
-    for (const family of ['ipv4', 'ipv6'] as const) {
-      lines.push(`address-family ${family} unicast`);
-      for (const n of c.neighbors) if ((n.families ?? ['ipv4', 'ipv6']).includes(family)) lines.push(`neighbor ${n.address} activate`);
-      lines.push('exit-address-family');
-    }
-    lines.push('end');
-    return lines;
-  }
-
   /**
    * What FRR announced after our last sync, so a sync does not read the
    * running configuration back each time (with 10,000 networks that read is
@@ -164,7 +138,7 @@ export class FrrDriver {
   /** Apply the BGP instance and neighbours (idempotent). */
   async configure(): Promise<void> {
     this.known = undefined;
-    await this.vtysh(this.routerLines());
+    await this.vtysh(routerCommands(this.config));
   }
 
   /** Is our BGP instance configured (false after an FRR restart)? */
@@ -176,16 +150,7 @@ export class FrrDriver {
   /** The prefixes FRR announces for us (its `network` statements). */
   async announced(): Promise<Set<string>> {
     const out = await this.vtysh(['show running-config']);
-    const set = new Set<string>();
-    let inRouter = false;
-    for (const raw of out.split('\n')) {
-      const l = raw.trim();
-      if (l.startsWith('router bgp ')) inRouter = l === `router bgp ${this.config.asn}`;
-      else if (inRouter && l === 'exit' && !raw.startsWith(' ')) inRouter = false;
-      const m = inRouter ? l.match(/^network (\S+)$/) : null;
-      if (m) set.add(canonical(m[1] as string).text);
-    }
-    return set;
+    return parseAnnounced(out, this.config.asn);
   }
 
   /**
@@ -211,17 +176,7 @@ export class FrrDriver {
    */
   async change(add: string[], del: string[]): Promise<void> {
     if (add.length === 0 && del.length === 0) return;
-    const cmds = ['configure terminal', `router bgp ${this.config.asn}`];
-    for (const family of [4, 6] as const) {
-      const a = add.filter((p) => canonical(p).family === family);
-      const d = del.filter((p) => canonical(p).family === family);
-      if (a.length === 0 && d.length === 0) continue;
-      cmds.push(`address-family ipv${family} unicast`);
-      for (const p of a) cmds.push(`network ${canonical(p).text}`);
-      for (const p of d) cmds.push(`no network ${canonical(p).text}`);
-      cmds.push('exit-address-family');
-    }
-    cmds.push('end');
+    const cmds = changeCommands(this.config.asn, add, del);
     const known = this.known;
     this.known = undefined;
     await this.vtysh(cmds);
@@ -265,4 +220,65 @@ export class FrrDriver {
     this.vty?.close();
     this.vty = undefined;
   }
+}
+
+/** The vtysh invocation for `commands`: in the FRR instance (-N) and the namespace the options name. */
+export function vtyshCommand(opts: { vtysh: string; netns?: string; pathspace?: string }, commands: string[]): [string, string[]] {
+  const args = [...(opts.pathspace ? ['-N', opts.pathspace] : []), ...commands.flatMap((c) => ['-c', c])];
+  return opts.netns ? ['ip', ['netns', 'exec', opts.netns, opts.vtysh, ...args]] : [opts.vtysh, args];
+}
+
+/** bgpd commands that configure our instance and its neighbours (idempotent). */
+export function routerCommands(c: BgpConfig): string[] {
+  const lines = [
+    'configure terminal',
+    `router bgp ${c.asn}`,
+    `bgp router-id ${c.routerId}`,
+    'no bgp ebgp-requires-policy',
+    'no bgp network import-check',
+    'no bgp default ipv4-unicast',
+  ];
+  for (const n of c.neighbors) {
+    lines.push(`neighbor ${n.address} remote-as ${n.remoteAs}`);
+    lines.push(`neighbor ${n.address} timers ${n.keepalive ?? 1} ${n.hold ?? 3}`);
+    lines.push(`neighbor ${n.address} timers connect 1`);
+    lines.push(`neighbor ${n.address} advertisement-interval 0`);
+  }
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    lines.push(`address-family ${family} unicast`);
+    for (const n of c.neighbors) if ((n.families ?? ['ipv4', 'ipv6']).includes(family)) lines.push(`neighbor ${n.address} activate`);
+    lines.push('exit-address-family');
+  }
+  lines.push('end');
+  return lines;
+}
+
+/** bgpd commands announcing `add` and withdrawing `del`, each in its address family. */
+export function changeCommands(asn: number, add: string[], del: string[]): string[] {
+  const cmds = ['configure terminal', `router bgp ${asn}`];
+  for (const family of [4, 6] as const) {
+    const a = add.filter((p) => canonical(p).family === family);
+    const d = del.filter((p) => canonical(p).family === family);
+    if (a.length === 0 && d.length === 0) continue;
+    cmds.push(`address-family ipv${family} unicast`);
+    for (const p of a) cmds.push(`network ${canonical(p).text}`);
+    for (const p of d) cmds.push(`no network ${canonical(p).text}`);
+    cmds.push('exit-address-family');
+  }
+  cmds.push('end');
+  return cmds;
+}
+
+/** The `network` statements of our instance in `show running-config`, canonical. */
+export function parseAnnounced(runningConfig: string, asn: number): Set<string> {
+  const set = new Set<string>();
+  let inRouter = false;
+  for (const raw of runningConfig.split('\n')) {
+    const l = raw.trim();
+    if (l.startsWith('router bgp ')) inRouter = l === `router bgp ${asn}`;
+    else if (inRouter && l === 'exit' && !raw.startsWith(' ')) inRouter = false;
+    const m = inRouter ? l.match(/^network (\S+)$/) : null;
+    if (m) set.add(canonical(m[1] as string).text);
+  }
+  return set;
 }

@@ -2,12 +2,12 @@
 // exposures of the configuration file and the service profiles. Without a file, the defaults: tracing
 // and event storage on, the data plane off, the API on 127.0.0.1:9180.
 import { startApi } from '../api/server.js';
-import { type AgentConfig, loadConfig, parseConfig } from '../config.js';
+import { loadConfig, parseConfig, type StackbpfConfig } from '../config.js';
 import { Daemon } from '../daemon.js';
 import { createLogger } from '../log.js';
 
 export async function runAgent(configFile: string | undefined): Promise<number> {
-  const config: AgentConfig = configFile ? loadConfig(configFile) : parseConfig({});
+  const config: StackbpfConfig = configFile ? loadConfig(configFile) : parseConfig({});
   const log = createLogger({ level: config.logLevel });
   if (!configFile) log.info('no configuration file: tracing with the defaults, data plane off', { api: config.api.listen, store: config.storage.path });
   const daemon = await Daemon.start(config, log);
@@ -34,8 +34,7 @@ export async function runAgent(configFile: string | undefined): Promise<number> 
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
-  api.closeAllConnections?.();
-  await new Promise<void>((r) => api.close(() => r()));
+  await api.close();
   await daemon.stop();
   return 0;
 }

@@ -24,7 +24,7 @@ export function formatAlert(a: Alert, change?: string): string {
 export async function runAlerts(o: AlertsOptions): Promise<number> {
   let address: string;
   try {
-    address = apiAddress(o);
+    address = await apiAddress(o);
   } catch (err) {
     process.stderr.write(`stackbpf alerts: ${(err as Error).message}\n`);
     return 2;

@@ -1,5 +1,4 @@
 // `stackbpf config check FILE` and `stackbpf config reference`.
-import { ConfigError, configReference, loadConfig } from '../config.js';
 import type { Command } from './command.js';
 
 export const configCommand: Command = {
@@ -10,7 +9,8 @@ export const configCommand: Command = {
 reference    the table of every setting, its type, default and meaning
              (the same table as docs/configuration.md)`,
   options: { help: { type: 'boolean', short: 'h' } },
-  run(_values, positionals) {
+  async run(_values, positionals) {
+    const { ConfigError, configReference, loadConfig } = await import('../config.js');
     const [what, file] = positionals;
     if (what === 'reference') {
       process.stdout.write(configReference());

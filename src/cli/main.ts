@@ -4,16 +4,12 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
-import { formatDoctor, runDoctor } from './doctor.js';
-import { runAgent } from './agent-cmd.js';
-import { runLab } from './lab-cmd.js';
-import { runStatus } from './status-cmd.js';
-import { runTrace } from './trace-cmd.js';
-import { runAlerts } from './alerts-cmd.js';
-import { runProfile } from './profile-cmd.js';
 import type { Command } from './command.js';
 import { configCommand } from './config-cmd.js';
+import { analyticsCommands } from '../analytics/cli.js';
+import { traceCommands } from '../trace/cli.js';
 
+// the core commands here; a module's own from its folder (ModuleDefinition.cli names the same objects)
 const commands: Record<string, Command> = {
   agent: {
     summary: 'run the agent: kernel tracing of the OpenStack services, event storage, the XDP/TC data plane when configured, local API',
@@ -44,123 +40,12 @@ Options:
   -h, --help         this help`,
     options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
     async run(values) {
+      const { runAgent } = await import('./agent-cmd.js');
       return runAgent(values.config as string | undefined);
     },
   },
-  trace: {
-    summary: "stream a running agent's events (or read stored ones) with filters",
-    usage: 'stackbpf trace [--service S] [--type T] [--pid N] [--path PREFIX] [--since DUR [--limit N]] [--count N] [--json] [--api ADDRESS | --config FILE]',
-    help: `Prints the events of a running agent as they happen: process exec/fork/exit,
-file opens and writes under sensitive paths, connections, HTTP API requests
-(method, path, status, latency, user and project when known) and SQL
-statements (redacted), each with its service and process.
-
-Options:
-  --service S      only this service (keystone, neutron-server, mariadb, ...)
-  --type T         an event type (http.request) or family (http, sql, file, net, process)
-  --pid N          only this process (or its children)
-  --path PREFIX    only file events under this path
-  --since DUR      stored events instead of live ones: the last 90s / 10m / 2h / 1d, or since a date
-  --limit N        with --since: at most N events (default 1000)
-  --count N        stop after N live events
-  --json           JSON lines instead of a table
-  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
-  -c, --config FILE  read the address from the agent's configuration (api.listen)
-  -h, --help       this help
-
-A live reader that cannot keep up loses its oldest events (counted in the
-agent's status as droppedByClosedStreams / the stream's queue); the agent
-and its store are never slowed by it.`,
-    options: {
-      service: { type: 'string' },
-      type: { type: 'string' },
-      pid: { type: 'string' },
-      path: { type: 'string' },
-      since: { type: 'string' },
-      limit: { type: 'string' },
-      count: { type: 'string' },
-      json: { type: 'boolean' },
-      api: { type: 'string' },
-      config: { type: 'string', short: 'c' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    run(values) {
-      return runTrace(values as Record<string, string | undefined> & { json?: boolean });
-    },
-  },
-  alerts: {
-    summary: "a running agent's alerts: stored, firing now, or as they happen",
-    usage: 'stackbpf alerts [--active | --follow] [--since DUR] [--rule R] [--limit N] [--json] [--api ADDRESS | --config FILE]',
-    help: `Prints the alerts the agent's detectors raised (docs/analytics.md): brute
-force against Keystone per source address, per user and as password
-spraying, with severity, the MITRE ATT&CK technique, a count, and the
-evidence (the events behind it; --json shows them).
-
-Options:
-  --active         only the alerts firing now
-  --follow         alert changes as they happen (raised, updated, resolved)
-  --since DUR      stored alerts seen in the last 90s / 10m / 2h / 1d, or since a date
-  --rule R         one rule (keystone.bruteforce.source) or a family (keystone.bruteforce)
-  --limit N        at most N alerts (default 100)
-  --json           JSON lines instead of a table
-  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
-  -c, --config FILE  read the address from the agent's configuration (api.listen)
-  -h, --help       this help`,
-    options: {
-      active: { type: 'boolean' },
-      follow: { type: 'boolean' },
-      since: { type: 'string' },
-      rule: { type: 'string' },
-      limit: { type: 'string' },
-      json: { type: 'boolean' },
-      api: { type: 'string' },
-      config: { type: 'string', short: 'c' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    run(values) {
-      return runAlerts(values as Record<string, string | undefined> & { active?: boolean; follow?: boolean; json?: boolean });
-    },
-  },
-  profile: {
-    summary: 'service profiles: learn them from stored events, show, diff against recent behaviour, apply edits',
-    usage: 'stackbpf profile learn [--since 1h] [--service S,...] [--mode monitor|learn|enforce] | show [SERVICE] | diff SERVICE [--since 10m] | apply',
-    help: `A profile lists what a service normally does: executables it runs, files it
-reads and writes (ids generalised to *), peers it connects to, API routes it
-serves (ids as {id}), and the shapes of its SQL statements. It is a YAML file
-in analytics.profiles_dir, one per service, for an operator to review, edit
-and version. In monitor mode the agent raises drift.* alerts for anything
-outside it (docs/analytics.md).
-
-  learn   learn from the agent's stored events of a window and write the files
-          (existing files for those services are replaced)
-  show    list the profiles in force, or print one as YAML
-  diff    what the service did in a window that its profile does not allow
-          (exit status 3 when there is something)
-  apply   re-read the files after editing them (also: SIGHUP to the agent)
-
-Options:
-  --since DUR      window start: 90s / 10m / 2h / 1d or a date (learn: 1h, diff: 10m)
-  --until DUR      window end (default: now)
-  --service S,...  learn only these services
-  --mode M         mode of the learned profiles: monitor (default), learn, enforce
-  --json           JSON output
-  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
-  -c, --config FILE  read the address from the agent's configuration (api.listen)
-  -h, --help       this help`,
-    options: {
-      since: { type: 'string' },
-      until: { type: 'string' },
-      service: { type: 'string' },
-      mode: { type: 'string' },
-      json: { type: 'boolean' },
-      api: { type: 'string' },
-      config: { type: 'string', short: 'c' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    run(values, positionals) {
-      return runProfile(positionals[0], positionals.slice(1), values as Record<string, string | undefined> & { json?: boolean });
-    },
-  },
+  ...traceCommands,
+  ...analyticsCommands,
   status: {
     summary: 'ask a running agent what it is doing (tracing, storage, drops, data plane, BGP, OVN)',
     usage: 'stackbpf status [--api ADDRESS | --config FILE] [--json]',
@@ -181,7 +66,8 @@ Options:
 Without --api or --config: 127.0.0.1:9180 (the default api.listen).
 Exit status: 0 when the agent answered, 1 when it could not be reached.`,
     options: { api: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-    run(values) {
+    async run(values) {
+      const { runStatus } = await import('./status-cmd.js');
       return runStatus({
         ...(values.api ? { api: values.api as string } : {}),
         ...(values.config ? { config: values.config as string } : {}),
@@ -215,7 +101,8 @@ Options:
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
-    run(values, positionals) {
+    async run(values, positionals) {
+      const { runLab } = await import('./lab-cmd.js');
       return runLab(positionals[0], values);
     },
   },
@@ -236,7 +123,8 @@ Options:
 
 Exit status: 0 when stackbpf can run here, 1 when something it needs is missing.`,
     options: { json: { type: 'boolean' }, 'no-mount': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-    run(values) {
+    async run(values) {
+      const { formatDoctor, runDoctor } = await import('./doctor.js');
       const r = runDoctor({ mount: !values['no-mount'] });
       if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else process.stdout.write(`${formatDoctor(r)}\n`);

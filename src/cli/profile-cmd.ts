@@ -20,7 +20,7 @@ export async function runProfile(action: string | undefined, args: string[], o: 
   };
   let address: string;
   try {
-    address = apiAddress(o);
+    address = await apiAddress(o);
   } catch (err) {
     return fail((err as Error).message, 2);
   }

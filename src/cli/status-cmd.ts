@@ -1,13 +1,14 @@
 // `stackbpf status`: ask a running agent, through its local API, what it is
 // doing — attachments, exposures, the last reconcile, BGP, OVN — and print it
 // for a person (or as JSON).
+import type { DaemonStatus } from '../status.js';
 import { request } from 'node:http';
-import { loadConfig } from '../config.js';
 
 /** The API address: --api wins, then the configuration file's api.listen, then the default. */
-export function apiAddress(opts: { api?: string; config?: string }): string {
+export async function apiAddress(opts: { api?: string; config?: string }): Promise<string> {
   if (opts.api) return opts.api;
-  if (opts.config) return loadConfig(opts.config).api.listen;
+  // loaded only when asked: the configuration's schema is not what a quick CLI call should pay for
+  if (opts.config) return (await import('../config.js')).loadConfig(opts.config).api.listen;
   return '127.0.0.1:9180';
 }
 
@@ -126,75 +127,7 @@ export function requestJson(address: string, method: string, path: string, body?
   });
 }
 
-type Status = {
-  dataplane?: 'on' | 'off';
-  trace?: {
-    state?: string;
-    error?: string;
-    attached?: string[];
-    monitoredProcesses?: number;
-    services?: Record<string, number>;
-    records?: number;
-    events?: Record<string, number>;
-    eventsPerSecond?: number;
-    lost?: Record<string, number>;
-    ring?: { size: number; pendingBytes: number; paused: number };
-    sessions?: { open: number };
-  };
-  storage?: {
-    state: string;
-    path?: string;
-    rows?: number;
-    bytes?: number;
-    segments?: number;
-    oldestTs?: number | null;
-    writeErrors?: number;
-    droppedSegments?: number;
-  };
-  analytics?: {
-    state: string;
-    active?: number;
-    raised?: number;
-    resolved?: number;
-    suppressed?: number;
-    failedAuthentications?: number;
-    enforcement?: Record<string, Record<string, number>>;
-    lsmDeny?: { available: boolean; detail: string };
-  };
-  pipeline?: {
-    published: number;
-    consumers: { name: string; queued: number; capacity: number; delivered: number; dropped: number }[];
-    droppedByClosedStreams: number;
-  };
-  exposures: number;
-  attachments: { hook: string; ifname: string }[];
-  lastReconcile?: { at: string; error?: string; result?: Record<string, number> };
-  bgp?: { configured: boolean; announced: number; lastError?: string };
-  ovn?: {
-    mode: string;
-    ready: boolean;
-    chassis: string[];
-    bridgeMappings: Record<string, string>;
-    exposures: number;
-    pending: { owner: string; prefix: string; why: string }[];
-    conflicts: { owner: string; prefix: string; why: string }[];
-    lastRecomputeMs: number;
-    ovn: {
-      state: string;
-      remote?: string;
-      method?: string;
-      disconnects: number;
-      resumed: number;
-      fullSyncs: number;
-      malformed: number;
-      lastError?: string;
-      rows: Record<string, number>;
-    };
-    ovs?: { state: string; remote?: string };
-  };
-  verdicts: Record<string, { packets: string }>;
-  blocks?: { prefix: string; reason: string; packets: string; expires: string | null }[];
-};
+type Status = DaemonStatus;
 
 function mb(n: number): string {
   return `${(n / 1048576).toFixed(1)} MB`;
@@ -203,7 +136,7 @@ function mb(n: number): string {
 export function formatStatus(s: Status): string {
   const out: string[] = [];
   const t = s.trace;
-  if (t?.attached) {
+  if (t && 'attached' in t) {
     const lost = Object.entries(t.lost ?? {}).filter(([, n]) => n > 0);
     out.push(
       `tracing     ${t.attached.length} programs attached, ${t.monitoredProcesses} processes monitored: ${
@@ -222,7 +155,7 @@ export function formatStatus(s: Status): string {
     out.push(
       `  lost      ${lost.length ? lost.map(([k, n]) => `${k} ${n}`).join(', ') : 'nothing'}; ring ${t.ring ? `${mb(t.ring.pendingBytes)} of ${mb(t.ring.size)} waiting, back-pressure pauses ${t.ring.paused}` : '-'}; ${t.sessions?.open ?? 0} connections tracked`,
     );
-  } else out.push(`tracing     ${t?.state ?? 'off'}${t?.error ? `: ${t.error}` : ''}`);
+  } else out.push(`tracing     ${t?.state ?? 'off'}${t && 'error' in t && t.error ? `: ${t.error}` : ''}`);
   const st = s.storage;
   if (st?.state === 'on')
     out.push(
@@ -258,7 +191,7 @@ export function formatStatus(s: Status): string {
     return out.join('\n');
   }
   out.push(`exposures   ${s.exposures} installed`);
-  out.push(`attached    ${s.attachments.map((a) => `${a.hook} on ${a.ifname}`).join(', ') || 'nothing'}`);
+  out.push(`attached    ${(s.attachments ?? []).map((a) => `${a.hook} on ${a.ifname}`).join(', ') || 'nothing'}`);
   const lr = s.lastReconcile;
   out.push(
     `reconcile   ${
@@ -299,7 +232,7 @@ export function formatStatus(s: Status): string {
     for (const p of o.pending.slice(0, 10)) out.push(`  pending   ${p.owner} ${p.prefix}: ${p.why}`);
     for (const c of o.conflicts.slice(0, 10)) out.push(`  conflict  ${c.owner} ${c.prefix}: ${c.why}`);
   } else out.push('ovn         off (no ovn: section)');
-  const v = Object.entries(s.verdicts)
+  const v = Object.entries(s.verdicts ?? {})
     .filter(([, c]) => c.packets !== '0')
     .map(([k, c]) => `${k} ${c.packets}`);
   out.push(`xdp         ${v.join(', ') || 'no packets yet'}`);
@@ -313,7 +246,7 @@ export function formatStatus(s: Status): string {
 export async function runStatus(opts: { api?: string; config?: string; json?: boolean }): Promise<number> {
   let status: unknown;
   try {
-    status = await getJson(apiAddress(opts), '/v1/status');
+    status = await getJson(await apiAddress(opts), '/v1/status');
   } catch (err) {
     process.stderr.write(`stackbpf status: ${(err as Error).message}\n`);
     return 1;

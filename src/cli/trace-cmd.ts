@@ -27,25 +27,26 @@ export function parseSince(v: string, now = Date.now()): number {
 }
 
 function summary(e: TraceEvent): string {
-  const d = e.data;
-  switch (e.type) {
+  const { type, data: d } = e;
+  switch (type) {
     case 'process.exec':
-      return (d.argv as string[]).join(' ');
+      return d.argv.join(' ');
     case 'process.fork':
       return `child ${d.child}`;
     case 'process.exit':
       return `exit ${d.exit_code}${d.signal ? ` signal ${d.signal}` : ''}`;
     case 'file.open':
     case 'file.write':
+      return `${d.path} ${d.flags} ${d.error ?? `= ${d.result}`}`;
     case 'file.unlink':
-      return `${d.path} ${d.flags ?? ''} ${d.error ?? `= ${d.result}`}`;
+      return `${d.path} ${d.error ?? `= ${d.result}`}`;
     case 'file.rename':
       return `${d.path} -> ${d.new_path} ${d.error ?? ''}`;
     case 'net.connect':
     case 'net.accept':
       return `${d.remote ?? d.path ?? d.family} ${d.error ?? ''}`;
     case 'net.close':
-      return `${d.remote ?? ''} in ${d.bytes_in} out ${d.bytes_out} ${d.protocol ?? ''}`;
+      return `${String(d.remote ?? '')} in ${d.bytes_in} out ${d.bytes_out} ${String(d.protocol ?? '')}`;
     case 'http.request':
       return `${d.method} ${d.path} ${d.status} ${d.latency_ms} ms${d.user ? ` user=${d.user}` : d.auth_user ? ` auth_user=${d.auth_user}` : ''}${d.project ? ` project=${d.project}` : ''}`;
     case 'sql.login':
@@ -73,7 +74,7 @@ function query(o: TraceOptions): string {
 export async function runTrace(o: TraceOptions): Promise<number> {
   let address: string;
   try {
-    address = apiAddress(o);
+    address = await apiAddress(o);
   } catch (err) {
     process.stderr.write(`stackbpf trace: ${(err as Error).message}\n`);
     return 2;

@@ -147,6 +147,32 @@ export class EventStore {
     }
   }
 
+  /**
+   * A module's own tables in this database, migrated forward in order:
+   * `steps[i]` takes the module's tables from version i to i + 1. Versions are
+   * kept per module (table module_schema), so modules add tables without
+   * touching the event store's own schema version. Returns the database.
+   */
+  migrateModule(module: string, steps: ((db: Database.Database) => void)[]): Database.Database {
+    this.db.exec('CREATE TABLE IF NOT EXISTS module_schema (module TEXT PRIMARY KEY, version INTEGER NOT NULL)');
+    const row = this.db.prepare('SELECT version FROM module_schema WHERE module = ?').get(module) as { version: number } | undefined;
+    let v = row?.version ?? 0;
+    if (v > steps.length)
+      throw new StoreError(`event store ${this.opts.path}: the tables of ${module} are at version ${v}, newer than this stackbpf knows (${steps.length})`);
+    while (v < steps.length) {
+      const step = steps[v] as (db: Database.Database) => void;
+      const next = v + 1;
+      this.db.transaction(() => {
+        step(this.db);
+        this.db
+          .prepare('INSERT INTO module_schema (module, version) VALUES (?, ?) ON CONFLICT (module) DO UPDATE SET version = excluded.version')
+          .run(module, next);
+      })();
+      v = next;
+    }
+    return this.db;
+  }
+
   private load(): void {
     this.segments = (this.db.prepare('SELECT id, first_ts AS firstTs, last_ts AS lastTs, rows FROM segments ORDER BY id').all() as Segment[]).map((s) => ({
       ...s,
@@ -420,8 +446,8 @@ export class EventStore {
       ppid: row.ppid as number,
       uid: row.uid as number,
       comm: row.comm as string,
-      data: JSON.parse(row.data as string) as Record<string, unknown>,
-    };
+      data: JSON.parse(row.data as string),
+    } as TraceEvent;
     if (row.ctx) {
       const ctx = JSON.parse(row.ctx as string) as { parent?: TraceEvent['parent']; instance?: string };
       if (ctx.parent) ev.parent = ctx.parent;

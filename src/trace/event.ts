@@ -21,10 +21,10 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
-export interface TraceEvent {
+/** Fields every event has. */
+export interface EventBase {
   /** wall-clock time, ms since the epoch (µs precision) */
   ts: number;
-  type: EventType;
   /** the process's service ('' when it is not a known one) */
   service: string;
   instance?: string;
@@ -35,9 +35,147 @@ export interface TraceEvent {
   comm: string;
   /** process-tree context: the parent as the tracer knows it */
   parent?: { pid: number; comm: string; service: string };
-  /** type-specific fields */
-  data: Record<string, unknown>;
 }
+
+/** A syscall's result: the return value, and the errno's name when it failed. */
+interface Result {
+  result: number;
+  error?: string;
+}
+
+export interface FileOpenData extends Result {
+  path: string;
+  flags: string;
+  relative?: true;
+  sensitive?: true;
+  killed?: true;
+}
+
+export interface FileChangeData extends Result {
+  path: string;
+  new_path?: string;
+  op: 'open_write' | 'unlink' | 'rename';
+  sensitive?: true;
+}
+
+export interface ConnectData extends Result {
+  fd: number;
+  family: string;
+  protocol?: string | number;
+  local?: string;
+  remote?: string;
+  /** a unix socket's path */
+  path?: string;
+  killed?: true;
+}
+
+/** Who made a request, from the token → identity map (or Keystone's answer). */
+export interface Identity {
+  user?: string;
+  user_id?: string;
+  project?: string;
+  project_id?: string;
+}
+
+export interface HttpRequestData extends Identity {
+  role: 'server' | 'client';
+  method: string;
+  path: string;
+  path_truncated?: true;
+  status: number | null;
+  latency_ms: number | null;
+  request_bytes: number;
+  response_bytes: number;
+  response_bytes_partial?: true;
+  answered?: false;
+  remote?: string;
+  local?: string;
+  user_agent?: string;
+  request_id?: string;
+  forwarded_for?: string;
+  /** SQL injection findings of the request's target and body */
+  sqli?: unknown[];
+  auth_user?: string;
+  auth_user_id?: string;
+  auth_domain?: string;
+  auth_project?: string;
+  subject_user?: string;
+  subject_project?: string;
+}
+
+export interface SqlData {
+  latency_ms: number;
+  request_bytes: number;
+  response_bytes: number;
+  server?: string;
+  db_user?: string;
+  database?: string;
+  result?: string;
+  affected_rows?: number;
+  columns?: number;
+  error_code?: number;
+  sql_state?: string;
+  error?: string;
+}
+
+export interface SqlQueryData extends SqlData {
+  command: string;
+  statement?: string;
+  statement_truncated?: true;
+}
+
+export interface CloseData {
+  fd: number;
+  role: 'server' | 'client';
+  bytes_in: number;
+  bytes_out: number;
+  duration_ms: number;
+  /** what the session tracker knew of the connection */
+  [session: string]: unknown;
+}
+
+export interface KillData {
+  action: 'kill';
+  signal: number;
+  reason: string;
+  enforced_service: string;
+  filename?: string;
+  path?: string;
+  remote?: unknown;
+}
+
+export interface BlockData {
+  action: 'block';
+  prefix: string;
+  seconds: number;
+  rule_id: number;
+  reason: string;
+  alert_id: string;
+}
+
+/** The `data` of each event type. */
+export interface EventData {
+  'process.exec': { filename: string; argv: string[]; argv_truncated?: true; cgroup: string; killed?: true };
+  'process.fork': { child: number };
+  'process.exit': { exit_code: number; signal?: number };
+  'file.open': FileOpenData;
+  'file.write': FileOpenData;
+  'file.unlink': FileChangeData;
+  'file.rename': FileChangeData;
+  'net.connect': ConnectData;
+  'net.accept': ConnectData;
+  'net.close': CloseData;
+  'http.request': HttpRequestData;
+  'sql.login': SqlData;
+  'sql.query': SqlQueryData;
+  'response.kill': KillData;
+  'response.block': BlockData;
+}
+
+/** An event: a discriminated union by `type`, so reading a type's fields is checked by the compiler. */
+export type TraceEvent = { [T in EventType]: EventBase & { type: T; data: EventData[T] } }[EventType];
+/** The event of one type. */
+export type EventOf<T extends EventType> = EventBase & { type: T; data: EventData[T] };
 
 /** Filters shared by the live stream, the store query and the CLI. */
 export interface EventFilter {
@@ -48,8 +186,8 @@ export interface EventFilter {
 }
 
 export function eventPath(ev: TraceEvent): string | undefined {
-  const d = ev.data;
-  return (d.path as string | undefined) ?? (d.filename as string | undefined);
+  const d = ev.data as { path?: unknown; filename?: unknown };
+  return typeof d.path === 'string' ? d.path : typeof d.filename === 'string' ? d.filename : undefined;
 }
 
 export function matches(ev: TraceEvent, f: EventFilter): boolean {
@@ -61,4 +199,9 @@ export function matches(ev: TraceEvent, f: EventFilter): boolean {
     if (p === undefined || !p.startsWith(f.pathPrefix)) return false;
   }
   return true;
+}
+
+/** Did the kernel kill the process for what this event records (enforcement)? */
+export function wasKilled(ev: TraceEvent): boolean {
+  return (ev.data as { killed?: boolean }).killed === true;
 }

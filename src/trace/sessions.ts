@@ -5,6 +5,7 @@
 // sql.login / sql.query events. A message is complete when the next one
 // starts, when the connection closes, or when it has been idle for
 // `idleMs` (pooled database connections stay open between queries).
+import type { EventData, HttpRequestData, SqlData, SqlQueryData } from './event.js';
 import { TRACE_ROLE } from './abi.generated.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import type { KernelRecord } from './records.js';
@@ -24,15 +25,19 @@ type DataRecord = Extract<KernelRecord, { kind: 9 }>;
 type ConnRecord = Extract<KernelRecord, { kind: 6 | 7 }>;
 type CloseRecord = Extract<KernelRecord, { kind: 8 }>;
 
-export interface SessionOutput {
-  type: 'http.request' | 'sql.login' | 'sql.query';
-  /** the process the event belongs to */
-  tgid: number;
-  tid: number;
-  /** kernel ns of the event (the request's start) */
-  ts: number;
-  data: Record<string, unknown>;
-}
+type SessionEventType = 'http.request' | 'sql.login' | 'sql.query';
+
+export type SessionOutput = {
+  [T in SessionEventType]: {
+    type: T;
+    /** the process the event belongs to */
+    tgid: number;
+    tid: number;
+    /** kernel ns of the event (the request's start) */
+    ts: number;
+    data: EventData[T];
+  };
+}[SessionEventType];
 
 interface Message {
   seq: number;
@@ -254,10 +259,10 @@ export class SessionTracker {
     if (!p) return;
     s.pending = undefined;
     const req = (p.msg as Message & { head?: HttpHead }).head as HttpHead;
-    const out: Record<string, unknown> = {
+    const out: HttpRequestData = {
       role: s.role === TRACE_ROLE.ROLE_SERVER ? 'server' : 'client',
-      method: req.method,
-      path: req.target,
+      method: req.method ?? '',
+      path: req.target ?? '',
       ...(req.targetTruncated ? { path_truncated: true } : {}),
       status: head?.status ?? null,
       latency_ms: unanswered ? null : Math.round(ms(m.start, p.msg.start) * 1000) / 1000,
@@ -327,7 +332,7 @@ export class SessionTracker {
     s.pending = undefined;
     const reqData = p.msg.chunks.length === 1 ? (p.msg.chunks[0] as Buffer) : Buffer.concat(p.msg.chunks);
     const res = parseMysqlResult(data);
-    const base: Record<string, unknown> = { latency_ms: Math.round(ms(m.start, p.msg.start) * 1000) / 1000, request_bytes: p.bytes, response_bytes: size };
+    const base: SqlData = { latency_ms: Math.round(ms(m.start, p.msg.start) * 1000) / 1000, request_bytes: p.bytes, response_bytes: size };
     if (s.remote) base.server = s.remote;
     if (st.user) base.db_user = st.user;
     if (st.database) base.database = st.database;
@@ -348,7 +353,7 @@ export class SessionTracker {
     const cmd = parseMysqlCommand(reqData, p.bytes);
     if (!cmd) return;
     if (cmd.command === 'init_db' && cmd.statement) st.database = cmd.statement;
-    const out: Record<string, unknown> = { command: cmd.command, ...base };
+    const out: SqlQueryData = { command: cmd.command, ...base };
     if (cmd.statement !== undefined) out.statement = cmd.statement;
     if (cmd.truncated) out.statement_truncated = true;
     this.stats.sql++;

@@ -4,17 +4,18 @@
 // → sessions (HTTP / SQL) → redacted events on the bus. Every stage counts
 // what it loses: the kernel (ring full, stash/connection tables full,
 // unreadable user memory), the decoder (malformed records), the bus queues.
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { BpfObject, formatIPv6, type Link, RingBuffer, raw, sumPerCpu, u32, u64 } from '../ebpf/index.js';
+import { readFileSync } from 'node:fs';
+import { BpfObject, type Link, RingBuffer, raw, sumPerCpu, u32, u64 } from '../ebpf/index.js';
 import type { Logger } from '../log.js';
 import { objectPath } from '../paths.js';
 import type { EventBus } from './bus.js';
-import type { EventType, TraceEvent } from './event.js';
+import type { ConnectData, EventData, EventOf, EventType, FileChangeData, FileOpenData, TraceEvent } from './event.js';
 import { ServiceIdentifier } from './identity.js';
 import { type MonitorChange, ProcessTable } from './processes.js';
 import { checkLayouts, COUNTERS, counterIndex, decodeRecord, FILE_OPS, type KernelRecord, TH_KILLED, TH_MONITORED, TH_SENSITIVE, TK } from './records.js';
-import { CONN, CONN_KEY, LPM_PATH, MON, TRACE_FILE_OP, TRACE_MON_FLAG, TRACE_ROLE } from './abi.generated.js';
+import { CONN_KEY, LPM_PATH, MON, TRACE_FILE_OP, TRACE_MON_FLAG, TRACE_ROLE } from './abi.generated.js';
 import { KernelEnforcement } from './enforcement.js';
+import { adoptSockets } from './adopt.js';
 import { redactArgv } from './redact.js';
 import { SessionTracker } from './sessions.js';
 
@@ -86,7 +87,7 @@ function openFlagsUncached(f: number): string {
   return parts.join('|');
 }
 
-const result = (ret: number): Record<string, unknown> => (ret < 0 ? { result: ret, error: ERRNO[-ret] ?? `errno ${-ret}` } : { result: ret });
+const result = (ret: number): { result: number; error?: string } => (ret < 0 ? { result: ret, error: ERRNO[-ret] ?? `errno ${-ret}` } : { result: ret });
 
 export interface TracerStatus {
   attached: string[];
@@ -153,7 +154,8 @@ export class Tracer {
       // the set first, then the hooks: a service's fork between the two is caught by the scan below
       t.attachAll();
       t.applyChanges(t.procs.scan());
-      t.adoptSockets();
+      const adopted = adoptSockets(t.procs, obj.map('conns'), t.sessions);
+      if (adopted) log.info('adopted connections opened before the tracer started', { connections: adopted });
       t.ring = new RingBuffer(obj.map('events'), (buf, off, len) => t?.onRecord(buf, off, len), {
         lostCounter: obj.map('events_lost'),
         maxRecordsPerTick: 8192,
@@ -208,60 +210,6 @@ export class Tracer {
     }
   }
 
-  /**
-   * Connections opened before the tracer started (a service's pooled
-   * database connections, kept-alive API clients) were never seen by the
-   * connect/accept hooks: find the established TCP sockets of capture-enabled
-   * processes in /proc and add them to the kernel's connection table, so
-   * their traffic is captured from now on. Byte counts of such a connection
-   * cover only what passed after adoption.
-   */
-  private adoptSockets(): void {
-    const conns = this.obj.map('conns');
-    let adopted = 0;
-    for (const p of this.procs.procs.values()) {
-      if (!p.capture) continue;
-      const inodes = new Map<string, number>();
-      try {
-        for (const fd of readdirSync(`/proc/${p.pid}/fd`)) {
-          try {
-            const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${p.pid}/fd/${fd}`));
-            if (m) inodes.set(m[1] as string, Number(fd));
-          } catch {
-            /* closed meanwhile */
-          }
-        }
-      } catch {
-        continue;
-      }
-      if (inodes.size === 0) continue;
-      for (const sock of readTcpTable(p.pid)) {
-        const fd = inodes.get(sock.inode);
-        if (fd === undefined || sock.state !== 1) continue;
-        const role = sock.listeningPorts.has(sock.localPort) ? TRACE_ROLE.ROLE_SERVER : TRACE_ROLE.ROLE_CLIENT;
-        const key = Buffer.alloc(CONN_KEY.size);
-        key.writeUInt32LE(p.pid, CONN_KEY.off.tgid);
-        key.writeUInt32LE(fd, CONN_KEY.off.fd);
-        const v = Buffer.alloc(CONN.size);
-        const id = process.hrtime.bigint();
-        v.writeBigUInt64LE(id, CONN.off.id);
-        v.writeBigUInt64LE(id, CONN.off.opened);
-        const connId = Number(id);
-        v.writeUInt16LE(sock.family, CONN.off.family);
-        v[CONN.off.role] = role;
-        v[CONN.off.proto] = 6; // IPPROTO_TCP
-        try {
-          conns.update(key, v, 'noexist');
-          adopted++;
-          this.sessions.adopt(p.pid, fd, connId, role, sock.local, sock.remote);
-        } catch {
-          /* the kernel saw it already */
-        }
-      }
-    }
-    if (adopted) this.log.info('adopted connections opened before the tracer started', { connections: adopted });
-  }
-
   private syncClock(): void {
     this.clockOffsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;
   }
@@ -288,13 +236,13 @@ export class Tracer {
     return c;
   }
 
-  private publish(
+  private publish<T extends EventType>(
     h: { ts: number; tgid: number; tid: number; ppid: number; uid: number; service: number; comm: string },
-    type: EventType,
-    data: Record<string, unknown>,
+    type: T,
+    data: EventData[T],
   ): void {
     const p = this.procs.get(h.tgid);
-    const ev: TraceEvent = {
+    const ev: EventOf<T> = {
       ts: this.wall(h.ts),
       type,
       service: p?.service || this.procs.serviceName(h.service),
@@ -308,7 +256,7 @@ export class Tracer {
     if (p?.instance) ev.instance = p.instance;
     if (ev.ppid) ev.parent = this.parentOf(ev.ppid);
     this.perType[type] = (this.perType[type] ?? 0) + 1;
-    this.bus.publish(ev);
+    this.bus.publish(ev as TraceEvent);
   }
 
   private onRecord(buf: Buffer, off: number, len: number): void {
@@ -368,7 +316,7 @@ export class Tracer {
       case TK.open: {
         const write = (r.openFlags & 0o1103) !== 0;
         const type = r.flags & TH_SENSITIVE && write ? 'file.write' : 'file.open';
-        const data: Record<string, unknown> = { path: r.path, flags: openFlags(r.openFlags), result: r.ret };
+        const data: FileOpenData = { path: r.path, flags: openFlags(r.openFlags), result: r.ret };
         if (r.ret < 0) data.error = ERRNO[-r.ret] ?? `errno ${-r.ret}`;
         if (r.path.charCodeAt(0) !== 47) data.relative = true;
         if (r.flags & TH_SENSITIVE) data.sensitive = true;
@@ -391,16 +339,16 @@ export class Tracer {
         this.publish(r, r.op === TRACE_FILE_OP.TF_RENAME ? 'file.rename' : 'file.unlink', {
           path: r.path,
           ...(r.op === TRACE_FILE_OP.TF_RENAME ? { new_path: r.path2 } : {}),
-          op: FILE_OPS[r.op as 1 | 2 | 3],
+          op: FILE_OPS[r.op as 1 | 2 | 3] as FileChangeData['op'],
           ...result(r.ret),
-          ...(r.flags & TH_SENSITIVE ? { sensitive: true } : {}),
+          ...(r.flags & TH_SENSITIVE ? { sensitive: true as const } : {}),
         });
         return;
       case TK.connect:
       case TK.accept: {
         this.sessions.onConnect(r);
         const fam = r.family === 2 ? 'ipv4' : r.family === 10 ? 'ipv6' : r.family === 1 ? 'unix' : String(r.family);
-        const data: Record<string, unknown> = { fd: r.fd, family: fam, ...result(r.ret) };
+        const data: ConnectData = { fd: r.fd, family: fam, ...result(r.ret) };
         if (r.family === 2 || r.family === 10) {
           // a failed connect knows only the peer it asked for
           if (r.proto) data.protocol = r.proto === 6 ? 'tcp' : r.proto === 17 ? 'udp' : r.proto;
@@ -530,63 +478,6 @@ export class Tracer {
     }
     this.obj.close();
   }
-}
-
-interface TcpSocket {
-  family: number;
-  state: number;
-  inode: string;
-  local: string;
-  remote: string;
-  localPort: number;
-  listeningPorts: Set<number>;
-}
-
-function hexAddr(h: string): { addr: string; port: number } {
-  const [a, p] = h.split(':') as [string, string];
-  const port = parseInt(p, 16);
-  if (a.length === 8) {
-    const n = parseInt(a, 16);
-    return { addr: `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`, port };
-  }
-  const b = Buffer.alloc(16);
-  for (let i = 0; i < 4; i++) b.writeUInt32LE(parseInt(a.slice(i * 8, i * 8 + 8), 16), i * 4);
-  return { addr: `[${formatIPv6(b)}]`, port };
-}
-
-/** TCP sockets in a process's network namespace (/proc/PID/net/tcp{,6}). */
-function readTcpTable(pid: number): TcpSocket[] {
-  const out: TcpSocket[] = [];
-  const listening = new Set<number>();
-  for (const [file, family] of [
-    ['tcp', 2],
-    ['tcp6', 10],
-  ] as const) {
-    let text = '';
-    try {
-      text = readFileSync(`/proc/${pid}/net/${file}`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10) continue;
-      const l = hexAddr(f[1] as string);
-      const r = hexAddr(f[2] as string);
-      const state = parseInt(f[3] as string, 16);
-      if (state === 10) listening.add(l.port);
-      out.push({
-        family,
-        state,
-        inode: f[9] as string,
-        local: `${l.addr}:${l.port}`,
-        remote: `${r.addr}:${r.port}`,
-        localPort: l.port,
-        listeningPorts: listening,
-      });
-    }
-  }
-  return out;
 }
 
 /** monitored value (struct mon): the service id and whether to capture its sockets */

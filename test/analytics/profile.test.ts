@@ -22,17 +22,18 @@ import {
 import { denyPathKey, peerKey } from '../../src/trace/enforcement.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 
-const ev = (type: TraceEvent['type'], data: Record<string, unknown>, service = 'keystone', ts = 1000): TraceEvent => ({
-  ts,
-  type,
-  service,
-  pid: 5,
-  tid: 5,
-  ppid: 1,
-  uid: 0,
-  comm: 'x',
-  data,
-});
+const ev = (type: TraceEvent['type'], data: Record<string, unknown>, service = 'keystone', ts = 1000): TraceEvent =>
+  ({
+    ts,
+    type,
+    service,
+    pid: 5,
+    tid: 5,
+    ppid: 1,
+    uid: 0,
+    comm: 'x',
+    data,
+  }) as TraceEvent;
 
 describe('profiles', () => {
   test('generalisation: ids, pids and temporary names become placeholders', () => {

@@ -9,18 +9,19 @@ import { EventBus } from '../../src/trace/bus.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 import { EventStore, SCHEMA_VERSION, StoreError } from '../../src/store/store.js';
 
-const ev = (i: number, over: Partial<TraceEvent> = {}): TraceEvent => ({
-  ts: 1_700_000_000_000 + i,
-  type: 'file.open',
-  service: i % 2 ? 'keystone' : 'neutron-server',
-  pid: 100 + (i % 3),
-  tid: 100,
-  ppid: 1,
-  uid: 0,
-  comm: 'x',
-  data: { path: `/etc/keystone/f${i}`, result: 3 },
-  ...over,
-});
+const ev = (i: number, over: Partial<Omit<TraceEvent, 'data'>> & { data?: Record<string, unknown> } = {}): TraceEvent =>
+  ({
+    ts: 1_700_000_000_000 + i,
+    type: 'file.open',
+    service: i % 2 ? 'keystone' : 'neutron-server',
+    pid: 100 + (i % 3),
+    tid: 100,
+    ppid: 1,
+    uid: 0,
+    comm: 'x',
+    data: { path: `/etc/keystone/f${i}`, result: 3 },
+    ...over,
+  }) as TraceEvent;
 
 describe('event store', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sbt-store-'));
@@ -98,7 +99,7 @@ describe('event store', () => {
     const s = new EventStore({ path });
     assert.equal(s.stats().schemaVersion, SCHEMA_VERSION);
     assert.deepEqual(
-      s.query({ service: 'keystone' }).map((e) => e.data.path),
+      s.query({ service: 'keystone' }).map((e) => (e.data as { path?: string }).path),
       ['/etc/keystone/keystone.conf'],
     );
     s.saveAlert({
@@ -166,5 +167,31 @@ describe('bus', () => {
       slow.slice(-5).map((e) => e.ts - 1_700_000_000_000),
       [145, 146, 147, 148, 149],
     );
+  });
+});
+
+describe('module tables', () => {
+  test('a module migrates its own tables forward, once, with its version kept apart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sbt-modtab-'));
+    try {
+      const path = join(dir, 'm.db');
+      const steps = [
+        (db: Database.Database) => db.exec('CREATE TABLE usage_samples (ts REAL, v REAL)'),
+        (db: Database.Database) => db.exec('ALTER TABLE usage_samples ADD COLUMN meter TEXT'),
+      ];
+      let s = new EventStore({ path });
+      s.migrateModule('accounting', steps.slice(0, 1));
+      s.close();
+      s = new EventStore({ path });
+      const db = s.migrateModule('accounting', steps);
+      db.prepare('INSERT INTO usage_samples (ts, v, meter) VALUES (1, 2, ?)').run('cpu');
+      assert.equal(s.stats().schemaVersion, SCHEMA_VERSION, "the event store's own version is untouched");
+      s.close();
+      s = new EventStore({ path });
+      assert.throws(() => s.migrateModule('accounting', steps.slice(0, 1)), /tables of accounting are at version 2, newer than this stackbpf knows \(1\)/);
+      s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -24,6 +24,9 @@ const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 const skip = skipKernel || skipMariadb;
 if (skip && !skipKernel) process.stdout.write(`# SKIP Keystone tracing e2e: ${skip}\n`);
 
+/** an event as the API's JSON gives it: the test reads whatever field it asserts on */
+type JsonEvent = Omit<TraceEvent, 'data'> & { data: Record<string, any> };
+
 describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 300_000 }, () => {
   let os: OpenStack;
   let work: string;
@@ -32,10 +35,10 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   const service = unique('sbt-svc', 20).toLowerCase();
   const cliOut: string[] = [];
 
-  const events = async (q: string): Promise<TraceEvent[]> => {
+  const events = async (q: string): Promise<JsonEvent[]> => {
     const r = await agent.api('GET', `/v1/events?${q}`);
     assert.equal(r.status, 200, JSON.stringify(r.json));
-    return r.json as TraceEvent[];
+    return r.json as JsonEvent[];
   };
   const stackbpf = async (args: string[]): Promise<string> => {
     const { stdout } = await run(process.execPath, [cli, ...args, '--api', `unix:${agent.socket}`], { timeout: 20_000 });
@@ -94,7 +97,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     assert.ok(token.length > 20);
     const list = await fetch(`${os.keystoneUrl}/users`, { headers: { 'x-auth-token': token } });
     assert.equal(list.status, 200);
-    let http: TraceEvent[] = [];
+    let http: JsonEvent[] = [];
     await until(
       'three keystone HTTP events',
       async () =>
@@ -124,7 +127,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   });
 
   test('the SQL statements behind them, attributed to keystone, with latency', async () => {
-    let sql: TraceEvent[] = [];
+    let sql: JsonEvent[] = [];
     await until('keystone SQL statements', async () =>
       (sql = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=sql&limit=2000`)).some((e) =>
         /\bFROM `?user`?\b|\blocal_user\b/.test(String(e.data.statement)),
@@ -140,14 +143,14 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   });
 
   test('connections: accepted API sockets close with their byte counts', async () => {
-    let closes: TraceEvent[] = [];
+    let closes: JsonEvent[] = [];
     await until(
       'closed keystone connections',
       async () =>
         (closes = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=net.close&limit=100`)).filter((e) => e.data.protocol === 'http').length >=
         3,
     );
-    const c = closes.find((e) => e.data.protocol === 'http') as TraceEvent;
+    const c = closes.find((e) => e.data.protocol === 'http') as JsonEvent;
     assert.equal(c.data.role, 'server');
     assert.ok((c.data.bytes_in as number) > 100 && (c.data.bytes_out as number) > 100, JSON.stringify(c.data));
     const accepts = await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=net.accept&limit=100`);
@@ -160,13 +163,13 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     const exited = new Promise((r) => py.once('exit', r));
     try {
       await exited;
-      let execs: TraceEvent[] = [];
+      let execs: JsonEvent[] = [];
       await until('the shell exec', async () =>
         (execs = await events(`service=${service}&type=process.exec&limit=50`)).some(
           (e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3'),
         ),
       );
-      const sh = execs.find((e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3')) as TraceEvent;
+      const sh = execs.find((e) => e.data.filename === '/bin/sh' && (e.data.argv as string[]).includes('exit 3')) as JsonEvent;
       // os.system runs `sh -c "/bin/sh -c 'exit 3'"`: the inner shell's parent is the outer shell, whose parent is python
       const chain = await events(`service=${service}&limit=200`);
       const forks = chain.filter((e) => e.type === 'process.fork');
@@ -188,11 +191,11 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   test('writes, renames and unlinks under a sensitive path are seen whoever makes them', async () => {
     const dir = join(work, 'secure');
     await run('/bin/sh', ['-c', `echo x > ${dir}/a.conf && mv ${dir}/a.conf ${dir}/b.conf && rm ${dir}/b.conf && cat /etc/hostname > /dev/null`]);
-    let files: TraceEvent[] = [];
+    let files: JsonEvent[] = [];
     await until('the file events', async () => (files = await events(`type=file&path=${encodeURIComponent(dir)}&limit=50`)).length >= 3);
     const types = files.map((e) => e.type).sort();
     assert.deepEqual(types, ['file.rename', 'file.unlink', 'file.write']);
-    const w = files.find((e) => e.type === 'file.write') as TraceEvent;
+    const w = files.find((e) => e.type === 'file.write') as JsonEvent;
     assert.equal(w.data.path, `${dir}/a.conf`);
     assert.equal(w.data.sensitive, true);
     assert.match(String(w.data.flags), /O_WRONLY\|O_CREAT\|O_TRUNC/);
@@ -209,7 +212,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     await login(`${os.password}-again-wrong`);
     const { stdout } = await live;
     cliOut.push(stdout);
-    const ev = JSON.parse(stdout.trim()) as TraceEvent;
+    const ev = JSON.parse(stdout.trim()) as JsonEvent;
     assert.equal(ev.type, 'http.request');
     assert.equal(ev.data.status, 401);
     const table = await stackbpf(['trace', '--since', '10m', '--service', 'keystone', '--type', 'http']);
@@ -334,7 +337,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
     const status = await py(`print(os.system('/bin/sh -c "echo ran > ${proof}"'))`);
     assert.equal(Number(status.trim()) & 0x7f, 9, 'the shell died of SIGKILL');
     assert.ok(!existsSync(proof), 'the shell never ran a single instruction of its own');
-    let kills: TraceEvent[] = [];
+    let kills: JsonEvent[] = [];
     await until('the response event', async () => (kills = await events(`service=${drift}&type=response.kill&limit=10`)).length > 0);
     assert.equal(kills[0]?.data.filename, '/bin/sh');
     assert.match(String(kills[0]?.data.reason), /not in the exec list of the enforce-mode profile/);
@@ -398,7 +401,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       const peer = await py(`s = socket.create_connection(('127.0.0.1', ${forbidden})); print('connected', flush=True)`);
       assert.equal(peer.signal, 'SIGKILL');
       assert.ok(!peer.out.includes('connected'));
-      let kills: TraceEvent[] = [];
+      let kills: JsonEvent[] = [];
       await until(
         'the response events',
         async () =>

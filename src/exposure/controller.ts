@@ -1,20 +1,26 @@
-// The composition root: wires the data plane, the exposure sources, the FRR
-// driver and the local API from one configuration. Nothing else constructs
-// these; modules get what they need passed in.
-import { BpfError, ensureMounted, numPossibleCpus } from './ebpf/index.js';
-import { FrrDriver } from './bgp/frr.js';
-import type { AgentConfig } from './config.js';
-import { Dataplane } from './dataplane/dataplane.js';
-import { type Exposure, ExposureError, type NormalizedExposure, normalizeExposure, validateExposures } from './dataplane/exposure.js';
-import { Reconciler, type ReconcileResult } from './dataplane/reconciler.js';
-import { ApiSource, type ExposureSource, StaticSource } from './dataplane/sources.js';
-import type { Logger } from './log.js';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { Blocklist } from './dataplane/blocklist.js';
-import { ifindexOf, withNetns } from './ebpf/netns.js';
-import { OvnSource, type OvnSourceStatus } from './ovn/source.js';
+// The exposure controller: keeps the data plane's exposure maps equal to the
+// exposures its sources want (the file, the API, OVN) and announces them
+// through FRR, entries before announcements and withdrawals before removals.
+// Built by the exposure module (./module.ts); the blocklist in the same maps
+// is offered to the response module as a SourceBlocker.
+import { BpfError, ensureMounted, numPossibleCpus } from '../ebpf/index.js';
+import { FrrDriver } from '../bgp/frr.js';
+import type { StackbpfConfig } from '../config.js';
+import { Dataplane } from '../dataplane/dataplane.js';
+import { type Exposure, ExposureError, type NormalizedExposure, normalizeExposure, validateExposures } from '../dataplane/exposure.js';
+import { Reconciler, type ReconcileResult } from '../dataplane/reconciler.js';
+import { ApiSource, type ExposureSource, StaticSource } from '../dataplane/sources.js';
+import type { Logger } from '../log.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Blocklist } from '../dataplane/blocklist.js';
+import { planDelta, reconcileMode } from './plan.js';
 
-export interface AgentStatus {
+/** What the controller reads of the configuration: the core settings and the exposure module's sections. */
+export type ExposureConfig = Pick<StackbpfConfig, 'pinRoot' | 'netns' | 'stateDir' | 'dataplane' | 'bgp' | 'ovn' | 'exposures'>;
+import { ifindexOf, withNetns } from '../ebpf/netns.js';
+import { OvnSource, type OvnSourceStatus } from '../ovn/source.js';
+
+export interface ExposureStatus {
   exposures: number;
   attachments: { hook: string; ifname: string }[];
   lastReconcile: { at: string; result?: ReconcileResult; error?: string } | undefined;
@@ -22,8 +28,6 @@ export interface AgentStatus {
   ovn: OvnSourceStatus | undefined;
   verdicts: Record<string, { packets: string; bytes: string }>;
   returnVerdicts: Record<string, { packets: string; bytes: string }>;
-  /** sources dropped at XDP: by an operator or a detector's response */
-  blocks: { prefix: string; reason: string; id: number; packets: string; bytes: string; expires: string | null }[];
 }
 
 /**
@@ -49,7 +53,7 @@ function enableFibLookups(ifname: string, netns: string | undefined): string[] {
   });
 }
 
-export class Agent {
+export class ExposureController {
   private readonly sources: ExposureSource[];
   readonly staticSource: StaticSource;
   readonly apiSource: ApiSource;
@@ -60,7 +64,7 @@ export class Agent {
   private dirty = false;
   private scheduled = false;
   private stopped = false;
-  private last: AgentStatus['lastReconcile'];
+  private last: ExposureStatus['lastReconcile'];
   private bgpState: { configured: boolean; announced: number; lastError?: string } | undefined;
   private safetyTimer: NodeJS.Timeout | undefined;
   /**
@@ -72,20 +76,14 @@ export class Agent {
   private fullNeeded = true;
 
   readonly blocklist: Blocklist;
-  /** prefix → expiry (ms since the epoch), kept in state_dir/blocks.json across restarts */
-  private readonly blockExpiry = new Map<string, { expires: number; reason: string }>();
-  private blockTimer: NodeJS.Timeout | undefined;
 
   private constructor(
-    readonly config: AgentConfig,
+    readonly config: ExposureConfig,
     readonly dp: Dataplane,
     private readonly frr: FrrDriver | undefined,
     private readonly log: Logger,
   ) {
     this.blocklist = new Blocklist(dp);
-    this.loadBlocks();
-    this.blockTimer = setInterval(() => this.expireBlocks(), 1000);
-    this.blockTimer.unref();
     this.staticSource = new StaticSource(config.exposures);
     this.apiSource = new ApiSource(`${config.stateDir}/api-exposures.json`);
     this.sources = [this.staticSource, this.apiSource];
@@ -120,7 +118,7 @@ export class Agent {
     }
   }
 
-  static async start(config: AgentConfig, log: Logger): Promise<Agent> {
+  static async start(config: ExposureConfig, log: Logger): Promise<ExposureController> {
     ensureMounted('bpf');
     const dp = await Dataplane.open({
       pinRoot: config.pinRoot,
@@ -151,8 +149,8 @@ export class Agent {
       dp.close();
       throw err;
     }
-    const agent = new Agent(config, dp, frr, log);
-    log.info('agent started', { cpus: numPossibleCpus(), pinRoot: config.pinRoot, netns: config.netns ?? '(own)' });
+    const agent = new ExposureController(config, dp, frr, log);
+    log.info('exposure controller started', { cpus: numPossibleCpus(), pinRoot: config.pinRoot, netns: config.netns ?? '(own)' });
     if (frr) {
       agent.bgpState = { configured: false, announced: 0 };
       frr.watchRestarts(() => {
@@ -229,7 +227,14 @@ export class Agent {
     // Until every source has its full set (OVN before its first sync), nothing is removed:
     // an empty replica at start-up must not withdraw what a previous run exposed.
     const complete = this.sourcesReady();
-    if (complete && !this.fullNeeded && this.applied && this.ovnSource && this.bgpState?.configured !== false) {
+    const mode = reconcileMode({
+      complete,
+      fullNeeded: this.fullNeeded,
+      haveApplied: this.applied !== undefined,
+      hasOvn: this.ovnSource !== undefined,
+      bgpConfigured: this.bgpState?.configured,
+    });
+    if (mode === 'incremental' && this.applied && this.ovnSource) {
       const changes = this.ovnSource.takeChanges();
       try {
         const result = await this.applyChanges(this.applied, changes.added, changes.removed);
@@ -274,23 +279,7 @@ export class Agent {
    * changes need a full reconcile (a conflict, a new interface, a subnet).
    */
   private async applyChanges(applied: Map<string, NormalizedExposure>, added: Exposure[], removed: Exposure[]): Promise<ReconcileResult> {
-    const upsert: NormalizedExposure[] = [];
-    const addedKeys = new Set<string>();
-    const gone0 = removed.map((e) => normalizeExposure(e));
-    const removedKeys = new Set(gone0.map((n) => n.key));
-    for (const e of added) {
-      const n = normalizeExposure(e);
-      const prev = applied.get(n.key);
-      if (prev && prev.owner !== n.owner && !removedKeys.has(n.key)) {
-        throw new ExposureError(undefined, 'prefix', `${n.key} is claimed by both "${prev.owner}" and "${n.owner}"`);
-      }
-      if (addedKeys.has(n.key)) throw new ExposureError(undefined, 'prefix', `${n.key} added twice`);
-      addedKeys.add(n.key);
-      upsert.push(n);
-    }
-    // a removed exposure whose key comes back in `added` is an update, not a removal
-    const gone = gone0.filter((n) => !addedKeys.has(n.key) && applied.get(n.key)?.owner === n.owner).map((n) => n.key);
-    const announce = upsert.filter((n) => !applied.has(n.key)).map((n) => n.key);
+    const { upsert, gone, announce } = planDelta(applied, added, removed);
     const d1 = this.reconciler.applyDelta(upsert, []);
     if (this.frr && (announce.length || gone.length)) {
       try {
@@ -375,78 +364,11 @@ export class Agent {
     );
   }
 
-  reload(config: AgentConfig): void {
+  reload(config: ExposureConfig): void {
     this.staticSource.replace(config.exposures);
   }
 
-  private get blocksFile(): string {
-    return `${this.config.stateDir}/blocks.json`;
-  }
-
-  private loadBlocks(): void {
-    try {
-      const saved = JSON.parse(readFileSync(this.blocksFile, 'utf8')) as Record<string, { expires: number; reason: string }>;
-      for (const [prefix, b] of Object.entries(saved)) if (typeof b?.expires === 'number') this.blockExpiry.set(prefix, b);
-    } catch {
-      /* none yet */
-    }
-    this.expireBlocks();
-  }
-
-  private saveBlocks(): void {
-    try {
-      mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
-      writeFileSync(`${this.blocksFile}.tmp`, JSON.stringify(Object.fromEntries(this.blockExpiry)));
-      renameSync(`${this.blocksFile}.tmp`, this.blocksFile);
-    } catch (err) {
-      this.log.warn('cannot save block expiries', { error: (err as Error).message });
-    }
-  }
-
-  /** Drop traffic from `prefix` at XDP for `seconds` (0: until removed). Returns the canonical prefix. */
-  block(prefix: string, reason: string, seconds: number): { prefix: string; id: number; expires: number | null } {
-    const id = this.blocklist.add({ prefix, reason });
-    const canon = this.blocklist.list().find((b) => b.id === id)?.prefix ?? prefix;
-    const expires = seconds > 0 ? Date.now() + seconds * 1000 : null;
-    if (expires) this.blockExpiry.set(canon, { expires, reason });
-    else this.blockExpiry.delete(canon);
-    this.saveBlocks();
-    this.log.warn('source blocked at XDP', { prefix: canon, reason, expires: expires ? new Date(expires).toISOString() : 'never' });
-    return { prefix: canon, id, expires };
-  }
-
-  unblock(prefix: string): boolean {
-    const had = this.blocklist.remove(prefix);
-    for (const k of [...this.blockExpiry.keys()]) if (k === prefix || k === `${prefix}/32` || k === `${prefix}/128`) this.blockExpiry.delete(k);
-    this.saveBlocks();
-    return had;
-  }
-
-  private expireBlocks(now = Date.now()): void {
-    let changed = false;
-    for (const [prefix, b] of this.blockExpiry) {
-      if (b.expires <= now) {
-        this.blocklist.remove(prefix);
-        this.blockExpiry.delete(prefix);
-        this.log.info('block expired', { prefix, reason: b.reason });
-        changed = true;
-      }
-    }
-    if (changed) this.saveBlocks();
-  }
-
-  blocks(): { prefix: string; reason: string; id: number; packets: string; bytes: string; expires: string | null }[] {
-    return this.blocklist.list().map((b) => ({
-      prefix: b.prefix,
-      reason: b.reason,
-      id: b.id,
-      packets: b.packets.toString(),
-      bytes: b.bytes.toString(),
-      expires: this.blockExpiry.has(b.prefix) ? new Date((this.blockExpiry.get(b.prefix) as { expires: number }).expires).toISOString() : null,
-    }));
-  }
-
-  status(): AgentStatus {
+  status(): ExposureStatus {
     const fmt = (r: Record<string, { packets: bigint; bytes: bigint }>) =>
       Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { packets: v.packets.toString(), bytes: v.bytes.toString() }]));
     return {
@@ -457,20 +379,18 @@ export class Agent {
       ovn: this.ovnSource?.status(),
       verdicts: fmt(this.dp.verdicts()),
       returnVerdicts: fmt(this.dp.returnVerdicts()),
-      blocks: this.blocks(),
     };
   }
 
   /** Stop: the pinned programs and maps stay, so traffic keeps flowing. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.blockTimer) clearInterval(this.blockTimer);
     if (this.safetyTimer) clearInterval(this.safetyTimer);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.ovnSource?.stop();
     await this.running;
     this.frr?.close();
     this.dp.close();
-    this.log.info('agent stopped; the data plane stays attached');
+    this.log.info('exposure controller stopped; the data plane stays attached');
   }
 }
