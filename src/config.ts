@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { analyticsSection } from './analytics/config.js';
 import { exposureSections } from './exposure/config.js';
-import { type CamelDeep, oneOf, section, str } from './schema.js';
+import { type CamelDeep, camelKey, oneOf, section, str } from './schema.js';
 import { storageSection } from './store/config.js';
 import { traceSection } from './trace/config.js';
 
@@ -88,11 +88,9 @@ export class ConfigError extends Error {
   }
 }
 
-const camel = (k: string): string => k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-
 function camelize(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(camelize);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [camel(k), camelize(x)]));
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [camelKey(k), camelize(x)]));
   return v;
 }
 

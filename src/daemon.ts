@@ -10,6 +10,7 @@ import type { Logger } from './log.js';
 import type { Capability, ModuleDefinition, ModuleHandle, Sections } from './module.js';
 import { MODULES } from './modules.js';
 import { HttpError } from './api/http.js';
+import { camelKey } from './schema.js';
 import type { DaemonStatus } from './status.js';
 import { EventBus } from './trace/bus.js';
 import type { TraceEvent } from './trace/event.js';
@@ -20,8 +21,7 @@ type Running = { def: AnyDefinition; instance?: Capability<any>; error?: string 
 /** The sections of `config` a module owns, as it reads them (camelCase keys). */
 function sectionsOf(def: AnyDefinition, config: StackbpfConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-  for (const k of Object.keys(def.sections)) out[camel(k)] = (config as unknown as Record<string, unknown>)[camel(k)];
+  for (const k of Object.keys(def.sections)) out[camelKey(k)] = (config as unknown as Record<string, unknown>)[camelKey(k)];
   return out;
 }
 

@@ -54,6 +54,11 @@ export function defaultedSection<S extends z.ZodRawShape>(shape: S) {
   return section(shape).prefault({} as never);
 }
 
+/** snake_case → camelCase: a configuration key as the code reads it */
+export function camelKey(k: string): string {
+  return k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
 /** snake_case → camelCase, for the configuration's keys as the code reads them */
 export type Camel<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
 export type CamelDeep<T> = T extends readonly (infer E)[]

@@ -4,37 +4,39 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
 type Samples = [Record<string, string>, number][];
+type Read = () => number | Samples | undefined;
 
-/** A counter whose value is a monotonic figure read at scrape time (one sample per label set). */
-export function counterFrom(registry: Registry, name: string, help: string, read: () => number | Samples | undefined, labelNames: string[] = []): void {
-  new Counter({
+/** A metric whose samples are read at scrape time: a counter's are monotonic figures the agent keeps. */
+function mirror(kind: 'counter' | 'gauge', registry: Registry, name: string, help: string, read: Read, labelNames: string[]): void {
+  const set = (m: Counter | Gauge, labels: Record<string, string> | undefined, n: number): void => {
+    const v = Number.isFinite(n) ? n : 0;
+    if (m instanceof Counter) {
+      if (labels) m.inc(labels, v);
+      else m.inc(v);
+    } else if (labels) m.set(labels, v);
+    else m.set(v);
+  };
+  const opts = {
     name,
     help,
     labelNames,
     registers: [registry],
-    collect() {
+    collect(this: Counter | Gauge) {
       const v = read();
       if (v === undefined) return;
       this.reset();
-      if (typeof v === 'number') this.inc(v);
-      else for (const [labels, n] of v) this.inc(labels, Number.isFinite(n) ? n : 0);
+      if (typeof v === 'number') set(this, undefined, v);
+      else for (const [labels, n] of v) set(this, labels, n);
     },
-  });
+  };
+  if (kind === 'counter') new Counter(opts);
+  else new Gauge(opts);
 }
 
-/** A gauge read at scrape time. */
-export function gaugeFrom(registry: Registry, name: string, help: string, read: () => number | Samples | undefined, labelNames: string[] = []): void {
-  new Gauge({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      const v = read();
-      if (v === undefined) return;
-      this.reset();
-      if (typeof v === 'number') this.set(v);
-      else for (const [labels, n] of v) this.set(labels, Number.isFinite(n) ? n : 0);
-    },
-  });
+export function counterFrom(registry: Registry, name: string, help: string, read: Read, labelNames: string[] = []): void {
+  mirror('counter', registry, name, help, read, labelNames);
+}
+
+export function gaugeFrom(registry: Registry, name: string, help: string, read: Read, labelNames: string[] = []): void {
+  mirror('gauge', registry, name, help, read, labelNames);
 }
