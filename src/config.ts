@@ -9,11 +9,13 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { analyticsSection } from './analytics/config.js';
 import { exposureSections } from './exposure/config.js';
-import { type CamelDeep, camelKey, oneOf, section, str } from './schema.js';
+import { SCOPES } from './api/scopes.js';
+import { type CamelDeep, camelKey, list, oneOf, section, str } from './schema.js';
 import { storageSection } from './store/config.js';
 import { traceSection } from './trace/config.js';
 
 const DEFAULT_PIN_ROOT = '/sys/fs/bpf/stackbpf';
+export const DEFAULT_API_SOCKET = 'unix:/run/stackbpf/api.sock';
 
 /** Settings every module may read. */
 export const coreSections = {
@@ -30,10 +32,15 @@ export const coreSections = {
     listen: str()
       .check((ctx) => {
         if (!/^unix:\/.+|^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/.test(ctx.value))
-          ctx.issues.push({ code: 'custom', input: ctx.value, message: 'expected unix:/path or a loopback address:port (the API has no authentication)' });
+          ctx.issues.push({ code: 'custom', input: ctx.value, message: 'expected unix:/path or a loopback address:port' });
       })
-      .default('127.0.0.1:9180')
-      .describe('unix:/path or a loopback address:port'),
+      .default(DEFAULT_API_SOCKET)
+      .describe('unix:/path (root, and the members of api.group) or a loopback address:port (bearer tokens from api.tokens_file only)'),
+    group: str().default('stackbpf').describe('the group that may connect to the unix socket (mode 0660); without such a group, root only'),
+    group_scopes: list(z.enum(SCOPES, { error: `expected one of ${SCOPES.join(', ')}` }))
+      .default(['status', 'read'])
+      .describe('what a member of api.group may do on the unix socket (root may do everything): status, read, admin'),
+    tokens_file: str().optional().describe('bearer tokens (YAML: tokens: [{name, scopes, sha256}]), root-owned, mode 0600; needed by a TCP listener'),
   })
     .prefault({})
     .describe('the local HTTP API'),
@@ -56,6 +63,12 @@ export const configSchema = section({ ...coreSections, ...moduleSections }).supe
       message: 'list at least one provider NIC (bgp, ovn, exposures and return_interfaces need the data plane)',
     });
   }
+  if (!c.api.listen.startsWith('unix:') && !c.api.tokens_file)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['api', 'tokens_file'],
+      message: 'a TCP listener needs bearer tokens (nothing is anonymous): give api.tokens_file, or listen on unix:/path',
+    });
   if (c.ovn?.connection?.includes('ssl:') && !c.ovn.ssl)
     ctx.addIssue({ code: 'custom', path: ['ovn', 'ssl'], message: 'an ssl: connection needs private_key, certificate and ca_cert' });
 });

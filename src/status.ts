@@ -33,6 +33,8 @@ export interface DaemonStatus extends Partial<ExposureStatus> {
   /** sources dropped at XDP: by an operator or a detector's response (with the data plane) */
   blocks?: BlockStatus[];
   pipeline: { published: number; consumers: ConsumerStats[]; droppedByClosedStreams: number };
+  /** the API: where it listens, requests refused by reason, changes made through it */
+  api?: { listen: string; refused: Record<string, number>; changes: number };
   /** every module, and whether it runs */
   modules: Record<string, 'on' | 'off' | 'failed'>;
   startedAt: string;

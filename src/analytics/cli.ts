@@ -19,7 +19,7 @@ Options:
   --rule R         one rule (keystone.bruteforce.source) or a family (keystone.bruteforce)
   --limit N        at most N alerts (default 100)
   --json           JSON lines instead of a table
-  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
+  --api ADDRESS    where the agent listens: unix:/path (default unix:/run/stackbpf/api.sock) or 127.0.0.1:PORT (token from $STACKBPF_TOKEN_FILE)
   -c, --config FILE  read the address from the agent's configuration (api.listen)
   -h, --help       this help`,
     options: {
@@ -61,7 +61,7 @@ Options:
   --service S,...  learn only these services
   --mode M         mode of the learned profiles: monitor (default), learn, enforce
   --json           JSON output
-  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
+  --api ADDRESS    where the agent listens: unix:/path (default unix:/run/stackbpf/api.sock) or 127.0.0.1:PORT (token from $STACKBPF_TOKEN_FILE)
   -c, --config FILE  read the address from the agent's configuration (api.listen)
   -h, --help       this help`,
     options: {

@@ -10,6 +10,7 @@ import { type AlertManager, evidenceOf } from './alerts.js';
 import { CompiledProfile, observation, profileFromYaml, profileToYaml, type ServiceProfile } from './profile.js';
 import { inspectStatement } from './sqli.js';
 import { alertRule } from './rules.js';
+import { assertRootOnlyWritable } from '../sys/trusted.js';
 
 const SECRET_FILES = /^\/etc\/(shadow|gshadow|sudoers)|\/\.ssh\/|\.pem$|\.key$|\/credential-keys\/|\/fernet-keys\//;
 
@@ -34,6 +35,8 @@ export class ProfileSet {
     const fresh = new Map<string, CompiledProfile>();
     for (const f of files) {
       try {
+        // a profile decides what the kernel kills: only a file nobody but root could write
+        assertRootOnlyWritable(join(this.dir, f), 'a service profile');
         const p = profileFromYaml(readFileSync(join(this.dir, f), 'utf8'), join(this.dir, f));
         fresh.set(p.service, new CompiledProfile(p));
         loaded.push(p.service);

@@ -3,7 +3,7 @@
 // Values are generalised so a profile describes behaviour, not instances:
 // ids in paths and API routes become placeholders, SQL becomes its shape.
 import { parse as parseYaml, stringify } from 'yaml';
-import { type TraceEvent, wasKilled } from '../trace/event.js';
+import { isAgentEvent, type TraceEvent, wasKilled } from '../trace/event.js';
 import { fingerprint } from './sql.js';
 
 export type ProfileMode = 'learn' | 'monitor' | 'enforce';
@@ -116,7 +116,8 @@ export class ProfileBuilder {
   private readonly seen = new Map<string, { kinds: Record<ProfileKind, Set<string>>; events: number; from: number; to: number }>();
 
   add(ev: TraceEvent): void {
-    if (!ev.service) return;
+    // what the agent records of its own doing is no behaviour of a service
+    if (!ev.service || isAgentEvent(ev)) return;
     const o = observation(ev);
     let s = this.seen.get(ev.service);
     if (!s) {

@@ -10,19 +10,34 @@
 //   exposure:  GET|POST|DELETE /v1/exposures
 //   response:  GET|POST|DELETE /v1/blocks
 // docs/configuration.md lists them with their parameters.
-import { existsSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Daemon } from '../daemon.js';
 import { ExposureError } from '../dataplane/exposure.js';
 import type { Logger } from '../log.js';
 import { counterFrom, gaugeFrom } from './metrics.js';
+import { AccessControl, type Caller, describeCaller, loadTokens, type Scope } from './access.js';
 import { HttpError } from './http.js';
+
+/** gid of a group in /etc/group, or undefined when there is none */
+function groupId(name: string): number | undefined {
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[0] === name && f[2] !== undefined && /^\d+$/.test(f[2])) return Number(f[2]);
+    }
+  } catch {
+    /* no /etc/group: root only */
+  }
+  return undefined;
+}
 
 export const MAX_BODY = 64 * 1024;
 
 /** The API as a fastify instance, not listening (tests inject requests into it). */
-export function buildApi(daemon: Daemon, log: Logger): FastifyInstance {
+export function buildApi(daemon: Daemon, log: Logger, access: AccessControl): FastifyInstance {
   const app = Fastify({
     logger: false,
     bodyLimit: MAX_BODY,
@@ -52,8 +67,35 @@ export function buildApi(daemon: Daemon, log: Logger): FastifyInstance {
     return reply.code(status).send({ error: e.message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no such endpoint: ${req.url.split('?')[0]}` }));
+  access.install(app);
+  // every change made through the API is recorded with who made it (an event, stored and streamed)
+  let changes = 0;
+  app.addHook('onResponse', async (req, reply) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return;
+    const caller = (req as typeof req & { caller?: Caller }).caller;
+    if (!caller) return;
+    changes++;
+    const peer = caller.kind === 'unix' ? caller : undefined;
+    daemon.bus.publish({
+      ts: Date.now(),
+      type: 'api.change',
+      service: 'stackbpf',
+      pid: peer?.pid ?? 0,
+      tid: peer?.pid ?? 0,
+      ppid: 0,
+      uid: peer?.uid ?? 0,
+      comm: 'stackbpf',
+      data: {
+        method: req.method,
+        path: req.url.split('?')[0] ?? '',
+        query: req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '',
+        status: reply.statusCode,
+        caller: describeCaller(caller),
+      },
+    });
+  });
 
-  app.get('/v1/status', async () => daemon.status());
+  app.get('/v1/status', async () => ({ ...daemon.status(), api: { listen: access.listen, refused: { ...access.refused }, changes } }));
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'stackbpf_process_' });
@@ -82,6 +124,14 @@ export function buildApi(daemon: Daemon, log: Logger): FastifyInstance {
   gaugeFrom(registry, 'stackbpf_pipeline_queued', 'Events waiting, by consumer.', () => pipeline().consumers.map((c) => [{ consumer: c.name }, c.queued]), [
     'consumer',
   ]);
+  counterFrom(
+    registry,
+    'stackbpf_api_refused_total',
+    'API requests refused, by reason (unauthenticated, scope, host, origin, content_type).',
+    () => Object.entries(access.refused).map(([reason, n]) => [{ reason }, n]),
+    ['reason'],
+  );
+  counterFrom(registry, 'stackbpf_api_changes_total', 'Changes made through the API (each recorded as an api.change event with its caller).', () => changes);
   daemon.metrics(registry);
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
@@ -89,12 +139,42 @@ export function buildApi(daemon: Daemon, log: Logger): FastifyInstance {
   return app;
 }
 
-export async function startApi(daemon: Daemon, listen: string, log: Logger): Promise<FastifyInstance> {
-  const app = buildApi(daemon, log);
+export interface ApiOptions {
+  listen: string;
+  group: string;
+  groupScopes: readonly Scope[];
+  tokensFile?: string | undefined;
+}
+
+export async function startApi(daemon: Daemon, opts: ApiOptions, log: Logger): Promise<FastifyInstance> {
+  const listen = opts.listen;
+  const access = new AccessControl({ listen, groupScopes: opts.groupScopes, tokens: opts.tokensFile ? loadTokens(opts.tokensFile) : [] });
+  const app = buildApi(daemon, log, access);
   if (listen.startsWith('unix:')) {
     const path = listen.slice(5);
+    const gid = groupId(opts.group);
+    // the directory: root's, searchable by the group only (a socket's own mode is not checked everywhere)
+    const dir = dirname(path);
+    if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true, mode: 0o750 });
+      chownSync(dir, 0, gid ?? 0);
+    }
     if (existsSync(path)) rmSync(path);
-    await app.listen({ path });
+    // created 0600 (umask), opened to the group once its owner is set: never a moment open to all
+    const old = process.umask(0o177);
+    try {
+      await app.listen({ path });
+    } finally {
+      process.umask(old);
+    }
+    if (gid !== undefined) {
+      chownSync(path, 0, gid);
+      chmodSync(path, 0o660);
+    } else
+      log.info('api: no group to grant access to; the socket is root only', {
+        group: opts.group,
+        hint: `groupadd --system ${opts.group} and restart to grant it`,
+      });
   } else {
     const i = listen.lastIndexOf(':');
     await app.listen({ port: Number(listen.slice(i + 1)), host: listen.slice(0, i).replace(/^\[|\]$/g, '') });

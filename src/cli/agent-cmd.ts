@@ -1,6 +1,6 @@
 // `stackbpf agent`: run the agent until SIGTERM / SIGINT; SIGHUP reloads the
 // exposures of the configuration file and the service profiles. Without a file, the defaults: tracing
-// and event storage on, the data plane off, the API on 127.0.0.1:9180.
+// and event storage on, the data plane off, the API on the unix socket /run/stackbpf/api.sock.
 import { startApi } from '../api/server.js';
 import { loadConfig, parseConfig, type StackbpfConfig } from '../config.js';
 import { Daemon } from '../daemon.js';
@@ -13,7 +13,11 @@ export async function runAgent(configFile: string | undefined): Promise<number> 
   const daemon = await Daemon.start(config, log);
   let api: Awaited<ReturnType<typeof startApi>>;
   try {
-    api = await startApi(daemon, config.api.listen, log);
+    api = await startApi(
+      daemon,
+      { listen: config.api.listen, group: config.api.group, groupScopes: config.api.groupScopes, tokensFile: config.api.tokensFile },
+      log,
+    );
   } catch (err) {
     await daemon.stop();
     throw new Error(`api.listen ${config.api.listen}: ${(err as Error).message}`);

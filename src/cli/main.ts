@@ -27,8 +27,9 @@ const commands: Record<string, Command> = {
   configured, API-added and (with an ovn: section) OVN-learned exposures,
   and announces them through FRR. Until OVN has been read in full once,
   nothing is withdrawn;
-- the local API (api.listen, 127.0.0.1:9180 by default) that \`stackbpf
-  status\` and \`stackbpf trace\` use.
+- the local API (api.listen: by default the unix socket
+  /run/stackbpf/api.sock, root's and the group stackbpf's, see
+  docs/configuration.md) that \`stackbpf status\` and \`stackbpf trace\` use.
 Without --config the defaults apply (tracing and storage on, state in
 /var/lib/stackbpf, no data plane). Logs are JSON lines on stderr.
 
@@ -58,12 +59,14 @@ readiness, chassis, bridge mappings, the database connection, exposures
 waiting for a bridge and conflicting claims).
 
 Options:
-  --api ADDRESS  where the agent listens: unix:/path or 127.0.0.1:PORT
+  --api ADDRESS  where the agent listens: unix:/path (default unix:/run/stackbpf/api.sock) or 127.0.0.1:PORT (token from $STACKBPF_TOKEN_FILE)
   -c, --config FILE  read the address from the agent's configuration (api.listen)
   --json         print the status object as JSON
   -h, --help     this help
 
-Without --api or --config: 127.0.0.1:9180 (the default api.listen).
+Without --api or --config: unix:/run/stackbpf/api.sock (the default api.listen).
+Over TCP the agent takes bearer tokens only: put yours in a file and name it in
+$STACKBPF_TOKEN_FILE.
 Exit status: 0 when the agent answered, 1 when it could not be reached.`,
     options: { api: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     async run(values) {

@@ -1,6 +1,10 @@
 // `stackbpf status`: ask a running agent, through its local API, what it is
 // doing — attachments, exposures, the last reconcile, BGP, OVN — and print it
 // for a person (or as JSON).
+import { readFileSync } from 'node:fs';
+
+/** api.listen's default (src/config.ts), not imported from there: the CLI does not load the schema to start */
+export const DEFAULT_API_ADDRESS = 'unix:/run/stackbpf/api.sock';
 import type { DaemonStatus } from '../status.js';
 import { request } from 'node:http';
 
@@ -9,7 +13,7 @@ export async function apiAddress(opts: { api?: string; config?: string }): Promi
   if (opts.api) return opts.api;
   // loaded only when asked: the configuration's schema is not what a quick CLI call should pay for
   if (opts.config) return (await import('../config.js')).loadConfig(opts.config).api.listen;
-  return '127.0.0.1:9180';
+  return DEFAULT_API_ADDRESS;
 }
 
 export function getJson(address: string, path: string, timeoutMs = 5000): Promise<unknown> {
@@ -17,6 +21,18 @@ export function getJson(address: string, path: string, timeoutMs = 5000): Promis
 }
 
 /** http.request options for an API address: unix:/path or host:port. */
+/**
+ * A bearer token for the API, when one is given: $STACKBPF_TOKEN_FILE (a file
+ * holding the token) — never on the command line, where every user sees it.
+ * On the unix socket root needs none: the agent knows who connected.
+ */
+export function authHeaders(): Record<string, string> {
+  const file = process.env.STACKBPF_TOKEN_FILE;
+  if (!file) return {};
+  const token = readFileSync(file, 'utf8').trim();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 export function apiTarget(address: string): { socketPath: string } | { host: string; port: number } {
   return address.startsWith('unix:')
     ? { socketPath: address.slice(5) }
@@ -60,7 +76,7 @@ export function followLines(address: string, path: string, command: string, onLi
       done = true;
       resolve(code);
     };
-    const req = request({ ...apiTarget(address), path, method: 'GET' }, (res) => {
+    const req = request({ ...apiTarget(address), path, method: 'GET', headers: authHeaders() }, (res) => {
       if ((res.statusCode ?? 0) >= 400) {
         let text = '';
         res.on('data', (c) => (text += c));
@@ -98,27 +114,30 @@ export function followLines(address: string, path: string, command: string, onLi
 /** One API request; rejects with the agent's own error message on 4xx/5xx. */
 export function requestJson(address: string, method: string, path: string, body?: unknown, timeoutMs = 5000, raw = false): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request({ ...apiTarget(address), path, method, timeout: timeoutMs, headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.on('data', (c) => (text += c));
-      res.on('end', () => {
-        if ((res.statusCode ?? 0) >= 400) {
-          let msg = text.slice(0, 300);
-          try {
-            msg = (JSON.parse(text) as { error?: string }).error ?? msg;
-          } catch {
-            /* not JSON */
-          }
-          reject(new Error(`${path} answered ${res.statusCode}: ${msg}`));
-        } else if (raw) resolve(text);
-        else
-          try {
-            resolve(JSON.parse(text));
-          } catch {
-            reject(new Error(`${path}: the answer is not JSON`));
-          }
-      });
-    });
+    const req = request(
+      { ...apiTarget(address), path, method, timeout: timeoutMs, headers: { 'content-type': 'application/json', ...authHeaders() } },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          if ((res.statusCode ?? 0) >= 400) {
+            let msg = text.slice(0, 300);
+            try {
+              msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+            } catch {
+              /* not JSON */
+            }
+            reject(new Error(`${path} answered ${res.statusCode}: ${msg}`));
+          } else if (raw) resolve(text);
+          else
+            try {
+              resolve(JSON.parse(text));
+            } catch {
+              reject(new Error(`${path}: the answer is not JSON`));
+            }
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err) =>
       reject(new Error(`cannot reach the agent at ${address}: ${err.message} (is \`stackbpf agent\` running? --api or --config say where it listens)`)),

@@ -20,7 +20,7 @@ Options:
   --limit N        with --since: at most N events (default 1000)
   --count N        stop after N live events
   --json           JSON lines instead of a table
-  --api ADDRESS    where the agent listens: unix:/path or 127.0.0.1:PORT
+  --api ADDRESS    where the agent listens: unix:/path (default unix:/run/stackbpf/api.sock) or 127.0.0.1:PORT (token from $STACKBPF_TOKEN_FILE)
   -c, --config FILE  read the address from the agent's configuration (api.listen)
   -h, --help       this help
 

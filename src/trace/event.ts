@@ -18,6 +18,7 @@ export const EVENT_TYPES = [
   'sql.query',
   'response.kill',
   'response.block',
+  'api.change',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -153,6 +154,15 @@ export interface BlockData {
   alert_id: string;
 }
 
+/** A change made through the agent's API, with who made it. */
+export interface ApiChangeData {
+  method: string;
+  path: string;
+  query: string;
+  status: number;
+  caller: Record<string, unknown>;
+}
+
 /** The `data` of each event type. */
 export interface EventData {
   'process.exec': { filename: string; argv: string[]; argv_truncated?: true; cgroup: string; killed?: true };
@@ -170,6 +180,7 @@ export interface EventData {
   'sql.query': SqlQueryData;
   'response.kill': KillData;
   'response.block': BlockData;
+  'api.change': ApiChangeData;
 }
 
 /** An event: a discriminated union by `type`, so reading a type's fields is checked by the compiler. */
@@ -199,6 +210,11 @@ export function matches(ev: TraceEvent, f: EventFilter): boolean {
     if (p === undefined || !p.startsWith(f.pathPrefix)) return false;
   }
   return true;
+}
+
+/** Events the agent records of its own doing (its answers, changes made through its API), not of a traced process. */
+export function isAgentEvent(ev: TraceEvent): boolean {
+  return ev.type === 'api.change' || ev.type === 'response.block';
 }
 
 /** Did the kernel kill the process for what this event records (enforcement)? */

@@ -8,6 +8,7 @@
 // tracer asks `identify` for the processes it sees.
 import { readFileSync, readlinkSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { assertRootOnlyWritable, UntrustedFileError } from '../sys/trusted.js';
 
 export interface ProcessInfo {
   pid: number;
@@ -163,8 +164,11 @@ export class ServiceIdentifier {
   static fromFile(file: string): ServiceIdentifier {
     let text: string;
     try {
+      // service rules decide whose behaviour is learned and enforced: root's file only
+      assertRootOnlyWritable(file, 'the service rules file');
       text = readFileSync(file, 'utf8');
     } catch (err) {
+      if (err instanceof UntrustedFileError) throw new RuleError(file, err.message.slice(file.length + 2));
       throw new RuleError(file, `cannot read: ${(err as Error).message}`);
     }
     return new ServiceIdentifier(parseRules(text, file));

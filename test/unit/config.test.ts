@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, configReference, dataplaneEnabled, loadConfig, parseConfig } from '../../src/config.js';
 import { packageRoot } from '../../src/paths.js';
+import { DEFAULT_API_ADDRESS } from '../../src/cli/status-cmd.js';
 import { createLogger, redact } from '../../src/log.js';
 
 const minimal = { dataplane: { provider_interfaces: ['eth1'] } };
@@ -24,7 +25,9 @@ describe('configuration', () => {
     const c = parseConfig(minimal);
     assert.equal(c.pinRoot, '/sys/fs/bpf/stackbpf');
     assert.equal(c.dataplane.xdpMode, 'auto');
-    assert.equal(c.api.listen, '127.0.0.1:9180');
+    assert.equal(c.api.listen, 'unix:/run/stackbpf/api.sock', 'the default listener is the unix socket: no TCP port an unprivileged user could reach');
+    assert.equal(c.api.listen, DEFAULT_API_ADDRESS, 'the CLI looks where the agent listens');
+    assert.deepEqual(c.api.groupScopes, ['status', 'read']);
     assert.equal(c.bgp, undefined);
     assert.deepEqual(c.exposures, []);
   });
@@ -85,6 +88,8 @@ describe('configuration', () => {
         /bgp.neighbors\[1\].address: "nope" is not an IP address/,
       ],
       [{ ...minimal, api: { listen: '0.0.0.0:9180' } }, /api.listen: expected unix:\/path or a loopback address/],
+      [{ api: { listen: '127.0.0.1:9180' } }, /api.tokens_file: a TCP listener needs bearer tokens \(nothing is anonymous\)/],
+      [{ api: { group_scopes: ['root'] } }, /api.group_scopes\[0\]: expected one of status, read, admin/],
       [{ ...minimal, exposures: [{ prefix: '198.51.100.1', target: 'tap0', mac: 'xx', owner: 'a' }] }, /exposures\[0\].mac: "xx" is not a MAC address/],
       [{ ...minimal, pin_root: '/tmp/pins' }, /pin_root: must be a directory under \/sys\/fs\/bpf/],
     ];
