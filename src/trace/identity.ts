@@ -6,7 +6,7 @@
 // Debian OpenStack node; operators add their own in a YAML file, tried
 // before the built-in ones. Nothing here reads the kernel's events: the
 // tracer asks `identify` for the processes it sees.
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { assertRootOnlyWritable, UntrustedFileError } from '../sys/trusted.js';
 
@@ -29,6 +29,13 @@ export interface Identity {
 
 export interface ServiceRule {
   service: string;
+  /**
+   * Built-in rules: the accounts the service runs as. The process must run
+   * as root or as one of them (where the node has none of them: as a system
+   * account, uid < 1000) and its executable must be a file only root could
+   * have written. A user copying a service's comm and command line is not it.
+   */
+  accounts?: readonly string[];
   /** Regular expressions; every one given must match. */
   comm?: RegExp;
   exe?: RegExp;
@@ -53,6 +60,31 @@ export class RuleError extends Error {
 const UUID = '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})';
 
 /** The built-in rules, most specific first. */
+/** The accounts each service's Debian/Ubuntu package runs it as (root always may). */
+const SERVICE_ACCOUNTS: Record<string, readonly string[]> = {
+  keystone: ['keystone'],
+  'nova-api': ['nova'],
+  'nova-metadata': ['nova'],
+  'neutron-server': ['neutron'],
+  placement: ['placement'],
+  glance: ['glance'],
+  'neutron-ovn-metadata-agent': ['neutron'],
+  'neutron-agent': ['neutron'],
+  'nova-compute': ['nova'],
+  'nova-conductor': ['nova'],
+  'nova-scheduler': ['nova'],
+  'ovn-controller': ['openvswitch', 'ovn'],
+  'ovn-northd': ['openvswitch', 'ovn'],
+  'ovsdb-server': ['openvswitch'],
+  'ovs-vswitchd': ['openvswitch'],
+  libvirtd: ['libvirt'],
+  qemu: ['libvirt-qemu', 'qemu'],
+  frr: ['frr'],
+  mariadb: ['mysql'],
+  rabbitmq: ['rabbitmq'],
+  stackbpf: [],
+};
+
 export const BUILTIN_RULES: readonly ServiceRule[] = (
   [
     // API services under uwsgi share the comm: the ini or wsgi file names the service
@@ -82,7 +114,7 @@ export const BUILTIN_RULES: readonly ServiceRule[] = (
     ['rabbitmq', { comm: /^beam\.smp$/, cmdline: /rabbit/ }],
     ['stackbpf', { cmdline: /(stackbpf|dist\/src\/cli\/main\.js) agent\b/ }],
   ] as [string, Omit<ServiceRule, 'service' | 'source'>][]
-).map(([service, r]) => ({ service, ...r, source: `builtin:${service}` }));
+).map(([service, r]) => ({ service, ...r, accounts: SERVICE_ACCOUNTS[service] ?? [], source: `builtin:${service}` }));
 
 function regex(v: unknown, where: string): RegExp | undefined {
   if (v === undefined) return undefined;
@@ -153,7 +185,49 @@ export function readProcess(pid: number, proc = '/proc'): ProcessInfo | undefine
   }
 }
 
+/** Resolve account names to uids (/etc/passwd); names the node lacks are left out. */
+function uidsOf(names: readonly string[], passwd = '/etc/passwd'): Set<number> {
+  const out = new Set<number>();
+  try {
+    for (const line of readFileSync(passwd, 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[0] && names.includes(f[0]) && f[2] && /^\d+$/.test(f[2])) out.add(Number(f[2]));
+    }
+  } catch {
+    /* no passwd file: root only */
+  }
+  return out;
+}
+
+/** The first uid of a login user (Debian's login.defs UID_MIN); below it: root and system accounts. */
+const UID_MIN = 1000;
+
 export class ServiceIdentifier {
+  private readonly accountUids = new Map<readonly string[], Set<number>>();
+
+  /**
+   * May `p` be the service a built-in rule names? Root, or the service's own
+   * account (any system account where the node has none of them), running an
+   * executable that is root's and writable by nobody else. Checked on the
+   * running process's executable (/proc/PID/exe), which a caller cannot swap.
+   */
+  private trustedAs(p: ProcessInfo, accounts: readonly string[]): boolean {
+    if (p.uid !== 0) {
+      let uids = this.accountUids.get(accounts);
+      if (!uids) {
+        uids = uidsOf(accounts);
+        this.accountUids.set(accounts, uids);
+      }
+      if (uids.size > 0 ? !uids.has(p.uid) : p.uid >= UID_MIN) return false;
+    }
+    try {
+      const st = statSync(`/proc/${p.pid}/exe`);
+      return st.uid === 0 && (st.mode & 0o022) === 0;
+    } catch {
+      return false;
+    }
+  }
+
   readonly rules: readonly ServiceRule[];
 
   /** Operator rules first, then the built-in ones. */
@@ -181,6 +255,8 @@ export class ServiceIdentifier {
       if (r.exe && !r.exe.test(p.exe)) continue;
       if (r.cmdline && !r.cmdline.test(cmd)) continue;
       if (r.uid !== undefined && r.uid !== p.uid) continue;
+      // comm and command line are the process's own to write: a built-in rule also needs what it cannot forge
+      if (r.accounts && !this.trustedAs(p, r.accounts)) continue;
       const instance = r.instance?.exec(cmd)?.[1];
       return { service: r.service, rule: r.source, ...(instance ? { instance } : {}) };
     }

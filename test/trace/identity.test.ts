@@ -3,12 +3,16 @@
 // read from /proc — a real Keystone under uwsgi and a real ovsdb-server.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ProcessInfo, parseRules, readProcess, ServiceIdentifier } from '../../src/trace/identity.js';
 import { OpenStack, skipKeystone } from '../helpers/openstack.js';
 import { NB_SCHEMA, OvsdbServer, skipOvsdb } from '../helpers/ovsdb.js';
 
-const proc = (comm: string, argv: string[], uid = 0): ProcessInfo => ({ pid: 1, ppid: 0, comm, exe: argv[0] ?? '', argv, uid });
+// pid: this test's own process, whose executable (node) is root's: the built-in rules check /proc/PID/exe
+const proc = (comm: string, argv: string[], uid = 0): ProcessInfo => ({ pid: process.pid, ppid: 0, comm, exe: argv[0] ?? '', argv, uid });
 const id = new ServiceIdentifier();
 
 describe('service identity rules', () => {
@@ -97,5 +101,49 @@ describe('service identity of real processes', { skip: skipKeystone || skipOvsdb
       sh.kill('SIGKILL');
     }
     assert.equal(readProcess(2 ** 22 + 12345), undefined, 'a process that does not exist');
+  });
+});
+
+describe('service identity cannot be forged', { skip: process.getuid?.() !== 0 ? 'needs root (to run processes as nobody)' : false }, () => {
+  /** A process whose comm and command line are Keystone's uwsgi worker's, running `exe`, as `user` (setpriv). */
+  const impostor = (exe: string, user?: string) => {
+    const argv0 = '/usr/bin/uwsgi_python311 --http-socket 127.0.0.1:5000 --ini /etc/keystone/keystone-uwsgi.ini';
+    const cmd = user ? 'setpriv' : 'bash';
+    const args = [...(user ? [`--reuid=${user}`, `--regid=nogroup`, '--clear-groups', 'bash'] : []), '-c', `exec -a "${argv0}" ${exe} 30`];
+    return spawn(cmd, args, { stdio: 'ignore' });
+  };
+  const observe = async (child: ReturnType<typeof spawn>) => {
+    const pid = child.pid as number;
+    for (let i = 0; i < 50; i++) {
+      const p = readProcess(pid);
+      if (p && p.comm === 'uwsgi_python311') return p;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('the impostor did not start');
+  };
+
+  test("a process that copies Keystone's comm and command line is not Keystone unless it runs as root or keystone, from root's executable", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sbt-impostor-'));
+    chmodSync(dir, 0o755);
+    const rootCopy = join(dir, 'uwsgi_python311');
+    copyFileSync('/bin/sleep', rootCopy);
+    chmodSync(rootCopy, 0o755);
+    const userDir = join(dir, 'u');
+    mkdirSync(userDir);
+    const userCopy = join(userDir, 'uwsgi_python311');
+    copyFileSync('/bin/sleep', userCopy);
+    chownSync(userCopy, 65534, 65534);
+    chmodSync(userCopy, 0o755);
+    const children = [impostor(rootCopy, 'nobody'), impostor(userCopy), impostor(rootCopy)];
+    try {
+      const [asNobody, userBinary, control] = await Promise.all(children.map(observe));
+      assert.equal(asNobody?.uid, 65534);
+      assert.equal(id.identify(asNobody as ProcessInfo), undefined, 'nobody with the real comm and command line');
+      assert.equal(id.identify(userBinary as ProcessInfo), undefined, 'root running a binary nobody could have written');
+      assert.equal(id.identify(control as ProcessInfo)?.service, 'keystone', 'the same as root from a root-owned file is what the rule names');
+    } finally {
+      for (const c of children) c.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
