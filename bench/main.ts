@@ -13,6 +13,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   'trace-overhead': async () => (await import('./trace-overhead.js')).bench,
   'trace-throughput': async () => (await import('./trace-throughput.js')).bench,
   detect: async () => (await import('./detect.js')).bench,
+  robustness: async () => (await import('./robustness.js')).bench,
 };
 
 async function main(): Promise<number> {

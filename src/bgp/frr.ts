@@ -208,9 +208,16 @@ export class FrrDriver {
       }
     };
     if (existsSync(dir)) {
-      this.watcher = watch(dir, { persistent: false }, (_e, name) => {
-        if (name === 'bgpd.pid') check();
-      });
+      try {
+        this.watcher = watch(dir, { persistent: false }, (_e, name) => {
+          if (name === 'bgpd.pid') check();
+        });
+      } catch (err) {
+        throw new FrrError(
+          `cannot watch FRR's run directory ${dir} for bgpd restarts`,
+          `${(err as Error).message}: FRR's directories and vty sockets belong to frr:frrvty; the agent needs CAP_DAC_OVERRIDE, or to run with the groups frr and frrvty`,
+        );
+      }
     }
   }
 

@@ -23,7 +23,13 @@ export function withNetns<T>(ns: string | undefined, fn: () => T): T {
   try {
     if (home < 0) throw new BpfError('cannot open the current network namespace', { op: 'setns', errno: errno() });
     if ((c.setns(target, CLONE_NEWNET) as number) !== 0) {
-      throw new BpfError(`cannot enter network namespace ${ns}`, { op: 'setns', errno: errno(), subject: ns });
+      const e = errno();
+      throw new BpfError(`cannot enter network namespace ${ns}`, {
+        op: 'setns',
+        errno: e,
+        subject: ns,
+        ...(e === 1 ? { hint: 'entering another network namespace needs CAP_SYS_ADMIN (run as root, or grant it)' } : {}),
+      });
     }
     try {
       return fn();
