@@ -103,6 +103,9 @@ describe('api', () => {
     assert.equal(bad.status, 400);
     assert.match(bad.json.error, /^body is not valid JSON/);
     assert.deepEqual((await call('POST', '/v1/profiles/learn', '{"x":1}', { 'content-type': 'application/json' })).json, { error: 'x: unknown field' });
+    const proto = await call('POST', '/v1/blocks', '{"prefix":"203.0.113.9","__proto__":{"admin":true}}');
+    assert.equal(proto.status, 400);
+    assert.match(proto.json.error, /^body is not valid JSON: .*prototype/);
     assert.equal(
       (await call('POST', '/v1/profiles/learn', '{"since":"yesterday"}', { 'content-type': 'application/json' })).json.error,
       'since: expected number',
