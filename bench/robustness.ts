@@ -101,6 +101,7 @@ function randomValue(r: () => number, depth = 0): unknown {
       return Array.from({ length: Math.floor(r() * 4) }, () => randomValue(r, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
+      // defineProperty: a key named __proto__ stays an own key, so it is sent as JSON text
       for (const key of [
         'prefix',
         'target',
@@ -117,7 +118,7 @@ function randomValue(r: () => number, depth = 0): unknown {
         '__proto__',
         'constructor',
       ])
-        if (r() < 0.3) o[key] = randomValue(r, depth + 1);
+        if (r() < 0.3) Object.defineProperty(o, key, { value: randomValue(r, depth + 1), enumerable: true, writable: true, configurable: true });
       return o;
     }
   }
@@ -150,7 +151,8 @@ const QUERY_KEYS = ['since', 'until', 'limit', 'pid', 'service', 'type', 'path',
 
 function randomRequest(r: () => number): { method: string; path: string; body?: Buffer; contentType: string } {
   const [method, base] = ROUTES[Math.floor(r() * ROUTES.length)] as [string, string];
-  const q = QUERY_KEYS.filter(() => r() < 0.2).map((k) => `${k}=${encodeURIComponent(String(randomValue(r) ?? ''))}`);
+  const text = (v: unknown): string => (v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v ?? ''));
+  const q = QUERY_KEYS.filter(() => r() < 0.2).map((k) => `${k}=${encodeURIComponent(text(randomValue(r)))}`);
   const path = `${base}${q.length ? `?${q.join('&')}` : ''}`;
   if (method === 'GET' || method === 'DELETE') return { method, path, contentType: 'application/json' };
   const kind = r();
@@ -235,7 +237,7 @@ function fuzzFiles(n: number, r: () => number, configText: string, profileText: 
     const c = mutateText(configText, r);
     config.inputs++;
     try {
-      parseConfig(parseYaml(c), 'fuzz.yaml');
+      parseConfig(parseYaml(c, { logLevel: 'error' }), 'fuzz.yaml');
     } catch (err) {
       // a YAML error is the file reader's to report ((yaml) in ConfigError); anything else from the schema must be a ConfigError
       if (!(err instanceof ConfigError) && !(err as Error).name?.startsWith('YAML')) note(config, `${(err as Error).stack}`);
@@ -331,7 +333,11 @@ async function fuzzOvsdb(updates: number, r: () => number): Promise<Tally & { ma
   return t;
 }
 
-async function slowConnections(socket: string, n: number, holdMs: number): Promise<{ held: number; legit_ok: number; legit_tried: number }> {
+async function slowConnections(
+  socket: string,
+  n: number,
+  holdMs: number,
+): Promise<{ opened: number; held_at_end: number; legit_ok: number; legit_tried: number; first_ok_ms: number | null }> {
   const socks: Socket[] = [];
   for (let i = 0; i < n; i++) {
     const s = connect(socket);
@@ -344,17 +350,22 @@ async function slowConnections(socket: string, n: number, holdMs: number): Promi
   }, 500);
   let ok = 0;
   let tried = 0;
-  const end = Date.now() + holdMs;
+  let firstOk: number | null = null;
+  const t0 = Date.now();
+  const end = t0 + holdMs;
   while (Date.now() < end) {
     tried++;
     const res = await send(socket, { method: 'GET', path: '/v1/status', contentType: 'application/json' });
-    if ('status' in res && res.status === 200) ok++;
+    if ('status' in res && res.status === 200) {
+      ok++;
+      firstOk ??= Date.now() - t0;
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   clearInterval(drip);
   const held = socks.filter((s) => !s.destroyed).length;
   for (const s of socks) s.destroy();
-  return { held, legit_ok: ok, legit_tried: tried };
+  return { opened: n, held_at_end: held, legit_ok: ok, legit_tried: tried, first_ok_ms: firstOk };
 }
 
 const memKb = (pid: number, field: 'VmRSS' | 'VmHWM'): number =>
@@ -412,6 +423,7 @@ export const bench = {
       });
       ping.stdout?.on('data', (c) => pingOut.push(String(c)));
 
+      const rssBefore = memKb(agent.pid as number, 'VmRSS') / 1024;
       log('the API');
       const api = tally();
       const byStatus: Record<string, number> = {};
@@ -439,7 +451,7 @@ export const bench = {
         if (i % 2000 === 0) log(`  ${i}/${n}`);
       }
       log('slow connections');
-      const slow = await slowConnections(socket, 200, 8000);
+      const slow = await slowConnections(socket, 300, 10_000);
 
       log('configuration and profile files');
       const profileText = stringify({
@@ -464,6 +476,7 @@ export const bench = {
       const sentPings = Number(summary?.[1] ?? 0);
       const received = Number(summary?.[2] ?? 0);
       const peak = exited ? 0 : memKb(agent.pid as number, 'VmHWM') / 1024;
+      const rssAfter = exited ? 0 : memKb(agent.pid as number, 'VmRSS') / 1024;
       const crashes = (exited ? 1 : 0) + records.crashes + files.config.crashes + files.profile.crashes + ovsdb.crashes;
       const unclean = api.unclean + records.unclean + files.config.unclean + files.profile.unclean + ovsdb.unclean;
       const examples = [...api.examples, ...records.examples, ...files.config.examples, ...files.profile.examples, ...ovsdb.examples];
@@ -474,6 +487,8 @@ export const bench = {
         crashes,
         unclean_errors: unclean,
         peak_rss_mb: Math.round(peak * 10) / 10,
+        rss_before_mb: Math.round(rssBefore * 10) / 10,
+        rss_after_mb: Math.round(rssAfter * 10) / 10,
         api: { requests: api.inputs, unclean: api.unclean, by_status: byStatus, agent: exited ?? 'running' },
         slow_connections: slow,
         config_files: { inputs: files.config.inputs, unclean: files.config.unclean },

@@ -165,7 +165,7 @@ export function loadConfig(file: string): StackbpfConfig {
   }
   let raw: unknown;
   try {
-    raw = parseYaml(text);
+    raw = parseYaml(text, { logLevel: 'error' });
   } catch (err) {
     throw new ConfigError('(yaml)', (err as Error).message.split('\n')[0] ?? 'invalid YAML', file);
   }

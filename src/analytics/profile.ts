@@ -197,7 +197,7 @@ export function profileToYaml(p: ServiceProfile): string {
 export function profileFromYaml(text: string, file = 'profile'): ServiceProfile {
   let raw: unknown;
   try {
-    raw = parseYaml(text);
+    raw = parseYaml(text, { logLevel: 'error' });
   } catch (err) {
     throw new ProfileError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`);
   }

@@ -75,7 +75,7 @@ export function loadTokens(file: string): ApiToken[] {
     throw new AccessError(file, `the API tokens file must not be readable or writable by group or others (mode ${(st.mode & 0o777).toString(8)}; chmod 600)`);
   let raw: unknown;
   try {
-    raw = parseYaml(readFileSync(file, 'utf8'));
+    raw = parseYaml(readFileSync(file, 'utf8'), { logLevel: 'error' });
   } catch (err) {
     throw new AccessError(file, `invalid YAML: ${(err as Error).message.split('\n')[0]}`);
   }

@@ -12,6 +12,7 @@
 // docs/configuration.md lists them with their parameters.
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import sjson from 'secure-json-parse';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -41,8 +42,11 @@ export const MAX_BODY = 64 * 1024;
 export function buildApi(daemon: Daemon, log: Logger, access: AccessControl): FastifyInstance {
   const app = Fastify({
     logger: false,
+    // a client must send its headers within 5 s, checked every second: slow connections that
+    // trickle headers cannot hold the API's connection slots for long
+    serverFactory: (handler) =>
+      createServer({ connectionsCheckingInterval: 1_000, headersTimeout: 5_000, keepAliveTimeout: 5_000, requestTimeout: 30_000 }, handler),
     bodyLimit: MAX_BODY,
-    requestTimeout: 30_000,
     return503OnClosing: true,
     forceCloseConnections: true,
     // refuse what a schema does not declare instead of dropping it silently
@@ -181,7 +185,8 @@ export async function startApi(daemon: Daemon, opts: ApiOptions, log: Logger): P
     const i = listen.lastIndexOf(':');
     await app.listen({ port: Number(listen.slice(i + 1)), host: listen.slice(0, i).replace(/^\[|\]$/g, '') });
   }
-  app.server.maxConnections = 64;
+  // bounded: connections beyond this are closed at once
+  app.server.maxConnections = 256;
   log.info('api listening', { listen });
   return app;
 }

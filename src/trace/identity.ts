@@ -130,7 +130,7 @@ function regex(v: unknown, where: string): RegExp | undefined {
 export function parseRules(text: string, file = 'rules'): ServiceRule[] {
   let raw: unknown;
   try {
-    raw = parseYaml(text);
+    raw = parseYaml(text, { logLevel: 'error' });
   } catch (err) {
     throw new RuleError(file, `invalid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
