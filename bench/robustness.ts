@@ -34,23 +34,12 @@ import { packageRoot } from '../src/paths.js';
 import { decodeRecord, RecordError } from '../src/trace/records.js';
 import { TRACE_CONN, TRACE_DATA, TRACE_EXEC, TRACE_HDR } from '../src/trace/abi.generated.js';
 import { NB_SCHEMA } from '../test/helpers/ovsdb.js';
+import { rng } from '../test/helpers/dpfuzz.js';
 import { pinDir, skipKernel, unique } from '../test/helpers/kernel.js';
 
 const run = promisify(execFile);
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
-
-/** A small deterministic PRNG (mulberry32), so a run can be repeated with --seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Tally {
   inputs: number;

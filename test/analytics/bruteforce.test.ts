@@ -5,19 +5,10 @@ import { describe, test } from 'node:test';
 import { type Alert, AlertManager } from '../../src/analytics/alerts.js';
 import { BruteForceDetector, DEFAULT_BRUTEFORCE } from '../../src/analytics/bruteforce.js';
 import type { TraceEvent } from '../../src/trace/event.js';
+import { keystoneRequest } from '../helpers/events.js';
 
 const auth = (ts: number, user: string, remote: string, status = 401, extra: Record<string, unknown> = {}): TraceEvent =>
-  ({
-    ts,
-    type: 'http.request',
-    service: 'keystone',
-    pid: 10,
-    tid: 10,
-    ppid: 1,
-    uid: 0,
-    comm: 'uwsgi_python311',
-    data: { role: 'server', method: 'POST', path: '/v3/auth/tokens', status, auth_user: user, auth_domain: 'Default', remote, ...extra },
-  }) as TraceEvent;
+  keystoneRequest(ts, { method: 'POST', path: '/v3/auth/tokens', status, auth_user: user, auth_domain: 'Default', remote, ...extra });
 
 describe('brute force', () => {
   test('per source: raised on the failure that crosses the threshold, updated after, resolved when quiet', () => {

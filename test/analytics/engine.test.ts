@@ -15,20 +15,11 @@ import { inspectRequest } from '../../src/analytics/sqli.js';
 import type { EventStoreAccess } from '../../src/capabilities.js';
 import { EventBus } from '../../src/trace/bus.js';
 import type { TraceEvent } from '../../src/trace/event.js';
+import { keystoneRequest } from '../helpers/events.js';
 
 // the tracer inspects each request before it drops the body, with the inspector analytics gives it
 const http = (ts: number, path: string, status: number, remote = '192.0.2.7:4000'): TraceEvent =>
-  ({
-    ts,
-    type: 'http.request',
-    service: 'keystone',
-    pid: 10,
-    tid: 10,
-    ppid: 1,
-    uid: 0,
-    comm: 'uwsgi_python311',
-    data: { role: 'server', method: 'GET', path, status, remote, ...(inspectRequest(path, '', '').length ? { sqli: inspectRequest(path, '', '') } : {}) },
-  }) as TraceEvent;
+  keystoneRequest(ts, { method: 'GET', path, status, remote, ...(inspectRequest(path, '', '').length ? { sqli: inspectRequest(path, '', '') } : {}) });
 
 function memoryStore(): Pick<EventStoreAccess, 'saveAlert' | 'each'> & { saved: Alert[] } {
   const saved: Alert[] = [];
