@@ -7,12 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { analyticsSection } from './analytics/config.js';
-import { exposureSections } from './exposure/config.js';
+import { MODULES } from './modules.js';
 import { SCOPES } from './api/scopes.js';
 import { type CamelDeep, camelKey, list, oneOf, section, str } from './schema.js';
-import { storageSection } from './store/config.js';
-import { traceSection } from './trace/config.js';
 
 const DEFAULT_PIN_ROOT = '/sys/fs/bpf/stackbpf';
 export const DEFAULT_API_SOCKET = 'unix:/run/stackbpf/api.sock';
@@ -46,13 +43,11 @@ export const coreSections = {
     .describe('the local HTTP API'),
 };
 
-/** Every top-level section, by the module that owns it (one line per module). */
-export const moduleSections = {
-  ...exposureSections,
-  trace: traceSection,
-  analytics: analyticsSection,
-  storage: storageSection,
-};
+type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
+type ModuleSections = UnionToIntersection<(typeof MODULES)[number]['sections']>;
+
+/** Every top-level section, from the modules that own them (src/modules.ts: one line per module). */
+export const moduleSections = Object.assign({}, ...MODULES.map((m) => m.sections)) as ModuleSections;
 
 export const configSchema = section({ ...coreSections, ...moduleSections }).superRefine((c, ctx) => {
   const needsDataplane = c.bgp !== undefined || c.ovn !== undefined || c.exposures.length > 0 || c.dataplane.return_interfaces.length > 0;
@@ -83,7 +78,14 @@ export type StackbpfConfig = Omit<Parsed, 'storage' | 'analytics' | 'ovn' | 'bgp
   ovn?: Omit<NonNullable<Parsed['ovn']>, 'connection' | 'chassis'> & { connection: string; chassis?: string[] };
   bgp?: Omit<NonNullable<Parsed['bgp']>, 'neighbors'> & { neighbors: (Neighbor & { families: ('ipv4' | 'ipv6')[] })[] };
 };
-export type CoreConfig = Pick<StackbpfConfig, 'pinRoot' | 'netns' | 'stateDir' | 'logLevel' | 'api'>;
+/** Settings every module may read (declared, not derived: the modules' own types depend on it). */
+export interface CoreConfig {
+  pinRoot: string;
+  netns?: string | undefined;
+  stateDir: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  api: { listen: string; group: string; groupScopes: ('status' | 'read' | 'admin')[]; tokensFile?: string | undefined };
+}
 
 /** Is the data plane configured (provider NICs listed)? */
 export function dataplaneEnabled(c: StackbpfConfig): boolean {
