@@ -200,6 +200,12 @@ export function formatStatus(s: Status): string {
       `enforcing   ${rules.join('; ')}: SIGKILL from the tracepoints; BPF LSM deny ${an.lsmDeny?.available ? 'available' : `unavailable (${an.lsmDeny?.detail ?? 'not probed'})`}`,
     );
   }
+  if (s.api) {
+    const refused = Object.entries(s.api.refused).filter(([, n]) => n > 0);
+    out.push(
+      `api         ${s.api.listen}; ${s.api.changes} changes made through it; refused ${refused.length ? refused.map(([k, n]) => `${k} ${n}`).join(', ') : 'nothing'}`,
+    );
+  }
   if (s.pipeline) {
     out.push(
       `pipeline    ${s.pipeline.published} published; ${s.pipeline.consumers.map((c) => `${c.name} ${c.queued}/${c.capacity} queued, ${c.dropped} dropped`).join('; ')}${s.pipeline.droppedByClosedStreams ? `; closed streams dropped ${s.pipeline.droppedByClosedStreams}` : ''}`,
