@@ -1,4 +1,4 @@
-// npm run bench -- trace-overhead [--rounds N] [--requests N] [--loops N]
+// npm run bench -- trace-overhead [--rounds N] [--requests N] [--loops N] [--guest-rounds N]
 //
 // What full tracing costs the node, with and without the agent, in one
 // invocation, runs interleaved (untraced, traced, traced, untraced, ...):
@@ -17,10 +17,18 @@
 //   unhooked_ns; and the same read loop with empty programs on the same two
 //   hooks (no agent) → empty_hook_ns, the kernel's dispatch cost there, which
 //   no program can go below.
+// - a guest-like workload outside the monitored set, as a qemu does for its
+//   guest: pread/pwrite on an image file and frames through a tap device
+//   (bench/c/guestio.c, in a namespace of its own) → guest_ratio.
+// Every workload's CPU time is measured too (wait4's rusage, through
+// bench/c/cputime.c; Keystone's from its tasks' schedstat), and every ratio
+// comes with a 95% confidence interval over the interleaved rounds (the
+// per-round ratios traced/untraced, Student's t): a ratio whose interval
+// holds 1 is no measurable difference.
 // "Traced" is the real agent process (`stackbpf agent`, tracing and
 // storage on, defaults otherwise).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -39,11 +47,14 @@ const median = (xs: number[]): number => {
 };
 const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
-export async function buildSysloop(dir: string): Promise<string> {
-  const out = join(dir, 'sysloop');
-  await run('cc', ['-O2', '-o', out, join(packageRoot, 'bench', 'c', 'sysloop.c')]);
+/** Compile one of bench/c's helpers into `dir`. */
+export async function buildHelper(dir: string, name: 'sysloop' | 'cputime' | 'guestio'): Promise<string> {
+  const out = join(dir, name);
+  await run('cc', ['-O2', '-o', out, join(packageRoot, 'bench', 'c', `${name}.c`)]);
   return out;
 }
+
+export const buildSysloop = (dir: string): Promise<string> => buildHelper(dir, 'sysloop');
 
 /** A request to an agent's API socket; the answer parsed as JSON when it is JSON. */
 export function agentApi(socket: string, method: string, path: string, body?: unknown): Promise<any> {
@@ -96,6 +107,30 @@ export async function startAgent(work: string, extra: Record<string, unknown> = 
   };
 }
 
+/** CPU time (ns) a process has used, all its threads: the sum of /proc/PID/task/*\/schedstat. */
+function cpuNs(pid: number): number {
+  let sum = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) sum += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+  return sum;
+}
+
+/** Student's t at 97.5% for n - 1 degrees of freedom (n ≤ 31; the normal quantile beyond). */
+const T975 = [
+  12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069,
+  2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+/** Mean of the per-round ratios traced/untraced with its 95% confidence interval. */
+export function ratioCI(traced: number[], untraced: number[]): { ratio: number; ci95: [number, number] } {
+  const r = traced.map((t, i) => t / (untraced[i] as number));
+  const n = r.length;
+  const mean = r.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(r.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : Number.NaN;
+  const half = (T975[n - 2] ?? 1.96) * (sd / Math.sqrt(n));
+  const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+  return { ratio: r3(mean), ci95: [r3(mean - half), r3(mean + half)] };
+}
+
 async function keystoneRps(os: OpenStack, token: string, n: number): Promise<number> {
   const mix: { path: string; headers: Record<string, string> }[] = [
     { path: '/auth/tokens', headers: { 'x-auth-token': token, 'x-subject-token': token } },
@@ -113,11 +148,19 @@ async function keystoneRps(os: OpenStack, token: string, n: number): Promise<num
   return (n * 1000) / (performance.now() - t0);
 }
 
+/** Run a command under bench/c/cputime: its wall time and CPU time (user + system), in ms. */
+async function timed(cputime: string, cmd: string[]): Promise<{ wallMs: number; cpuMs: number }> {
+  const r = await run(cputime, cmd, { maxBuffer: 1 << 20 }).catch((e: { stderr?: string; code?: number }) => {
+    if (e.code === 1 && e.stderr) return { stderr: e.stderr }; // grep: no match is exit 1
+    throw e;
+  });
+  const [wall, user, sys] = (r.stderr.trim().split('\n').at(-1) ?? '').split(' ').map(Number) as [number, number, number];
+  return { wallMs: wall / 1e6, cpuMs: (user + sys) / 1e3 };
+}
+
 /** grep -r for a string no file holds: reads the whole tree. */
-async function workload(tree: string, needle: string): Promise<number> {
-  const t0 = performance.now();
-  await run('/bin/sh', ['-c', `grep -rF ${needle} ${tree} > /dev/null; exit 0`], { maxBuffer: 1 << 20 });
-  return performance.now() - t0;
+function workload(cputime: string, tree: string, needle: string): Promise<{ wallMs: number; cpuMs: number }> {
+  return timed(cputime, ['grep', '-rqF', needle, tree]);
 }
 
 async function minLoop(sysloop: string, mode: string, loops: number, n: number): Promise<number> {
@@ -126,35 +169,72 @@ async function minLoop(sysloop: string, mode: string, loops: number, n: number):
   return Math.min(...xs);
 }
 
+type Series = { wall: number[]; cpu: number[] };
+const series = (): Series => ({ wall: [], cpu: [] });
+
 export const bench = {
-  summary: 'cost of full tracing: Keystone API throughput, a syscall-heavy workload, per-syscall cost for unmonitored processes',
+  summary:
+    'cost of full tracing, with 95% intervals: Keystone (throughput, CPU per request), a syscall-heavy and a guest-like unmonitored workload, per-syscall cost',
   async run(args: string[]): Promise<Record<string, unknown>> {
-    const { values } = parseArgs({ args, options: { rounds: { type: 'string' }, requests: { type: 'string' }, loops: { type: 'string' } }, strict: true });
-    const rounds = Number(values.rounds ?? 4);
-    const requests = Number(values.requests ?? 300);
+    const { values } = parseArgs({
+      args,
+      options: { rounds: { type: 'string' }, requests: { type: 'string' }, loops: { type: 'string' }, 'guest-rounds': { type: 'string' } },
+      strict: true,
+    });
+    const rounds = Number(values.rounds ?? 6);
+    const requests = Number(values.requests ?? 200);
     const loops = Number(values.loops ?? 7);
+    const guestRounds = Number(values['guest-rounds'] ?? 100_000);
     const work = mkdtempSync(join(tmpdir(), 'sbb-trace-'));
     const tree = '/usr/lib/python3/dist-packages';
     const marker = 'sbb-monitored-workload';
     writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: bench-workload\n    cmdline: "${marker}"\n`);
-    const sysloop = await buildSysloop(work);
+    const sysloop = await buildHelper(work, 'sysloop');
+    const cputime = await buildHelper(work, 'cputime');
+    const guestio = await buildHelper(work, 'guestio');
+    // the guest's tap lives in a namespace of the benchmark's own
+    const ns = `sbb-guest-${process.pid}`;
+    await run('ip', ['netns', 'add', ns]);
+    await run('ip', ['-n', ns, 'tuntap', 'add', 'dev', 'gtap0', 'mode', 'tap']);
+    await run('ip', ['-n', ns, 'link', 'set', 'gtap0', 'up']);
+    const guest = () => timed(cputime, ['ip', 'netns', 'exec', ns, guestio, join(work, 'guest.img'), 'gtap0', String(guestRounds)]);
     log('starting keystone on mariadb');
     const os = await OpenStack.start({ db: 'mariadb' });
-    const res: Record<
-      'traced' | 'untraced',
-      { rps: number[]; workload: number[]; monitored: number[]; getppid: number[]; read: number[]; floorRead: number[] }
-    > = {
-      traced: { rps: [], workload: [], monitored: [], getppid: [], read: [], floorRead: [] },
-      untraced: { rps: [], workload: [], monitored: [], getppid: [], read: [], floorRead: [] },
+    type Side = {
+      rps: number[];
+      keystoneCpuMsPerRequest: number[];
+      grep: Series;
+      monitored: Series;
+      guest: Series;
+      getppid: number[];
+      read: number[];
+      floorRead: number[];
     };
+    const side = (): Side => ({
+      rps: [],
+      keystoneCpuMsPerRequest: [],
+      grep: series(),
+      monitored: series(),
+      guest: series(),
+      getppid: [],
+      read: [],
+      floorRead: [],
+    });
+    const res: Record<'traced' | 'untraced', Side> = { traced: side(), untraced: side() };
     const floorObj = BpfObject.open(objectPath('test/trace_floor'));
     await floorObj.load();
     let events = 0;
     let lost = 0;
+    const push = (s: Series, x: { wallMs: number; cpuMs: number }): void => {
+      s.wall.push(x.wallMs);
+      s.cpu.push(x.cpuMs);
+    };
     try {
       const token = await os.authToken();
+      const keystonePids: number[] = [os.keystonePid as number, os.keystoneWorkerPid()];
       await keystoneRps(os, token, 40); // warm caches
-      await workload(tree, 'sbb-no-such-string');
+      await workload(cputime, tree, 'sbb-no-such-string');
+      await guest();
       for (let r = 0; r < rounds; r++) {
         const order: ('traced' | 'untraced')[] = r % 2 ? ['traced', 'untraced'] : ['untraced', 'traced'];
         for (const mode of order) {
@@ -163,10 +243,13 @@ export const bench = {
             const x = res[mode];
             await new Promise((r) => setTimeout(r, 2000)); // let the agent settle after start
             await keystoneRps(os, token, 20); // and warm Keystone again
+            const cpu0 = keystonePids.reduce((a, p) => a + cpuNs(p), 0);
             x.rps.push(await keystoneRps(os, token, requests));
-            x.workload.push(await workload(tree, 'sbb-no-such-string'));
+            x.keystoneCpuMsPerRequest.push((keystonePids.reduce((a, p) => a + cpuNs(p), 0) - cpu0) / 1e6 / requests);
+            push(x.grep, await workload(cputime, tree, 'sbb-no-such-string'));
             // the same workload as a monitored service: its argv carries the marker the rules match
-            x.monitored.push(await workload(tree, marker));
+            push(x.monitored, await workload(cputime, tree, marker));
+            push(x.guest, await guest());
             x.getppid.push(await minLoop(sysloop, 'getppid', loops, 1_000_000));
             x.read.push(await minLoop(sysloop, 'read', loops, 1_000_000));
             if (!agent) {
@@ -186,7 +269,7 @@ export const bench = {
               lost += Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0);
             }
             log(
-              `round ${r + 1}/${rounds} ${mode.padEnd(8)} keystone ${x.rps.at(-1)?.toFixed(1)} req/s, grep ${x.workload.at(-1)?.toFixed(0)} ms, grep monitored ${x.monitored.at(-1)?.toFixed(0)} ms, getppid ${x.getppid.at(-1)} ns, read ${x.read.at(-1)} ns`,
+              `round ${r + 1}/${rounds} ${mode.padEnd(8)} keystone ${x.rps.at(-1)?.toFixed(1)} req/s ${x.keystoneCpuMsPerRequest.at(-1)?.toFixed(2)} ms CPU/req, grep ${x.grep.wall.at(-1)?.toFixed(0)} ms (${x.grep.cpu.at(-1)?.toFixed(0)} CPU), guest ${x.guest.wall.at(-1)?.toFixed(0)} ms (${x.guest.cpu.at(-1)?.toFixed(0)} CPU), grep monitored ${x.monitored.wall.at(-1)?.toFixed(0)} ms, getppid ${x.getppid.at(-1)} ns, read ${x.read.at(-1)} ns`,
             );
           } finally {
             await agent?.stop();
@@ -196,26 +279,48 @@ export const bench = {
     } finally {
       floorObj.close();
       await os.stop();
+      await run('ip', ['netns', 'del', ns]).catch(() => undefined);
       rmSync(work, { recursive: true, force: true });
     }
     const t = res.traced;
     const u = res.untraced;
     const round2 = (x: number): number => Math.round(x * 100) / 100;
+    const rps = ratioCI(t.rps, u.rps);
+    const kcpu = ratioCI(t.keystoneCpuMsPerRequest, u.keystoneCpuMsPerRequest);
+    const grep = ratioCI(t.grep.wall, u.grep.wall);
+    const guestWall = ratioCI(t.guest.wall, u.guest.wall);
+    const grepCpu = ratioCI(t.grep.cpu, u.grep.cpu);
+    const guestCpu = ratioCI(t.guest.cpu, u.guest.cpu);
+    const monitored = ratioCI(t.monitored.wall, u.monitored.wall);
     return {
       traced_rps: round2(median(t.rps)),
       untraced_rps: round2(median(u.rps)),
-      ratio: Math.round((median(t.rps) / median(u.rps)) * 1000) / 1000,
-      workload_ratio: Math.round((median(t.workload) / median(u.workload)) * 1000) / 1000,
-      workload_ratio_monitored: Math.round((median(t.monitored) / median(u.monitored)) * 1000) / 1000,
+      ratio: rps.ratio,
+      ratio_ci95: rps.ci95,
+      keystone_cpu_ms_per_request: { traced: round2(median(t.keystoneCpuMsPerRequest)), untraced: round2(median(u.keystoneCpuMsPerRequest)) },
+      keystone_cpu_ratio: kcpu.ratio,
+      keystone_cpu_ratio_ci95: kcpu.ci95,
+      workload_ratio: grep.ratio,
+      workload_ratio_ci95: grep.ci95,
+      workload_cpu_ratio: grepCpu.ratio,
+      workload_cpu_ratio_ci95: grepCpu.ci95,
+      guest_ratio: guestWall.ratio,
+      guest_ratio_ci95: guestWall.ci95,
+      guest_cpu_ratio: guestCpu.ratio,
+      guest_cpu_ratio_ci95: guestCpu.ci95,
+      workload_ratio_monitored: monitored.ratio,
+      workload_ratio_monitored_ci95: monitored.ci95,
       hooked_unmonitored_ns: round2(median(t.read) - median(u.read)),
       unhooked_ns: round2(median(t.getppid) - median(u.getppid)),
       empty_hook_ns: round2(median(u.floorRead) - median(u.read)),
       baseline_getppid_ns: round2(median(u.getppid)),
       baseline_read_ns: round2(median(u.read)),
-      workload_ms: { traced: t.workload.map(Math.round), untraced: u.workload.map(Math.round) },
+      workload_ms: { traced: t.grep.wall.map(Math.round), untraced: u.grep.wall.map(Math.round) },
+      guest_ms: { traced: t.guest.wall.map(Math.round), untraced: u.guest.wall.map(Math.round) },
       rps: { traced: t.rps.map(round2), untraced: u.rps.map(round2) },
       rounds,
       requests_per_round: requests,
+      guest_rounds: guestRounds,
       traced_events: events,
       traced_lost: lost,
     };
