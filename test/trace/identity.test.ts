@@ -116,7 +116,8 @@ describe('service identity cannot be forged', { skip: process.getuid?.() !== 0 ?
     const pid = child.pid as number;
     for (let i = 0; i < 50; i++) {
       const p = readProcess(pid);
-      if (p && p.comm === 'uwsgi_python311') return p;
+      // comm changes at exec before the new command line is in place: wait for both
+      if (p && p.comm === 'uwsgi_python311' && p.argv.join(' ').includes('keystone-uwsgi.ini')) return p;
       await new Promise((r) => setTimeout(r, 20));
     }
     throw new Error('the impostor did not start');
