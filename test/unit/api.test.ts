@@ -186,14 +186,16 @@ describe('api', () => {
 
   test('a change made through the API is recorded with who made it', async () => {
     await call('POST', '/v1/profiles/reload', '{}');
-    await new Promise((r) => setTimeout(r, 50));
-    const ev = (await call('GET', '/v1/events?type=api.change&limit=5')).json as {
-      data: { method: string; path: string; caller: { via: string; token: string } };
-    }[];
-    assert.ok(
-      ev.some((e) => e.data.path === '/v1/profiles/reload' && e.data.method === 'POST' && e.data.caller.via === 'token' && e.data.caller.token === 'ops'),
-      JSON.stringify(ev),
-    );
+    type Change = { data: { method: string; path: string; caller: { via: string; token: string } } };
+    const recorded = (ev: Change[]) =>
+      ev.some((e) => e.data.path === '/v1/profiles/reload' && e.data.method === 'POST' && e.data.caller.via === 'token' && e.data.caller.token === 'ops');
+    let ev: Change[] = [];
+    // the event goes through the bus to the store: poll, do not guess how long that takes
+    for (let i = 0; i < 100 && !recorded(ev); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      ev = (await call('GET', '/v1/events?type=api.change&limit=5')).json as Change[];
+    }
+    assert.ok(recorded(ev), JSON.stringify(ev));
   });
 
   test('unknown endpoints are 404 naming the path; metrics are Prometheus text', async () => {
