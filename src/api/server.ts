@@ -10,7 +10,7 @@
 //   exposure:  GET|POST|DELETE /v1/exposures
 //   response:  GET|POST|DELETE /v1/blocks
 // docs/configuration.md lists them with their parameters.
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -165,6 +165,12 @@ export async function startApi(daemon: Daemon, opts: ApiOptions, log: Logger): P
       mkdirSync(dir, { recursive: true, mode: 0o750 });
       chownSync(dir, 0, gid ?? 0);
     }
+    // a directory another user may write to would let them put their own socket in our place
+    const d = statSync(dir);
+    if (d.uid !== 0 || (d.mode & 0o022) !== 0)
+      throw new Error(
+        `${dir}: the API socket's directory must be owned by root and writable by root alone (owner uid ${d.uid}, mode ${(d.mode & 0o7777).toString(8)})`,
+      );
     if (existsSync(path)) rmSync(path);
     // created 0600 (umask), opened to the group once its owner is set: never a moment open to all
     const old = process.umask(0o177);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +96,16 @@ describe('e2e: the API refuses an unprivileged local user', { skip, timeout: 120
       }[];
       return ev.some((e) => e.data.path === '/v1/blocks' && e.data.caller.via === 'unix' && e.data.caller.uid === 0);
     });
+  });
+
+  test('a socket directory another user could write to is refused at start, the directory named', async () => {
+    const dir = join(work, 'open');
+    mkdirSync(dir);
+    chmodSync(dir, 0o777);
+    const file = join(work, 'open.yaml');
+    writeFileSync(file, stringify({ state_dir: join(work, 'state-open'), trace: { enabled: false }, api: { listen: `unix:${join(dir, 'api.sock')}` } }));
+    const r = await run(process.execPath, [cli, 'agent', '--config', file]).catch((e: { stderr: string }) => e);
+    assert.match((r as { stderr: string }).stderr, new RegExp(`${dir}: the API socket's directory must be owned by root and writable by root alone`));
   });
 
   test('TCP: nothing anonymous, a token grants its scopes, a stranger Host is refused; a tokens file others can read is refused at start', async () => {
