@@ -1,4 +1,5 @@
 // npm run bench -- trace-throughput [--seconds N] [--producers N]
+//                  trace-throughput --saturate [--rates R1,R2,...] [--step-seconds N]
 //
 // Sustained events through the whole pipeline of the real agent process:
 // kernel hooks → ring buffer → decode → enrich → bounded queue → batched
@@ -26,10 +27,83 @@ const cpuTicks = (pid: number): number => {
   return Number(f[11]) + Number(f[12]);
 };
 
+const lostOf = (st: any): number =>
+  Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0) +
+  (st.pipeline.consumers as { dropped: number }[]).reduce((a, c) => a + c.dropped, 0);
+
+/**
+ * Saturation: paced producers step the offered rate up; each step reports
+ * what the agent stored, lost and spent per event, and the first rate at
+ * which anything was lost. Below it: 0 lost; above it: every loss counted.
+ */
+async function saturate(socket: string, pid: number, sysloop: string, marker: string, rates: number[], stepSeconds: number): Promise<Record<string, unknown>> {
+  const steps: Record<string, number>[] = [];
+  let firstLoss: number | null = null;
+  for (const rate of rates) {
+    const producers = Math.max(1, Math.ceil(rate / 120_000)); // one process tops out near 200k opens/s here
+    const st0 = await apiGet(socket, '/v1/status');
+    const cpu0 = cpuTicks(pid);
+    const t0 = Date.now();
+    const counts = await Promise.all(
+      Array.from(
+        { length: producers },
+        () =>
+          new Promise<number>((resolve) => {
+            const p = spawn(sysloop, ['open-rate', String(rate / producers), String(stepSeconds), marker], { stdio: ['ignore', 'pipe', 'ignore'] });
+            let out = '';
+            p.stdout?.on('data', (c) => (out += c));
+            p.once('exit', () => resolve(Number(out.trim()) || 0));
+          }),
+      ),
+    );
+    const offered = counts.reduce((a, b) => a + b, 0);
+    let st = await apiGet(socket, '/v1/status');
+    for (let i = 0; i < 300 && (st.trace.ring.pendingBytes > 0 || st.pipeline.consumers.some((c: { queued: number }) => c.queued > 0)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      st = await apiGet(socket, '/v1/status');
+    }
+    const stored = (st.storage.written as number) - (st0.storage.written as number);
+    const lost = lostOf(st) - lostOf(st0);
+    const cpuS = (cpuTicks(pid) - cpu0) / 100;
+    const step = {
+      target_per_s: rate,
+      offered_per_s: Math.round(offered / stepSeconds),
+      stored_per_s: Math.round(stored / ((Date.now() - t0) / 1000)),
+      lost,
+      agent_cpu_us_per_event: Math.round((cpuS * 1e8) / Math.max(stored, 1)) / 100,
+      producers,
+    };
+    steps.push(step);
+    log(`rate ${rate}/s: offered ${step.offered_per_s}/s, stored ${step.stored_per_s}/s, lost ${lost}, ${step.agent_cpu_us_per_event} µs/event`);
+    if (lost > 0 && firstLoss === null) firstLoss = step.offered_per_s;
+  }
+  const busiest = steps.filter((s) => (s.lost ?? 0) === 0).at(-1);
+  return {
+    mode: 'saturate',
+    first_loss_at_per_s: firstLoss,
+    max_lossless_per_s: busiest?.offered_per_s ?? null,
+    agent_cpu_us_per_event: busiest?.agent_cpu_us_per_event ?? null,
+    events_per_s: Math.max(...steps.map((s) => s.stored_per_s ?? 0)),
+    lost_events: steps.reduce((a, s) => a + (s.lost ?? 0), 0),
+    steps,
+    step_seconds: stepSeconds,
+  };
+}
+
 export const bench = {
   summary: 'sustained events/s through decode, enrich and batched SQLite storage in the real agent, lost events, agent RSS after the run',
   async run(args: string[]): Promise<Record<string, unknown>> {
-    const { values } = parseArgs({ args, options: { seconds: { type: 'string' }, producers: { type: 'string' } }, strict: true });
+    const { values } = parseArgs({
+      args,
+      options: {
+        seconds: { type: 'string' },
+        producers: { type: 'string' },
+        saturate: { type: 'boolean' },
+        rates: { type: 'string' },
+        'step-seconds': { type: 'string' },
+      },
+      strict: true,
+    });
     const seconds = Number(values.seconds ?? 600);
     const producers = Number(values.producers ?? 1);
     const work = mkdtempSync(join(tmpdir(), 'sbb-tput-'));
@@ -38,6 +112,15 @@ export const bench = {
     const sysloop = await buildSysloop(work);
     const agent = await startAgent(work, { trace: { rules_file: join(work, 'rules.yaml') }, storage: { max_size_mb: 1024 } });
     const pid = agent.child.pid as number;
+    if (values.saturate) {
+      try {
+        const rates = (values.rates ?? '50000,100000,150000,200000,250000,300000').split(',').map(Number);
+        return await saturate(agent.socket, pid, sysloop, marker, rates, Number(values['step-seconds'] ?? 15));
+      } finally {
+        await agent.stop();
+        rmSync(work, { recursive: true, force: true });
+      }
+    }
     const hz = 100;
     try {
       await new Promise((r) => setTimeout(r, 2000));

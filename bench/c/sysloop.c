@@ -4,6 +4,7 @@
  *   sysloop read N           N read(2) of one byte from /dev/zero (hooked at entry and exit)
  *   sysloop open N           N openat(2) + close(2) of /dev/null (one event each when monitored)
  *   sysloop open-for SECS    openat + close for SECS seconds, prints the count
+ *   sysloop open-rate RATE SECS  the same at RATE per second (as fast as it can when it cannot keep up)
  * Prints ns per call (or the count) on stdout. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -26,6 +27,21 @@ int main(int argc, char **argv)
 	long n = atol(argv[2]);
 	char buf[1];
 	double t0;
+	if (strcmp(argv[1], "open-rate") == 0 && argc >= 4) {
+		double rate = atof(argv[2]);
+		double start = now(), end = start + atol(argv[3]) * 1e9;
+		long count = 0;
+		while (now() < end) {
+			/* catch up to where the rate says we should be, then sleep a millisecond */
+			long due = (long)((now() - start) * rate / 1e9);
+			for (; count < due; count++)
+				close(open("/dev/null", O_RDONLY));
+			struct timespec ms = { 0, 1000000 };
+			nanosleep(&ms, NULL);
+		}
+		printf("%ld\n", count);
+		return 0;
+	}
 	if (strcmp(argv[1], "open-for") == 0) {
 		double end = now() + n * 1e9;
 		long count = 0;
