@@ -35,6 +35,7 @@ import { decodeRecord, RecordError } from '../src/trace/records.js';
 import { TRACE_CONN, TRACE_DATA, TRACE_EXEC, TRACE_HDR } from '../src/trace/abi.generated.js';
 import { NB_SCHEMA } from '../test/helpers/ovsdb.js';
 import { rng } from '../test/helpers/dpfuzz.js';
+import { memKb } from './trace-throughput.js';
 import { pinDir, skipKernel, unique } from '../test/helpers/kernel.js';
 
 const run = promisify(execFile);
@@ -356,9 +357,6 @@ async function slowConnections(
   for (const s of socks) s.destroy();
   return { opened: n, held_at_end: held, legit_ok: ok, legit_tried: tried, first_ok_ms: firstOk };
 }
-
-const memKb = (pid: number, field: 'VmRSS' | 'VmHWM'): number =>
-  Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 
 export const bench = {
   summary:

@@ -20,7 +20,7 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
 const apiGet = (socket: string, path: string): Promise<any> => agentApi(socket, 'GET', path);
 
-const memKb = (pid: number, field: 'VmRSS' | 'VmHWM'): number =>
+export const memKb = (pid: number, field: 'VmRSS' | 'VmHWM'): number =>
   Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const cpuTicks = (pid: number): number => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];

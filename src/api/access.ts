@@ -21,7 +21,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parse as parseYaml } from 'yaml';
 import { peerCredentials } from '../sys/peercred.js';
-
+import { assertRootOnlyWritable, UntrustedFileError } from '../sys/trusted.js';
 import { SCOPES, type Scope } from './scopes.js';
 
 export { SCOPES, type Scope };
@@ -63,16 +63,16 @@ export class AccessError extends Error {
  * nobody else (it grants the rights to change the data plane).
  */
 export function loadTokens(file: string): ApiToken[] {
-  let st: ReturnType<typeof statSync>;
+  // root's alone to write (the shared check for files that steer the agent), and, holding credentials, to read
   try {
-    st = statSync(file);
+    assertRootOnlyWritable(file, 'the API tokens file');
   } catch (err) {
+    if (err instanceof UntrustedFileError) throw new AccessError(file, err.message.slice(file.length + 2));
     throw new AccessError(file, `cannot read the API tokens: ${(err as Error).message}`);
   }
-  if (!st.isFile()) throw new AccessError(file, 'the API tokens file is not a regular file');
-  if (st.uid !== 0) throw new AccessError(file, `the API tokens file must be owned by root (it is owned by uid ${st.uid})`);
-  if ((st.mode & 0o077) !== 0)
-    throw new AccessError(file, `the API tokens file must not be readable or writable by group or others (mode ${(st.mode & 0o777).toString(8)}; chmod 600)`);
+  const mode = statSync(file).mode;
+  if ((mode & 0o077) !== 0)
+    throw new AccessError(file, `the API tokens file must not be readable or writable by group or others (mode ${(mode & 0o777).toString(8)}; chmod 600)`);
   let raw: unknown;
   try {
     raw = parseYaml(readFileSync(file, 'utf8'), { logLevel: 'error' });
