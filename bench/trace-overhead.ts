@@ -82,7 +82,9 @@ export async function startAgent(work: string, extra: Record<string, unknown> = 
   const socket = join(work, `api-${Date.now()}.sock`);
   const file = join(work, 'agent.yaml');
   writeFileSync(file, stringify({ state_dir: join(work, 'state'), api: { listen: `unix:${socket}` }, ...extra }));
-  const child = spawn(process.execPath, [cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_AGENT_PROFILE=DIR writes a V8 CPU profile of the agent to DIR (open it in Chrome's DevTools)
+  const prof = process.env.BENCH_AGENT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_AGENT_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...prof, cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr?.on('data', (c) => (err += c));
   const end = Date.now() + 30_000;

@@ -139,6 +139,30 @@ function cstr(buf: Buffer, off: number, max: number): string {
   return buf.toString('utf8', off, stop);
 }
 
+// Command names (16 bytes) repeat on nearly every record: a small cache keyed
+// by the four words of the raw bytes answers without a native call; a hit is
+// verified word by word, so a collision only costs a decode.
+const COMM_SLOTS = 1024;
+const commWords = new Uint32Array(COMM_SLOTS * 4);
+const commStrings: (string | undefined)[] = new Array(COMM_SLOTS);
+function commOf(buf: Buffer, off: number): string {
+  const a = buf.readUInt32LE(off);
+  const b = buf.readUInt32LE(off + 4);
+  const c = buf.readUInt32LE(off + 8);
+  const d = buf.readUInt32LE(off + 12);
+  const slot = (Math.imul(a ^ Math.imul(b, 0x9e3779b1) ^ Math.imul(c, 0x85ebca6b) ^ Math.imul(d, 0xc2b2ae35), 0x27d4eb2f) >>> 22) & (COMM_SLOTS - 1);
+  const w = slot * 4;
+  const hit = commStrings[slot];
+  if (hit !== undefined && commWords[w] === a && commWords[w + 1] === b && commWords[w + 2] === c && commWords[w + 3] === d) return hit;
+  const s = cstr(buf, off, TRACE_HDR.sizes.comm);
+  commWords[w] = a;
+  commWords[w + 1] = b;
+  commWords[w + 2] = c;
+  commWords[w + 3] = d;
+  commStrings[slot] = s;
+  return s;
+}
+
 /** u64 / s64 as a double, without a BigInt */
 function u64(buf: Buffer, off: number): number {
   return buf.readUInt32LE(off + 4) * 4294967296 + buf.readUInt32LE(off);
@@ -185,7 +209,7 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
   const ppid = buf.readUInt32LE(off + TRACE_HDR.off.ppid);
   const uid = buf.readUInt32LE(off + TRACE_HDR.off.uid);
   const service = buf.readUInt32LE(off + TRACE_HDR.off.service);
-  const comm = cstr(buf, off + TRACE_HDR.off.comm, TRACE_HDR.sizes.comm);
+  const comm = TRACE_HDR.sizes.comm === 16 ? commOf(buf, off + TRACE_HDR.off.comm) : cstr(buf, off + TRACE_HDR.off.comm, TRACE_HDR.sizes.comm);
   switch (kind) {
     case 1: {
       const argsLen = Math.min(buf.readUInt32LE(off + TRACE_EXEC.off.args_len), TRACE_EXEC.sizes.args);

@@ -112,7 +112,7 @@ export class Tracer {
   private clockOffsetMs = 0;
   private timers: NodeJS.Timeout[] = [];
   private counts = { records: 0, decodeErrors: 0, discoveryExecs: 0, paused: 0 };
-  private readonly perType: Record<string, number> = {};
+  private readonly perType = new Map<string, number>();
   private rate = { at: Date.now(), published: 0, perSecond: 0 };
   private readonly monitoredMap;
   private lastDecodeError = '';
@@ -255,8 +255,33 @@ export class Tracer {
     };
     if (p?.instance) ev.instance = p.instance;
     if (ev.ppid) ev.parent = this.parentOf(ev.ppid);
-    this.perType[type] = (this.perType[type] ?? 0) + 1;
+    this.perType.set(type, (this.perType.get(type) ?? 0) + 1);
     this.bus.publish(ev as TraceEvent);
+  }
+
+  // Identical opens (same path, flags, result) share one frozen data object:
+  // services open the same files again and again, and the store keeps a
+  // repeated object once per chunk instead of once per event.
+  private readonly openCache = new Map<string, { bits: number; ret: number; data: FileOpenData }[]>();
+  private openData(r: { path: string; openFlags: number; ret: number; flags: number }): FileOpenData {
+    const flags = r.flags & (TH_SENSITIVE | TH_KILLED); // < 8
+    const bits = r.openFlags * 8 + flags;
+    let list = this.openCache.get(r.path);
+    if (list) {
+      for (const e of list) if (e.bits === bits && e.ret === r.ret) return e.data;
+    } else {
+      if (this.openCache.size >= 8192) this.openCache.clear();
+      this.openCache.set(r.path, (list = []));
+    }
+    const data: FileOpenData = { path: r.path, flags: openFlags(r.openFlags), result: r.ret };
+    if (r.ret < 0) data.error = ERRNO[-r.ret] ?? `errno ${-r.ret}`;
+    if (r.path.charCodeAt(0) !== 47) data.relative = true;
+    if (flags & TH_SENSITIVE) data.sensitive = true;
+    if (flags & TH_KILLED) data.killed = true;
+    Object.freeze(data);
+    if (list.length >= 16) list.shift();
+    list.push({ bits, ret: r.ret, data });
+    return data;
   }
 
   private onRecord(buf: Buffer, off: number, len: number): void {
@@ -316,13 +341,8 @@ export class Tracer {
       case TK.open: {
         const write = (r.openFlags & 0o1103) !== 0;
         const type = r.flags & TH_SENSITIVE && write ? 'file.write' : 'file.open';
-        const data: FileOpenData = { path: r.path, flags: openFlags(r.openFlags), result: r.ret };
-        if (r.ret < 0) data.error = ERRNO[-r.ret] ?? `errno ${-r.ret}`;
-        if (r.path.charCodeAt(0) !== 47) data.relative = true;
-        if (r.flags & TH_SENSITIVE) data.sensitive = true;
         const killed = (r.flags & TH_KILLED) !== 0;
-        if (killed) data.killed = true;
-        this.publish(r, type, data);
+        this.publish(r, type, this.openData(r));
         if (killed) {
           const svc = this.procs.serviceName(r.service);
           this.publish(r, 'response.kill', {
@@ -449,7 +469,7 @@ export class Tracer {
       monitoredProcesses: this.procs.monitoredCount(),
       services: this.procs.services(),
       records: this.counts.records,
-      events: { ...this.perType },
+      events: Object.fromEntries(this.perType),
       eventsPerSecond: Math.round(this.rate.perSecond),
       discoveryExecs: this.counts.discoveryExecs,
       lost: { ring: Number(rs?.lost ?? 0), decode: this.counts.decodeErrors, ...this.kernelCounters() },

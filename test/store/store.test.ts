@@ -63,9 +63,10 @@ describe('event store', () => {
     const path = join(dir, 'b.db');
     const s = new EventStore({ path, segmentRows: 2000, maxAgeSeconds: 3600, maxBytes: 2 ** 40 });
     const now = Date.now();
-    const big = { blob: 'y'.repeat(400) };
-    s.write(Array.from({ length: 4000 }, (_, i) => ev(i, { ts: now - 7200_000 + i, data: big })));
-    s.write(Array.from({ length: 4000 }, (_, i) => ev(i, { ts: now - 60_000 + i, data: big })));
+    // distinct objects: the store keeps an object repeated by identity once per chunk
+    const big = (i: number) => ({ blob: 'y'.repeat(400), i });
+    s.write(Array.from({ length: 4000 }, (_, i) => ev(i, { ts: now - 7200_000 + i, data: big(i) })));
+    s.write(Array.from({ length: 4000 }, (_, i) => ev(i, { ts: now - 60_000 + i, data: big(i) })));
     assert.equal(s.stats().segments, 4);
     assert.equal(s.applyRetention(now), 2, 'the two old segments go');
     assert.equal(s.stats().rows, 4000);
@@ -75,7 +76,7 @@ describe('event store', () => {
     void before;
     const sized = new EventStore({ path, maxBytes: 1 << 20, segmentRows: 2000 });
     const size0 = sized.bytes();
-    sized.write(Array.from({ length: 6000 }, (_, i) => ev(i, { ts: now + i, data: big })));
+    sized.write(Array.from({ length: 6000 }, (_, i) => ev(i, { ts: now + i, data: big(i) })));
     assert.ok(sized.bytes() > 1 << 20);
     sized.applyRetention(now);
     assert.ok(sized.bytes() <= 1 << 20, `under budget: ${sized.bytes()}`);
@@ -126,6 +127,56 @@ describe('event store', () => {
       s.alerts({ rule: 'keystone.bruteforce' }).map((a) => (a as { state: string }).state),
       ['resolved'],
     );
+    s.close();
+  });
+
+  test('a version-2 store keeps its row segments readable beside new chunk segments', () => {
+    const path = join(dir, 'v2.db');
+    const raw = new Database(path);
+    raw.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE segments (id INTEGER PRIMARY KEY, first_ts REAL NOT NULL, last_ts REAL NOT NULL, rows INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE names (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (kind, name));
+      CREATE TABLE alerts (id TEXT PRIMARY KEY, ts REAL NOT NULL, last_ts REAL NOT NULL, rule TEXT NOT NULL, severity TEXT NOT NULL,
+                           service TEXT NOT NULL, subject TEXT NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL);
+      INSERT INTO names VALUES (1, 'type', 'file.open'), (2, 'service', 'keystone'), (3, 'type', 'http.request');
+      INSERT INTO segments VALUES (1, 1000, 1001, 2);
+      CREATE TABLE ev_1 (ts REAL NOT NULL, type INTEGER NOT NULL, service INTEGER NOT NULL, pid INTEGER NOT NULL, tid INTEGER NOT NULL, ppid INTEGER NOT NULL, uid INTEGER NOT NULL, comm TEXT NOT NULL, ctx TEXT, data TEXT NOT NULL);
+      INSERT INTO ev_1 VALUES (1000, 1, 2, 7, 7, 1, 0, 'x', '{"parent":{"pid":1,"comm":"init","service":""}}', '{"path":"/etc/keystone/keystone.conf"}');
+      INSERT INTO ev_1 VALUES (1001, 3, 2, 7, 7, 1, 0, 'x', NULL, '{"method":"GET"}');
+      PRAGMA user_version = 2;`);
+    raw.close();
+    const s = new EventStore({ path });
+    assert.equal(s.stats().schemaVersion, SCHEMA_VERSION);
+    s.write([ev(1, { ts: 2000, service: 'keystone' }), ev(3, { ts: 2001, service: 'keystone', type: 'http.request', data: { method: 'POST' } })]);
+    assert.deepEqual(
+      s.query({ service: 'keystone' }).map((e) => e.ts),
+      [2001, 2000, 1001, 1000],
+      'newest first across both formats',
+    );
+    assert.deepEqual(
+      s.query({ type: 'http' }).map((e) => e.data),
+      [{ method: 'POST' }, { method: 'GET' }],
+    );
+    assert.deepEqual(s.query({ until: 1000 })[0]?.parent, { pid: 1, comm: 'init', service: '' });
+    assert.deepEqual(
+      [...s.each({ service: 'keystone' })].map((e) => e.ts),
+      [1000, 1001, 2000, 2001],
+    );
+    assert.equal(s.stats().rows, 4);
+    s.close();
+  });
+
+  test('a damaged chunk is skipped, counted and named; the rest still answers', () => {
+    const path = join(dir, 'damaged.db');
+    const s = new EventStore({ path });
+    s.write(Array.from({ length: 600 }, (_, i) => ev(i)));
+    const table = (s.db.prepare("SELECT name FROM sqlite_master WHERE name LIKE 'evc_%'").get() as { name: string }).name;
+    s.db.prepare(`UPDATE ${table} SET body = substr(body, 1, 100) WHERE rowid = 1`).run();
+    const got = s.query({ limit: 10_000 });
+    assert.equal(got.length, 600 - 512, 'the second chunk still answers');
+    const st = s.stats();
+    assert.equal(st.readErrors, 1);
+    assert.match(st.lastReadError ?? '', new RegExp(`${table} chunk 1 skipped: chunk header says 512 events, which its 100 bytes do not hold`));
     s.close();
   });
 
