@@ -1,17 +1,19 @@
-// npm run bench -- trace-throughput [--seconds N] [--producers N]
-//                  trace-throughput --saturate [--rates R1,R2,...] [--step-seconds N]
+// npm run bench -- trace-throughput [--seconds N] [--producers N] [--distinct]
+//                  trace-throughput --saturate [--rates R1,R2,...] [--step-seconds N] [--distinct]
 //
 // Sustained events through the whole pipeline of the real agent process:
 // kernel hooks → ring buffer → decode → enrich → bounded queue → batched
 // SQLite writes (with retention dropping segments as the size budget
 // fills). The producers are monitored processes (matched by an operator
 // rule) opening and closing /dev/null as fast as they can: one file.open
-// event per iteration, real records from the real hooks. Reports the rate
+// event per iteration, real records from the real hooks. With --distinct
+// every open names another (missing) path, so no two events share data:
+// the worst case for the store, which keeps repeated data once per chunk. Reports the rate
 // the store absorbed, everything lost at any stage (kernel ring, kernel
 // tables, decoder, queues), and the agent's RSS at the end (default 600 s).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { agentApi, buildSysloop, startAgent } from './trace-overhead.js';
@@ -27,6 +29,13 @@ const cpuTicks = (pid: number): number => {
   return Number(f[11]) + Number(f[12]);
 };
 
+/** jiffies of all CPUs: busy and total (from the first line of /proc/stat) */
+const machineTicks = (): { busy: number; total: number } => {
+  const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+};
+
 const lostOf = (st: any): number =>
   Object.values(st.trace.lost as Record<string, number>).reduce((a, b) => a + b, 0) +
   (st.pipeline.consumers as { dropped: number }[]).reduce((a, c) => a + c.dropped, 0);
@@ -36,20 +45,31 @@ const lostOf = (st: any): number =>
  * what the agent stored, lost and spent per event, and the first rate at
  * which anything was lost. Below it: 0 lost; above it: every loss counted.
  */
-async function saturate(socket: string, pid: number, sysloop: string, marker: string, rates: number[], stepSeconds: number): Promise<Record<string, unknown>> {
+async function saturate(
+  socket: string,
+  pid: number,
+  sysloop: string,
+  marker: string,
+  rates: number[],
+  stepSeconds: number,
+  distinct: boolean,
+): Promise<Record<string, unknown>> {
   const steps: Record<string, number>[] = [];
   let firstLoss: number | null = null;
   for (const rate of rates) {
     const producers = Math.max(1, Math.ceil(rate / 120_000)); // one process tops out near 200k opens/s here
     const st0 = await apiGet(socket, '/v1/status');
     const cpu0 = cpuTicks(pid);
+    const m0 = machineTicks();
     const t0 = Date.now();
     const counts = await Promise.all(
       Array.from(
         { length: producers },
         () =>
           new Promise<number>((resolve) => {
-            const p = spawn(sysloop, ['open-rate', String(rate / producers), String(stepSeconds), marker], { stdio: ['ignore', 'pipe', 'ignore'] });
+            const p = spawn(sysloop, ['open-rate', String(rate / producers), String(stepSeconds), marker, ...(distinct ? ['distinct'] : [])], {
+              stdio: ['ignore', 'pipe', 'ignore'],
+            });
             let out = '';
             p.stdout?.on('data', (c) => (out += c));
             p.once('exit', () => resolve(Number(out.trim()) || 0));
@@ -57,6 +77,7 @@ async function saturate(socket: string, pid: number, sysloop: string, marker: st
       ),
     );
     const offered = counts.reduce((a, b) => a + b, 0);
+    const m1 = machineTicks();
     let st = await apiGet(socket, '/v1/status');
     for (let i = 0; i < 300 && (st.trace.ring.pendingBytes > 0 || st.pipeline.consumers.some((c: { queued: number }) => c.queued > 0)); i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -72,9 +93,14 @@ async function saturate(socket: string, pid: number, sysloop: string, marker: st
       lost,
       agent_cpu_us_per_event: Math.round((cpuS * 1e8) / Math.max(stored, 1)) / 100,
       producers,
+      // share of all the machine's CPUs busy while the producers ran: at 1 the
+      // machine, not the agent, is the limit
+      machine_busy: Math.round(((m1.busy - m0.busy) / Math.max(m1.total - m0.total, 1)) * 100) / 100,
     };
     steps.push(step);
-    log(`rate ${rate}/s: offered ${step.offered_per_s}/s, stored ${step.stored_per_s}/s, lost ${lost}, ${step.agent_cpu_us_per_event} µs/event`);
+    log(
+      `rate ${rate}/s: offered ${step.offered_per_s}/s, stored ${step.stored_per_s}/s, lost ${lost}, ${step.agent_cpu_us_per_event} µs/event, machine ${Math.round(step.machine_busy * 100)}% busy`,
+    );
     if (lost > 0 && firstLoss === null) firstLoss = step.offered_per_s;
   }
   const busiest = steps.filter((s) => (s.lost ?? 0) === 0).at(-1);
@@ -87,6 +113,7 @@ async function saturate(socket: string, pid: number, sysloop: string, marker: st
     lost_events: steps.reduce((a, s) => a + (s.lost ?? 0), 0),
     steps,
     step_seconds: stepSeconds,
+    cpus: availableParallelism(),
   };
 }
 
@@ -101,6 +128,7 @@ export const bench = {
         saturate: { type: 'boolean' },
         rates: { type: 'string' },
         'step-seconds': { type: 'string' },
+        distinct: { type: 'boolean' },
       },
       strict: true,
     });
@@ -115,7 +143,10 @@ export const bench = {
     if (values.saturate) {
       try {
         const rates = (values.rates ?? '50000,100000,150000,200000,250000,300000').split(',').map(Number);
-        return await saturate(agent.socket, pid, sysloop, marker, rates, Number(values['step-seconds'] ?? 15));
+        return {
+          ...(await saturate(agent.socket, pid, sysloop, marker, rates, Number(values['step-seconds'] ?? 15), values.distinct === true)),
+          distinct: values.distinct === true,
+        };
       } finally {
         await agent.stop();
         rmSync(work, { recursive: true, force: true });
@@ -128,7 +159,9 @@ export const bench = {
       const written0 = st0.storage.written as number;
       const cpu0 = cpuTicks(pid);
       const t0 = Date.now();
-      const procs = Array.from({ length: producers }, () => spawn(sysloop, ['open-for', String(seconds), marker], { stdio: ['ignore', 'pipe', 'ignore'] }));
+      const procs = Array.from({ length: producers }, () =>
+        spawn(sysloop, ['open-for', String(seconds), marker, ...(values.distinct ? ['distinct'] : [])], { stdio: ['ignore', 'pipe', 'ignore'] }),
+      );
       let produced = 0;
       const done = procs.map(
         (p) =>
@@ -184,6 +217,7 @@ export const bench = {
         store_segments_dropped: st.storage.droppedSegments,
         backpressure_pauses: st.trace.ring.paused,
         producers,
+        distinct: values.distinct === true,
       };
     } finally {
       await agent.stop();

@@ -3,8 +3,11 @@
  *   sysloop getppid N        N getppid(2) calls (a syscall the tracer does not hook)
  *   sysloop read N           N read(2) of one byte from /dev/zero (hooked at entry and exit)
  *   sysloop open N           N openat(2) + close(2) of /dev/null (one event each when monitored)
- *   sysloop open-for SECS    openat + close for SECS seconds, prints the count
- *   sysloop open-rate RATE SECS  the same at RATE per second (as fast as it can when it cannot keep up)
+ *   sysloop open-for SECS [MARK [distinct]]    openat + close for SECS seconds, prints the count
+ *   sysloop open-rate RATE SECS [MARK [distinct]]  the same at RATE per second (as fast as it can when it cannot keep up)
+ * MARK is ignored (a command-line marker for the agent's rule); with
+ * "distinct" every open names another path (/nonexistent-sbb/N, which fails
+ * with ENOENT), so no two events carry the same data.
  * Prints ns per call (or the count) on stdout. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,6 +15,21 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+static int distinct;
+static long seq;
+
+static void open_one(void)
+{
+	if (distinct) {
+		char path[64];
+		snprintf(path, sizeof(path), "/nonexistent-sbb/%ld", seq++);
+		int fd = open(path, O_RDONLY);
+		if (fd >= 0)
+			close(fd);
+	} else
+		close(open("/dev/null", O_RDONLY));
+}
 
 static double now(void)
 {
@@ -27,6 +45,9 @@ int main(int argc, char **argv)
 	long n = atol(argv[2]);
 	char buf[1];
 	double t0;
+	distinct = argc >= 6 && strcmp(argv[5], "distinct") == 0;
+	if (strcmp(argv[1], "open-for") == 0)
+		distinct = argc >= 5 && strcmp(argv[4], "distinct") == 0;
 	if (strcmp(argv[1], "open-rate") == 0 && argc >= 4) {
 		double rate = atof(argv[2]);
 		double start = now(), end = start + atol(argv[3]) * 1e9;
@@ -35,7 +56,7 @@ int main(int argc, char **argv)
 			/* catch up to where the rate says we should be, then sleep a millisecond */
 			long due = (long)((now() - start) * rate / 1e9);
 			for (; count < due; count++)
-				close(open("/dev/null", O_RDONLY));
+				open_one();
 			struct timespec ms = { 0, 1000000 };
 			nanosleep(&ms, NULL);
 		}
@@ -46,10 +67,8 @@ int main(int argc, char **argv)
 		double end = now() + n * 1e9;
 		long count = 0;
 		while (1) {
-			for (int i = 0; i < 1000; i++) {
-				int fd = open("/dev/null", O_RDONLY);
-				close(fd);
-			}
+			for (int i = 0; i < 1000; i++)
+				open_one();
 			count += 1000;
 			if (now() >= end)
 				break;

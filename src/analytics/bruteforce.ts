@@ -5,6 +5,7 @@
 // event that crosses a threshold — no polling between the failure and the
 // alert — and resolved once the source (or user) has been quiet for
 // `recoverySeconds`.
+import { FifoMap } from '../util/fifo-map.js';
 import type { EventOf, TraceEvent } from '../trace/event.js';
 import { type AlertManager, evidenceOf, type Evidence, hostOf } from './alerts.js';
 
@@ -33,8 +34,9 @@ interface Window {
 }
 
 export class BruteForceDetector {
-  private readonly bySource = new Map<string, Window>();
-  private readonly byUser = new Map<string, Window>();
+  // bounded under a flood of distinct sources or users: the oldest go first
+  private readonly bySource = new FifoMap<string, Window>(100_000);
+  private readonly byUser = new FifoMap<string, Window>(100_000);
   /** failed authentications seen */
   failures = 0;
 
@@ -56,7 +58,7 @@ export class BruteForceDetector {
     return remote || 'unknown';
   }
 
-  private push(map: Map<string, Window>, key: string, ev: TraceEvent, user?: string): Window {
+  private push(map: FifoMap<string, Window>, key: string, ev: TraceEvent, user?: string): Window {
     let w = map.get(key);
     if (!w) {
       w = { times: [], evidence: [], last: 0 };
@@ -141,8 +143,5 @@ export class BruteForceDetector {
         this.byUser.delete(user);
       }
     }
-    // bound the state under a flood of distinct sources
-    while (this.bySource.size > 100_000) this.bySource.delete(this.bySource.keys().next().value as string);
-    while (this.byUser.size > 100_000) this.byUser.delete(this.byUser.keys().next().value as string);
   }
 }

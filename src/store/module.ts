@@ -79,6 +79,7 @@ export const storageModule = defineModule({
     gaugeFrom(registry, 'stackbpf_store_bytes', 'Bytes used by the event store.', () => st()?.bytes);
     counterFrom(registry, 'stackbpf_store_written_total', 'Events written.', () => st()?.written);
     counterFrom(registry, 'stackbpf_store_write_errors_total', 'Failed batch writes.', () => st()?.writeErrors);
+    counterFrom(registry, 'stackbpf_store_read_errors_total', 'Damaged chunks skipped by queries (status names the last one).', () => st()?.readErrors);
     counterFrom(registry, 'stackbpf_store_dropped_segments_total', 'Segments removed by retention.', () => st()?.droppedSegments);
   },
 });

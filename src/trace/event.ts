@@ -183,10 +183,15 @@ export interface EventData {
   'api.change': ApiChangeData;
 }
 
-/** An event: a discriminated union by `type`, so reading a type's fields is checked by the compiler. */
-export type TraceEvent = { [T in EventType]: EventBase & { type: T; data: EventData[T] } }[EventType];
+/**
+ * An event: a discriminated union by `type`, so reading a type's fields is
+ * checked by the compiler. `data` is read-only: the tracer hands the same
+ * object to every event of identical records (the store keeps it once per
+ * chunk), so a consumer that changed it would change other events.
+ */
+export type TraceEvent = { [T in EventType]: EventBase & { type: T; data: Readonly<EventData[T]> } }[EventType];
 /** The event of one type. */
-export type EventOf<T extends EventType> = EventBase & { type: T; data: EventData[T] };
+export type EventOf<T extends EventType> = EventBase & { type: T; data: Readonly<EventData[T]> };
 
 /** Filters shared by the live stream, the store query and the CLI. */
 export interface EventFilter {

@@ -8,6 +8,7 @@
 import type { EventData, HttpRequestData, SqlData, SqlQueryData } from './event.js';
 import { TRACE_ROLE } from './abi.generated.js';
 import { createHmac, randomBytes } from 'node:crypto';
+import { FifoMap } from '../util/fifo-map.js';
 import type { KernelRecord } from './records.js';
 import {
   type HttpHead,
@@ -78,8 +79,10 @@ function isMysqlCommand(b: Buffer, size: number): boolean {
 /** Token → identity, keyed by an HMAC under a per-process key: the token itself is never kept. */
 export class TokenDirectory {
   private readonly key = randomBytes(32);
-  private readonly map = new Map<string, { user?: string; userId?: string; project?: string; projectId?: string }>();
-  constructor(private readonly max = 10000) {}
+  private readonly map: FifoMap<string, { user?: string; userId?: string; project?: string; projectId?: string }>;
+  constructor(max = 10000) {
+    this.map = new FifoMap(max);
+  }
   private h(token: string): string {
     return createHmac('sha256', this.key).update(token).digest('base64');
   }
@@ -87,7 +90,6 @@ export class TokenDirectory {
     const k = this.h(token);
     this.map.delete(k);
     this.map.set(k, who);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
   }
   lookup(token: string): { user?: string; userId?: string; project?: string; projectId?: string } | undefined {
     return this.map.get(this.h(token));
@@ -110,7 +112,7 @@ export interface SessionStats {
 const ms = (a: number, b: number): number => (a - b) / 1e6;
 
 export class SessionTracker {
-  private readonly sessions = new Map<string, Session>();
+  private readonly sessions: FifoMap<string, Session>;
   readonly tokens = new TokenDirectory();
   private stats = { http: 0, sql: 0, evicted: 0, orphanData: 0 };
 
@@ -122,19 +124,16 @@ export class SessionTracker {
       maxSessions?: number;
       inspect?: (target: string, body: string, contentType: string) => unknown[];
     } = { captureBytes: 1024 },
-  ) {}
+  ) {
+    this.sessions = new FifoMap(opts.maxSessions ?? 50000, () => this.stats.evicted++);
+  }
 
   private open(key: string, tgid: number, connId: number, role: number): Session {
     let s = this.sessions.get(key);
     if (!s || s.connId !== connId) {
       if (s) this.finish(s, undefined);
       s = { key, connId, tgid, role, proto: 'unknown', lastActivity: Date.now(), undecided: 0 };
-      this.sessions.set(key, s);
-      if (this.sessions.size > (this.opts.maxSessions ?? 50000)) {
-        const oldest = this.sessions.keys().next().value as string;
-        this.sessions.delete(oldest);
-        this.stats.evicted++;
-      }
+      this.sessions.set(key, s); // past maxSessions the oldest is evicted (counted)
     }
     return s;
   }

@@ -12,6 +12,7 @@ import type { EventBus } from './bus.js';
 import type { ConnectData, EventData, EventOf, EventType, FileChangeData, FileOpenData, TraceEvent } from './event.js';
 import { ServiceIdentifier } from './identity.js';
 import { type MonitorChange, ProcessTable } from './processes.js';
+import { FifoMap } from '../util/fifo-map.js';
 import { checkLayouts, COUNTERS, counterIndex, decodeRecord, FILE_OPS, type KernelRecord, TH_KILLED, TH_MONITORED, TH_SENSITIVE, TK } from './records.js';
 import { CONN_KEY, LPM_PATH, MON, TRACE_FILE_OP, TRACE_MON_FLAG, TRACE_ROLE } from './abi.generated.js';
 import { KernelEnforcement } from './enforcement.js';
@@ -108,7 +109,7 @@ export class Tracer {
   private ring: RingBuffer | undefined;
   readonly procs: ProcessTable;
   readonly sessions: SessionTracker;
-  private readonly parentCache = new Map<number, { pid: number; comm: string; service: string }>();
+  private readonly parentCache = new FifoMap<number, { pid: number; comm: string; service: string }>(4096);
   private clockOffsetMs = 0;
   private timers: NodeJS.Timeout[] = [];
   private counts = { records: 0, decodeErrors: 0, discoveryExecs: 0, paused: 0 };
@@ -231,7 +232,6 @@ export class Tracer {
       }
       c = { pid: ppid, comm, service: '' };
       this.parentCache.set(ppid, c);
-      if (this.parentCache.size > 4096) this.parentCache.delete(this.parentCache.keys().next().value as number);
     }
     return c;
   }
@@ -259,28 +259,27 @@ export class Tracer {
     this.bus.publish(ev as TraceEvent);
   }
 
-  // Identical opens (same path, flags, result) share one frozen data object:
-  // services open the same files again and again, and the store keeps a
-  // repeated object once per chunk instead of once per event.
-  private readonly openCache = new Map<string, { bits: number; ret: number; data: FileOpenData }[]>();
+  // Identical opens (same path, flags, result) share one data object
+  // (read-only by type): services open the same files again and again, and
+  // the store keeps a repeated object once per chunk instead of once per
+  // event. A direct-mapped table by a hash of the path: a miss (a path not
+  // seen lately) costs a hash and a compare, no map churn.
+  private readonly openSlots: ({ path: string; bits: number; ret: number; data: FileOpenData } | undefined)[] = new Array(4096);
   private openData(r: { path: string; openFlags: number; ret: number; flags: number }): FileOpenData {
     const flags = r.flags & (TH_SENSITIVE | TH_KILLED); // < 8
     const bits = r.openFlags * 8 + flags;
-    let list = this.openCache.get(r.path);
-    if (list) {
-      for (const e of list) if (e.bits === bits && e.ret === r.ret) return e.data;
-    } else {
-      if (this.openCache.size >= 8192) this.openCache.clear();
-      this.openCache.set(r.path, (list = []));
-    }
-    const data: FileOpenData = { path: r.path, flags: openFlags(r.openFlags), result: r.ret };
+    const path = r.path;
+    let h = 0x811c9dc5 ^ r.ret;
+    for (let i = 0; i < path.length; i++) h = Math.imul(h ^ path.charCodeAt(i), 16777619);
+    const slot = (h ^ (h >>> 15)) & 4095;
+    const hit = this.openSlots[slot];
+    if (hit && hit.bits === bits && hit.ret === r.ret && hit.path === path) return hit.data;
+    const data: FileOpenData = { path, flags: openFlags(r.openFlags), result: r.ret };
     if (r.ret < 0) data.error = ERRNO[-r.ret] ?? `errno ${-r.ret}`;
-    if (r.path.charCodeAt(0) !== 47) data.relative = true;
+    if (path.charCodeAt(0) !== 47) data.relative = true;
     if (flags & TH_SENSITIVE) data.sensitive = true;
     if (flags & TH_KILLED) data.killed = true;
-    Object.freeze(data);
-    if (list.length >= 16) list.shift();
-    list.push({ bits, ret: r.ret, data });
+    this.openSlots[slot] = { path, bits, ret: r.ret, data };
     return data;
   }
 
