@@ -1,4 +1,20 @@
 // npm run bench -- trace-overhead [--rounds N] [--requests N] [--loops N] [--guest-rounds N]
+//                  trace-overhead --hooks [--rounds N] [--guest-rounds N] [--compare-object OLD.o]
+//
+// --hooks: what each way of hooking syscalls costs processes the tracer does
+// not monitor, and nothing else: no agent, no Keystone. In each round every
+// design takes its turn (rotated order): the unmonitored workloads (grep -r
+// over one package tree, the guest-like loop, syscall loops) run unhooked,
+// hooked, hooked, unhooked; the per-round ratio of the hooked pair to the
+// unhooked pair around it (a slow drift of the machine cancels) gives each
+// design's cost with a 95% interval. Designs: `tracer` (the tracer's own object, all its hooks
+// attached, nothing monitored), `raw_hash` / `raw_bits` (one generic
+// sys_enter/sys_exit tp_btf pair returning at once for unmonitored tasks,
+// the set as a tgid hash or as a bitmap array; bpf/test/trace_floor.bpf.c),
+// and `exit_bits`: the bitmap check on sys_exit alone (a syscall's arguments
+// are still in its saved registers at exit). --compare-object adds
+// `tracer_before`: another build of the tracer's object (e.g. from an older
+// commit: git show REV:bpf/build/trace.o > old.o), measured in the same rounds.
 //
 // What full tracing costs the node, with and without the agent, in one
 // invocation, runs interleaved (untraced, traced, traced, untraced, ...):
@@ -34,7 +50,7 @@ import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { request } from 'node:http';
 import { stringify } from 'yaml';
-import { BpfObject } from '../src/ebpf/index.js';
+import { BpfObject, type Link } from '../src/ebpf/index.js';
 import { objectPath, packageRoot } from '../src/paths.js';
 import { OpenStack } from '../test/helpers/openstack.js';
 
@@ -174,15 +190,167 @@ async function minLoop(sysloop: string, mode: string, loops: number, n: number):
 type Series = { wall: number[]; cpu: number[] };
 const series = (): Series => ({ wall: [], cpu: [] });
 
+type Design = { name: string; attach(): Link[] };
+
+/** The --hooks mode: designs × unmonitored workloads, interleaved, paired per round. */
+async function hookDesigns(rounds: number, guestRounds: number, loops: number, compareObject?: string): Promise<Record<string, unknown>> {
+  const work = mkdtempSync(join(tmpdir(), 'sbb-hooks-'));
+  const subtree = '/usr/lib/python3/dist-packages/neutron'; // ~50 MB: a short run, repeated often
+  const sysloop = await buildHelper(work, 'sysloop');
+  const cputime = await buildHelper(work, 'cputime');
+  const guestio = await buildHelper(work, 'guestio');
+  const ns = `sbb-hooks-${process.pid}`;
+  await run('ip', ['netns', 'add', ns]);
+  const tracerObj = BpfObject.open(objectPath('trace'));
+  const floorObj = BpfObject.open(objectPath('test/trace_floor'));
+  const beforeObj = compareObject ? BpfObject.open(compareObject) : undefined;
+  try {
+    await run('ip', ['-n', ns, 'tuntap', 'add', 'dev', 'gtap0', 'mode', 'tap']);
+    await run('ip', ['-n', ns, 'link', 'set', 'gtap0', 'up']);
+    tracerObj.setConstant('self_tgid', process.pid);
+    await tracerObj.load();
+    await floorObj.load();
+    if (beforeObj) {
+      beforeObj.setConstant('self_tgid', process.pid);
+      await beforeObj.load();
+    }
+    const allHooks =
+      (obj: BpfObject): (() => Link[]) =>
+      () =>
+        obj.programNames.flatMap((n) => {
+          const p = obj.program(n);
+          if (p.section.startsWith('tp_btf/')) return [p.attachTrace()];
+          if (p.section.startsWith('tracepoint/')) {
+            const [, cat, tp] = p.section.split('/');
+            return [p.attachTracepoint(cat as string, tp as string)];
+          }
+          return [];
+        });
+    const pair =
+      (enter: string, exit: string): (() => Link[]) =>
+      () => [floorObj.program(enter).attachTrace(), floorObj.program(exit).attachTrace()];
+    const designs: Design[] = [
+      { name: 'none', attach: () => [] },
+      { name: 'tracer', attach: allHooks(tracerObj) },
+      ...(beforeObj ? [{ name: 'tracer_before', attach: allHooks(beforeObj) }] : []),
+      { name: 'raw_hash', attach: pair('floor_hash_enter', 'floor_hash_exit') },
+      { name: 'raw_bits', attach: pair('floor_bits_enter', 'floor_bits_exit') },
+      { name: 'exit_bits', attach: () => [floorObj.program('floor_bits_exit').attachTrace()] },
+    ];
+    // per design, per round: the sums of the two hooked runs and of the two
+    // unhooked runs around them (none, hooked, hooked, none: a drift of the
+    // machine over the four cancels out)
+    type Pair = { hooked: number[]; unhooked: number[] };
+    const pair0 = (): Pair => ({ hooked: [], unhooked: [] });
+    type M = { grep: Pair; grepCpu: Pair; guest: Pair; guestCpu: Pair; read: Pair; getppid: Pair; openat: Pair };
+    const m = Object.fromEntries(
+      designs
+        .filter((d) => d.name !== 'none')
+        .map((d) => [d.name, { grep: pair0(), grepCpu: pair0(), guest: pair0(), guestCpu: pair0(), read: pair0(), getppid: pair0(), openat: pair0() } as M]),
+    ) as Record<string, M>;
+    const guest = () => timed(cputime, ['ip', 'netns', 'exec', ns, guestio, join(work, 'guest.img'), 'gtap0', String(guestRounds)]);
+    const once = async (): Promise<number[]> => {
+      const g = await workload(cputime, subtree, 'sbb-no-such-string');
+      const q = await guest();
+      const loop = async (mode: string, n: number): Promise<number> => Number((await run(sysloop, [mode, String(n)])).stdout);
+      return [
+        g.wallMs,
+        g.cpuMs,
+        q.wallMs,
+        q.cpuMs,
+        await loop('read', 100_000 * loops),
+        await loop('getppid', 100_000 * loops),
+        await loop('open', 30_000 * loops),
+      ];
+    };
+    await workload(cputime, subtree, 'sbb-no-such-string'); // warm the page cache
+    await guest();
+    const hooked = designs.filter((d) => d.name !== 'none');
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < hooked.length; k++) {
+        const d = hooked[(r + k) % hooked.length] as Design;
+        const before = await once();
+        const links = d.attach();
+        let h1: number[];
+        let h2: number[];
+        try {
+          h1 = await once();
+          h2 = await once();
+        } finally {
+          for (const l of links) l.close();
+        }
+        const after = await once();
+        const x = m[d.name] as M;
+        const keys: (keyof M)[] = ['grep', 'grepCpu', 'guest', 'guestCpu', 'read', 'getppid', 'openat'];
+        keys.forEach((key, i) => {
+          x[key].hooked.push((h1[i] as number) + (h2[i] as number));
+          x[key].unhooked.push((before[i] as number) + (after[i] as number));
+        });
+      }
+      log(
+        `round ${r + 1}/${rounds}: ${hooked
+          .map((d) => {
+            const x = m[d.name] as M;
+            const last = (p: Pair): number => (p.hooked.at(-1) ?? 0) / (p.unhooked.at(-1) ?? 1);
+            return `${d.name} grep ×${last(x.grepCpu).toFixed(3)} guest ×${last(x.guestCpu).toFixed(3)} read +${(((x.read.hooked.at(-1) ?? 0) - (x.read.unhooked.at(-1) ?? 0)) / 2).toFixed(0)} ns`;
+          })
+          .join('; ')}`,
+      );
+    }
+    const round2 = (x: number): number => Math.round(x * 100) / 100;
+    const added = (p: Pair): number => round2(median(p.hooked.map((h, i) => (h - (p.unhooked[i] as number)) / 2)));
+    const out: Record<string, unknown> = {};
+    for (const d of hooked) {
+      const x = m[d.name] as M;
+      out[d.name] = {
+        workload_ratio: ratioCI(x.grep.hooked, x.grep.unhooked),
+        workload_cpu_ratio: ratioCI(x.grepCpu.hooked, x.grepCpu.unhooked),
+        guest_ratio: ratioCI(x.guest.hooked, x.guest.unhooked),
+        guest_cpu_ratio: ratioCI(x.guestCpu.hooked, x.guestCpu.unhooked),
+        read_added_ns: added(x.read),
+        getppid_added_ns: added(x.getppid),
+        openat_close_added_ns: added(x.openat),
+      };
+    }
+    const base = (p: Pair): number => round2(median(p.unhooked) / 2);
+    const any = m[hooked[0]?.name as string] as M;
+    return {
+      mode: 'hooks',
+      designs: out,
+      baseline: { read_ns: base(any.read), getppid_ns: base(any.getppid), openat_close_ns: base(any.openat) },
+      grep_cpu_ms_unhooked: base(any.grepCpu),
+      guest_cpu_ms_unhooked: base(any.guestCpu),
+      grep_tree: subtree,
+      rounds,
+      guest_rounds: guestRounds,
+    };
+  } finally {
+    tracerObj.close();
+    floorObj.close();
+    beforeObj?.close();
+    await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 export const bench = {
   summary:
     'cost of full tracing, with 95% intervals: Keystone (throughput, CPU per request), a syscall-heavy and a guest-like unmonitored workload, per-syscall cost',
   async run(args: string[]): Promise<Record<string, unknown>> {
     const { values } = parseArgs({
       args,
-      options: { rounds: { type: 'string' }, requests: { type: 'string' }, loops: { type: 'string' }, 'guest-rounds': { type: 'string' } },
+      options: {
+        rounds: { type: 'string' },
+        requests: { type: 'string' },
+        loops: { type: 'string' },
+        'guest-rounds': { type: 'string' },
+        hooks: { type: 'boolean' },
+        'compare-object': { type: 'string' },
+      },
       strict: true,
     });
+    if (values.hooks)
+      return hookDesigns(Number(values.rounds ?? 20), Number(values['guest-rounds'] ?? 10_000), Number(values.loops ?? 1), values['compare-object']);
     const rounds = Number(values.rounds ?? 6);
     const requests = Number(values.requests ?? 200);
     const loops = Number(values.loops ?? 7);

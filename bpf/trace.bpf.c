@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Kernel side of the OpenStack service tracer.
  *
- * Cost model (measured on the reference machine, see docs/tracing.md): a
- * global sys_enter hook costs every syscall of every process; per-syscall
- * tracepoints cost only the hooked syscalls (plus ~15 ns of slow path on
- * the others). So we hook the syscalls we need one by one, and every hook
- * starts with one hash lookup: is this process in the monitored set? Only
+ * Cost model (measured on this machine by trace-overhead --hooks, see
+ * docs/benchmarks.md): a global sys_enter/sys_exit hook costs every syscall
+ * of every process (~100 ns each here); a per-syscall tracepoint costs its
+ * syscall ~100 ns and every other syscall ~35 ns of slow path. So we hook
+ * the rare syscalls we need one by one (open, unlink, rename, connect,
+ * accept, close), and socket data not at read/write — the hottest syscalls
+ * of every process, guests included — but at the socket layer's own
+ * tracepoints, which only socket I/O reaches. Every hook starts with one
+ * hash lookup: is this process in the monitored set? Only
  * monitored processes produce events, with two exceptions that are rare by
  * nature: exec (how the agent discovers services; every process) and
  * writes/unlinks/renames of paths in the sensitive-path table (any process:
@@ -33,6 +37,28 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define EINPROGRESS 115
+
+/* a syscall's number and arguments in the task's saved user registers
+ * (bpf_task_pt_regs): still there when the syscall exits */
+#if defined(__TARGET_ARCH_x86)
+#define NR_read 0
+#define NR_openat 257
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define SC_NR(r) ((r)->orig_ax)
+#define SC_ARG0(r) ((r)->di)
+#define SC_ARG1(r) ((r)->si)
+#define SC_ARG2(r) ((r)->dx)
+#define SC_ARG3(r) ((r)->r10)
+#else
+#error "syscall numbers and registers for this architecture are not defined"
+#endif
+#define MSG_PEEK 2
 
 /* the agent's own process: never traced, whatever the set says */
 const volatile __u32 self_tgid = 0;
@@ -97,7 +123,7 @@ struct inflight {
 };
 #define IN_SENSITIVE 1
 #define IN_KILLED 2
-enum { IF_OPEN = 1, IF_READ = 2, IF_CONNECT = 3, IF_ACCEPT = 4, IF_UNLINK = 5, IF_RENAME = 6 };
+enum { /* 1, 2: opens and reads, before they needed no entry hook */ IF_CONNECT = 3, IF_ACCEPT = 4, IF_UNLINK = 5, IF_RENAME = 6 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -382,32 +408,6 @@ static __always_inline int deny_connect(__u32 service, __u64 uaddr, __u64 addrle
 	return bpf_map_lookup_elem(&peer_allow, k) == 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_openat")
-int trace_openat_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, flags = ctx->args[2];
-	__u32 sens = 0;
-	struct mon *m = monitored_self(tgid);
-
-	if (!m) {
-		if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)))
-			return 0;
-		if (!is_sensitive((const char *)ctx->args[1]) || tgid == self_tgid)
-			return 0;
-		sens = IN_SENSITIVE;
-	} else {
-		if (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC))
-			sens = is_sensitive((const char *)ctx->args[1]) ? IN_SENSITIVE : 0;
-		if (deny_open(m->service, (const char *)ctx->args[1])) {
-			bpf_send_signal(9);
-			sens |= IN_KILLED;
-		}
-	}
-	stash((__u32)id, IF_OPEN, ctx->args[0], ctx->args[1], 0, flags, ctx->args[3], sens);
-	return 0;
-}
-
 static __always_inline struct inflight *take_inflight(__u32 tid, __u32 nr)
 {
 	struct inflight *in = bpf_map_lookup_elem(&inflight, &tid);
@@ -421,35 +421,55 @@ static __always_inline struct inflight *take_inflight(__u32 tid, __u32 nr)
 	return in;
 }
 
+/* openat: one hook, at exit. The arguments are still in the saved
+ * registers, so no entry hook is needed: every open of every process costs
+ * one tracepoint, not two. Deny-list kills happen here too: a tracepoint
+ * cannot stop the syscall either way, and SIGKILL is delivered before it
+ * returns to user space. */
 SEC("tracepoint/syscalls/sys_exit_openat")
 int trace_openat_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = id, tgid = id >> 32;
-	struct inflight *in = take_inflight(tid, IF_OPEN);
+	__u32 tgid = id >> 32, flags, sens = 0;
+	struct mon *m = monitored_self(tgid);
 	struct trace_open *ev;
-	struct mon *m;
+	struct pt_regs *regs;
+	const char *upath;
 	long n;
 
-	if (!in)
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs || SC_NR(regs) != NR_openat)
 		return 0;
-	ev = scratch_slot(0);
-	if (ev) {
-		m = monitored_self(tgid);
-		fill_hdr(&ev->h, TK_OPEN, m ? m->service : 0,
-			 (m ? TH_MONITORED : 0) | (in->sensitive & IN_SENSITIVE ? TH_SENSITIVE : 0) |
-				 (in->sensitive & IN_KILLED ? TH_KILLED : 0));
-		ev->ret = ctx->ret;
-		ev->dfd = in->a0;
-		ev->flags = in->flags;
-		ev->mode = in->mode;
-		n = bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const char *)in->a1);
-		if (n < 0)
-			count(TC_READ_FAULT);
-		ev->path_len = n > 0 ? n - 1 : 0;
-		emit_event(&events, &events_lost, ev, sizeof(*ev));
+	flags = SC_ARG2(regs);
+	upath = (const char *)SC_ARG1(regs);
+	if (!m) {
+		if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)))
+			return 0;
+		if (tgid == self_tgid || !is_sensitive(upath))
+			return 0;
+		sens = IN_SENSITIVE;
+	} else {
+		if (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC))
+			sens = is_sensitive(upath) ? IN_SENSITIVE : 0;
+		if (deny_open(m->service, upath)) {
+			bpf_send_signal(9);
+			sens |= IN_KILLED;
+		}
 	}
-	bpf_map_delete_elem(&inflight, &tid);
+	ev = scratch_slot(0);
+	if (!ev)
+		return 0;
+	fill_hdr(&ev->h, TK_OPEN, m ? m->service : 0,
+		 (m ? TH_MONITORED : 0) | (sens & IN_SENSITIVE ? TH_SENSITIVE : 0) | (sens & IN_KILLED ? TH_KILLED : 0));
+	ev->ret = ctx->ret;
+	ev->dfd = SC_ARG0(regs);
+	ev->flags = flags;
+	ev->mode = SC_ARG3(regs);
+	n = bpf_probe_read_user_str(ev->path, sizeof(ev->path), upath);
+	if (n < 0)
+		count(TC_READ_FAULT);
+	ev->path_len = n > 0 ? n - 1 : 0;
+	emit_event(&events, &events_lost, ev, sizeof(*ev));
 	return 0;
 }
 
@@ -808,126 +828,83 @@ static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *
 	emit_event(&events, &events_lost, ev, (sizeof(*ev) - TRACE_CAPTURE_MAX + len) & 0x1fff);
 }
 
-/* reads: the data is there only at exit */
-static __always_inline int read_enter(__u64 fd, __u64 buf)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct mon *m = monitored_self(id >> 32);
-	struct conn_key key;
+/* Socket data is read at the socket layer, not at read(2)/write(2): the
+ * sock_send_length / sock_recv_length tracepoints fire inside
+ * sock_sendmsg / sock_recvmsg only, so a process reading files, pipes, a tap
+ * device or an eventfd (a guest's qemu, a grep) pays nothing there, where a
+ * read(2) hook costs every read of every process (measured: trace-overhead
+ * --hooks). They fire after the transfer, still inside the syscall: the
+ * syscall's own arguments (fd, buffer or iovec) are in the task's saved
+ * registers, and the data in the caller's buffer, for as many bytes as
+ * `ret` says. */
 
-	if (!m || !(m->flags & MON_CAPTURE))
-		return 0;
-	key.tgid = id >> 32;
-	key.fd = fd;
-	if (!bpf_map_lookup_elem(&conns, &key))
-		return 0;
-	stash((__u32)id, IF_READ, fd, buf, 0, 0, 0, 0);
-	return 0;
-}
-
-static __always_inline int read_exit(long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = id, tgid = id >> 32;
-	struct inflight *in = take_inflight(tid, IF_READ);
-	struct mon *m;
-
-	if (!in)
-		return 0;
-	m = monitored_self(tgid);
-	if (m && ret > 0)
-		on_data(tgid, in->a0, 1, (const void *)in->a1, ret, ret, m);
-	bpf_map_delete_elem(&inflight, &tid);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int trace_read_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ctx->args[0], ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_read")
-int trace_read_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return read_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int trace_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ctx->args[0], ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int trace_recvfrom_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return read_exit(ctx->ret);
-}
-
-/* writes: the data is there at entry; the size asked is counted */
-static __always_inline int write_enter(__u64 fd, const void *buf, __u64 size)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct mon *m = monitored_self(id >> 32);
-
-	if (!m || !(m->flags & MON_CAPTURE))
-		return 0;
-	on_data(id >> 32, fd, 2, buf, size, size, m);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int trace_write_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return write_enter(ctx->args[0], (const void *)ctx->args[1], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int trace_sendto_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return write_enter(ctx->args[0], (const void *)ctx->args[1], ctx->args[2]);
-}
-
-/* writev / sendmsg: each of the first four iovecs is a chunk of the same
- * message (uwsgi writes the head and the body of a response in one writev);
- * the size of all of them is counted */
+/* each of the first four iovecs is a chunk of the same message (uwsgi
+ * writes the head and the body of a response in one writev); `total` bytes
+ * moved, counted across them */
 #define IOV_MAX_SEEN 4
-static __always_inline int writev_enter(__u64 fd, const struct iovec *iov, __u64 iovcnt)
+static __always_inline void on_iov(__u32 tgid, __u32 fd, __u8 dir, const struct iovec *iov, __u64 iovcnt, __u64 total, struct mon *m)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct mon *m = monitored_self(id >> 32);
 	struct iovec v[IOV_MAX_SEEN] = {};
-	__u64 n = iovcnt, i;
+	__u64 n = iovcnt, i, left = total, len;
 
-	if (!m || !(m->flags & MON_CAPTURE) || !iov || iovcnt == 0)
-		return 0;
+	if (!iov || iovcnt == 0)
+		return;
 	if (n > IOV_MAX_SEEN)
 		n = IOV_MAX_SEEN;
 	if (bpf_probe_read_user(v, sizeof(v[0]) * n, iov) < 0)
-		return 0;
+		return;
 	for (i = 0; i < IOV_MAX_SEEN; i++) {
-		if (i >= n)
+		if (i >= n || left == 0)
 			break;
-		on_data(id >> 32, fd, 2, v[i].iov_base, v[i].iov_len, v[i].iov_len, m);
+		len = v[i].iov_len < left ? v[i].iov_len : left;
+		on_data(tgid, fd, dir, v[i].iov_base, len, len, m);
+		left -= len;
 	}
+}
+
+static __always_inline int on_sock_io(int ret, int flags, __u8 dir)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mon *m = monitored_self(tgid);
+	struct user_msghdr msg;
+	struct pt_regs *regs;
+	__u64 nr, fd;
+
+	if (!m || !(m->flags & MON_CAPTURE) || ret <= 0 || (flags & MSG_PEEK))
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return 0;
+	nr = SC_NR(regs);
+	fd = SC_ARG0(regs);
+	if (dir == 1) {
+		if (nr == NR_read || nr == NR_recvfrom)
+			on_data(tgid, fd, 1, (const void *)SC_ARG1(regs), ret, ret, m);
+		else if (nr == NR_readv)
+			on_iov(tgid, fd, 1, (const struct iovec *)SC_ARG1(regs), SC_ARG2(regs), ret, m);
+		else if (nr == NR_recvmsg && bpf_probe_read_user(&msg, sizeof(msg), (void *)SC_ARG1(regs)) == 0)
+			on_iov(tgid, fd, 1, msg.msg_iov, msg.msg_iovlen, ret, m);
+	} else {
+		if (nr == NR_write || nr == NR_sendto)
+			on_data(tgid, fd, 2, (const void *)SC_ARG1(regs), ret, ret, m);
+		else if (nr == NR_writev)
+			on_iov(tgid, fd, 2, (const struct iovec *)SC_ARG1(regs), SC_ARG2(regs), ret, m);
+		else if (nr == NR_sendmsg && bpf_probe_read_user(&msg, sizeof(msg), (void *)SC_ARG1(regs)) == 0)
+			on_iov(tgid, fd, 2, msg.msg_iov, msg.msg_iovlen, ret, m);
+	}
+	/* anything else (sendfile, splice, io_uring, a kernel socket) is not
+	 * a syscall whose buffer we know: not captured */
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_writev")
-int trace_writev_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(trace_sock_recv, struct sock *sk, int ret, int flags)
 {
-	return writev_enter(ctx->args[0], (const struct iovec *)ctx->args[1], ctx->args[2]);
+	return on_sock_io(ret, flags, 1);
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int trace_sendmsg_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(trace_sock_send, struct sock *sk, int ret, int flags)
 {
-	struct user_msghdr msg;
-
-	if (!monitored_self(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]) < 0)
-		return 0;
-	return writev_enter(ctx->args[0], msg.msg_iov, msg.msg_iovlen);
+	return on_sock_io(ret, flags, 2);
 }

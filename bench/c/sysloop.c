@@ -6,7 +6,7 @@
  *   sysloop open-for SECS [MARK [distinct]]    openat + close for SECS seconds, prints the count
  *   sysloop open-rate RATE SECS [MARK [distinct]]  the same at RATE per second (as fast as it can when it cannot keep up)
  * MARK is ignored (a command-line marker for the agent's rule); with
- * "distinct" every open names another path (/nonexistent-sbb/N, which fails
+ * "distinct" every open names another path (/nonexistent-sbb/PID/N, which fails
  * with ENOENT), so no two events carry the same data.
  * Prints ns per call (or the count) on stdout. */
 #include <fcntl.h>
@@ -23,7 +23,7 @@ static void open_one(void)
 {
 	if (distinct) {
 		char path[64];
-		snprintf(path, sizeof(path), "/nonexistent-sbb/%ld", seq++);
+		snprintf(path, sizeof(path), "/nonexistent-sbb/%d/%ld", (int)getpid(), seq++);
 		int fd = open(path, O_RDONLY);
 		if (fd >= 0)
 			close(fd);
