@@ -29,6 +29,7 @@ export class ChunkError extends Error {
 
 export interface EncodedChunk {
   body: Buffer;
+  /** earliest and latest event time in the chunk */
   firstTs: number;
   lastTs: number;
   n: number;
@@ -86,11 +87,14 @@ export function encodeChunk(events: readonly TraceEvent[], start: number, end: n
   };
   const types = new Set<string>();
   const services = new Set<string>();
+  // events from different CPUs can be a little out of order: the range is min..max
+  let firstTs = Infinity;
   let lastTs = -Infinity;
   for (let j = 0; j < n; j++) {
     const ev = events[start + j] as TraceEvent;
     ts[j] = ev.ts;
     if (ev.ts > lastTs) lastTs = ev.ts;
+    if (ev.ts < firstTs) firstTs = ev.ts;
     ints[j] = ev.pid;
     ints[n + j] = ev.tid;
     ints[2 * n + j] = ev.ppid;
@@ -117,7 +121,7 @@ export function encodeChunk(events: readonly TraceEvent[], start: number, end: n
   json.copy(body, p + 4);
   return {
     body,
-    firstTs: (events[start] as TraceEvent).ts,
+    firstTs,
     lastTs,
     n,
     types: ` ${[...types].join(' ')} `,

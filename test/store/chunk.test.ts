@@ -36,6 +36,15 @@ describe('event chunks', () => {
     assert.deepEqual(decodeChunk(c.body), evs);
   });
 
+  test("a chunk's time range is its earliest and latest event, whatever their order", () => {
+    const evs = events(3);
+    (evs[0] as { ts: number }).ts = 5000;
+    (evs[1] as { ts: number }).ts = 1000;
+    (evs[2] as { ts: number }).ts = 3000;
+    const c = encodeChunk(evs, 0, 3);
+    assert.deepEqual([c.firstTs, c.lastTs], [1000, 5000]);
+  });
+
   test('a slice encodes only its events', () => {
     const evs = events(40);
     assert.deepEqual(decodeChunk(encodeChunk(evs, 10, 13).body), evs.slice(10, 13));
