@@ -12,7 +12,9 @@
 // sys_enter/sys_exit tp_btf pair returning at once for unmonitored tasks,
 // the set as a tgid hash or as a bitmap array; bpf/test/trace_floor.bpf.c),
 // and `exit_bits`: the bitmap check on sys_exit alone (a syscall's arguments
-// are still in its saved registers at exit). --compare-object adds
+// are still in its saved registers at exit); `floor_open_close`: empty
+// programs on sys_exit_openat and sys_enter_close, the floor under the
+// tracer's file hooks. --compare-object adds
 // `tracer_before`: another build of the tracer's object (e.g. from an older
 // commit: git show REV:bpf/build/trace.o > old.o), measured in the same rounds.
 //
@@ -247,6 +249,15 @@ async function hookDesigns(rounds: number, guestRounds: number, loops: number, c
       { name: 'raw_hash', attach: pair('floor_hash_enter', 'floor_hash_exit') },
       { name: 'raw_bits', attach: pair('floor_bits_enter', 'floor_bits_exit') },
       { name: 'exit_bits', attach: () => [floorObj.program('floor_bits_exit').attachTrace()] },
+      {
+        // the floor under the tracer's file hooks: empty programs on the two
+        // tracepoints every open and close must reach (no kprobes, fentry or LSM here)
+        name: 'floor_open_close',
+        attach: () => [
+          floorObj.program('floor_openat_exit').attachTracepoint('syscalls', 'sys_exit_openat'),
+          floorObj.program('floor_close_enter').attachTracepoint('syscalls', 'sys_enter_close'),
+        ],
+      },
     ];
     // per design, per round: the sums of the two hooked runs and of the two
     // unhooked runs around them (none, hooked, hooked, none: a drift of the
