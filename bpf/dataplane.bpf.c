@@ -402,6 +402,50 @@ static __always_inline int rewrite_l2(struct xdp_md *ctx, struct l2 *l2, struct 
 	return 0;
 }
 
+/* RFC 1812 5.2.2: a router MUST NOT forward a datagram whose header
+ * checksum is wrong or whose total length is shorter than its header or
+ * longer than the bytes the link layer delivered (the kernel's ip_rcv drops
+ * those too). IHL >= 5 and the options in the frame are checked by the caller. */
+static __always_inline int ipv4_header_ok(struct iphdr *ip, void *data_end, __u64 l3_bytes)
+{
+	__u32 hlen = ip->ihl * 4, tot = bpf_ntohs(ip->tot_len), sum = 0;
+	__u16 *w = (void *)ip;
+
+	if (tot < hlen || tot > l3_bytes)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 30; i++) {
+		if (i >= hlen / 2)
+			break;
+		if ((void *)(w + i + 1) > data_end)
+			return 0;
+		sum += w[i];
+	}
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+/* RFC 1812 5.3.7: no forwarding from 0.0.0.0/8, 127.0.0.0/8, multicast
+ * (224.0.0.0/4) or class E and limited broadcast (240.0.0.0/4) sources */
+static __always_inline int ipv4_martian_src(const struct iphdr *ip)
+{
+	__u8 first = ((const __u8 *)&ip->saddr)[0];
+
+	return first == 0 || first == 127 || first >= 224;
+}
+
+/* RFC 4291: a multicast source (2.7) is never valid, the unspecified address
+ * (2.5.2) is never forwarded, the loopback address (2.5.3) never leaves a node */
+static __always_inline int ipv6_martian_src(const struct ipv6hdr *ip6)
+{
+	const __u32 *a = (const __u32 *)&ip6->saddr;
+
+	if (((const __u8 *)a)[0] == 0xff)
+		return 1;
+	return (a[0] | a[1] | a[2]) == 0 && (a[3] == 0 || a[3] == bpf_htonl(1));
+}
+
 static __always_inline int ingress(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -421,6 +465,8 @@ static __always_inline int ingress(struct xdp_md *ctx)
 			return verdict(XDP_PASS, DP_MALFORMED, bytes);
 		if (ip->version != 4 || ip->ihl < 5 || (void *)ip + ip->ihl * 4 > data_end)
 			return verdict(XDP_PASS, DP_MALFORMED, bytes);
+		if (!ipv4_header_ok(ip, data_end, bytes - l2.l3_off))
+			return verdict(XDP_PASS, DP_BAD_HEADER, bytes);
 		if (flags & DP_CFG_BLOCK_V4) {
 			struct lpm_v4 src = { .prefixlen = 32 };
 			__builtin_memcpy(src.addr, &ip->saddr, 4);
@@ -430,6 +476,8 @@ static __always_inline int ingress(struct xdp_md *ctx)
 				return verdict(XDP_DROP, DP_BLOCKED, bytes);
 			}
 		}
+		if (ipv4_martian_src(ip))
+			return verdict(XDP_PASS, DP_MARTIAN, bytes);
 		if (!lookup_v4(ip->daddr, flags, &out))
 			return verdict(XDP_PASS, DP_MISS, bytes);
 		if (ip->ttl <= 1)
@@ -443,6 +491,9 @@ static __always_inline int ingress(struct xdp_md *ctx)
 			return verdict(XDP_PASS, DP_MALFORMED, bytes);
 		if (ip6->version != 6)
 			return verdict(XDP_PASS, DP_MALFORMED, bytes);
+		/* RFC 8200 3: the payload length must fit the bytes delivered */
+		if (sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > bytes - l2.l3_off)
+			return verdict(XDP_PASS, DP_BAD_HEADER, bytes);
 		if (flags & DP_CFG_BLOCK_V6) {
 			struct lpm_v6 src = { .prefixlen = 128 };
 			__builtin_memcpy(src.addr, &ip6->saddr, 16);
@@ -459,6 +510,8 @@ static __always_inline int ingress(struct xdp_md *ctx)
 			if (*type >= 133 && *type <= 137)
 				return verdict(XDP_PASS, DP_NDP, bytes);
 		}
+		if (ipv6_martian_src(ip6))
+			return verdict(XDP_PASS, DP_MARTIAN, bytes);
 		if (!lookup_v6(&ip6->daddr, flags, &out))
 			return verdict(XDP_PASS, DP_MISS, bytes);
 		if (ip6->hop_limit <= 1)

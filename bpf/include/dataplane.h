@@ -17,7 +17,9 @@ enum dp_reason {
 	DP_NO_PORT = 6,    /* exposure's tx port not in tx_ports: XDP_PASS, untouched */
 	DP_REDIRECT = 7,   /* forwarded: XDP_REDIRECT */
 	DP_ERROR = 8,      /* could not resize the header: XDP_ABORTED */
-	DP_REASONS = 9,
+	DP_BAD_HEADER = 9, /* fails RFC 1812 5.2.2 / RFC 8200 checks (checksum, lengths): XDP_PASS */
+	DP_MARTIAN = 10,   /* source no router may forward from (RFC 1812 5.3.7, RFC 4291): XDP_PASS */
+	DP_REASONS = 11,
 };
 
 /* Return path (TC on the VM side): index of rt_verdicts. */

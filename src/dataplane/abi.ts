@@ -31,9 +31,11 @@ export const DpReason = {
   no_port: 6,
   redirect: 7,
   error: 8,
+  bad_header: 9,
+  martian: 10,
 } as const;
 export type DpReasonName = keyof typeof DpReason;
-export const DP_REASONS = 9;
+export const DP_REASONS = 11;
 
 export const RtReason = { not_exposed: 0, other: 1, ttl: 2, no_route: 3, redirect: 4, neigh: 5 } as const;
 export type RtReasonName = keyof typeof RtReason;

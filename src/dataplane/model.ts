@@ -88,10 +88,16 @@ export function forward(input: Buffer, t: ModelTables): ModelResult {
     const version = (input[l3] as number) >> 4;
     const ihl = (input[l3] as number) & 0x0f;
     if (version !== 4 || ihl < 5 || l3 + ihl * 4 > len) return pass('malformed');
+    // RFC 1812 5.2.2: total length against the header and the frame, header checksum
+    const tot = input.readUInt16BE(l3 + 2);
+    if (tot < ihl * 4 || tot > len - l3 || !checksumOk(input, l3, ihl * 4)) return pass('bad_header');
     if (t.flags & DpConfigFlag.blockV4) {
       const rule = longestMatch(t.blockV4, input, l3 + 12);
       if (rule !== undefined) return { action: XdpAction.drop, reason: 'blocked', data: input, bytes: len, blockRule: rule };
     }
+    // RFC 1812 5.3.7: 0/8, 127/8, 224/4 and 240/4 sources are never forwarded
+    const first = input[l3 + 12] as number;
+    if (first === 0 || first === 127 || first >= 224) return pass('martian');
     e = t.exactV4.get(ipv4.decode(input, l3 + 16));
     if (!e && t.flags & DpConfigFlag.lpmV4) e = longestMatch(t.lpmV4, input, l3 + 16);
     if (!e) return pass('miss');
@@ -101,6 +107,8 @@ export function forward(input: Buffer, t: ModelTables): ModelResult {
   } else if (proto === 0x86dd) {
     if (l3 + 40 > len) return pass('malformed');
     if ((input[l3] as number) >> 4 !== 6) return pass('malformed');
+    // RFC 8200 3: the payload length must fit the bytes delivered
+    if (40 + input.readUInt16BE(l3 + 4) > len - l3) return pass('bad_header');
     if (t.flags & DpConfigFlag.blockV6) {
       const rule = longestMatch(t.blockV6, input, l3 + 8);
       if (rule !== undefined) return { action: XdpAction.drop, reason: 'blocked', data: input, bytes: len, blockRule: rule };
@@ -110,6 +118,7 @@ export function forward(input: Buffer, t: ModelTables): ModelResult {
       const type = input[l3 + 40] as number;
       if (type >= 133 && type <= 137) return pass('ndp');
     }
+    if (martianV6(input, l3 + 8)) return pass('martian');
     e = t.exactV6.get(ipv6.decode(input, l3 + 24));
     if (!e && t.flags & DpConfigFlag.lpmV6) e = longestMatch(t.lpmV6, input, l3 + 24);
     if (!e) return pass('miss');
@@ -131,6 +140,22 @@ export function forward(input: Buffer, t: ModelTables): ModelResult {
   et.writeUInt16BE(proto, 0);
   out.push(et, pkt.subarray(l3));
   return { action: XdpAction.redirect, reason: 'redirect', data: Buffer.concat(out), bytes: len, exposureId: e.id };
+}
+
+/** Ones' complement sum of the header is 0xffff when its checksum is right. */
+function checksumOk(pkt: Buffer, off: number, len: number): boolean {
+  let sum = 0;
+  for (let i = 0; i < len; i += 2) sum += pkt.readUInt16BE(off + i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum === 0xffff;
+}
+
+/** RFC 4291: a multicast (ff00::/8), unspecified (::) or loopback (::1) source. */
+function martianV6(pkt: Buffer, off: number): boolean {
+  if (pkt[off] === 0xff) return true;
+  for (let i = 0; i < 15; i++) if (pkt[off + i] !== 0) return false;
+  const last = pkt[off + 15] as number;
+  return last === 0 || last === 1;
 }
 
 function macBytes(m: string): Buffer {

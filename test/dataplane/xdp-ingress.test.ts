@@ -10,6 +10,7 @@ import type { Exposure } from '../../src/dataplane/exposure.js';
 import { openDataplaneRig, type DataplaneRig } from '../helpers/dataplane.js';
 import { skipKernel } from '../helpers/kernel.js';
 import { arpPacket, ipChecksum, ipv4Packet, ipv6Packet, ndpSolicitation } from '../helpers/packets.js';
+import { emptyTables, forward } from '../../src/dataplane/model.js';
 
 const VM_MAC = '02:aa:00:00:00:10';
 const GW_MAC = '02:aa:00:00:00:20';
@@ -179,6 +180,60 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
       assert.deepEqual(r.data, pkt);
     } finally {
       dp.inNetns(() => dp.tables.ports.update(slot, ifindex));
+    }
+  });
+
+  // Frames a router must not forward (RFC 1812 5.2.2 and 5.3.7, RFC 8200 3,
+  // RFC 4291 2.5.2, 2.5.3, 2.7), all to an exposed destination: each goes to
+  // the kernel untouched (which drops and counts it), with its reason; the
+  // reference model gives the same verdict and reason.
+  test('RFC checks: invalid headers and martian sources pass to the kernel untouched, counted', () => {
+    const v4 = (src: string, edit?: (ip: Buffer) => void, fix = true): Buffer => {
+      const p = ipv4Packet({ src, dst: '198.51.100.10' });
+      const ip = p.subarray(14, 34);
+      edit?.(ip);
+      if (fix) {
+        ip.writeUInt16BE(0, 10);
+        ip.writeUInt16BE(ipChecksum(ip), 10);
+      }
+      return p;
+    };
+    const v6 = (src: string, edit?: (ip: Buffer) => void): Buffer => {
+      const p = ipv6Packet({ src, dst: '2001:db8::10' });
+      edit?.(p.subarray(14, 54));
+      return p;
+    };
+    const cases: [string, Buffer, 'bad_header' | 'martian' | 'ndp' | 'redirect'][] = [
+      ['IPv4 header checksum wrong', v4('192.0.2.1', (ip) => (ip[11] = (ip[11] as number) ^ 0x55), false), 'bad_header'],
+      ['IPv4 total length shorter than the header', v4('192.0.2.1', (ip) => ip.writeUInt16BE(19, 2)), 'bad_header'],
+      ['IPv4 total length past the frame (truncated)', v4('192.0.2.1', (ip) => ip.writeUInt16BE(ip.readUInt16BE(2) + 100, 2)), 'bad_header'],
+      ['IPv4 source 0.0.0.0/8', v4('0.1.2.3'), 'martian'],
+      ['IPv4 source 127.0.0.0/8', v4('127.0.0.1'), 'martian'],
+      ['IPv4 multicast source', v4('224.0.0.5'), 'martian'],
+      ['IPv4 class E source', v4('240.0.0.1'), 'martian'],
+      ['IPv4 limited broadcast source', v4('255.255.255.255'), 'martian'],
+      ['IPv6 payload length past the frame', v6('2001:db8:9::1', (ip) => ip.writeUInt16BE(ip.readUInt16BE(4) + 1, 4)), 'bad_header'],
+      ['IPv6 multicast source', v6('ff02::1'), 'martian'],
+      ['IPv6 unspecified source', v6('::'), 'martian'],
+      ['IPv6 loopback source', v6('::1'), 'martian'],
+      ['DAD neighbour solicitation from :: stays NDP', ndpSolicitation('::', 'ff02::1:ff00:10'), 'ndp'],
+      ['IPv4 frame padded past its total length (allowed)', Buffer.concat([v4('192.0.2.1'), Buffer.alloc(6)]), 'redirect'],
+    ];
+    const tables = emptyTables();
+    tables.exactV4.set('198.51.100.10', { id: 1, port: 1, dmac: VM_MAC, smac: brMac, vlan: 0, flags: 0 });
+    tables.exactV6.set('2001:db8::10', { id: 2, port: 1, dmac: VM_MAC, smac: brMac, vlan: 0, flags: 0 });
+    tables.ports.add(1);
+    for (const [what, pkt, reason] of cases) {
+      const before = dp.verdicts()[reason].packets;
+      const r = run(pkt);
+      assert.equal(dp.verdicts()[reason].packets - before, 1n, `${what}: counted as ${reason}`);
+      if (reason === 'redirect') assert.equal(r.retval, XdpAction.redirect, what);
+      else {
+        assert.equal(r.retval, XdpAction.pass, what);
+        assert.deepEqual(r.data, pkt, `${what}: untouched`);
+      }
+      const m = forward(pkt, tables);
+      assert.equal(m.reason, reason, `${what}: the model agrees`);
     }
   });
 });
