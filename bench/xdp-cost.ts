@@ -114,6 +114,15 @@ export const bench = {
           const miss6 = measure(['2001:db8:200::99'], true);
           const spread6 = measure(shuffled6, true);
           const v = dp.verdicts();
+          // a figure for a hit is only a figure if the hits were forwarded
+          const want = 4 * rounds * repeat;
+          if (Number(v.redirect.packets) !== want)
+            throw new Error(
+              `xdp-cost ${n}: ${v.redirect.packets} of ${want} hits redirected (verdicts: ${Object.entries(v)
+                .filter(([, c]) => c.packets > 0n)
+                .map(([k, c]) => `${k} ${c.packets}`)
+                .join(', ')}): the benchmark packets no longer pass the router's checks`,
+            );
           const cost = (m: { full: number; base: number }) => Math.max(0, m.full - m.base) + empty;
           out[String(n)] = {
             hit_ns: cost(hit),
