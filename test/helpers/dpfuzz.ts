@@ -3,6 +3,7 @@
 // and mutated packets through BPF_PROG_TEST_RUN, every verdict and every
 // output byte compared, and the counters compared per batch.
 import { formatIPv6, parseIPv6 } from '../../src/ebpf/index.js';
+import { ipChecksum } from './packets.js';
 import { DpReason, type DpReasonName, type ExposureValue } from '../../src/dataplane/abi.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { emptyTables, forward, type ModelTables } from '../../src/dataplane/model.js';
@@ -126,11 +127,19 @@ function l3v4(r: R, w: FuzzWorld): Buffer {
       : r() < 0.5
         ? v4(r, pick(r, ['198.51.100', '203.0.113', '192.0.2']))
         : `${int(r, 256)}.${int(r, 256)}.${int(r, 256)}.${int(r, 256)}`;
-  const src = r() < 0.15 ? pick(r, ['192.0.2.200', '203.0.113.250', '192.0.2.129']) : v4(r, pick(r, ['192.0.2', '198.51.100', '10.0.0']));
+  const src =
+    r() < 0.05
+      ? pick(r, ['0.0.0.1', '127.0.0.1', '224.0.0.5', '240.1.2.3', '255.255.255.255']) // martians (RFC 1812 5.3.7)
+      : r() < 0.15
+        ? pick(r, ['192.0.2.200', '203.0.113.250', '192.0.2.129'])
+        : v4(r, pick(r, ['192.0.2', '198.51.100', '10.0.0']));
   ipBytes(src).copy(ip, 12);
   ipBytes(dst).copy(ip, 16);
   for (let i = 20; i < ip.length; i++) ip[i] = int(r, 256);
-  ip.writeUInt16BE(int(r, 65536), 10);
+  if (r() < 0.05) ip.writeUInt16BE(int(r, 65536), 2); // a total length that may not fit (RFC 1812 5.2.2)
+  // mostly a valid header checksum, so the forwarding path is exercised; sometimes not
+  ip.writeUInt16BE(0, 10);
+  ip.writeUInt16BE(r() < 0.85 ? ipChecksum(ip) : int(r, 65536), 10);
   return Buffer.concat([ip, payload]);
 }
 
@@ -141,10 +150,15 @@ function l3v6(r: R, w: FuzzWorld): Buffer {
   if (nh === 58 && payload.length > 0) payload[0] = r() < 0.5 ? 133 + int(r, 5) : int(r, 256);
   const ip = Buffer.alloc(40);
   ip.writeUInt32BE((((r() < 0.95 ? 6 : int(r, 16)) << 28) | int(r, 1 << 20)) >>> 0, 0);
-  ip.writeUInt16BE(payload.length, 4);
+  ip.writeUInt16BE(r() < 0.95 ? payload.length : int(r, 65536), 4); // sometimes past the frame (RFC 8200 3)
   ip[6] = nh;
   ip[7] = pick(r, [0, 1, 2, 64, 255, int(r, 256)]);
-  const src = r() < 0.15 ? v6bytes(r, '2001:db8:bad::', 6) : v6bytes(r, '2001:db8:ff::', 6);
+  const src =
+    r() < 0.05
+      ? parseIPv6(pick(r, ['ff02::1', '::', '::1'])) // martians (RFC 4291)
+      : r() < 0.15
+        ? v6bytes(r, '2001:db8:bad::', 6)
+        : v6bytes(r, '2001:db8:ff::', 6);
   const dst =
     r() < 0.45 && w.exposedV6.length
       ? parseIPv6(pick(r, w.exposedV6))
