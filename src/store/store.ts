@@ -95,16 +95,20 @@ export interface QueryOptions extends EventFilter {
   limit?: number;
 }
 
-/** WHERE terms for a time range (ms since the epoch). */
-function timeWhere(q: { since?: number; until?: number }): { where: string[]; args: unknown[] } {
+/**
+ * WHERE terms for a time range (ms since the epoch): rows whose `to` column
+ * is not before `since` and whose `from` column is not after `until` (one
+ * `ts` column for a row per event; a chunk's first_ts and last_ts).
+ */
+function timeWhere(q: { since?: number; until?: number }, from = 'ts', to = 'ts'): { where: string[]; args: unknown[] } {
   const where: string[] = [];
   const args: unknown[] = [];
   if (q.since !== undefined) {
-    where.push('ts >= ?');
+    where.push(`${to} >= ?`);
     args.push(q.since);
   }
   if (q.until !== undefined) {
-    where.push('ts <= ?');
+    where.push(`${from} <= ?`);
     args.push(q.until);
   }
   return { where, args };
@@ -390,16 +394,7 @@ export class EventStore {
       yield* this.scanRows(seg, q, newestFirst);
       return;
     }
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (q.since !== undefined) {
-      where.push('last_ts >= ?');
-      args.push(q.since);
-    }
-    if (q.until !== undefined) {
-      where.push('first_ts <= ?');
-      args.push(q.until);
-    }
+    const { where, args } = timeWhere(q, 'first_ts', 'last_ts');
     if (q.service !== undefined) {
       where.push('instr(services, ?) > 0');
       args.push(` ${q.service} `);
