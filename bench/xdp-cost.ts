@@ -63,7 +63,7 @@ export const bench = {
           dp.inNetns(() => t.ports.update(0, ifindexOf('xc0', ns.name)));
           const value = (id: number) => ({ id, dmac: '02:00:00:00:00:10', smac: '02:00:00:00:00:20', vlan: 0, port: 0, flags: 0 });
           const entries = Array.from({ length: n }, (_, i) => [addrOf(i), value(i)] as [string, ReturnType<typeof value>]);
-          t.portInfo.update(0, { smac: '02:00:00:00:00:20', pad: 0 });
+          t.portInfo.update(0, { smac: '02:00:00:00:00:20', mtu: 0 });
           const entries6 = Array.from({ length: n }, (_, i) => [addr6Of(i), value(n + i)] as [string, ReturnType<typeof value>]);
           for (let i = 0; i < entries.length; i += 10000) dp.exact4.updateBatch(entries.slice(i, i + 10000));
           for (let i = 0; i < entries6.length; i += 10000) dp.exact6.updateBatch(entries6.slice(i, i + 10000));

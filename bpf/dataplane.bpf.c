@@ -6,10 +6,12 @@
  * OVN gateway port), source MAC to the target interface's, TTL / hop limit
  * decremented with an incremental checksum update, the VLAN tags replaced by
  * the exposure's (none, or one 802.1Q tag), then redirected through the
- * tx_ports devmap. Everything else passes to the kernel untouched. IPv4 with
- * options and fragments is forwarded like any other packet: the decision
- * reads only the destination, and the checksum update is valid for any
- * header length.
+ * tx_ports devmap. Everything else passes to the kernel untouched, and so
+ * does whatever a router must check or process first: bad headers, martian
+ * sources, frames not sent to this host's MAC, IPv4 options and IPv6
+ * hop-by-hop headers, datagrams larger than the target's MTU (docs/dataplane.md
+ * has the table, with the RFC sections). Fragments are forwarded like any
+ * other packet: the decision reads only the destination.
  *
  * tc_return (VM side, TC ingress): replies from exposed addresses go straight
  * out through the FIB's answer (bpf_fib_lookup, bpf_redirect_neigh); with no
@@ -60,6 +62,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct port_info);
 } port_info SEC(".maps");
+
+/* this host's link-layer addresses per ingress interface and VLAN */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct l2_key);
+	__type(value, struct l2_local);
+} l2_local SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -427,23 +437,85 @@ static __always_inline int ipv4_header_ok(struct iphdr *ip, void *data_end, __u6
 }
 
 /* RFC 1812 5.3.7: no forwarding from 0.0.0.0/8, 127.0.0.0/8, multicast
- * (224.0.0.0/4) or class E and limited broadcast (240.0.0.0/4) sources */
+ * (224.0.0.0/4) or class E and limited broadcast (240.0.0.0/4) sources;
+ * RFC 3927 2.7: nor from IPv4 link-local sources (169.254.0.0/16) */
 static __always_inline int ipv4_martian_src(const struct iphdr *ip)
 {
-	__u8 first = ((const __u8 *)&ip->saddr)[0];
+	const __u8 *a = (const __u8 *)&ip->saddr;
 
-	return first == 0 || first == 127 || first >= 224;
+	return a[0] == 0 || a[0] == 127 || a[0] >= 224 || (a[0] == 169 && a[1] == 254);
 }
 
 /* RFC 4291: a multicast source (2.7) is never valid, the unspecified address
- * (2.5.2) is never forwarded, the loopback address (2.5.3) never leaves a node */
+ * (2.5.2) is never forwarded, the loopback address (2.5.3) never leaves a
+ * node, a link-local source (2.5.6) never leaves its link, an IPv4-mapped
+ * address (2.5.5.2) is not used on the wire */
 static __always_inline int ipv6_martian_src(const struct ipv6hdr *ip6)
 {
 	const __u32 *a = (const __u32 *)&ip6->saddr;
+	const __u8 *b = (const __u8 *)a;
 
-	if (((const __u8 *)a)[0] == 0xff)
+	if (b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80))
 		return 1;
-	return (a[0] | a[1] | a[2]) == 0 && (a[3] == 0 || a[3] == bpf_htonl(1));
+	if ((a[0] | a[1]) != 0)
+		return 0;
+	if (a[2] == bpf_htonl(0xffff))
+		return 1;
+	return a[2] == 0 && (a[3] == 0 || a[3] == bpf_htonl(1));
+}
+
+/* RFC 1812 5.3.4: forward only frames sent to this host's link-layer
+ * address: never a link-layer broadcast or multicast, and, where the agent
+ * registered the ingress interface's addresses (DP_CFG_L2_CHECK), only the
+ * address of the interface (or VLAN device) the frame arrived on, not
+ * another host's that a promiscuous NIC or a bridge port hands up. */
+static __always_inline int l2_for_us(struct xdp_md *ctx, const struct ethhdr *eth, const struct l2 *l2, __u32 flags)
+{
+	if (eth->h_dest[0] & 1)
+		return 0;
+	if (!(flags & DP_CFG_L2_CHECK))
+		return 1;
+	struct l2_key k = { .ifindex = ctx->ingress_ifindex };
+	if (l2->tags > 1)
+		return 0;
+	if (l2->tags == 1 && (l2->outer_tci & 0x0fff)) {
+		/* the VLAN devices the agent registers are 802.1Q; VID 0 is a
+		 * priority tag on the untagged link, whatever its TPID */
+		if (l2->outer_ad)
+			return 0;
+		k.vid = 0x1000 | (l2->outer_tci & 0x0fff);
+	}
+	struct l2_local *v = bpf_map_lookup_elem(&l2_local, &k);
+	if (!v)
+		return 0;
+	return *(const __u32 *)v->mac == *(const __u32 *)eth->h_dest &&
+	       *(const __u16 *)(v->mac + 4) == *(const __u16 *)(eth->h_dest + 4);
+}
+
+/* The last checks before forwarding, shared by both families: link-layer
+ * destination, TTL, target port, the target's MTU. 0: forward. */
+static __always_inline int forward_checks(struct xdp_md *ctx, void *data, struct l2 *l2, struct exposure *out, __u32 flags,
+					  __u8 ttl, __u32 l3len, __u32 *reason)
+{
+	if (!l2_for_us(ctx, data, l2, flags)) {
+		*reason = DP_NOT_LOCAL;
+		return -1;
+	}
+	if (ttl <= 1) {
+		*reason = DP_TTL;
+		return -1;
+	}
+	__u32 port = out->port;
+	if (!bpf_map_lookup_elem(&tx_ports, &port)) {
+		*reason = DP_NO_PORT;
+		return -1;
+	}
+	struct port_info *pi = bpf_map_lookup_elem(&port_info, &port);
+	if (pi && pi->mtu && l3len > pi->mtu) {
+		*reason = DP_TOO_BIG;
+		return -1;
+	}
+	return 0;
 }
 
 static __always_inline int ingress(struct xdp_md *ctx)
@@ -453,7 +525,7 @@ static __always_inline int ingress(struct xdp_md *ctx)
 	__u64 bytes = data_end - data;
 	struct exposure out;
 	struct l2 l2;
-	__u32 flags;
+	__u32 flags, l3len, reason;
 
 	if (parse_l2(data, data_end, &l2) < 0)
 		return verdict(XDP_PASS, DP_MALFORMED, bytes);
@@ -478,12 +550,15 @@ static __always_inline int ingress(struct xdp_md *ctx)
 		}
 		if (ipv4_martian_src(ip))
 			return verdict(XDP_PASS, DP_MARTIAN, bytes);
+		/* RFC 1812 5.2.4, 5.3.13: options (record route, timestamps,
+		 * source routes) are the kernel's to process */
+		if (ip->ihl > 5)
+			return verdict(XDP_PASS, DP_OPTIONS, bytes);
 		if (!lookup_v4(ip->daddr, flags, &out))
 			return verdict(XDP_PASS, DP_MISS, bytes);
-		if (ip->ttl <= 1)
-			return verdict(XDP_PASS, DP_TTL, bytes);
-		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ out.port }))
-			return verdict(XDP_PASS, DP_NO_PORT, bytes);
+		l3len = bpf_ntohs(ip->tot_len);
+		if (forward_checks(ctx, data, &l2, &out, flags, ip->ttl, l3len, &reason))
+			return verdict(XDP_PASS, reason, bytes);
 		ipv4_dec_ttl(ip);
 	} else if (l2.proto == ETH_P_IPV6) {
 		struct ipv6hdr *ip6 = data + l2.l3_off;
@@ -492,7 +567,8 @@ static __always_inline int ingress(struct xdp_md *ctx)
 		if (ip6->version != 6)
 			return verdict(XDP_PASS, DP_MALFORMED, bytes);
 		/* RFC 8200 3: the payload length must fit the bytes delivered */
-		if (sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > bytes - l2.l3_off)
+		l3len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		if (l3len > bytes - l2.l3_off)
 			return verdict(XDP_PASS, DP_BAD_HEADER, bytes);
 		if (flags & DP_CFG_BLOCK_V6) {
 			struct lpm_v6 src = { .prefixlen = 128 };
@@ -503,7 +579,8 @@ static __always_inline int ingress(struct xdp_md *ctx)
 				return verdict(XDP_DROP, DP_BLOCKED, bytes);
 			}
 		}
-		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
+		/* an ICMPv6 message with no body is no NDP message: it is routed */
+		if (ip6->nexthdr == IPPROTO_ICMPV6_ && l3len > sizeof(*ip6)) {
 			__u8 *type = (void *)(ip6 + 1);
 			if ((void *)(type + 1) > data_end)
 				return verdict(XDP_PASS, DP_MALFORMED, bytes);
@@ -512,18 +589,24 @@ static __always_inline int ingress(struct xdp_md *ctx)
 		}
 		if (ipv6_martian_src(ip6))
 			return verdict(XDP_PASS, DP_MARTIAN, bytes);
+		/* RFC 8200 4.3: a hop-by-hop header (router alert, jumbograms)
+		 * is the kernel's to process */
+		if (ip6->nexthdr == 0)
+			return verdict(XDP_PASS, DP_OPTIONS, bytes);
 		if (!lookup_v6(&ip6->daddr, flags, &out))
 			return verdict(XDP_PASS, DP_MISS, bytes);
-		if (ip6->hop_limit <= 1)
-			return verdict(XDP_PASS, DP_TTL, bytes);
-		if (!bpf_map_lookup_elem(&tx_ports, &(__u32){ out.port }))
-			return verdict(XDP_PASS, DP_NO_PORT, bytes);
+		if (forward_checks(ctx, data, &l2, &out, flags, ip6->hop_limit, l3len, &reason))
+			return verdict(XDP_PASS, reason, bytes);
 		ip6->hop_limit--;
 	} else {
 		return verdict(XDP_PASS, DP_OTHER, bytes);
 	}
 
 	count(&exp_stats, bpf_get_smp_processor_id() * exp_stats_stride + out.id, bytes);
+	/* the link layer's padding after the datagram is not forwarded (the
+	 * kernel trims it in ip_rcv / ipv6_rcv, and the next link pads again) */
+	if (bytes - l2.l3_off > l3len && bpf_xdp_adjust_tail(ctx, -(int)(bytes - l2.l3_off - l3len)))
+		return verdict(XDP_ABORTED, DP_ERROR, bytes);
 	if (rewrite_l2(ctx, &l2, &out) < 0)
 		return verdict(XDP_ABORTED, DP_ERROR, bytes);
 	count(&dp_verdicts, DP_REDIRECT, bytes);

@@ -18,8 +18,11 @@ enum dp_reason {
 	DP_REDIRECT = 7,   /* forwarded: XDP_REDIRECT */
 	DP_ERROR = 8,      /* could not resize the header: XDP_ABORTED */
 	DP_BAD_HEADER = 9, /* fails RFC 1812 5.2.2 / RFC 8200 checks (checksum, lengths): XDP_PASS */
-	DP_MARTIAN = 10,   /* source no router may forward from (RFC 1812 5.3.7, RFC 4291): XDP_PASS */
-	DP_REASONS = 11,
+	DP_MARTIAN = 10,   /* source no router may forward from (RFC 1812 5.3.7, RFC 3927, RFC 4291): XDP_PASS */
+	DP_NOT_LOCAL = 11, /* link-layer destination not this host (RFC 1812 5.3.4): XDP_PASS */
+	DP_OPTIONS = 12,   /* IPv4 options or an IPv6 hop-by-hop header, the kernel processes them: XDP_PASS */
+	DP_TOO_BIG = 13,   /* larger than the target's MTU (RFC 1812 5.2.6, RFC 8201): XDP_PASS */
+	DP_REASONS = 14,
 };
 
 /* Return path (TC on the VM side): index of rt_verdicts. */
@@ -130,9 +133,26 @@ struct exp6_batch {
 	struct exp6_write w[EXP6_BATCH];
 };
 
-/* smac per tx port (the exposure's source MAC is its target interface's) */
+/* per tx port: the target interface's MAC (the exposure's source MAC) and
+ * MTU (0: not checked) */
 struct port_info {
 	__u8 smac[6];
+	__u16 mtu;
+};
+
+/* l2_local: which link-layer destinations are this host's, per ingress
+ * interface and VLAN: vid 0 for untagged (and priority-tagged, VID 0) frames,
+ * 0x1000 | VID for one 802.1Q tag; 802.1ad and double-tagged frames never
+ * match. Checked when
+ * DP_CFG_L2_CHECK is set. */
+struct l2_key {
+	__u32 ifindex;
+	__u16 vid;
+	__u16 pad;
+};
+
+struct l2_local {
+	__u8 mac[6];
 	__u16 pad;
 };
 
@@ -144,5 +164,6 @@ struct port_info {
 #define DP_CFG_EXP4_UPDATING (1u << 5)
 #define DP_CFG_EXP6_SPILL (1u << 6)
 #define DP_CFG_EXP6_UPDATING (1u << 7)
+#define DP_CFG_L2_CHECK (1u << 8)
 
 #endif

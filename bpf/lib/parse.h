@@ -21,6 +21,8 @@ struct l2 {
 	__u16 tags;      /* 0..2 */
 	__u16 inner_tci; /* host order: TCI of the innermost tag (PCP kept on rewrite) */
 	__u16 l3_off;    /* ETH_HLEN + 4 * tags */
+	__u16 outer_tci; /* host order: TCI of the outermost tag */
+	__u16 outer_ad;  /* 1: the outermost tag is 802.1ad (TPID 0x88a8) */
 };
 
 static __always_inline int is_vlan(__u16 proto_be)
@@ -39,6 +41,8 @@ static __always_inline int parse_l2(void *data, void *data_end, struct l2 *l2)
 	proto = eth->h_proto;
 	l2->tags = 0;
 	l2->inner_tci = 0;
+	l2->outer_tci = 0;
+	l2->outer_ad = 0;
 #pragma unroll
 	for (int i = 0; i < VLAN_MAX_TAGS; i++) {
 		if (!is_vlan(proto))
@@ -47,6 +51,10 @@ static __always_inline int parse_l2(void *data, void *data_end, struct l2 *l2)
 		if ((void *)(vh + 1) > data_end)
 			return -1;
 		l2->inner_tci = bpf_ntohs(vh->h_vlan_TCI);
+		if (i == 0) {
+			l2->outer_tci = l2->inner_tci;
+			l2->outer_ad = proto == bpf_htons(ETH_P_8021AD);
+		}
 		proto = vh->h_vlan_encapsulated_proto;
 		l2->tags++;
 	}

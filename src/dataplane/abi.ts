@@ -33,15 +33,28 @@ export const DpReason = {
   error: 8,
   bad_header: 9,
   martian: 10,
+  not_local: 11,
+  options: 12,
+  too_big: 13,
 } as const;
 export type DpReasonName = keyof typeof DpReason;
-export const DP_REASONS = 11;
+export const DP_REASONS = 14;
 
 export const RtReason = { not_exposed: 0, other: 1, ttl: 2, no_route: 3, redirect: 4, neigh: 5 } as const;
 export type RtReasonName = keyof typeof RtReason;
 export const RT_REASONS = 6;
 
-export const DpConfigFlag = { lpmV4: 1, lpmV6: 2, blockV4: 4, blockV6: 8, exp4Spill: 16, exp4Updating: 32, exp6Spill: 64, exp6Updating: 128 } as const;
+export const DpConfigFlag = {
+  lpmV4: 1,
+  lpmV6: 2,
+  blockV4: 4,
+  blockV6: 8,
+  exp4Spill: 16,
+  exp4Updating: 32,
+  exp6Spill: 64,
+  exp6Updating: 128,
+  l2Check: 256,
+} as const;
 
 export const Exp4Slot = struct('exp4_slot', {
   addr: ipv4,
@@ -58,7 +71,11 @@ export const Exp6Slot = struct('exp6_slot', {
   id: bytes(3),
   pad: u32,
 });
-export const PortInfo = struct('port_info', { smac: mac, pad: u16 });
+export const PortInfo = struct('port_info', { smac: mac, mtu: u16 });
+export const L2Key = struct('l2_key', { ifindex: u32, vid: u16, pad: u16 });
+export const L2Local = struct('l2_local', { mac, pad: u16 });
+/** l2_key.vid of a frame with one tag (VID 0, priority-tagged, counts as untagged). */
+export const l2Vid = (vid: number): number => (vid & 0xfff ? 0x1000 | (vid & 0xfff) : 0);
 export const EXP4_PROBES = 16;
 export const EXP4_BATCH = 256;
 export const EXP6_PROBES = 16;

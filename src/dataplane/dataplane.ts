@@ -26,6 +26,9 @@ import {
   DP_MAX_PORTS,
   DpConfig,
   PortInfo,
+  L2Key,
+  L2Local,
+  DpConfigFlag,
   type DpReasonName,
   DpReason,
   ExposureValue,
@@ -145,6 +148,7 @@ export class Dataplane {
       blockV6: m('block_v6').typed(LpmV6, u32),
       ports: m('tx_ports').typed(u32, u32),
       portInfo: m('port_info').typed(u32, PortInfo),
+      l2Local: m('l2_local').typed(L2Key, L2Local),
       config: m('dp_config').typed(u32, DpConfig),
       blockStats: m('block_stats').perCpu(u32, Counter),
       verdicts: m('dp_verdicts').perCpu(u32, Counter),
@@ -278,6 +282,40 @@ export class Dataplane {
   /** What the fast path forwarded for exposure `id`, summed over CPUs. */
   exposureCounter(id: number): CounterValue {
     return this.exposureStats.read(id);
+  }
+
+  /**
+   * This host's link-layer addresses per ingress interface and VLAN: frames
+   * to any other destination MAC are left to the kernel (RFC 1812 5.3.4).
+   * Replaces what was registered; an empty list switches the check off
+   * (only link-layer broadcast and multicast are refused then).
+   */
+  setLocalAddresses(list: readonly { ifindex: number; vid: number; mac: string }[]): { added: number; removed: number } {
+    const t = this.tables;
+    const key = (k: { ifindex: number; vid: number }): string => `${k.ifindex}/${k.vid}`;
+    const want = new Map(list.map((a) => [key(a), a]));
+    const have = new Map(t.l2Local.dump().map(([k, v]) => [key(k), { ...k, mac: v.mac }]));
+    let added = 0;
+    let removed = 0;
+    const setFlag = (on: boolean): void => {
+      const flags = t.config.lookup(0)?.flags ?? 0;
+      const next = on ? flags | DpConfigFlag.l2Check : flags & ~DpConfigFlag.l2Check;
+      if (next !== flags) t.config.update(0, { flags: next, pad: 0 });
+    };
+    // entries before the check is on; the check off before entries go
+    for (const [k, a] of want) {
+      if (have.get(k)?.mac === a.mac) continue;
+      t.l2Local.update({ ifindex: a.ifindex, vid: a.vid, pad: 0 }, { mac: a.mac, pad: 0 });
+      added++;
+    }
+    if (want.size) setFlag(true);
+    else setFlag(false);
+    for (const [k, a] of have) {
+      if (want.has(k)) continue;
+      t.l2Local.delete({ ifindex: a.ifindex, vid: a.vid, pad: 0 });
+      removed++;
+    }
+    return { added, removed };
   }
 
   /** Run a map operation in the node's namespace (devmap entries resolve ifindexes there). */

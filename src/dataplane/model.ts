@@ -21,6 +21,12 @@ export interface ModelTables {
   blockV4: PrefixEntry<number>[];
   blockV6: PrefixEntry<number>[];
   ports: Set<number>;
+  /** MTU per port slot (absent or 0: not checked) */
+  portMtu: Map<number, number>;
+  /** this host's MACs by `${ifindex}/${vid}` (l2_local), used when flags has l2Check */
+  l2Local: Map<string, string>;
+  /** the ingress ifindex the frames arrive on (BPF_PROG_TEST_RUN without a context: loopback, 1) */
+  ingressIfindex: number;
 }
 
 export interface ModelResult {
@@ -35,7 +41,19 @@ export interface ModelResult {
 }
 
 export function emptyTables(): ModelTables {
-  return { flags: 0, exactV4: new Map(), exactV6: new Map(), lpmV4: [], lpmV6: [], blockV4: [], blockV6: [], ports: new Set() };
+  return {
+    flags: 0,
+    exactV4: new Map(),
+    exactV6: new Map(),
+    lpmV4: [],
+    lpmV6: [],
+    blockV4: [],
+    blockV6: [],
+    ports: new Set(),
+    portMtu: new Map(),
+    l2Local: new Map(),
+    ingressIfindex: 1,
+  };
 }
 
 function prefixMatches(addr: Buffer, off: number, e: PrefixEntry<unknown>): boolean {
@@ -73,15 +91,41 @@ export function forward(input: Buffer, t: ModelTables): ModelResult {
   let proto = input.readUInt16BE(12);
   let tags = 0;
   let innerTci = 0;
+  let outerTci = 0;
+  let outerAd = false;
   for (let i = 0; i < 2 && isVlan(proto); i++) {
     if (ETH_HLEN + (i + 1) * 4 > len) return pass('malformed');
     innerTci = input.readUInt16BE(ETH_HLEN + i * 4);
+    if (i === 0) {
+      outerTci = innerTci;
+      outerAd = proto === 0x88a8;
+    }
     proto = input.readUInt16BE(ETH_HLEN + i * 4 + 2);
     tags++;
   }
   const l3 = ETH_HLEN + tags * 4;
   let e: ExposureValue | undefined;
+  let l3len: number;
   const pkt = Buffer.from(input);
+  // RFC 1812 5.3.4: only frames sent to this host's MAC, on its VLAN
+  const forLocal = (): boolean => {
+    if ((input[0] as number) & 1) return false;
+    if (!(t.flags & DpConfigFlag.l2Check)) return true;
+    if (tags > 1) return false;
+    const tagged = tags === 1 && (outerTci & 0xfff) !== 0;
+    if (tagged && outerAd) return false; // only 802.1Q VLAN devices are registered; VID 0 is a priority tag
+    const vid = tagged ? 0x1000 | (outerTci & 0xfff) : 0;
+    const mine = t.l2Local.get(`${t.ingressIfindex}/${vid}`);
+    return mine !== undefined && macBytes(mine).equals(input.subarray(0, 6));
+  };
+  const checks = (ttl: number, x: ExposureValue): DpReasonName | undefined => {
+    if (!forLocal()) return 'not_local';
+    if (ttl <= 1) return 'ttl';
+    if (!t.ports.has(x.port)) return 'no_port';
+    const mtu = t.portMtu.get(x.port) ?? 0;
+    if (mtu && l3len > mtu) return 'too_big';
+    return undefined;
+  };
 
   if (proto === 0x0800) {
     if (l3 + 20 > len) return pass('malformed');
@@ -95,35 +139,39 @@ export function forward(input: Buffer, t: ModelTables): ModelResult {
       const rule = longestMatch(t.blockV4, input, l3 + 12);
       if (rule !== undefined) return { action: XdpAction.drop, reason: 'blocked', data: input, bytes: len, blockRule: rule };
     }
-    // RFC 1812 5.3.7: 0/8, 127/8, 224/4 and 240/4 sources are never forwarded
+    // RFC 1812 5.3.7: 0/8, 127/8, 224/4 and 240/4 sources are never forwarded; RFC 3927 2.7: nor 169.254/16
     const first = input[l3 + 12] as number;
-    if (first === 0 || first === 127 || first >= 224) return pass('martian');
+    if (first === 0 || first === 127 || first >= 224 || (first === 169 && input[l3 + 13] === 254)) return pass('martian');
+    if (ihl > 5) return pass('options');
     e = t.exactV4.get(ipv4.decode(input, l3 + 16));
     if (!e && t.flags & DpConfigFlag.lpmV4) e = longestMatch(t.lpmV4, input, l3 + 16);
     if (!e) return pass('miss');
-    if ((input[l3 + 8] as number) <= 1) return pass('ttl');
-    if (!t.ports.has(e.port)) return pass('no_port');
+    l3len = tot;
+    const why = checks(input[l3 + 8] as number, e);
+    if (why) return pass(why);
     decTtlV4(pkt, l3);
   } else if (proto === 0x86dd) {
     if (l3 + 40 > len) return pass('malformed');
     if ((input[l3] as number) >> 4 !== 6) return pass('malformed');
     // RFC 8200 3: the payload length must fit the bytes delivered
-    if (40 + input.readUInt16BE(l3 + 4) > len - l3) return pass('bad_header');
+    l3len = 40 + input.readUInt16BE(l3 + 4);
+    if (l3len > len - l3) return pass('bad_header');
     if (t.flags & DpConfigFlag.blockV6) {
       const rule = longestMatch(t.blockV6, input, l3 + 8);
       if (rule !== undefined) return { action: XdpAction.drop, reason: 'blocked', data: input, bytes: len, blockRule: rule };
     }
-    if (input[l3 + 6] === 58) {
+    if (input[l3 + 6] === 58 && l3len > 40) {
       if (l3 + 41 > len) return pass('malformed');
       const type = input[l3 + 40] as number;
       if (type >= 133 && type <= 137) return pass('ndp');
     }
     if (martianV6(input, l3 + 8)) return pass('martian');
+    if (input[l3 + 6] === 0) return pass('options');
     e = t.exactV6.get(ipv6.decode(input, l3 + 24));
     if (!e && t.flags & DpConfigFlag.lpmV6) e = longestMatch(t.lpmV6, input, l3 + 24);
     if (!e) return pass('miss');
-    if ((input[l3 + 7] as number) <= 1) return pass('ttl');
-    if (!t.ports.has(e.port)) return pass('no_port');
+    const why = checks(input[l3 + 7] as number, e);
+    if (why) return pass(why);
     pkt[l3 + 7] = (pkt[l3 + 7] as number) - 1;
   } else {
     return pass('other');
@@ -138,7 +186,7 @@ export function forward(input: Buffer, t: ModelTables): ModelResult {
   }
   const et = Buffer.alloc(2);
   et.writeUInt16BE(proto, 0);
-  out.push(et, pkt.subarray(l3));
+  out.push(et, pkt.subarray(l3, l3 + l3len)); // the link layer's padding is not forwarded
   return { action: XdpAction.redirect, reason: 'redirect', data: Buffer.concat(out), bytes: len, exposureId: e.id };
 }
 
@@ -150,10 +198,12 @@ function checksumOk(pkt: Buffer, off: number, len: number): boolean {
   return sum === 0xffff;
 }
 
-/** RFC 4291: a multicast (ff00::/8), unspecified (::) or loopback (::1) source. */
+/** RFC 4291: a multicast (ff00::/8), link-local (fe80::/10), unspecified (::), loopback (::1) or IPv4-mapped (::ffff:0:0/96) source. */
 function martianV6(pkt: Buffer, off: number): boolean {
-  if (pkt[off] === 0xff) return true;
-  for (let i = 0; i < 15; i++) if (pkt[off + i] !== 0) return false;
+  if (pkt[off] === 0xff || (pkt[off] === 0xfe && ((pkt[off + 1] as number) & 0xc0) === 0x80)) return true;
+  for (let i = 0; i < 10; i++) if (pkt[off + i] !== 0) return false;
+  if (pkt[off + 10] === 0xff && pkt[off + 11] === 0xff) return true;
+  for (let i = 10; i < 15; i++) if (pkt[off + i] !== 0) return false;
   const last = pkt[off + 15] as number;
   return last === 0 || last === 1;
 }

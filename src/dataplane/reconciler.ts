@@ -6,7 +6,7 @@
 // anything, and orders writes so that no packet ever meets a half-made entry:
 // ports before the exposures that use them, exposures before the lookups
 // that need them are switched on, and the reverse on removal.
-import { ifindexOf, macOf } from '../ebpf/index.js';
+import { ifindexOf, macOf, mtuOf } from '../ebpf/index.js';
 import { DP_MAX_PORTS, DpConfigFlag, type ExposureValue } from './abi.js';
 import type { Dataplane } from './dataplane.js';
 import { ExposureError, type Exposure, type NormalizedExposure, validateExposures } from './exposure.js';
@@ -14,12 +14,14 @@ import { ExposureError, type Exposure, type NormalizedExposure, validateExposure
 export interface InterfaceInfo {
   ifindex: number;
   mac: string;
+  /** Checked against each forwarded datagram's length; 0 or absent: not checked. */
+  mtu?: number;
 }
 /** Finds a target interface on the node; throws when it does not exist. */
 export type InterfaceResolver = (ifname: string) => InterfaceInfo;
 
 export function netnsResolver(netns?: string): InterfaceResolver {
-  return (ifname) => ({ ifindex: ifindexOf(ifname, netns), mac: macOf(ifname, netns) });
+  return (ifname) => ({ ifindex: ifindexOf(ifname, netns), mac: macOf(ifname, netns), mtu: mtuOf(ifname, netns) });
 }
 
 export interface ReconcileResult {
@@ -237,7 +239,8 @@ export class Reconciler {
         usedSlots.add(slot);
       }
       // the port's source MAC first, then the port itself
-      if (t.portInfo.lookup(slot)?.smac !== iface.mac) t.portInfo.update(slot, { smac: iface.mac, pad: 0 });
+      const info = t.portInfo.lookup(slot);
+      if (info?.smac !== iface.mac || info.mtu !== (iface.mtu ?? 0)) t.portInfo.update(slot, { smac: iface.mac, mtu: iface.mtu ?? 0 });
       if (t.ports.lookup(slot) !== iface.ifindex) {
         const s = slot;
         this.dp.inNetns(() => t.ports.update(s, iface.ifindex));

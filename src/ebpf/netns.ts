@@ -85,3 +85,23 @@ export function macOf(ifname: string, ns?: string): string {
     }
   });
 }
+
+const SIOCGIFMTU = 0x8921;
+
+/** MTU of an interface (in the given namespace). */
+export function mtuOf(ifname: string, ns?: string): number {
+  ifindexOf(ifname, ns);
+  return withNetns(ns, () => {
+    const fd = c.socket(AF_INET, SOCK_DGRAM_CLOEXEC, 0) as number;
+    if (fd < 0) throw new BpfError('cannot open a socket to read an MTU', { op: 'ioctl', errno: errno() });
+    try {
+      const req = Buffer.alloc(40);
+      req.write(ifname, 0, 15, 'utf8');
+      if ((c.ioctl(fd, SIOCGIFMTU, req) as number) < 0)
+        throw new BpfError(`cannot read the MTU of ${ifname}`, { op: 'ioctl', errno: errno(), subject: ifname });
+      return req.readInt32LE(16);
+    } finally {
+      c.close(fd);
+    }
+  });
+}

@@ -8,6 +8,7 @@ import { FrrDriver } from '../bgp/frr.js';
 import type { StackbpfConfig } from '../config.js';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { type Exposure, ExposureError, type NormalizedExposure, normalizeExposure, validateExposures } from '../dataplane/exposure.js';
+import { localAddresses } from '../dataplane/l2.js';
 import { Reconciler, type ReconcileResult } from '../dataplane/reconciler.js';
 import { ApiSource, type ExposureSource, StaticSource } from '../dataplane/sources.js';
 import type { Logger } from '../log.js';
@@ -132,6 +133,9 @@ export class ExposureController {
         const a = dp.attachIngress(ifname, config.dataplane.xdpMode);
         log.info('xdp ingress attached', { ifname, mode: a.mode, readopted: a.readopted });
       }
+      const l2 = localAddresses(config.dataplane.providerInterfaces, config.netns);
+      dp.setLocalAddresses(l2);
+      if (l2.length) log.info('link-layer destinations checked on ingress', { addresses: l2.map((a) => `${a.ifname} ${a.mac}`) });
       for (const ifname of config.dataplane.returnInterfaces) {
         const a = dp.attachReturn(ifname);
         log.info('tc return path attached', { ifname, readopted: a.readopted });
@@ -222,6 +226,16 @@ export class ExposureController {
     return this.running;
   }
 
+  /** A provider interface's MAC or VLAN devices may change while we run: re-read them on each full reconcile. */
+  private refreshLocalAddresses(): void {
+    try {
+      const changed = this.dp.setLocalAddresses(localAddresses(this.config.dataplane.providerInterfaces, this.config.netns));
+      if (changed.added || changed.removed) this.log.info('link-layer destinations of the provider interfaces changed', changed);
+    } catch (err) {
+      this.log.warn("cannot re-read the provider interfaces' link-layer addresses: keeping the ones registered", { error: (err as Error).message });
+    }
+  }
+
   private async reconcileOnce(): Promise<void> {
     const at = new Date().toISOString();
     // Until every source has its full set (OVN before its first sync), nothing is removed:
@@ -248,6 +262,7 @@ export class ExposureController {
     }
     this.fullNeeded = false;
     this.ovnSource?.takeChanges(); // the full set below is the new baseline
+    this.refreshLocalAddresses();
     const desired = this.desired();
     let result: ReconcileResult;
     try {

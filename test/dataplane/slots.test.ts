@@ -86,7 +86,7 @@ for (const fam of FAMILIES) {
       rig = await openDataplaneRig([['sl0', 'sl0p']], { maxExposures: 64, maxBlockRules: 16 });
       dp = rig.dp;
       smac = macOf('sl0', rig.ns.name);
-      dp.tables.portInfo.update(0, { smac, pad: 0 });
+      dp.tables.portInfo.update(0, { smac, mtu: 0 });
       dp.inNetns(() => dp.tables.ports.update(0, ifindexOf('sl0', rig.ns.name)));
       // addresses that all hash to the same home slot: the window fills, the rest spill
       const mask = slotTableSize(64) - 1;

@@ -4,7 +4,8 @@
 // output byte compared, and the counters compared per batch.
 import { formatIPv6, parseIPv6 } from '../../src/ebpf/index.js';
 import { ipChecksum } from './packets.js';
-import { DpReason, type DpReasonName, type ExposureValue } from '../../src/dataplane/abi.js';
+import { FIXTURE_WORLD, rfcFixtures } from './dpfixtures.js';
+import { DpConfigFlag, DpReason, type DpReasonName, type ExposureValue } from '../../src/dataplane/abi.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { emptyTables, forward, type ModelTables } from '../../src/dataplane/model.js';
 
@@ -38,6 +39,11 @@ export interface FuzzWorld {
   /** exposure ids 0..exposures-1 and block rules 0..blockRules-1 are in use */
   exposures: number;
   blockRules: number;
+  /** the MAC frames are mostly sent to (l2_local of the test-run ingress, untagged and on VLAN localVid) */
+  localMac: string;
+  localVid: number;
+  /** the RFC fixtures' frames, sent (and mutated) now and then */
+  seeds: Buffer[];
 }
 
 /** Fill the real maps and the model with the same random tables. */
@@ -53,10 +59,26 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
   };
   const exposedV4: string[] = [];
   const exposedV6: string[] = [];
-  for (const slot of [...portIfindexes.keys(), 200]) t.portInfo.update(slot, { smac: portMacs[slot] as string, pad: 0 });
+  for (const slot of [...portIfindexes.keys(), 200]) {
+    // some ports with an MTU small enough that fuzzed datagrams exceed it
+    const mtu = pick(r, [0, 0, 1500, 100, 68]);
+    t.portInfo.update(slot, { smac: portMacs[slot] as string, mtu });
+    m.portMtu.set(slot, mtu);
+  }
+  // this host's MAC on the ingress BPF_PROG_TEST_RUN reports (loopback), untagged and on one VLAN: the fixtures' world
+  const localMac = FIXTURE_WORLD.ingressMac;
+  const localVid = FIXTURE_WORLD.vid;
+  for (const vid of [0, 0x1000 | localVid]) {
+    t.l2Local.update({ ifindex: 1, vid, pad: 0 }, { mac: localMac, pad: 0 });
+    m.l2Local.set(`1/${vid}`, localMac);
+  }
   dp.inNetns(() => portIfindexes.forEach((ifindex, slot) => t.ports.update(slot, ifindex)));
   portIfindexes.forEach((_, slot) => m.ports.add(slot));
-  const exact4: [string, ExposureValue][] = [];
+  // the RFC fixtures' exposures, on port 0
+  const fixtureValue = (): ExposureValue => ({ dmac: FIXTURE_WORLD.vmMac, smac: portMacs[0] as string, vlan: 0, port: 0, id: id++, flags: 0 });
+  const exact4: [string, ExposureValue][] = [[FIXTURE_WORLD.v4, fixtureValue()]];
+  m.exactV4.set(FIXTURE_WORLD.v4, exact4[0]?.[1] as ExposureValue);
+  exposedV4.push(FIXTURE_WORLD.v4);
   for (let i = 0; i < 48; i++) {
     const a = v4(r, pick(r, ['198.51.100', '203.0.113']));
     if (m.exactV4.has(a)) continue;
@@ -66,7 +88,9 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
     exposedV4.push(a);
   }
   dp.exact4.updateBatch(exact4);
-  const exact6: [string, ExposureValue][] = [];
+  const exact6: [string, ExposureValue][] = [[FIXTURE_WORLD.v6, fixtureValue()]];
+  m.exactV6.set(FIXTURE_WORLD.v6, exact6[0]?.[1] as ExposureValue);
+  exposedV6.push(FIXTURE_WORLD.v6);
   for (let i = 0; i < 24; i++) {
     const b = v6bytes(r, '2001:db8::', 8);
     const a = formatIPv6(b);
@@ -106,7 +130,16 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
   }
   t.blockV6.update({ prefixlen: 48, addr: '2001:db8:bad::' }, rule);
   m.blockV6.push({ addr: parseIPv6('2001:db8:bad::'), prefixlen: 48, value: rule++ });
-  return { tables: m, exposedV4, exposedV6, exposures: id, blockRules: rule };
+  return {
+    tables: m,
+    exposedV4,
+    exposedV6,
+    exposures: id,
+    blockRules: rule,
+    localMac,
+    localVid,
+    seeds: rfcFixtures(portMacs[0] as string).map((f) => f.input),
+  };
 }
 
 const ipBytes = (a: string): Buffer => Buffer.from(a.split('.').map(Number));
@@ -129,7 +162,7 @@ function l3v4(r: R, w: FuzzWorld): Buffer {
         : `${int(r, 256)}.${int(r, 256)}.${int(r, 256)}.${int(r, 256)}`;
   const src =
     r() < 0.05
-      ? pick(r, ['0.0.0.1', '127.0.0.1', '224.0.0.5', '240.1.2.3', '255.255.255.255']) // martians (RFC 1812 5.3.7)
+      ? pick(r, ['0.0.0.1', '127.0.0.1', '224.0.0.5', '240.1.2.3', '255.255.255.255', '169.254.10.1']) // martians (RFC 1812 5.3.7, RFC 3927)
       : r() < 0.15
         ? pick(r, ['192.0.2.200', '203.0.113.250', '192.0.2.129'])
         : v4(r, pick(r, ['192.0.2', '198.51.100', '10.0.0']));
@@ -155,7 +188,7 @@ function l3v6(r: R, w: FuzzWorld): Buffer {
   ip[7] = pick(r, [0, 1, 2, 64, 255, int(r, 256)]);
   const src =
     r() < 0.05
-      ? parseIPv6(pick(r, ['ff02::1', '::', '::1'])) // martians (RFC 4291)
+      ? parseIPv6(pick(r, ['ff02::1', '::', '::1', 'fe80::1', 'febf::2', '::ffff:192.0.2.1'])) // martians (RFC 4291)
       : r() < 0.15
         ? v6bytes(r, '2001:db8:bad::', 6)
         : v6bytes(r, '2001:db8:ff::', 6);
@@ -170,6 +203,7 @@ function l3v6(r: R, w: FuzzWorld): Buffer {
 
 /** One random frame: tags, L3, then maybe truncated or with flipped bytes. */
 export function randomPacket(r: R, w: FuzzWorld): Buffer {
+  if (w.seeds.length && r() < 0.05) return mutate(r, pick(r, w.seeds));
   const kind = r();
   let proto: number;
   let l3: Buffer;
@@ -182,12 +216,11 @@ export function randomPacket(r: R, w: FuzzWorld): Buffer {
     return b;
   }
   const tags = pick(r, [0, 0, 0, 1, 1, 2, 3]);
+  // mostly this host's MAC; sometimes broadcast, multicast or another host's (RFC 1812 5.3.4)
+  const k = r();
+  const dmac = k < 0.8 ? w.localMac : k < 0.85 ? 'ff:ff:ff:ff:ff:ff' : k < 0.9 ? '01:00:5e:00:00:05' : randMac(r);
   const parts: Buffer[] = [
-    Buffer.from(
-      randMac(r)
-        .split(':')
-        .map((x) => parseInt(x, 16)),
-    ),
+    Buffer.from(dmac.split(':').map((x) => parseInt(x, 16))),
     Buffer.from(
       randMac(r)
         .split(':')
@@ -197,12 +230,17 @@ export function randomPacket(r: R, w: FuzzWorld): Buffer {
   for (let i = 0; i < tags; i++) {
     const tag = Buffer.alloc(4);
     tag.writeUInt16BE(pick(r, [0x8100, 0x88a8]), 0);
-    tag.writeUInt16BE(int(r, 65536), 2);
+    tag.writeUInt16BE(r() < 0.6 ? (int(r, 8) << 13) | w.localVid : int(r, 65536), 2);
     parts.push(tag);
   }
   const et = Buffer.alloc(2);
   et.writeUInt16BE(proto, 0);
-  let pkt = Buffer.concat([...parts, et, l3]);
+  return mutate(r, Buffer.concat([...parts, et, l3]));
+}
+
+/** Maybe truncated, maybe with a few bytes flipped. */
+function mutate(r: R, input: Buffer): Buffer {
+  let pkt = input;
   if (r() < 0.2) pkt = pkt.subarray(0, Math.max(14, int(r, pkt.length + 1)));
   if (r() < 0.1) {
     pkt = Buffer.from(pkt);
@@ -229,7 +267,7 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
   const t = dp.tables;
   const res: FuzzResult = { packets: 0, mismatches: 0, counterMismatches: 0, byReason: {} };
   while (res.packets < count) {
-    const flags = r() < 0.7 ? 0xf : int(r, 16);
+    const flags = (r() < 0.7 ? 0xf : int(r, 16)) | (r() < 0.7 ? DpConfigFlag.l2Check : 0);
     t.config.update(0, { flags, pad: 0 });
     w.tables.flags = flags;
     const before = Object.values(DpReason).map((i) => sum(t.verdicts.lookup(i)));
@@ -303,4 +341,57 @@ export function runFuzz(dp: Dataplane, w: FuzzWorld, r: R, count: number, batch 
     onProgress?.(res.packets);
   }
   return res;
+}
+
+/**
+ * A frame a router forwards: a valid header to an exposed address, sent to
+ * this host's MAC, everything else random (TOS, ID, fragment bits, protocol,
+ * TTL 2-255, payload, link padding, sometimes a priority tag). The kernel
+ * oracle mixes these with randomPacket's so most comparisons are of output
+ * frames, not only of verdicts.
+ */
+export function forwardablePacket(r: R, w: FuzzWorld): Buffer {
+  const payload = Buffer.alloc(int(r, 200));
+  for (let i = 0; i < payload.length; i++) payload[i] = int(r, 256);
+  let proto: number;
+  let l3: Buffer;
+  if (r() < 0.5 && w.exposedV4.length) {
+    const ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip[1] = int(r, 256);
+    ip.writeUInt16BE(20 + payload.length, 2);
+    ip.writeUInt16BE(int(r, 65536), 4);
+    ip.writeUInt16BE(pick(r, [0, 0x4000, 0x2000, int(r, 0x2000), 0x4000 | int(r, 0x2000)]), 6);
+    ip[8] = 2 + int(r, 254);
+    ip[9] = pick(r, [6, 17, 1, 47, int(r, 256)]);
+    ipBytes(v4(r, pick(r, ['192.0.2', '198.51.100', '198.18.255']))).copy(ip, 12);
+    ipBytes(pick(r, w.exposedV4)).copy(ip, 16);
+    ip.writeUInt16BE(ipChecksum(ip), 10);
+    [proto, l3] = [0x0800, Buffer.concat([ip, payload])];
+  } else {
+    const ip = Buffer.alloc(40);
+    ip.writeUInt32BE(((6 << 28) | int(r, 1 << 28)) >>> 0, 0);
+    ip.writeUInt16BE(payload.length, 4);
+    ip[6] = pick(r, [6, 17, 58, 44, 60, int(r, 256)]);
+    if (ip[6] === 58 && payload.length) payload[0] = pick(r, [128, 129, 1, 3]); // echo, errors: not NDP
+    if (ip[6] === 0) ip[6] = 17;
+    ip[7] = 2 + int(r, 254);
+    v6bytes(r, '2001:db8:ff::', 6).copy(ip, 8);
+    parseIPv6(pick(r, w.exposedV6)).copy(ip, 24);
+    [proto, l3] = [0x86dd, Buffer.concat([ip, payload])];
+  }
+  const et = Buffer.alloc(2);
+  et.writeUInt16BE(proto);
+  const mac = Buffer.from(w.localMac.split(':').map((x) => parseInt(x, 16)));
+  const src = Buffer.from(
+    randMac(r)
+      .split(':')
+      .map((x) => parseInt(x, 16)),
+  );
+  const tag = Buffer.alloc(r() < 0.05 ? 4 : 0);
+  if (tag.length) {
+    tag.writeUInt16BE(0x8100, 0);
+    tag.writeUInt16BE(int(r, 8) << 13, 2); // priority tag: VID 0
+  }
+  return Buffer.concat([mac, src, tag, et, l3, Buffer.alloc(r() < 0.2 ? int(r, 20) : 0, 0xee)]);
 }
