@@ -641,6 +641,14 @@ static __always_inline int pop_vlans(struct __sk_buff *skb, int in_data)
 	return 0;
 }
 
+#define PACKET_HOST 0
+
+/* The return path gets the same treatment for what it forwards: a reply
+ * from an exposed address leaves on the fast path only if it is a datagram
+ * a router forwards as is (valid header, no options or hop-by-hop header,
+ * sent to this host's MAC, TTL left); the FIB refuses what is too big for
+ * the next hop (BPF_FIB_LKUP_RET_FRAG_NEEDED) and what it cannot route.
+ * Everything else goes to the kernel untouched. */
 SEC("tc")
 int tc_return(struct __sk_buff *skb)
 {
@@ -649,7 +657,7 @@ int tc_return(struct __sk_buff *skb)
 	__u64 bytes = skb->len;
 	struct bpf_fib_lookup fib = {};
 	struct l2 l2;
-	__u32 flags = config_flags();
+	__u32 flags = config_flags(), l3len;
 	int rc;
 
 	if (parse_l2(data, data_end, &l2) < 0)
@@ -657,17 +665,24 @@ int tc_return(struct __sk_buff *skb)
 
 	if (l2.proto == ETH_P_IP) {
 		struct iphdr *ip = data + l2.l3_off;
-		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 || (void *)ip + ip->ihl * 4 > data_end)
 			return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
 		struct exposure src;
 		if (!lookup_v4(ip->saddr, flags, &src))
 			return rt_verdict(TC_ACT_OK, RT_NOT_EXPOSED, bytes);
+		if (!ipv4_header_ok(ip, data_end, bytes - l2.l3_off))
+			return rt_verdict(TC_ACT_OK, RT_BAD_HEADER, bytes);
+		if (ip->ihl > 5)
+			return rt_verdict(TC_ACT_OK, RT_OPTIONS, bytes);
+		if (skb->pkt_type != PACKET_HOST)
+			return rt_verdict(TC_ACT_OK, RT_NOT_LOCAL, bytes);
 		if (ip->ttl <= 1)
 			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);
+		l3len = bpf_ntohs(ip->tot_len);
 		fib.family = AF_INET;
 		fib.tos = ip->tos;
 		fib.l4_protocol = ip->protocol;
-		fib.tot_len = bpf_ntohs(ip->tot_len);
+		fib.tot_len = l3len;
 		fib.ipv4_src = ip->saddr;
 		fib.ipv4_dst = ip->daddr;
 	} else if (l2.proto == ETH_P_IPV6) {
@@ -677,11 +692,18 @@ int tc_return(struct __sk_buff *skb)
 		struct exposure src;
 		if (!lookup_v6(&ip6->saddr, flags, &src))
 			return rt_verdict(TC_ACT_OK, RT_NOT_EXPOSED, bytes);
+		l3len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		if (l3len > bytes - l2.l3_off)
+			return rt_verdict(TC_ACT_OK, RT_BAD_HEADER, bytes);
+		if (ip6->nexthdr == 0)
+			return rt_verdict(TC_ACT_OK, RT_OPTIONS, bytes);
+		if (skb->pkt_type != PACKET_HOST)
+			return rt_verdict(TC_ACT_OK, RT_NOT_LOCAL, bytes);
 		if (ip6->hop_limit <= 1)
 			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);
 		fib.family = AF_INET6;
 		fib.l4_protocol = ip6->nexthdr;
-		fib.tot_len = bpf_ntohs(ip6->payload_len);
+		fib.tot_len = l3len;
 		__builtin_memcpy(fib.ipv6_src, &ip6->saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, &ip6->daddr, 16);
 	} else {
@@ -695,6 +717,9 @@ int tc_return(struct __sk_buff *skb)
 
 	if (pop_vlans(skb, l2.tags) < 0)
 		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
+	/* the link layer's padding after the datagram is not forwarded */
+	if (skb->len > ETH_HLEN + l3len && bpf_skb_change_tail(skb, ETH_HLEN + l3len, 0))
+		return rt_verdict(TC_ACT_SHOT, RT_OTHER, bytes);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;

@@ -33,7 +33,10 @@ enum rt_reason {
 	RT_NO_ROUTE = 3,    /* the FIB had no usable answer: TC_ACT_OK */
 	RT_REDIRECT = 4,    /* bpf_redirect to the FIB's interface */
 	RT_NEIGH = 5,       /* bpf_redirect_neigh (neighbour not resolved yet) */
-	RT_REASONS = 6,
+	RT_BAD_HEADER = 6,  /* fails RFC 1812 5.2.2 / RFC 8200 checks: TC_ACT_OK */
+	RT_NOT_LOCAL = 7,   /* not sent to this host's MAC (RFC 1812 5.3.4): TC_ACT_OK */
+	RT_OPTIONS = 8,     /* IPv4 options or IPv6 hop-by-hop header: TC_ACT_OK */
+	RT_REASONS = 9,
 };
 
 /* What to do with traffic to an exposed address or prefix. */

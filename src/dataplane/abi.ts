@@ -40,9 +40,9 @@ export const DpReason = {
 export type DpReasonName = keyof typeof DpReason;
 export const DP_REASONS = 14;
 
-export const RtReason = { not_exposed: 0, other: 1, ttl: 2, no_route: 3, redirect: 4, neigh: 5 } as const;
+export const RtReason = { not_exposed: 0, other: 1, ttl: 2, no_route: 3, redirect: 4, neigh: 5, bad_header: 6, not_local: 7, options: 8 } as const;
 export type RtReasonName = keyof typeof RtReason;
-export const RT_REASONS = 6;
+export const RT_REASONS = 9;
 
 export const DpConfigFlag = {
   lpmV4: 1,

@@ -227,4 +227,39 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
     }
     assert.equal(((dp.tables.config.lookup(0)?.flags as number) & DpConfigFlag.l2Check) === 0, true, 'check off again');
   });
+
+  // tc_return (the VM side) gets the same treatment for what it forwards.
+  // BPF_PROG_TEST_RUN types the frame against the loopback device, whose
+  // MAC is all zeros: that destination is "this host".
+  test('return path: bad headers, options, frames for another MAC and TTL 1 go to the kernel untouched, counted', () => {
+    const HOST = '00:00:00:00:00:00';
+    const v4 = (o: { dstMac?: string; ttl?: number; options?: Buffer } = {}, edit?: (ip: Buffer) => void): Buffer => {
+      const p = ipv4Packet({ src: '198.51.100.10', dst: '192.0.2.44', dstMac: HOST, ...o });
+      if (edit) edit(p.subarray(14));
+      return p;
+    };
+    const v6 = (o: { dstMac?: string; nextHeader?: number; payload?: Buffer; hopLimit?: number } = {}, edit?: (ip: Buffer) => void): Buffer => {
+      const p = ipv6Packet({ src: '2001:db8::10', dst: '2001:db8:9::44', dstMac: HOST, ...o });
+      if (edit) edit(p.subarray(14));
+      return p;
+    };
+    const cases: [string, Buffer, 'bad_header' | 'options' | 'not_local' | 'ttl'][] = [
+      ['IPv4 header checksum wrong', v4({}, (ip) => (ip[10] = (ip[10] as number) ^ 0x11)), 'bad_header'],
+      ['IPv4 total length past the frame', v4({}, (ip) => ip.writeUInt16BE(ip.readUInt16BE(2) + 40, 2)), 'bad_header'],
+      ['IPv6 payload length past the frame', v6({}, (ip) => ip.writeUInt16BE(ip.readUInt16BE(4) + 1, 4)), 'bad_header'],
+      ['IPv4 with a record-route option', v4({ options: Buffer.from([7, 7, 4, 0, 0, 0, 0, 0]) }), 'options'],
+      ['IPv6 hop-by-hop header', v6({ nextHeader: 0, payload: Buffer.from([17, 0, 1, 4, 0, 0, 0, 0]) }), 'options'],
+      ['IPv4 to the broadcast MAC', v4({ dstMac: 'ff:ff:ff:ff:ff:ff' }), 'not_local'],
+      ["IPv6 to another host's MAC", v6({ dstMac: '02:00:00:00:0a:99' }), 'not_local'],
+      ['IPv4 TTL 1', v4({ ttl: 1 }), 'ttl'],
+      ['IPv6 hop limit 1', v6({ hopLimit: 1 }), 'ttl'],
+    ];
+    for (const [what, pkt, reason] of cases) {
+      const before = dp.returnVerdicts()[reason].packets;
+      const r = dp.returnProgram.testRun({ data: pkt });
+      assert.equal(r.retval, 0, `${what}: TC_ACT_OK`);
+      assert.deepEqual(r.data, pkt, `${what}: untouched`);
+      assert.equal(dp.returnVerdicts()[reason].packets - before, 1n, `${what}: counted as ${reason}`);
+    }
+  });
 });
