@@ -6,9 +6,10 @@
 //   kernel       ovn-bgp-agent's layout: one `ip rule to X lookup T` per exposed
 //                address, a route per address in table T, forwarding on
 //   kernel_best  one rule for the whole range, every address a route in one table
-// at 1, 1,000, 10,000 and 100,000 exposures (destinations spread uniformly).
-// --family 4 runs the same with IPv4, the calibration's family, at sizes up to
-// the 762 addresses the documentation ranges leave on the lab.
+// at 1, 1,000, 10,000 and 100,000 exposures, with destinations spread
+// uniformly (the worst case) and Zipf-distributed (s = 1 and s = 0.8: a few
+// addresses take most packets), --dists choosing which. --family 4 runs the
+// same with IPv4 destinations from 198.18.0.0/15.
 //
 // Generator: BPF_PROG_RUN live frames (bench/trafgen-child.ts) out of the
 // upstream veth, pinned to CPU 0. Receiver: an XDP program on the VM's veth
@@ -21,11 +22,14 @@
 // cpu: CPU time of the node's forwarding NAPI thread per packet received;
 // latency: p50/p99 one-way, from a separate paced run at `latency-pps`.
 import { execFile, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import { BpfObject, Link, macOf, sumPerCpu, u32, u64 } from '../src/ebpf/index.js';
 import { Dataplane } from '../src/dataplane/dataplane.js';
+import { localAddresses } from '../src/dataplane/l2.js';
 import { Reconciler } from '../src/dataplane/reconciler.js';
 import { labDown, labPinDir, labUp, type LabState } from '../src/lab/lab.js';
 import { objectPath, packageRoot } from '../src/paths.js';
@@ -41,23 +45,19 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const PREFIX = '2001:db8:100::';
 const addrOf = (i: number): string => `2001:db8:100::${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`;
 /**
- * IPv4 (--family 4), the family of the issue's calibration, where the kernel walks the rule list
- * twice per packet: the three documentation /24s hold 768 addresses; the lab's own take some
- * (its links in 192.0.2.0/30, the client 203.0.113.1 the traffic comes from, the VM's
- * 198.51.100.10, the next hop of the kernel routes). 762 are left.
+ * IPv4 (--family 4), ovn-bgp-agent's main case, where the kernel walks the rule list twice per
+ * packet: destinations from RFC 2544's benchmarking range 198.18.0.0/15 (131,071 addresses from
+ * 198.18.0.1; ../shared/TESTBED.md allows it inside the lab's namespaces).
  */
-function ipv4Destinations(lab: LabState): string[] {
-  const taken = new Set([lab.upstream.client4, ...lab.vms.map((v) => v.ipv4)]);
-  const out: string[] = [];
-  for (const net of ['198.51.100', '203.0.113', '192.0.2']) {
-    for (let i = 0; i < 256; i++) {
-      const a = `${net}.${i}`;
-      if (net === '192.0.2' && i < 4) continue;
-      if (!taken.has(a)) out.push(a);
-    }
-  }
-  return out;
-}
+const V4_RANGE = '198.18.0.0/15';
+const addr4Of = (i: number): string => {
+  const j = i + 1;
+  return `198.${18 + (j >>> 16)}.${(j >>> 8) & 255}.${j & 255}`;
+};
+const MAX_V4 = 131071;
+
+/** Destination distributions: uniform (the worst case) and Zipf by rank (a few take most packets). */
+const DISTS: Record<string, number> = { uniform: 0, zipf1: 1, 'zipf0.8': 0.8 };
 
 async function sh(args: string[], input?: string): Promise<string> {
   if (input === undefined) return (await run(args[0] as string, args.slice(1), { timeout: 600_000, maxBuffer: 64 << 20 })).stdout;
@@ -181,7 +181,10 @@ class Rig {
   /** IPv4 destinations when the run is IPv4 (else IPv6 ones from PREFIX) */
   dsts4: string[] | undefined;
 
-  private generate(count: number, seconds: number, pps = 0): Promise<number> {
+  /** a file listing the IPv4 destinations (too many for an argument) */
+  dsts4File = '';
+
+  private generate(count: number, seconds: number, pps = 0, zipf = 0): Promise<number> {
     const { lab } = this;
     const v4 = this.dsts4 !== undefined;
     const args = [
@@ -194,10 +197,11 @@ class Rig {
       this.upMac,
       this.provMac,
       v4 ? lab.upstream.client4 : lab.upstream.client6,
-      v4 ? (this.dsts4 as string[]).slice(0, count).join(',') : PREFIX,
+      v4 ? `@${this.dsts4File}` : PREFIX,
       String(count),
       String(seconds),
       String(pps),
+      String(zipf),
     ];
     return sh(['taskset', ...args]).then((out) => (JSON.parse(out.trim().split('\n').pop() as string) as { sent: number }).sent);
   }
@@ -205,7 +209,8 @@ class Rig {
   upMac = '';
   provMac = '';
 
-  async measure(count: number, napiOf: string): Promise<PathResult> {
+  async measure(count: number, napiOf: string, zipf = 0): Promise<PathResult> {
+    if (this.dsts4) writeFileSync(this.dsts4File, `${this.dsts4.slice(0, count).join('\n')}\n`);
     await this.pin();
     const windows: number[] = [];
     const cpu: number[] = [];
@@ -215,7 +220,7 @@ class Rig {
       const c0 = threads.reduce((a, t) => a + cpuNs(t.pid), 0);
       const n0 = this.received();
       const t0 = process.hrtime.bigint();
-      const sent = await this.generate(count, this.opts.seconds);
+      const sent = await this.generate(count, this.opts.seconds, 0, zipf);
       await new Promise((res) => setTimeout(res, 50)); // let queues drain into the sink
       const dt = Number(process.hrtime.bigint() - t0) / 1e9;
       const got = this.received() - n0;
@@ -227,7 +232,7 @@ class Rig {
     this.resetLatency();
     this.sinkLatency(true);
     try {
-      await this.generate(count, Math.max(1, this.opts.seconds / 2), this.opts.latencyPps);
+      await this.generate(count, Math.max(1, this.opts.seconds / 2), this.opts.latencyPps, zipf);
       await new Promise((res) => setTimeout(res, 50));
     } finally {
       this.sinkLatency(false);
@@ -256,8 +261,11 @@ export const bench = {
         'latency-pps': { type: 'string', default: '1000' },
         paths: { type: 'string', default: 'xdp,kernel,kernel_best' },
         family: { type: 'string', default: '6' },
+        dists: { type: 'string', default: 'uniform,zipf1,zipf0.8' },
       },
     });
+    const dists = values.dists.split(',');
+    for (const d of dists) if (!(d in DISTS)) throw new Error(`--dists: unknown distribution ${JSON.stringify(d)} (${Object.keys(DISTS).join(', ')})`);
     if (values.family !== '4' && values.family !== '6') throw new Error(`--family: 4 or 6, not ${JSON.stringify(values.family)}`);
     const v4 = values.family === '4';
     const paths = new Set(values.paths.split(','));
@@ -266,23 +274,34 @@ export const bench = {
     if (skipKernel) throw new Error(`forward needs the kernel: ${skipKernel}`);
     const sizes = values.sizes.split(',').map(Number);
     const lab = await labUp({ name: `fwd-${process.pid.toString(36)}`, vms: [0] });
-    const dsts4 = v4 ? ipv4Destinations(lab) : undefined;
-    const tooMany = dsts4 ? sizes.find((n) => n > dsts4.length) : undefined;
+    const tooMany = v4 ? sizes.find((n) => n > MAX_V4) : undefined;
     if (tooMany !== undefined) {
       await labDown(lab.name);
-      throw new Error(`--family 4: ${tooMany} exposures asked, the IPv4 documentation ranges leave ${dsts4?.length} addresses on the lab (use IPv6 for more)`);
+      throw new Error(`--family 4: ${tooMany} exposures asked, ${V4_RANGE} holds ${MAX_V4}`);
     }
+    const dsts4 = v4 ? Array.from({ length: Math.max(...sizes) }, (_, i) => addr4Of(i)) : undefined;
+    const tmp = mkdtempSync(join(tmpdir(), 'stackbpf-forward-'));
     const pins = pinDir();
     const result: Record<string, unknown> = {};
     try {
       const rig = new Rig(lab, { seconds: Number(values.seconds), rounds: Number(values.rounds), latencyPps: Number(values['latency-pps']) });
       rig.dsts4 = dsts4;
+      rig.dsts4File = join(tmp, 'dsts4');
       await rig.setup();
       rig.upMac = macOf(lab.upstream.ifname, lab.upstream.ns);
       rig.provMac = macOf(lab.node.provider, lab.node.ns);
       const node = lab.node.ns;
       const vm = rig.vm;
       const sysctl = (kv: string) => sh(['ip', 'netns', 'exec', node, 'sysctl', '-qw', kv]);
+      // each distribution in turn on the same installed path; the first is the headline figure
+      const byDist = new Map<PathResult, Record<string, PathResult>>();
+      const measureAll = async (n: number): Promise<PathResult> => {
+        const all: Record<string, PathResult> = {};
+        for (const d of dists) all[d] = await rig.measure(n, lab.node.provider, DISTS[d] as number);
+        const first = all[dists[0] as string] as PathResult;
+        byDist.set(first, all);
+        return first;
+      };
       for (const n of sizes) {
         const addrs = dsts4 ? dsts4.slice(0, n) : Array.from({ length: n }, (_, i) => addrOf(i));
         // 1. the XDP path, forwarding off
@@ -292,8 +311,9 @@ export const bench = {
           const dp = await Dataplane.open({ pinRoot: `${pins.dir}/${n}`, netns: node, maxExposures: Math.max(1024, n) });
           try {
             dp.attachIngress(lab.node.provider, 'native');
+            dp.setLocalAddresses(localAddresses([lab.node.provider], node)); // as the agent does
             new Reconciler(dp).apply(addrs.map((a) => ({ prefix: a, target: vm.tap, mac: vm.mac, owner: 'bench' })));
-            xdp = await rig.measure(n, lab.node.provider);
+            xdp = await measureAll(n);
           } finally {
             dp.destroy();
           }
@@ -319,7 +339,7 @@ export const bench = {
           await sh(['ip', fam, '-n', node, '-batch', '-'], `${[...rules.map((r) => `rule add ${r}`), ...routes(table)].join('\n')}\n`);
           log(`forward ${n}: ${label} installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
           try {
-            return await rig.measure(n, lab.node.provider);
+            return await measureAll(n);
           } finally {
             // remove exactly what was added (the local, main and default rules stay); rule
             // insertion and deletion are O(n) each in the kernel, so the last, largest set is
@@ -333,7 +353,7 @@ export const bench = {
         let best = NOT_RUN;
         if (paths.has('kernel_best')) {
           // IPv4's destinations are three /24s: the one rule matches everything (misses fall through to main)
-          best = await kernelPath('one rule', [v4 ? 'from all lookup 201 priority 1000' : `to ${PREFIX}/96 lookup 201 priority 1000`], '201');
+          best = await kernelPath('one rule', [v4 ? `to ${V4_RANGE} lookup 201 priority 1000` : `to ${PREFIX}/96 lookup 201 priority 1000`], '201');
           log(`forward ${n}: kernel_best ${best.pps} pps, p99 ${best.p99Us} us`);
         }
         let kernel = NOT_RUN;
@@ -366,12 +386,29 @@ export const bench = {
           kernel_best_p99_us: best.p99Us,
           offered_pps: Math.max(xdp.offeredPps, kernel.offeredPps, best.offeredPps),
           windows: { xdp: xdp.windows, kernel: kernel.windows, kernel_best: best.windows },
+          dist: dists[0],
+          // every distribution measured, per path: pps, p99
+          by_dist: Object.fromEntries(
+            (
+              [
+                ['xdp', xdp],
+                ['kernel', kernel],
+                ['kernel_best', best],
+              ] as const
+            )
+              .filter(([p]) => paths.has(p))
+              .map(([p, r]) => [
+                p,
+                Object.fromEntries(Object.entries(byDist.get(r) ?? {}).map(([d, x]) => [d, { pps: x.pps, p99_us: x.p99Us, windows: x.windows }])),
+              ]),
+          ),
         };
       }
       rig.sink.close();
     } finally {
       await labDown(lab.name);
       pins.remove();
+      rmSync(tmp, { recursive: true, force: true });
     }
     result.family = v4 ? 4 : 6;
     return result;

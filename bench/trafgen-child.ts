@@ -4,11 +4,22 @@
 // Prints {"sent": N} when done.
 import { performance } from 'node:perf_hooks';
 import { BpfObject, ifindexOf, ipv4, parseIPv6, TEST_RUN_XDP_LIVE_FRAMES, u32, withNetns } from '../src/ebpf/index.js';
+import { readFileSync } from 'node:fs';
 import { objectPath } from '../src/paths.js';
+import { rng } from '../test/helpers/dpfuzz.js';
+import { zipfIndexes } from './zipf.js';
 
 // IPv6 (srcIp an IPv6 address): dsts is an address whose first 96 bits every destination shares
-// (its last 32 bits are the index 0..count-1). IPv4: dsts lists the destinations, comma-separated.
-const [netns, ifname, srcMac, dstMac, srcIp, dsts, count, seconds, rate] = process.argv.slice(2) as string[];
+// (its last 32 bits are the index 0..count-1). IPv4: dsts lists the destinations, comma-separated,
+// or @FILE names a file that does (one per line). zipf: 0 walks the destinations uniformly,
+// s > 0 draws them Zipf(s) by rank (bench/zipf.ts).
+const [netns, ifname, srcMac, dstMac, srcIp, dstsArg, count, seconds, rate, zipfArg] = process.argv.slice(2) as string[];
+const dsts = (dstsArg as string).startsWith('@')
+  ? readFileSync((dstsArg as string).slice(1), 'utf8')
+      .trim()
+      .split('\n')
+      .join(',')
+  : (dstsArg as string);
 const v4 = !(srcIp as string).includes(':');
 const ipv4Bytes = (a: string): Buffer => Buffer.from(a.split('.').map(Number));
 const macBytes = (m: string): Buffer => Buffer.from((m as string).split(':').map((x) => parseInt(x, 16)));
@@ -36,6 +47,16 @@ if (v4) {
 const n = Buffer.alloc(4);
 n.writeUInt32LE(Number(count));
 obj.writeGlobal('dst_count', n);
+const zipfS = Number(zipfArg ?? 0);
+if (zipfS > 0) {
+  const draws = zipfIndexes(Number(count), zipfS, 262144, rng(Number(count)));
+  const m = obj.map('sched').typed(u32, u32);
+  const batch = Array.from(draws, (d, i) => [i, d] as [number, number]);
+  for (let i = 0; i < batch.length; i += 16384) m.updateBatch(batch.slice(i, i + 16384));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(draws.length);
+  obj.writeGlobal('sched_len', len);
+}
 const prog = obj.program('xdp_gen');
 const frame = Buffer.alloc(70);
 const ifindex = ifindexOf(ifname as string, netns);

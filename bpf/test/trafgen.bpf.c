@@ -17,7 +17,8 @@
 
 #define FRAME_LEN 70 /* Ethernet 14 + IPv6 40 + UDP 8 + send time 8; IPv4 frames are as long */
 #define HIST_BUCKETS 8192 /* 256 ns each: up to ~2 ms */
-#define MAX_DSTS4 1024
+#define MAX_DSTS4 131072
+#define MAX_SCHED 262144
 
 const volatile __u8 src_mac[6] = {};
 const volatile __u8 dst_mac[6] = {};
@@ -26,8 +27,17 @@ const volatile __u8 src_ip6[16] = {};
 const volatile __u8 dst_prefix[12] = {}; /* the first 96 bits of every IPv6 destination */
 const volatile __u32 src_ip4 = 0; /* network order */
 __u32 dst_count = 1;
+__u32 sched_len = 0; /* > 0: destination indexes come from sched, in order (e.g. Zipf draws) */
 __u64 cursor = 0;
 __u32 sink_latency = 0; /* the sink reads the clock only while this is set (the paced latency run) */
+
+/* a schedule of destination indexes, walked in order when sched_len > 0 */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SCHED);
+	__type(key, __u32);
+	__type(value, __u32);
+} sched SEC(".maps");
 
 /* IPv4 destinations (network order): the documentation ranges are not one prefix */
 struct {
@@ -145,6 +155,12 @@ int xdp_gen(struct xdp_md *ctx)
 	}
 	__u64 n = cursor++;
 	__u32 idx = dst_count > 1 ? (__u32)((n * 2654435761ULL) % dst_count) : 0;
+	if (sched_len) {
+		__u32 at = (__u32)(n % sched_len);
+		__u32 *d = bpf_map_lookup_elem(&sched, &at);
+		if (d)
+			idx = *d;
+	}
 	if (family == 4) {
 		eth->h_proto = bpf_htons(0x0800);
 		if (gen4(ctx, idx) < 0)

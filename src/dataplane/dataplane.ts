@@ -148,7 +148,6 @@ export class Dataplane {
       blockV6: m('block_v6').typed(LpmV6, u32),
       ports: m('tx_ports').typed(u32, u32),
       portInfo: m('port_info').typed(u32, PortInfo),
-      l2Local: m('l2_local').typed(L2Key, L2Local),
       config: m('dp_config').typed(u32, DpConfig),
       blockStats: m('block_stats').perCpu(u32, Counter),
       verdicts: m('dp_verdicts').perCpu(u32, Counter),
@@ -284,6 +283,16 @@ export class Dataplane {
     return this.exposureStats.read(id);
   }
 
+  private l2LocalView: ReturnType<Dataplane['makeL2Local']> | undefined;
+  private makeL2Local() {
+    return this.obj.map('l2_local').typed(L2Key, L2Local);
+  }
+  /** l2_local (apart from the tables: an object built before it existed has none). */
+  get l2Local(): ReturnType<Dataplane['makeL2Local']> {
+    this.l2LocalView ??= this.makeL2Local();
+    return this.l2LocalView;
+  }
+
   /**
    * This host's link-layer addresses per ingress interface and VLAN: frames
    * to any other destination MAC are left to the kernel (RFC 1812 5.3.4).
@@ -291,7 +300,7 @@ export class Dataplane {
    * (only link-layer broadcast and multicast are refused then).
    */
   setLocalAddresses(list: readonly { ifindex: number; vid: number; mac: string }[]): { added: number; removed: number } {
-    const t = this.tables;
+    const t = { config: this.tables.config, l2Local: this.l2Local };
     const key = (k: { ifindex: number; vid: number }): string => `${k.ifindex}/${k.vid}`;
     const want = new Map(list.map((a) => [key(a), a]));
     const have = new Map(t.l2Local.dump().map(([k, v]) => [key(k), { ...k, mac: v.mac }]));

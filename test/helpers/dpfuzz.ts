@@ -69,7 +69,7 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
   const localMac = FIXTURE_WORLD.ingressMac;
   const localVid = FIXTURE_WORLD.vid;
   for (const vid of [0, 0x1000 | localVid]) {
-    t.l2Local.update({ ifindex: 1, vid, pad: 0 }, { mac: localMac, pad: 0 });
+    dp.l2Local.update({ ifindex: 1, vid, pad: 0 }, { mac: localMac, pad: 0 });
     m.l2Local.set(`1/${vid}`, localMac);
   }
   dp.inNetns(() => portIfindexes.forEach((ifindex, slot) => t.ports.update(slot, ifindex)));
