@@ -6,8 +6,9 @@
 // with the OVN NB schema filled with `ports` VM ports on one provider network
 // (IPv6 addresses from 2001:db8::/32, bound to this node through
 // options:requested-chassis, `up` written directly since no ovn-controller
-// binds them here), and the real agent in this process (NB mode), so the
-// maps can be read the moment they change.
+// binds them here), and the real agent (NB mode) in a process of its own
+// (bench/convergence-agent.ts), so its memory is its own; the harness reads
+// the pinned maps directly, so it sees an entry the moment the kernel has it.
 //   full_sync_ms     agent start → every port's address in the exact map (cold: connect, full
 //                    dump, compute, map writes); route_full_ms: → the peer's kernel has them all
 //   full_resync_ms   a forced full resync (new connection, full dump, recompute, diff, reconcile
@@ -19,14 +20,17 @@
 //                    (a delete waits for the BGP withdrawal first, by design)
 //   peer_p50_ms, peer_p99_ms   the same for the first `peer-changes` creations → route in the
 //                    peer's kernel (polled every 5 ms)
-//   rss_mb           resident memory of this process (agent + harness) after all of it
+//   agent_rss_mb     resident memory of the agent, a process of its own (bench/convergence-agent.ts),
+//                    after all of it; agent_peak_rss_mb its peak (VmHWM), with V8's breakdown;
+//                    harness_rss_mb the benchmark's own process (NB writer, observer thread)
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { type ChildProcess, fork } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import { ExposureController } from '../src/exposure/controller.js';
+import { BpfMap, parseIPv6 } from '../src/ebpf/index.js';
 import { labAgentConfig } from '../src/cli/lab-cmd.js';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -86,7 +90,16 @@ export const bench = {
       tables: { Logical_Switch: { columns: ['name'] } },
       log: createLogger({ level: 'error' }),
     }).start();
-    let agent: ExposureController | undefined;
+    let child: ChildProcess | undefined;
+    let seq = 0;
+    const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+    /** one request to the agent process */
+    const ask = (op: string, extra: Record<string, unknown> = {}): Promise<any> =>
+      new Promise((resolve, reject) => {
+        const id = ++seq;
+        pending.set(id, { resolve, reject });
+        child?.send({ id, op, ...extra });
+      });
     let watcher: Worker | undefined;
     try {
       await run('ip', ['-n', lab.node.ns, 'link', 'add', 'br-ex', 'type', 'veth', 'peer', 'name', 'br-ex-p']);
@@ -116,19 +129,32 @@ export const bench = {
       }
       log(`NB filled with ${ports} ports in ${Math.round(performance.now() - fill0)} ms`);
 
-      const config = parseConfig({
+      // validated here, sent to the agent process as it is
+      const rawConfig = {
         ...labAgentConfig(lab, pins.dir),
         state_dir: join(work, 'state'),
         dataplane: { provider_interfaces: [lab.node.provider], max_exposures: Math.max(131072, ports * 2) },
         ovn: { mode: 'nb', connection: srv.unix, chassis: CHASSIS, bridge_mappings: 'physnet1:br-ex', resync_seconds: 0 },
         exposures: [],
+      };
+      parseConfig(rawConfig);
+      child = fork(new URL('./convergence-agent.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const c = child;
+      c.on('message', (m: { id?: number; ok?: unknown; error?: string }) => {
+        const p = m.id !== undefined ? pending.get(m.id) : undefined;
+        if (!p) return;
+        pending.delete(m.id as number);
+        m.error ? p.reject(new Error(`agent: ${m.error}`)) : p.resolve(m.ok);
       });
-      const rss0 = process.memoryUsage().rss;
+      c.on('exit', (code) => {
+        for (const p of pending.values()) p.reject(new Error(`the agent process exited (${code})`));
+        pending.clear();
+      });
+      await new Promise((resolve) => c.once('message', resolve)); // ready
       const t0 = performance.now();
-      agent = await ExposureController.start(config, createLogger({ level: 'warn' }));
-      const a = agent;
-      const v6 = a.dp.tables.exactV6;
-      const has = (i: number): boolean => v6.lookup(addrOf(i)) !== undefined;
+      await ask('start', { config: rawConfig });
+      const v6 = BpfMap.fromPin(`${pins.dir}/dataplane/maps/exp_v6`);
+      const has = (i: number): boolean => v6.lookup(parseIPv6(addrOf(i))) !== undefined;
       watcher = new Worker(new URL('./map-watch-worker.js', import.meta.url), { workerData: { path: `${pins.dir}/dataplane/maps/exp_v6` } });
       const w = watcher;
       await new Promise((resolve, reject) => {
@@ -148,20 +174,11 @@ export const bench = {
         (await run('ip', ['-n', lab.upstream.ns, '-6', 'route', 'show', `${addr}/128`])).stdout.trim() !== '';
       const routeFullMs = (await waitFor(() => peerHas(addrOf(ports - 1)), 300_000, 50)) + fullSyncMs;
       log(`the peer has the last route after ${Math.round(routeFullMs)} ms`);
-      await a.reconcileNow();
+      await ask('reconcile');
 
       // forced full resync: new connection, full dump, recompute, reconcile with nothing to change
-      const src = a.ovnSource;
-      if (!src) throw new Error('no OVN source');
       const resyncs: number[] = [];
-      for (let r = 0; r < 3; r++) {
-        const before = src.status().recomputes;
-        const r0 = performance.now();
-        src.ovn.resync('benchmark');
-        await waitFor(() => src.ovn.isSynced() && src.status().recomputes > before, 60_000);
-        await a.reconcileNow();
-        resyncs.push(performance.now() - r0);
-      }
+      for (let r = 0; r < 3; r++) resyncs.push((await ask('resync')).ms as number);
       const fullResyncMs = pct(resyncs, 50);
       log(`full resync (median of 3): ${Math.round(fullResyncMs)} ms`);
 
@@ -182,8 +199,8 @@ export const bench = {
         lat.push(add);
         latAdd.push(add);
         if (c < peerChanges) peer.push((await waitFor(() => peerHas(addrOf(i)), 30_000, 5)) + add);
-        await a.reconcileNow();
-        const uuid = [...src.ovn.rows('Logical_Switch_Port')].find((r) => r.name === `bp-${i}`)?._uuid;
+        await ask('reconcile');
+        const uuid = (await ask('uuid', { name: `bp-${i}` })).uuid as string;
         const disappears = seen(addrOf(i), false);
         const d0 = wall();
         await writer.transact([
@@ -193,11 +210,12 @@ export const bench = {
         const del = (await disappears) - d0;
         lat.push(del);
         latDel.push(del);
-        await a.reconcileNow();
+        await ask('reconcile');
         if ((c + 1) % 50 === 0) log(`changes: ${c + 1}/${changes}, p99 so far ${pct(lat, 99)} ms`);
       }
-      const rssMb = Math.round((process.memoryUsage().rss / 1048576) * 10) / 10;
-      const st = src.status();
+      const mem = await ask('memory');
+      const harnessRss = Math.round((process.memoryUsage().rss / 1048576) * 10) / 10;
+      v6.close();
       return {
         ports,
         p50_ms: pct(lat, 50),
@@ -211,14 +229,19 @@ export const bench = {
         full_sync_ms: Math.round(fullSyncMs),
         route_full_ms: Math.round(routeFullMs),
         full_resync_ms: Math.round(fullResyncMs),
-        recompute_ms: Math.round(st.lastRecomputeMs * 100) / 100,
-        rss_mb: rssMb,
-        rss_before_agent_mb: Math.round((rss0 / 1048576) * 10) / 10,
+        recompute_ms: mem.recompute_ms,
+        agent_rss_mb: mem.rss_mb,
+        agent_peak_rss_mb: mem.peak_rss_mb,
+        agent_memory: mem,
+        harness_rss_mb: harnessRss,
         changes: lat.length,
       };
     } finally {
       await watcher?.terminate();
-      await agent?.stop();
+      if (child && child.exitCode === null) {
+        await Promise.race([ask('stop').catch(() => undefined), sleep(10_000)]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
       await writer.stop();
       await srv.stop();
       // the agent leaves its data plane attached on stop: detach it with the pins and the lab

@@ -65,9 +65,9 @@ struct {
 
 /* this host's link-layer addresses per ingress interface and VLAN */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct l2_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, L2_SLOTS);
+	__type(key, __u32);
 	__type(value, struct l2_local);
 } l2_local SEC(".maps");
 
@@ -475,7 +475,7 @@ static __always_inline int l2_for_us(struct xdp_md *ctx, const struct ethhdr *et
 		return 0;
 	if (!(flags & DP_CFG_L2_CHECK))
 		return 1;
-	struct l2_key k = { .ifindex = ctx->ingress_ifindex };
+	__u32 ifindex = ctx->ingress_ifindex, vid = 0;
 	if (l2->tags > 1)
 		return 0;
 	if (l2->tags == 1 && (l2->outer_tci & 0x0fff)) {
@@ -483,13 +483,24 @@ static __always_inline int l2_for_us(struct xdp_md *ctx, const struct ethhdr *et
 		 * priority tag on the untagged link, whatever its TPID */
 		if (l2->outer_ad)
 			return 0;
-		k.vid = 0x1000 | (l2->outer_tci & 0x0fff);
+		vid = 0x1000 | (l2->outer_tci & 0x0fff);
 	}
-	struct l2_local *v = bpf_map_lookup_elem(&l2_local, &k);
-	if (!v)
-		return 0;
-	return *(const __u32 *)v->mac == *(const __u32 *)eth->h_dest &&
-	       *(const __u16 *)(v->mac + 4) == *(const __u16 *)(eth->h_dest + 4);
+	__u32 home = l2_home(ifindex, vid);
+#pragma unroll
+	for (int i = 0; i < L2_PROBES; i++) {
+		__u32 idx = (home + i) & (L2_SLOTS - 1);
+		struct l2_local *v = bpf_map_lookup_elem(&l2_local, &idx);
+		if (!v)
+			return 0;
+		__u32 at = *(volatile __u32 *)&v->ifindex;
+		if (at == 0)
+			return 0;
+		if (at != ifindex || v->vid != vid)
+			continue;
+		return *(const __u32 *)v->mac == *(const __u32 *)eth->h_dest &&
+		       *(const __u16 *)(v->mac + 4) == *(const __u16 *)(eth->h_dest + 4);
+	}
+	return 0;
 }
 
 /* The last checks before forwarding, shared by both families: link-layer

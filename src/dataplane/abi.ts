@@ -72,8 +72,12 @@ export const Exp6Slot = struct('exp6_slot', {
   pad: u32,
 });
 export const PortInfo = struct('port_info', { smac: mac, mtu: u16 });
-export const L2Key = struct('l2_key', { ifindex: u32, vid: u16, pad: u16 });
-export const L2Local = struct('l2_local', { mac, pad: u16 });
+export const L2Local = struct('l2_local', { mac, vid: u16, ifindex: u32, pad: u32 });
+export const L2_SLOTS = 1024;
+export const L2_PROBES = 4;
+export const L2_DELETED = 0xffffffff;
+/** l2_home() of bpf/include/dataplane.h: the first slot of (ifindex, vid). */
+export const l2Home = (ifindex: number, vid: number): number => ((Math.imul(ifindex, 0x9e3779b1) ^ Math.imul(vid, 0x85ebca6b)) >>> 22) & (L2_SLOTS - 1);
 /** l2_key.vid of a frame with one tag (VID 0, priority-tagged, counts as untagged). */
 export const l2Vid = (vid: number): number => (vid & 0xfff ? 0x1000 | (vid & 0xfff) : 0);
 export const EXP4_PROBES = 16;

@@ -26,8 +26,11 @@ import {
   DP_MAX_PORTS,
   DpConfig,
   PortInfo,
-  L2Key,
   L2Local,
+  L2_DELETED,
+  L2_PROBES,
+  L2_SLOTS,
+  l2Home,
   DpConfigFlag,
   type DpReasonName,
   DpReason,
@@ -285,7 +288,7 @@ export class Dataplane {
 
   private l2LocalView: ReturnType<Dataplane['makeL2Local']> | undefined;
   private makeL2Local() {
-    return this.obj.map('l2_local').typed(L2Key, L2Local);
+    return this.obj.map('l2_local').typed(u32, L2Local);
   }
   /** l2_local (apart from the tables: an object built before it existed has none). */
   get l2Local(): ReturnType<Dataplane['makeL2Local']> {
@@ -300,30 +303,62 @@ export class Dataplane {
    * (only link-layer broadcast and multicast are refused then).
    */
   setLocalAddresses(list: readonly { ifindex: number; vid: number; mac: string }[]): { added: number; removed: number } {
-    const t = { config: this.tables.config, l2Local: this.l2Local };
+    const config = this.tables.config;
+    const table = this.l2Local;
     const key = (k: { ifindex: number; vid: number }): string => `${k.ifindex}/${k.vid}`;
     const want = new Map(list.map((a) => [key(a), a]));
-    const have = new Map(t.l2Local.dump().map(([k, v]) => [key(k), { ...k, mac: v.mac }]));
+    // what the slots hold: key -> [slot, mac]
+    const slots = new Map<number, { ifindex: number; vid: number; mac: string }>();
+    for (const [slot, v] of table.dump()) if (v.ifindex !== 0) slots.set(slot, v);
+    const have = new Map<string, { slot: number; mac: string; ifindex: number; vid: number }>();
+    for (const [slot, v] of slots) if (v.ifindex !== L2_DELETED) have.set(key(v), { slot, ...v });
     let added = 0;
     let removed = 0;
     const setFlag = (on: boolean): void => {
-      const flags = t.config.lookup(0)?.flags ?? 0;
+      const flags = config.lookup(0)?.flags ?? 0;
       const next = on ? flags | DpConfigFlag.l2Check : flags & ~DpConfigFlag.l2Check;
-      if (next !== flags) t.config.update(0, { flags: next, pad: 0 });
+      if (next !== flags) config.update(0, { flags: next, pad: 0 });
     };
-    // entries before the check is on; the check off before entries go
-    for (const [k, a] of want) {
-      if (have.get(k)?.mac === a.mac) continue;
-      t.l2Local.update({ ifindex: a.ifindex, vid: a.vid, pad: 0 }, { mac: a.mac, pad: 0 });
-      added++;
-    }
-    if (want.size) setFlag(true);
-    else setFlag(false);
-    for (const [k, a] of have) {
-      if (want.has(k)) continue;
-      t.l2Local.delete({ ifindex: a.ifindex, vid: a.vid, pad: 0 });
+    const free = (slot: number): boolean => {
+      const v = slots.get(slot);
+      return v === undefined || v.ifindex === L2_DELETED;
+    };
+    const remove = (h: { slot: number; ifindex: number; vid: number; mac: string }): void => {
+      table.update(h.slot, { mac: h.mac, vid: h.vid, ifindex: L2_DELETED, pad: 0 });
+      slots.set(h.slot, { ...h, ifindex: L2_DELETED });
       removed++;
+    };
+    // plan every placement first: nothing is written when one does not fit
+    const plan: { slot: number; a: { ifindex: number; vid: number; mac: string }; old?: { slot: number; ifindex: number; vid: number; mac: string } }[] = [];
+    const taken = new Set<number>();
+    for (const [k, a] of want) {
+      const h = have.get(k);
+      if (h?.mac === a.mac) continue;
+      const home = l2Home(a.ifindex, a.vid);
+      let slot = -1;
+      for (let i = 0; i < L2_PROBES && slot < 0; i++) {
+        const at = (home + i) & (L2_SLOTS - 1);
+        if (free(at) && !taken.has(at)) slot = at;
+      }
+      if (slot < 0)
+        throw new BpfError(`no free slot for ${a.mac} (ifindex ${a.ifindex}, VLAN ${a.vid & 0xfff}) in l2_local: ${L2_PROBES} slots from its home are taken`, {
+          op: 'l2_local',
+        });
+      taken.add(slot);
+      plan.push({ slot, a, ...(h ? { old: h } : {}) });
     }
+    // a changed address: the new entry goes in first (another slot), then the old one goes
+    for (const { slot, a, old } of plan) {
+      // the MAC first, the ifindex (which makes the slot live) last
+      table.update(slot, { mac: a.mac, vid: a.vid, ifindex: 0, pad: 0 });
+      table.update(slot, { mac: a.mac, vid: a.vid, ifindex: a.ifindex, pad: 0 });
+      slots.set(slot, a);
+      added++;
+      if (old) remove(old);
+    }
+    // entries before the check is on; the check off before entries go
+    setFlag(want.size > 0);
+    for (const [k, h] of have) if (!want.has(k)) remove(h);
     return { added, removed };
   }
 

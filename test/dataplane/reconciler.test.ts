@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { rmSync } from 'node:fs';
 import { BpfMap, BpfObject, createMap, MapType } from '../../src/ebpf/index.js';
-import { Counter, DpConfig, Exp4Slot, Exp6Slot, ExposureValue, LpmV4, LpmV6, PortInfo, XdpAction } from '../../src/dataplane/abi.js';
+import { Counter, DpConfig, Exp4Slot, Exp6Slot, ExposureValue, L2Local, LpmV4, LpmV6, PortInfo, XdpAction } from '../../src/dataplane/abi.js';
 import { Blocklist } from '../../src/dataplane/blocklist.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { ExposureError, type Exposure, validateExposures } from '../../src/dataplane/exposure.js';
@@ -32,6 +32,7 @@ describe('data plane ABI', () => {
       assertMirrorsBtf(obj, 'exp4_slot', Exp4Slot);
       assertMirrorsBtf(obj, 'exp6_slot', Exp6Slot);
       assertMirrorsBtf(obj, 'port_info', PortInfo);
+      assertMirrorsBtf(obj, 'l2_local', L2Local);
     } finally {
       obj.close();
     }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { macOf } from '../../src/ebpf/index.js';
-import { DpConfigFlag, type ExposureValue, l2Vid, XdpAction } from '../../src/dataplane/abi.js';
+import { DpConfigFlag, type ExposureValue, l2Home, l2Vid, XdpAction } from '../../src/dataplane/abi.js';
 import { FIXTURE_WORLD, rfcFixtures } from '../helpers/dpfixtures.js';
 import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import { Reconciler } from '../../src/dataplane/reconciler.js';
@@ -260,6 +260,52 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
       assert.equal(r.retval, 0, `${what}: TC_ACT_OK`);
       assert.deepEqual(r.data, pkt, `${what}: untouched`);
       assert.equal(dp.returnVerdicts()[reason].packets - before, 1n, `${what}: counted as ${reason}`);
+    }
+  });
+
+  // l2_local is an open-addressing table in an array map: entries move to a
+  // new slot when their MAC changes (the old one tombstoned), and a full probe
+  // window is a clear error, not a silent miss.
+  test('link-layer addresses: registered, changed and removed in place; a full window is refused by name', () => {
+    const pkt = (mac: string, vlans?: { vid: number }[]) => ipv4Packet({ src: '192.0.2.1', dst: '198.51.100.10', dstMac: mac, ...(vlans ? { vlans } : {}) });
+    const verdict = (p: Buffer) => run(p).retval;
+    try {
+      dp.setLocalAddresses([
+        { ifindex: 1, vid: 0, mac: '02:00:00:00:0c:01' },
+        { ifindex: 1, vid: l2Vid(100), mac: '02:00:00:00:0c:02' },
+        { ifindex: 99, vid: 0, mac: '02:00:00:00:0c:03' },
+      ]);
+      assert.equal(verdict(pkt('02:00:00:00:0c:01')), XdpAction.redirect);
+      assert.equal(verdict(pkt('02:00:00:00:0c:02', [{ vid: 100 }])), XdpAction.redirect);
+      assert.equal(verdict(pkt('02:00:00:00:0c:02')), XdpAction.pass, "the VLAN device's MAC is not the untagged link's");
+      assert.equal(verdict(pkt('02:00:00:00:0c:03')), XdpAction.pass, "another interface's MAC is not this one's");
+      // a MAC change: the new address forwards, the old one no longer does
+      const r = dp.setLocalAddresses([
+        { ifindex: 1, vid: 0, mac: '02:00:00:00:0c:11' },
+        { ifindex: 99, vid: 0, mac: '02:00:00:00:0c:03' },
+      ]);
+      assert.deepEqual(r, { added: 1, removed: 2 });
+      assert.equal(verdict(pkt('02:00:00:00:0c:11')), XdpAction.redirect);
+      assert.equal(verdict(pkt('02:00:00:00:0c:01')), XdpAction.pass);
+      assert.equal(verdict(pkt('02:00:00:00:0c:02', [{ vid: 100 }])), XdpAction.pass, 'the removed VLAN entry is gone');
+      assert.deepEqual(
+        dp.setLocalAddresses([
+          { ifindex: 1, vid: 0, mac: '02:00:00:00:0c:11' },
+          { ifindex: 99, vid: 0, mac: '02:00:00:00:0c:03' },
+        ]),
+        {
+          added: 0,
+          removed: 0,
+        },
+      );
+      // five keys with the same home slot: the fifth has nowhere to go
+      const home = l2Home(1, 0);
+      const same: { ifindex: number; vid: number; mac: string }[] = [];
+      for (let ifindex = 2; same.length < 5; ifindex++) if (l2Home(ifindex, 0) === home) same.push({ ifindex, vid: 0, mac: '02:00:00:00:0c:21' });
+      assert.throws(() => dp.setLocalAddresses(same), /no free slot for 02:00:00:00:0c:21 .* in l2_local/);
+      assert.equal(verdict(pkt('02:00:00:00:0c:11')), XdpAction.redirect, 'a refused change writes nothing');
+    } finally {
+      dp.setLocalAddresses([]);
     }
   });
 });

@@ -68,10 +68,8 @@ export function installWorld(dp: Dataplane, r: R, portIfindexes: number[]): Fuzz
   // this host's MAC on the ingress BPF_PROG_TEST_RUN reports (loopback), untagged and on one VLAN: the fixtures' world
   const localMac = FIXTURE_WORLD.ingressMac;
   const localVid = FIXTURE_WORLD.vid;
-  for (const vid of [0, 0x1000 | localVid]) {
-    dp.l2Local.update({ ifindex: 1, vid, pad: 0 }, { mac: localMac, pad: 0 });
-    m.l2Local.set(`1/${vid}`, localMac);
-  }
+  dp.setLocalAddresses([0, 0x1000 | localVid].map((vid) => ({ ifindex: 1, vid, mac: localMac })));
+  for (const vid of [0, 0x1000 | localVid]) m.l2Local.set(`1/${vid}`, localMac);
   dp.inNetns(() => portIfindexes.forEach((ifindex, slot) => t.ports.update(slot, ifindex)));
   portIfindexes.forEach((_, slot) => m.ports.add(slot));
   // the RFC fixtures' exposures, on port 0
