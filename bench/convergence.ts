@@ -138,7 +138,9 @@ export const bench = {
         exposures: [],
       };
       parseConfig(rawConfig);
-      child = fork(new URL('./convergence-agent.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      // BENCH_AGENT_NODE_FLAGS: V8/Node flags for the agent process (e.g. to compare heap settings)
+      const execArgv = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+      child = fork(new URL('./convergence-agent.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
       const c = child;
       c.on('message', (m: { id?: number; ok?: unknown; error?: string }) => {
         const p = m.id !== undefined ? pending.get(m.id) : undefined;

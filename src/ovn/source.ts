@@ -148,13 +148,27 @@ export class OvnSource implements ExposureSource {
    */
   takeChanges(): { added: Exposure[]; removed: Exposure[] } {
     const now = this.result.exposures;
-    const before = new Set(this.taken);
-    const after = new Set(now);
-    const added = now.filter((e) => !before.has(e));
-    const removed = this.taken.filter((e) => !after.has(e));
+    // a generation mark per exposure object in one long-lived map, instead of two new sets of
+    // every exposure per change: with 10,000 ports those were large objects, old-generation
+    // garbage on every OVN change
+    const gen = ++this.takeGen;
+    const added: Exposure[] = [];
+    for (const e of now) {
+      if (!this.takenGen.has(e)) added.push(e);
+      this.takenGen.set(e, gen);
+    }
+    const removed: Exposure[] = [];
+    for (const e of this.taken) {
+      if (this.takenGen.get(e) !== gen) {
+        removed.push(e);
+        this.takenGen.delete(e);
+      }
+    }
     this.taken = now;
     return { added, removed };
   }
+  private takeGen = 0;
+  private readonly takenGen = new Map<Exposure, number>();
 
   /** Ready once OVN (and the local OVS, when used) have been read in full at least once. */
   ready(): boolean {
@@ -234,7 +248,8 @@ export class OvnSource implements ExposureSource {
     const old0 = this.result.exposures;
     let prev: Map<string, Exposure> | undefined;
     result.exposures = result.exposures.map((e, i) => {
-      if (old0[i] === e) return e;
+      // one port added or removed shifts the rest by one: look there before building a map
+      if (old0[i] === e || old0[i + 1] === e || old0[i - 1] === e) return e;
       prev ??= new Map(old0.map((x) => [x.prefix, x]));
       const p = prev.get(e.prefix);
       return p && p.target === e.target && p.mac === e.mac && p.vlan === e.vlan && p.owner === e.owner && p.reason === e.reason ? p : e;
