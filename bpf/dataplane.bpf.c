@@ -706,7 +706,9 @@ int tc_return(struct __sk_buff *skb)
 		l3len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 		if (l3len > bytes - l2.l3_off)
 			return rt_verdict(TC_ACT_OK, RT_BAD_HEADER, bytes);
-		if (ip6->nexthdr == 0)
+		/* a hop-by-hop header, or a payload length of 0 (a jumbogram, or
+		 * a BIG TCP GSO packet: the length is the skb's) */
+		if (ip6->nexthdr == 0 || !ip6->payload_len)
 			return rt_verdict(TC_ACT_OK, RT_OPTIONS, bytes);
 		if (skb->pkt_type != PACKET_HOST)
 			return rt_verdict(TC_ACT_OK, RT_NOT_LOCAL, bytes);
@@ -728,8 +730,10 @@ int tc_return(struct __sk_buff *skb)
 
 	if (pop_vlans(skb, l2.tags) < 0)
 		return rt_verdict(TC_ACT_OK, RT_OTHER, bytes);
-	/* the link layer's padding after the datagram is not forwarded */
-	if (skb->len > ETH_HLEN + l3len && bpf_skb_change_tail(skb, ETH_HLEN + l3len, 0))
+	/* the link layer's padding after the datagram is not forwarded (a GSO
+	 * packet from the VM side carries none: its length fields are the
+	 * aggregate's) */
+	if (!skb->gso_size && skb->len > ETH_HLEN + l3len && bpf_skb_change_tail(skb, ETH_HLEN + l3len, 0))
 		return rt_verdict(TC_ACT_SHOT, RT_OTHER, bytes);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;

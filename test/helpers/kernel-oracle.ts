@@ -18,9 +18,8 @@ import { Dataplane } from '../../src/dataplane/dataplane.js';
 import type { Exposure } from '../../src/dataplane/exposure.js';
 import { emptyTables } from '../../src/dataplane/model.js';
 import { Reconciler } from '../../src/dataplane/reconciler.js';
-import { FIXTURE_WORLD } from './dpfixtures.js';
+import { FIXTURE_WORLD, rfcFixtures } from './dpfixtures.js';
 import type { FuzzWorld } from './dpfuzz.js';
-import { rfcFixtures } from './dpfixtures.js';
 import { nodeNamespace, type Netns, pinDir, sh } from './kernel.js';
 import { ipv4Packet } from './packets.js';
 
