@@ -652,12 +652,13 @@ static __always_inline int pop_vlans(struct __sk_buff *skb, int in_data)
 	return 0;
 }
 
-#define PACKET_HOST 0
+#define PACKET_BROADCAST 1
+#define PACKET_MULTICAST 2
 
 /* The return path gets the same treatment for what it forwards: a reply
  * from an exposed address leaves on the fast path only if it is a datagram
  * a router forwards as is (valid header, no options or hop-by-hop header,
- * sent to this host's MAC, TTL left); the FIB refuses what is too big for
+ * not a link-layer broadcast or multicast, TTL left); the FIB refuses what is too big for
  * the next hop (BPF_FIB_LKUP_RET_FRAG_NEEDED) and what it cannot route.
  * Everything else goes to the kernel untouched. */
 SEC("tc")
@@ -685,7 +686,7 @@ int tc_return(struct __sk_buff *skb)
 			return rt_verdict(TC_ACT_OK, RT_BAD_HEADER, bytes);
 		if (ip->ihl > 5)
 			return rt_verdict(TC_ACT_OK, RT_OPTIONS, bytes);
-		if (skb->pkt_type != PACKET_HOST)
+		if (skb->pkt_type == PACKET_BROADCAST || skb->pkt_type == PACKET_MULTICAST)
 			return rt_verdict(TC_ACT_OK, RT_NOT_LOCAL, bytes);
 		if (ip->ttl <= 1)
 			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);
@@ -710,7 +711,7 @@ int tc_return(struct __sk_buff *skb)
 		 * a BIG TCP GSO packet: the length is the skb's) */
 		if (ip6->nexthdr == 0 || !ip6->payload_len)
 			return rt_verdict(TC_ACT_OK, RT_OPTIONS, bytes);
-		if (skb->pkt_type != PACKET_HOST)
+		if (skb->pkt_type == PACKET_BROADCAST || skb->pkt_type == PACKET_MULTICAST)
 			return rt_verdict(TC_ACT_OK, RT_NOT_LOCAL, bytes);
 		if (ip6->hop_limit <= 1)
 			return rt_verdict(TC_ACT_OK, RT_TTL, bytes);

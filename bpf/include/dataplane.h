@@ -34,7 +34,7 @@ enum rt_reason {
 	RT_REDIRECT = 4,    /* bpf_redirect to the FIB's interface */
 	RT_NEIGH = 5,       /* bpf_redirect_neigh (neighbour not resolved yet) */
 	RT_BAD_HEADER = 6,  /* fails RFC 1812 5.2.2 / RFC 8200 checks: TC_ACT_OK */
-	RT_NOT_LOCAL = 7,   /* not sent to this host's MAC (RFC 1812 5.3.4): TC_ACT_OK */
+	RT_NOT_LOCAL = 7,   /* a link-layer broadcast or multicast (RFC 1812 5.3.4): TC_ACT_OK */
 	RT_OPTIONS = 8,     /* IPv4 options or IPv6 hop-by-hop header: TC_ACT_OK */
 	RT_REASONS = 9,
 };

@@ -231,7 +231,7 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
   // tc_return (the VM side) gets the same treatment for what it forwards.
   // BPF_PROG_TEST_RUN types the frame against the loopback device, whose
   // MAC is all zeros: that destination is "this host".
-  test('return path: bad headers, options, frames for another MAC and TTL 1 go to the kernel untouched, counted', () => {
+  test('return path: bad headers, options, link-layer broadcast and multicast and TTL 1 go to the kernel untouched, counted', () => {
     const HOST = '00:00:00:00:00:00';
     const v4 = (o: { dstMac?: string; ttl?: number; options?: Buffer } = {}, edit?: (ip: Buffer) => void): Buffer => {
       const p = ipv4Packet({ src: '198.51.100.10', dst: '192.0.2.44', dstMac: HOST, ...o });
@@ -250,7 +250,7 @@ describe('XDP ingress: verdicts and output bytes', { skip: skipKernel }, () => {
       ['IPv4 with a record-route option', v4({ options: Buffer.from([7, 7, 4, 0, 0, 0, 0, 0]) }), 'options'],
       ['IPv6 hop-by-hop header', v6({ nextHeader: 0, payload: Buffer.from([17, 0, 1, 4, 0, 0, 0, 0]) }), 'options'],
       ['IPv4 to the broadcast MAC', v4({ dstMac: 'ff:ff:ff:ff:ff:ff' }), 'not_local'],
-      ["IPv6 to another host's MAC", v6({ dstMac: '02:00:00:00:0a:99' }), 'not_local'],
+      ['IPv6 to a multicast MAC', v6({ dstMac: '33:33:00:00:00:01' }), 'not_local'],
       ['IPv4 TTL 1', v4({ ttl: 1 }), 'ttl'],
       ['IPv6 hop limit 1', v6({ hopLimit: 1 }), 'ttl'],
     ];
