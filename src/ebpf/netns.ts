@@ -67,19 +67,17 @@ const AF_INET = 2;
 const SOCK_DGRAM_CLOEXEC = 2 | 0o2000000;
 const SIOCGIFHWADDR = 0x8927;
 
-/** MAC address of an interface (in the given namespace). */
-export function macOf(ifname: string, ns?: string): string {
+/** One SIOCGIF* ioctl on an interface (in the given namespace): the filled ifreq. */
+function ifreq(ifname: string, ns: string | undefined, request: number, what: string): Buffer {
   ifindexOf(ifname, ns); // a clear error when it does not exist
   return withNetns(ns, () => {
     const fd = c.socket(AF_INET, SOCK_DGRAM_CLOEXEC, 0) as number;
-    if (fd < 0) throw new BpfError('cannot open a socket to read a MAC address', { op: 'ioctl', errno: errno() });
+    if (fd < 0) throw new BpfError(`cannot open a socket to read ${what}`, { op: 'ioctl', errno: errno() });
     try {
       const req = Buffer.alloc(40);
       req.write(ifname, 0, 15, 'utf8');
-      if ((c.ioctl(fd, SIOCGIFHWADDR, req) as number) < 0) {
-        throw new BpfError(`cannot read the MAC address of ${ifname}`, { op: 'ioctl', errno: errno(), subject: ifname });
-      }
-      return [...req.subarray(18, 24)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+      if ((c.ioctl(fd, request, req) as number) < 0) throw new BpfError(`cannot read ${what} of ${ifname}`, { op: 'ioctl', errno: errno(), subject: ifname });
+      return req;
     } finally {
       c.close(fd);
     }
@@ -88,20 +86,13 @@ export function macOf(ifname: string, ns?: string): string {
 
 const SIOCGIFMTU = 0x8921;
 
+/** MAC address of an interface (in the given namespace). */
+export function macOf(ifname: string, ns?: string): string {
+  const req = ifreq(ifname, ns, SIOCGIFHWADDR, 'the MAC address');
+  return [...req.subarray(18, 24)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
 /** MTU of an interface (in the given namespace). */
 export function mtuOf(ifname: string, ns?: string): number {
-  ifindexOf(ifname, ns);
-  return withNetns(ns, () => {
-    const fd = c.socket(AF_INET, SOCK_DGRAM_CLOEXEC, 0) as number;
-    if (fd < 0) throw new BpfError('cannot open a socket to read an MTU', { op: 'ioctl', errno: errno() });
-    try {
-      const req = Buffer.alloc(40);
-      req.write(ifname, 0, 15, 'utf8');
-      if ((c.ioctl(fd, SIOCGIFMTU, req) as number) < 0)
-        throw new BpfError(`cannot read the MTU of ${ifname}`, { op: 'ioctl', errno: errno(), subject: ifname });
-      return req.readInt32LE(16);
-    } finally {
-      c.close(fd);
-    }
-  });
+  return ifreq(ifname, ns, SIOCGIFMTU, 'the MTU').readInt32LE(16);
 }
