@@ -4,6 +4,7 @@ import { numPossibleCpus } from '../ebpf/index.js';
 import { DpConfigFlag } from './abi.js';
 import type { Dataplane } from './dataplane.js';
 import { canonicalPrefix, ExposureError } from './exposure.js';
+import { setConfigFlag } from './config-flags.js';
 
 export interface BlockRule {
   prefix: string;
@@ -82,8 +83,6 @@ export class Blocklist {
 
   private setFlag(family: 4 | 6, on: boolean): void {
     const flag = family === 4 ? DpConfigFlag.blockV4 : DpConfigFlag.blockV6;
-    const cfg = this.dp.tables.config.lookup(0) ?? { flags: 0, pad: 0 };
-    const flags = on ? cfg.flags | flag : cfg.flags & ~flag;
-    if (flags !== cfg.flags) this.dp.tables.config.update(0, { flags, pad: 0 });
+    setConfigFlag(this.dp.tables.config, flag, on);
   }
 }

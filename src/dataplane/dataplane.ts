@@ -41,6 +41,7 @@ import {
   RtReason,
   type RtReasonName,
 } from './abi.js';
+import { setConfigFlag } from './config-flags.js';
 
 export interface DataplaneOptions {
   /** bpffs directory for pins (default /sys/fs/bpf/stackbpf). */
@@ -314,11 +315,6 @@ export class Dataplane {
     for (const [slot, v] of slots) if (v.ifindex !== L2_DELETED) have.set(key(v), { slot, ...v });
     let added = 0;
     let removed = 0;
-    const setFlag = (on: boolean): void => {
-      const flags = config.lookup(0)?.flags ?? 0;
-      const next = on ? flags | DpConfigFlag.l2Check : flags & ~DpConfigFlag.l2Check;
-      if (next !== flags) config.update(0, { flags: next, pad: 0 });
-    };
     const free = (slot: number): boolean => {
       const v = slots.get(slot);
       return v === undefined || v.ifindex === L2_DELETED;
@@ -357,7 +353,7 @@ export class Dataplane {
       if (old) remove(old);
     }
     // entries before the check is on; the check off before entries go
-    setFlag(want.size > 0);
+    setConfigFlag(config, DpConfigFlag.l2Check, want.size > 0);
     for (const [k, h] of have) if (!want.has(k)) remove(h);
     return { added, removed };
   }

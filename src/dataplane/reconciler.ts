@@ -10,6 +10,7 @@ import { ifindexOf, macOf, mtuOf } from '../ebpf/index.js';
 import { DP_MAX_PORTS, DpConfigFlag, type ExposureValue } from './abi.js';
 import type { Dataplane } from './dataplane.js';
 import { ExposureError, type Exposure, type NormalizedExposure, validateExposures } from './exposure.js';
+import { updateConfigFlags } from './config-flags.js';
 
 export interface InterfaceInfo {
   ifindex: number;
@@ -298,11 +299,7 @@ export class Reconciler {
     const lpmFlags = (counts.lpmV4 ? DpConfigFlag.lpmV4 : 0) | (counts.lpmV6 ? DpConfigFlag.lpmV6 : 0);
     // read-modify-write of the LPM bits only, reading right before writing:
     // the slot table sets its own bits in the same word while it is written
-    const setLpm = (f: (lpm: number) => number): void => {
-      const flags = t.config.lookup(0)?.flags ?? 0;
-      const next = (flags & ~LPM) | f(flags & LPM);
-      if (next !== flags) t.config.update(0, { flags: next, pad: 0 });
-    };
+    const setLpm = (f: (lpm: number) => number): void => updateConfigFlags(t.config, LPM, f);
     // entries first, then the lookups that use them
     for (const table of ['exactV4', 'exactV6', 'lpmV4', 'lpmV6'] as const) {
       if (writes[table].length) this.writer(table).updateBatch(writes[table]);

@@ -13,6 +13,7 @@
 //    again.
 import { ipv4, ipv6, type BpfMap, type Program } from '../ebpf/index.js';
 import { DpConfigFlag, EXP4_BATCH, EXP4_PROBES, EXP6_BATCH, EXP6_PROBES, type ExposureValue } from './abi.js';
+import { setConfigFlag } from './config-flags.js';
 
 /** lowbias32 (Chris Wellons), as exp4_hash() in bpf/dataplane.bpf.c. */
 export function exp4Hash(x: number): number {
@@ -213,9 +214,7 @@ export class SlotTable {
   }
 
   private setFlag(flag: number, on: boolean): void {
-    const cfg = this.config.lookup(0) ?? { flags: 0, pad: 0 };
-    const flags = on ? cfg.flags | flag : cfg.flags & ~flag;
-    if (flags !== cfg.flags) this.config.update(0, { flags, pad: 0 });
+    setConfigFlag(this.config, flag, on);
   }
 
   private run(writes: Write[]): void {
