@@ -47,10 +47,14 @@ export interface AlertFeed {
 /** Looks at a request's target and body before the body is dropped (analytics: SQL injection). */
 export type RequestInspector = (target: string, body: string, contentType: string) => unknown[];
 
+/** The traced services' live processes (tracing module: identity from what a process cannot forge). */
+export type ServiceProcesses = () => { pid: number; service: string }[];
+
 export interface Capabilities {
   events: EventStoreAccess;
   blocker: SourceBlocker;
   enforcer: KernelEnforcer;
   alerts: AlertFeed;
   requestInspector: RequestInspector;
+  serviceProcesses: ServiceProcesses;
 }

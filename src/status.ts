@@ -1,3 +1,5 @@
+import type { CollectorStatus } from './accounting/collector.js';
+import type { PublisherStatus } from './accounting/publisher.js';
 // What `GET /v1/status` answers, `stackbpf status` prints and /metrics reads:
 // one type, shared by the daemon, the API and the CLI. Each module fills its
 // part (ModuleDefinition's instance status(), or offStatus() when it is off).
@@ -25,6 +27,16 @@ export interface EnforcementStatus {
 
 export type AnalyticsStatus = ReturnType<Analytics['status']>;
 
+export interface AccountingStatus extends CollectorStatus {
+  state: 'on';
+  instancesAccounted: { uuid: string; name: string; pid: number; project?: string; taps: string[]; disks: string[] }[];
+  kernelLost: { tapUnknown: number; disk: number };
+  errors: number;
+  lastError?: string;
+  store: { rows: number; written: number; path: string };
+  publish?: PublisherStatus;
+}
+
 export interface DaemonStatus extends Partial<ExposureStatus> {
   dataplane: 'on' | 'off';
   trace: TracerStatus | { state: 'off' | 'failed'; error?: string };
@@ -35,6 +47,8 @@ export interface DaemonStatus extends Partial<ExposureStatus> {
   pipeline: { published: number; consumers: ConsumerStats[]; droppedByClosedStreams: number };
   /** the API: where it listens, requests refused by reason, changes made through it */
   api?: { listen: string; refused: Record<string, number>; changes: number };
+  /** resource accounting (accounting module) */
+  accounting?: AccountingStatus | { state: 'off' | 'failed'; error?: string };
   /** every module, and whether it runs */
   modules: Record<string, 'on' | 'off' | 'failed'>;
   startedAt: string;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
 import type { Command } from './command.js';
 import { configCommand } from './config-cmd.js';
+import { accountingCommands } from '../accounting/cli.js';
 import { analyticsCommands } from '../analytics/cli.js';
 import { traceCommands } from '../trace/cli.js';
 
@@ -47,6 +48,7 @@ Options:
   },
   ...traceCommands,
   ...analyticsCommands,
+  ...accountingCommands,
   status: {
     summary: 'ask a running agent what it is doing (tracing, storage, drops, data plane, BGP, OVN)',
     usage: 'stackbpf status [--api ADDRESS | --config FILE] [--json]',

@@ -1,13 +1,13 @@
 // Links: a program attached to a hook. A link held by fd detaches when its
 // last reference goes; pinned on bpffs it outlives the process, and a
 // restarted process re-opens it and swaps the program in place.
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, readSync, unlinkSync } from 'node:fs';
 import { linkTypeName, LinkType } from './constants.js';
 import { BpfError } from './errors.js';
 import { objectInfo } from './info.js';
 import { c, libbpf, LinkUpdateOpts, type Ptr, structSize, TcHook, TcOpts } from './native.js';
 
-export type LinkKind = 'xdp' | 'tcx' | 'tracepoint' | 'raw_tp' | 'tp_btf' | 'uprobe' | 'cgroup' | 'perf_event' | 'tracing' | 'other';
+export type LinkKind = 'xdp' | 'tcx' | 'tracepoint' | 'raw_tp' | 'tp_btf' | 'uprobe' | 'cgroup' | 'perf_event' | 'tracing' | 'iter' | 'other';
 
 export interface LinkInfo {
   id: number;
@@ -32,6 +32,8 @@ const kindOfLinkType = (t: number): LinkKind => {
       return 'cgroup';
     case LinkType.perf_event:
       return 'perf_event';
+    case LinkType.iter:
+      return 'iter';
     default:
       return 'other';
   }
@@ -108,6 +110,37 @@ export class Link implements Attachment {
   unpin(): void {
     if (this.pinnedAt && existsSync(this.pinnedAt)) unlinkSync(this.pinnedAt);
     this.pinnedAt = undefined;
+  }
+
+  /**
+   * Run a BPF iterator link (iter/task, iter/bpf_map, ...) once: a fresh
+   * iterator over what the kernel holds now, read to its end. The program's
+   * output (bpf_seq_write, bpf_seq_printf) is returned; what it does to maps
+   * has happened when this returns.
+   */
+  readIter(chunk = 64 * 1024): Buffer {
+    if (this.kind !== 'iter') throw new BpfError(`link (${this.description}) is not an iterator`, { op: 'iter read' });
+    const fd = libbpf.bpf_iter_create(this.fd) as number;
+    if (fd < 0) throw new BpfError(`cannot create an iterator from link (${this.description})`, { op: 'iter create', errno: -fd });
+    const parts: Buffer[] = [];
+    try {
+      for (;;) {
+        const buf = Buffer.allocUnsafe(chunk);
+        let n: number;
+        try {
+          n = readSync(fd, buf, 0, chunk, null);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EAGAIN' || code === 'EINTR') continue;
+          throw new BpfError(`reading iterator (${this.description}) failed: ${(err as Error).message}`, { op: 'iter read' });
+        }
+        if (n === 0) break;
+        parts.push(n === chunk ? buf : buf.subarray(0, n));
+      }
+    } finally {
+      c.close(fd);
+    }
+    return Buffer.concat(parts);
   }
 
   /** Atomically replace the attached program; traffic never sees a gap. */

@@ -198,6 +198,8 @@ export const libbpf = bind(lib, {
   bpf_program__attach_uprobe_opts:
     'bpf_link *bpf_program__attach_uprobe_opts(const bpf_program *prog, int pid, const char *binary, size_t offset, const bpf_uprobe_opts *opts)',
   bpf_program__attach_cgroup: 'bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)',
+  bpf_program__attach_iter: 'bpf_link *bpf_program__attach_iter(const bpf_program *prog, const void *opts)',
+  bpf_iter_create: 'int bpf_iter_create(int link_fd)',
 
   bpf_map__name: 'const char *bpf_map__name(const bpf_map *map)',
   bpf_map__type: 'int bpf_map__type(const bpf_map *map)',
@@ -274,6 +276,7 @@ export const c = bind(libc, {
   strerror: 'const char *strerror(int errnum)',
   socket: 'int socket(int domain, int type, int protocol)',
   ioctl: 'int ioctl(int fd, unsigned long request, void *arg)',
+  getsockopt: 'int getsockopt(int fd, int level, int optname, void *optval, _Inout_ uint32_t *optlen)',
 });
 
 export const MAP_FAILED_ADDR = 0xffffffffffffffffn;

@@ -96,3 +96,26 @@ export function macOf(ifname: string, ns?: string): string {
 export function mtuOf(ifname: string, ns?: string): number {
   return ifreq(ifname, ns, SIOCGIFMTU, 'the MTU').readInt32LE(16);
 }
+
+const SOL_SOCKET = 1;
+const SO_NETNS_COOKIE = 71;
+
+/**
+ * The kernel's cookie of a network namespace (what bpf_get_netns_cookie
+ * answers in a program run there): read from a socket opened in it.
+ */
+export function netnsCookie(ns?: string): bigint {
+  return withNetns(ns, () => {
+    const fd = c.socket(AF_INET, SOCK_DGRAM_CLOEXEC, 0) as number;
+    if (fd < 0) throw new BpfError('cannot open a socket to read the network namespace cookie', { op: 'netns cookie', errno: errno() });
+    try {
+      const out = Buffer.alloc(8);
+      const len = [8];
+      if ((c.getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, out, len) as number) < 0)
+        throw new BpfError('cannot read the network namespace cookie (SO_NETNS_COOKIE needs Linux 5.14)', { op: 'netns cookie', errno: errno() });
+      return out.readBigUInt64LE(0);
+    } finally {
+      c.close(fd);
+    }
+  });
+}

@@ -315,6 +315,12 @@ export class Program {
     }
   }
 
+  /** An iterator program (SEC("iter/task") ...): read it with `Link.readIter()`. */
+  attachIter(): Link {
+    const ptr = this.requirePtr('attach iter');
+    return this.libbpfLink('iter', this.section, () => libbpf.bpf_program__attach_iter(ptr, null));
+  }
+
   /** Attach by section name (tp_btf/..., tracepoint/a/b, raw_tp/...). */
   attach(): Link {
     const ptr = this.requirePtr('attach');

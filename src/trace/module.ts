@@ -29,6 +29,7 @@ export const tracingModule = defineModule({
       services: () => tracer.enforcement.services(),
       summary: () => tracer.enforcement.summary(),
     });
+    ctx.provide('serviceProcesses', () => tracer.procs.live());
     return {
       tracer,
       status: () => ({ trace: tracer.status() }),

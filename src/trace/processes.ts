@@ -197,6 +197,13 @@ export class ProcessTable {
     return n;
   }
 
+  /** the live monitored processes and their services */
+  live(): { pid: number; service: string }[] {
+    const out: { pid: number; service: string }[] = [];
+    for (const [pid, p] of this.procs) if (p.monitored && p.exitedAt === undefined && p.service) out.push({ pid, service: p.service });
+    return out;
+  }
+
   /** service → number of live monitored processes */
   services(): Record<string, number> {
     const out: Record<string, number> = {};

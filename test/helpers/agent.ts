@@ -72,7 +72,10 @@ export class AgentProcess {
   async start(config: Record<string, unknown>, name = 'agent'): Promise<void> {
     const file = join(this.work, `${name}.yaml`);
     // tracing and event storage stay off unless a test asks for them: the data-plane tests do not need them
-    writeFileSync(file, stringify({ trace: { enabled: false }, storage: { enabled: false }, ...config, api: { listen: `unix:${this.socket}` } }));
+    writeFileSync(
+      file,
+      stringify({ trace: { enabled: false }, storage: { enabled: false }, accounting: { enabled: false }, ...config, api: { listen: `unix:${this.socket}` } }),
+    );
     const child = spawn(process.execPath, [cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr?.on('data', (c) => (this.log += c));

@@ -1,0 +1,575 @@
+// One reading per interval: which instances run here (libvirt's status
+// files), what the kernel counted for them since (task iterator, tap and disk
+// maps), turned into Ceilometer's meters. Instances and taps are followed as
+// they come and go; what ends is read one last time and flushed. Everything
+// the agent needs to finish an instance's accounting after a restart (which
+// process, which taps, which disks) is kept in the usage store's state, so a
+// guest that ended while the agent was down is still flushed.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import type { AcctTaskRec } from './abi.js';
+import { AcctClass, CLASS_NAMES, WatchKind } from './abi.js';
+import { netnsCookie, withNetns } from '../ebpf/index.js';
+import type { AccountingKernel, TapRef } from './kernel.js';
+import { DomainDirectory, type Instance } from './libvirt.js';
+import { diskResource, instanceResource, interfaceResource, METERS, type Resource, serviceResource } from './meters.js';
+import type { UsageStore } from './store.js';
+
+const PAGE = 4096;
+
+export interface Reading {
+  ts: number;
+  resources: Resource[];
+  values: { resource: string; meter: string; volume: number }[];
+  /** resources that ended in this reading (their values above are the last) */
+  ended: string[];
+}
+
+/** What a tap's device counted that our counters did not see (before we watched it), per direction. */
+interface Before {
+  outBytes: number;
+  outPackets: number;
+  inBytes: number;
+  inPackets: number;
+  /** the estimate is refined until then (frames queued in the tap are counted by it when the guest reads them) */
+  settleUntil: number;
+}
+const SETTLE_MS = 30_000;
+
+interface TrackedTap {
+  tap: string;
+  ref: TapRef;
+  resource: Resource;
+  before: Before;
+}
+interface TrackedDisk {
+  target: string;
+  dev: number;
+  resource: Resource;
+}
+interface Tracked {
+  inst: Instance;
+  startTime: string;
+  resource: Resource;
+  taps: TrackedTap[];
+  disks: TrackedDisk[];
+}
+
+/** What the state table keeps per watched qemu process. */
+interface SavedInstance {
+  inst: Omit<Instance, 'vcpuThreads'> & { vcpuThreads: [number, number][] };
+  startTime: string;
+  resource: Resource;
+  taps: TrackedTap[];
+  disks: TrackedDisk[];
+}
+
+export interface CollectorOptions {
+  host: string;
+  libvirtDir: string;
+  /**
+   * namespaces whose tap devices are counted from the moment they appear,
+   * before a domain claims them ('' = the agent's own)
+   */
+  tapNamespaces?: string[];
+  /** a tap no domain claims for this long is reported (default 30 s) */
+  orphanSeconds?: number;
+  /** live processes of the traced services (the tracer's identity) */
+  services?: () => { pid: number; service: string }[];
+}
+
+export interface CollectorStatus {
+  instances: number;
+  taps: number;
+  services: number;
+  /** domain files that could not be read, with why */
+  domainErrors: { file: string; error: string }[];
+  /** taps that belong to no domain, and interfaces whose tap is missing */
+  orphanTaps: string[];
+  tapErrors: string[];
+  /** a cumulative value lower than the one stored before (kept at the stored value) */
+  regressions: number;
+  readings: number;
+  lastReadingMs: number;
+}
+
+/** The kernel's dev_t (major << 20 | minor) from a stat() st_dev (glibc's encoding). */
+export function kernelDev(stDev: number): number {
+  const d = BigInt(stDev);
+  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
+  const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn));
+  return ((major << 20) | minor) >>> 0;
+}
+
+/** The whole disk's dev_t for a file's device (a partition's parent), as the block layer's requests carry it. */
+export function wholeDiskDev(stDev: number): number {
+  const dev = kernelDev(stDev);
+  const major = dev >>> 20;
+  const minor = dev & 0xfffff;
+  try {
+    if (existsSync(`/sys/dev/block/${major}:${minor}/partition`)) {
+      const parent = readFileSync(`/sys/dev/block/${major}:${minor}/../dev`, 'utf8').trim().split(':').map(Number);
+      return (((parent[0] as number) << 20) | (parent[1] as number)) >>> 0;
+    }
+  } catch {}
+  return dev;
+}
+
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A namespace's device counters (/proc/net/dev: what libvirt reads for a
+ * tap's statistics), by a process in it or by the namespace's path.
+ */
+export function netDev(where: number | string): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  let text: string;
+  try {
+    text =
+      typeof where === 'number'
+        ? readFileSync(`/proc/${where}/net/dev`, 'utf8')
+        : withNetns(where || undefined, () => readFileSync('/proc/thread-self/net/dev', 'utf8'));
+  } catch {
+    return out;
+  }
+  for (const line of text.split('\n').slice(2)) {
+    const i = line.indexOf(':');
+    if (i < 0) continue;
+    out.set(
+      line.slice(0, i).trim(),
+      line
+        .slice(i + 1)
+        .trim()
+        .split(/\s+/)
+        .map(Number),
+    );
+  }
+  return out;
+}
+// /proc/net/dev columns: rx bytes packets errs drop fifo frame compressed multicast, tx bytes packets errs drop ...
+const RX_BYTES = 0;
+const RX_PACKETS = 1;
+const RX_ERRS = 2;
+const RX_DROP = 3;
+const TX_BYTES = 8;
+const TX_PACKETS = 9;
+const TX_ERRS = 10;
+const TX_DROP = 11;
+
+export class Collector {
+  private readonly domains: DomainDirectory;
+  private readonly tracked = new Map<number, Tracked>();
+  /** service processes watched: pid → service */
+  private readonly servicePids = new Map<number, { service: string; startTime: string }>();
+  private readonly st: CollectorStatus = {
+    instances: 0,
+    taps: 0,
+    services: 0,
+    domainErrors: [],
+    orphanTaps: [],
+    tapErrors: [],
+    regressions: 0,
+    readings: 0,
+    lastReadingMs: 0,
+  };
+  private readonly reported = new Set<string>();
+  /** taps counted since they appeared, not (yet) claimed by a domain: cookie:ifindex → */
+  private readonly loose = new Map<string, { tap: string; ref: TapRef; ns: string; since: number; before: Before }>();
+
+  constructor(
+    private readonly kernel: AccountingKernel,
+    private readonly store: UsageStore,
+    private readonly opts: CollectorOptions,
+    private readonly log: { info(m: string, f?: object): void; warn(m: string, f?: object): void },
+  ) {
+    this.domains = new DomainDirectory(opts.libvirtDir);
+  }
+
+  status(): CollectorStatus {
+    return { ...this.st, instances: this.tracked.size, services: new Set([...this.servicePids.values()].map((s) => s.service)).size };
+  }
+
+  /** The instances being accounted (for status and the API). */
+  instances(): { uuid: string; name: string; pid: number; project?: string; taps: string[]; disks: string[] }[] {
+    return [...this.tracked.values()].map((t) => ({
+      uuid: t.inst.uuid,
+      name: t.inst.name,
+      pid: t.inst.pid,
+      ...(t.inst.projectId ? { project: t.inst.projectId } : {}),
+      taps: t.taps.map((x) => x.tap),
+      disks: t.disks.map((d) => d.target),
+    }));
+  }
+
+  private warnOnce(key: string, msg: string, fields: object): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.log.warn(msg, fields);
+  }
+
+  /** One reading. */
+  read(now = Date.now()): Reading {
+    const t0 = process.hrtime.bigint();
+    const reading: Reading = { ts: now, resources: [], values: [], ended: [] };
+    const scan = this.domains.scan();
+    this.st.domainErrors = scan.errors;
+    for (const e of scan.errors) this.warnOnce(`dom:${e.file}:${e.error}`, 'a libvirt domain file cannot be read: its instance is not accounted', e);
+    const running = new Map<number, Instance>();
+    for (const inst of scan.instances) if (inst.state === 'running' || inst.state === 'paused') running.set(inst.pid, inst);
+
+    // instances that ended, or a pid that is now another process
+    for (const [pid, t] of this.tracked) {
+      const inst = running.get(pid);
+      if (inst && inst.uuid === t.inst.uuid && startTimeOf(pid) === t.startTime) continue;
+      this.finish(pid, t, reading);
+    }
+    // instances from a previous run of the agent that ended while it was down
+    for (const key of this.store.stateKeys('pid:')) {
+      const pid = Number(key.slice(4));
+      if (this.tracked.has(pid)) continue;
+      const saved = this.store.state<SavedInstance>(key);
+      if (!saved) continue;
+      const inst = running.get(pid);
+      if (inst && inst.uuid === saved.inst.uuid && startTimeOf(pid) === saved.startTime) {
+        this.tracked.set(pid, { ...saved, inst }); // re-adopted: the kernel kept counting
+        continue;
+      }
+      this.finish(pid, { ...saved, inst: { ...saved.inst, vcpuThreads: new Map(saved.inst.vcpuThreads) } }, reading);
+    }
+    for (const [pid, inst] of running) {
+      const t = this.tracked.get(pid);
+      if (t) {
+        t.inst = inst; // metadata and vCPU threads may change
+        this.ensureTaps(t, pid);
+        continue;
+      }
+      this.startInstance(pid, inst);
+    }
+    this.scanTaps(now);
+    this.syncServices(reading);
+
+    const tasks = this.kernel.readTasks();
+    const byTgid = new Map<number, AcctTaskRec[]>();
+    for (const r of tasks) {
+      let l = byTgid.get(r.tgid);
+      if (!l) byTgid.set(r.tgid, (l = []));
+      l.push(r);
+    }
+    const disk = this.kernel.readDisk();
+    for (const [pid, t] of this.tracked) this.instanceValues(pid, t, byTgid.get(pid) ?? [], disk, reading);
+    this.serviceValues(byTgid, disk, reading);
+    this.guard(reading);
+    this.st.readings++;
+    this.st.lastReadingMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    this.st.taps = [...this.tracked.values()].reduce((n, t) => n + t.taps.length, 0);
+    return reading;
+  }
+
+  /** Cumulative meters never go backwards: a lower value keeps the stored one (counted). */
+  private guard(r: Reading): void {
+    for (const v of r.values) {
+      if (METERS[v.meter]?.type !== 'cumulative') continue;
+      const last = this.store.lastValue(v.resource, v.meter);
+      if (last !== undefined && v.volume < last) {
+        this.st.regressions++;
+        v.volume = last;
+      }
+    }
+  }
+
+  private startInstance(pid: number, inst: Instance): void {
+    const startTime = startTimeOf(pid);
+    if (!startTime) return;
+    const lead = this.kernel.readProcess(pid).find((r) => r.tid === pid);
+    this.kernel.watch(pid, WatchKind.instance, lead?.deadRunNs ?? 0);
+    const t: Tracked = { inst, startTime, resource: instanceResource(inst, this.opts.host), taps: [], disks: [] };
+    for (const d of inst.disks) {
+      const source = d.source;
+      if (!source?.startsWith('/')) continue;
+      try {
+        t.disks.push({ target: d.target, dev: wholeDiskDev(statSync(source).dev), resource: diskResource(inst, d, this.opts.host) });
+      } catch (err) {
+        this.warnOnce(`disk:${inst.uuid}:${d.target}`, 'an instance disk cannot be attributed (its source is not readable)', {
+          instance: inst.uuid,
+          disk: d.target,
+          error: (err as Error).message,
+        });
+      }
+    }
+    this.tracked.set(pid, t);
+    this.ensureTaps(t, pid);
+    this.log.info('accounting an instance', { instance: inst.uuid, name: inst.name, pid, project: inst.projectId, taps: t.taps.map((x) => x.tap) });
+  }
+
+  private ensureTaps(t: Tracked, pid: number): void {
+    const ns = `/proc/${pid}/ns/net`;
+    let changed = false;
+    for (const vnic of t.inst.interfaces) {
+      if (t.taps.some((x) => x.tap === vnic.tap)) continue;
+      try {
+        const ref = this.kernel.tapRef(vnic.tap, ns);
+        const key = `${ref.netns}:${ref.ifindex}`;
+        const loose = this.loose.get(key);
+        let before: Before;
+        if (loose) {
+          // counted since it appeared
+          this.loose.delete(key);
+          before = loose.before;
+        } else {
+          this.kernel.attachTap(vnic.tap, ns, ref);
+          before = { outBytes: 0, outPackets: 0, inBytes: 0, inPackets: 0, settleUntil: Date.now() + SETTLE_MS };
+          this.settle(before, ref, netDev(pid).get(vnic.tap), Date.now());
+        }
+        t.taps.push({ tap: vnic.tap, ref, resource: interfaceResource(t.inst, vnic, this.opts.host), before });
+        changed = true;
+      } catch (err) {
+        const msg = `${t.inst.name} (${t.inst.uuid}): tap ${vnic.tap}: ${(err as Error).message}`;
+        if (!this.st.tapErrors.includes(msg)) this.st.tapErrors.push(msg);
+        this.warnOnce(`tap:${msg}`, 'an instance interface cannot be counted', { instance: t.inst.uuid, tap: vnic.tap, error: (err as Error).message });
+      }
+    }
+    if (changed || !this.store.state(`pid:${pid}`)) this.save(pid, t);
+  }
+
+  /**
+   * Count every tap of the configured namespaces from the moment it appears:
+   * a tap is created before its domain starts, so nothing it carries is
+   * missed (a tap counted only once its domain is seen has frames queued in
+   * it that the device counts later, when the guest reads them).
+   */
+  private scanTaps(now: number): void {
+    const claimed = new Set<string>();
+    for (const t of this.tracked.values()) for (const x of t.taps) claimed.add(`${x.ref.netns}:${x.ref.ifindex}`);
+    const present = new Set<string>();
+    // the configured namespaces and those the instances' qemu run in, each once
+    const spaces: string[] = [];
+    const cookies = new Set<number>();
+    for (const ns of ['', ...(this.opts.tapNamespaces ?? []), ...[...this.tracked.keys()].map((pid) => `/proc/${pid}/ns/net`)]) {
+      try {
+        const c = Number(netnsCookie(ns || undefined));
+        if (cookies.has(c)) continue;
+        cookies.add(c);
+        spaces.push(ns);
+      } catch {}
+    }
+    for (const ns of spaces) {
+      for (const name of netDev(ns).keys()) {
+        if (!name.startsWith('tap')) continue;
+        let ref: TapRef;
+        try {
+          ref = this.kernel.tapRef(name, ns || undefined);
+        } catch {
+          continue; // gone meanwhile
+        }
+        const key = `${ref.netns}:${ref.ifindex}`;
+        present.add(key);
+        if (claimed.has(key) || this.loose.has(key)) continue;
+        try {
+          this.kernel.attachTap(name, ns || undefined, ref);
+          const before: Before = { outBytes: 0, outPackets: 0, inBytes: 0, inPackets: 0, settleUntil: now + SETTLE_MS };
+          this.settle(before, ref, netDev(ns).get(name), now);
+          this.loose.set(key, { tap: name, ref, ns, since: now, before });
+        } catch (err) {
+          this.warnOnce(`loose:${key}`, 'a tap cannot be counted', { tap: name, netns: ns || 'own', error: (err as Error).message });
+        }
+      }
+    }
+    for (const [key, l] of this.loose) {
+      if (present.has(key)) continue;
+      this.kernel.detachTap(l.ref); // never claimed by a domain: nothing to account it to
+      this.loose.delete(key);
+    }
+    // a tap no domain claimed for a while is reported (a domain that failed to start, a leftover)
+    this.st.orphanTaps = [...this.loose.values()]
+      .filter((l) => now - l.since > (this.opts.orphanSeconds ?? 30) * 1000)
+      .map((l) => `${l.tap} (${l.ns || 'own namespace'})`);
+  }
+
+  /**
+   * The device's counts our counters did not see: what it counted before we
+   * did. Refined (never lowered) while it settles: frames queued in a tap
+   * when we attached are counted by the device only when the guest reads them.
+   */
+  private settle(b: Before, ref: TapRef, dev: number[] | undefined, now: number): boolean {
+    if (now > b.settleUntil || !dev) return false;
+    const c = this.kernel.readTap(ref);
+    if (!c) return false;
+    const sum = (a: number[] | undefined) => (a ?? []).reduce((x, y) => x + y, 0);
+    const next = {
+      outBytes: Math.max(b.outBytes, (dev[RX_BYTES] ?? 0) - sum(c.bytes[0])),
+      outPackets: Math.max(b.outPackets, (dev[RX_PACKETS] ?? 0) - sum(c.packets[0])),
+      inBytes: Math.max(b.inBytes, (dev[TX_BYTES] ?? 0) - sum(c.bytes[1])),
+      inPackets: Math.max(b.inPackets, (dev[TX_PACKETS] ?? 0) - sum(c.packets[1])),
+    };
+    const changed = next.outBytes !== b.outBytes || next.outPackets !== b.outPackets || next.inBytes !== b.inBytes || next.inPackets !== b.inPackets;
+    Object.assign(b, next);
+    return changed;
+  }
+
+  private save(pid: number, t: Tracked): void {
+    const saved: SavedInstance = { ...t, inst: { ...t.inst, vcpuThreads: [...t.inst.vcpuThreads] } };
+    this.store.putState(`pid:${pid}`, saved);
+  }
+
+  private instanceValues(pid: number, t: Tracked, threads: AcctTaskRec[], disk: ReturnType<AccountingKernel['readDisk']>, r: Reading): void {
+    const ex = this.kernel.exitedCpu(pid) ?? { runNs: 0, waitNs: 0, slices: 0 };
+    const cpu = ex.runNs + threads.reduce((n, x) => n + x.runNs, 0);
+    const wait = ex.waitNs + threads.reduce((n, x) => n + x.waitNs, 0);
+    const res = t.resource;
+    r.resources.push(res);
+    r.values.push({ resource: res.id, meter: 'cpu', volume: cpu }, { resource: res.id, meter: 'cpu.wait', volume: wait });
+    r.values.push({ resource: res.id, meter: 'vcpus', volume: t.inst.flavor?.vcpus ?? t.inst.vcpus });
+    const lead = threads.find((x) => x.tid === pid);
+    if (lead) r.values.push({ resource: res.id, meter: 'memory.resident', volume: Math.round(((lead.rssPages * PAGE) / 1048576) * 1000) / 1000 });
+    this.tapValues(pid, t, r);
+    this.diskValues(pid, t.disks, disk, r);
+  }
+
+  private tapValues(pid: number, t: Tracked, r: Reading): void {
+    const dev = netDev(pid);
+    for (const x of t.taps) {
+      if (this.settle(x.before, x.ref, dev.get(x.tap), r.ts)) this.save(pid, t);
+      const c = this.kernel.readTap(x.ref);
+      if (!c) continue;
+      const B = AcctClass.before;
+      (c.bytes[0] as number[])[B] = (c.bytes[0]?.[B] ?? 0) + x.before.outBytes;
+      (c.packets[0] as number[])[B] = (c.packets[0]?.[B] ?? 0) + x.before.outPackets;
+      (c.bytes[1] as number[])[B] = (c.bytes[1]?.[B] ?? 0) + x.before.inBytes;
+      (c.packets[1] as number[])[B] = (c.packets[1]?.[B] ?? 0) + x.before.inPackets;
+      r.resources.push(x.resource);
+      const id = x.resource.id;
+      const sum = (a: number[] | undefined) => (a ?? []).reduce((p, q) => p + q, 0);
+      r.values.push(
+        { resource: id, meter: 'network.outgoing.bytes', volume: sum(c.bytes[0]) },
+        { resource: id, meter: 'network.outgoing.packets', volume: sum(c.packets[0]) },
+        { resource: id, meter: 'network.incoming.bytes', volume: sum(c.bytes[1]) },
+        { resource: id, meter: 'network.incoming.packets', volume: sum(c.packets[1]) },
+      );
+      for (const cls of CLASS_NAMES) {
+        const i = AcctClass[cls];
+        r.values.push(
+          { resource: id, meter: `network.outgoing.bytes.${cls}`, volume: c.bytes[0]?.[i] ?? 0 },
+          { resource: id, meter: `network.incoming.bytes.${cls}`, volume: c.bytes[1]?.[i] ?? 0 },
+        );
+      }
+      const d = dev.get(x.tap);
+      if (d) {
+        // the guest's point of view: what the tap drops on transmit never reached the guest
+        r.values.push(
+          { resource: id, meter: 'network.incoming.packets.drop', volume: d[TX_DROP] ?? 0 },
+          { resource: id, meter: 'network.outgoing.packets.drop', volume: d[RX_DROP] ?? 0 },
+          { resource: id, meter: 'network.incoming.packets.error', volume: d[TX_ERRS] ?? 0 },
+          { resource: id, meter: 'network.outgoing.packets.error', volume: d[RX_ERRS] ?? 0 },
+        );
+      }
+    }
+  }
+
+  private diskValues(pid: number, disks: TrackedDisk[], disk: ReturnType<AccountingKernel['readDisk']>, r: Reading): void {
+    for (const d of disks) {
+      const rd = disk.find(([k]) => k.tgid === pid && k.dev === d.dev && k.op === 0)?.[1];
+      const wr = disk.find(([k]) => k.tgid === pid && k.dev === d.dev && k.op === 1)?.[1];
+      r.resources.push(d.resource);
+      const id = d.resource.id;
+      r.values.push(
+        { resource: id, meter: 'disk.device.read.bytes', volume: rd?.bytes ?? 0 },
+        { resource: id, meter: 'disk.device.read.requests', volume: rd?.requests ?? 0 },
+        { resource: id, meter: 'disk.device.read.latency', volume: rd?.latencyNs ?? 0 },
+        { resource: id, meter: 'disk.device.write.bytes', volume: wr?.bytes ?? 0 },
+        { resource: id, meter: 'disk.device.write.requests', volume: wr?.requests ?? 0 },
+        { resource: id, meter: 'disk.device.write.latency', volume: wr?.latencyNs ?? 0 },
+      );
+    }
+  }
+
+  /** An instance ended (or its pid is another process now): last values, then let go. */
+  private finish(pid: number, t: Tracked, r: Reading): void {
+    // no live threads any more: the exited map holds the process's final CPU
+    const alive = startTimeOf(pid) === t.startTime;
+    const threads = alive ? this.kernel.readTasks().filter((x) => x.tgid === pid) : [];
+    this.instanceValues(pid, t, threads, this.kernel.readDisk(), r);
+    for (const x of t.taps) this.kernel.detachTap(x.ref);
+    this.kernel.unwatch(pid);
+    this.tracked.delete(pid);
+    this.store.putState(`pid:${pid}`, undefined);
+    r.ended.push(t.resource.id, ...t.taps.map((x) => x.resource.id), ...t.disks.map((d) => d.resource.id));
+    this.log.info('instance accounting finished', { instance: t.inst.uuid, name: t.inst.name, pid });
+  }
+
+  private syncServices(r: Reading): void {
+    const want = new Map<number, string>();
+    for (const p of this.opts.services?.() ?? []) want.set(p.pid, p.service);
+    for (const [pid, s] of this.servicePids) {
+      if (want.get(pid) === s.service && startTimeOf(pid) === s.startTime) continue;
+      // the process ended: its final CPU and disk go into the service's retired totals
+      const ex = this.kernel.exitedCpu(pid) ?? { runNs: 0, waitNs: 0, slices: 0 };
+      const retired = this.store.state<Record<string, number>>(`svc:${s.service}`) ?? {};
+      retired.cpu = (retired.cpu ?? 0) + ex.runNs;
+      retired['cpu.wait'] = (retired['cpu.wait'] ?? 0) + ex.waitNs;
+      for (const [k, v] of this.kernel.readDisk()) {
+        if (k.tgid !== pid) continue;
+        const op = k.op === 0 ? 'read' : 'write';
+        retired[`disk.${op}.bytes`] = (retired[`disk.${op}.bytes`] ?? 0) + v.bytes;
+        retired[`disk.${op}.requests`] = (retired[`disk.${op}.requests`] ?? 0) + v.requests;
+      }
+      this.store.putState(`svc:${s.service}`, retired);
+      this.kernel.unwatch(pid);
+      this.servicePids.delete(pid);
+      this.store.putState(`svcpid:${pid}`, undefined);
+      void r;
+    }
+    for (const [pid, service] of want) {
+      if (this.servicePids.has(pid) || this.tracked.has(pid)) continue;
+      const startTime = startTimeOf(pid);
+      if (!startTime) continue;
+      const lead = this.kernel.readProcess(pid).find((x) => x.tid === pid);
+      this.kernel.watch(pid, WatchKind.service, lead?.deadRunNs ?? 0);
+      this.servicePids.set(pid, { service, startTime });
+      this.store.putState(`svcpid:${pid}`, { service, startTime });
+    }
+  }
+
+  private serviceValues(byTgid: Map<number, AcctTaskRec[]>, disk: ReturnType<AccountingKernel['readDisk']>, r: Reading): void {
+    const per = new Map<string, Record<string, number>>();
+    for (const [pid, s] of this.servicePids) {
+      const v = per.get(s.service) ?? {};
+      per.set(s.service, v);
+      const threads = byTgid.get(pid) ?? [];
+      const ex = this.kernel.exitedCpu(pid) ?? { runNs: 0, waitNs: 0, slices: 0 };
+      v.cpu = (v.cpu ?? 0) + ex.runNs + threads.reduce((n, x) => n + x.runNs, 0);
+      v['cpu.wait'] = (v['cpu.wait'] ?? 0) + ex.waitNs + threads.reduce((n, x) => n + x.waitNs, 0);
+      const lead = threads.find((x) => x.tid === pid);
+      v['memory.resident'] = (v['memory.resident'] ?? 0) + ((lead?.rssPages ?? 0) * PAGE) / 1048576;
+      for (const [k, d] of disk) {
+        if (k.tgid !== pid) continue;
+        const op = k.op === 0 ? 'read' : 'write';
+        v[`disk.${op}.bytes`] = (v[`disk.${op}.bytes`] ?? 0) + d.bytes;
+        v[`disk.${op}.requests`] = (v[`disk.${op}.requests`] ?? 0) + d.requests;
+      }
+    }
+    for (const [service, v] of per) {
+      const res = serviceResource(service, this.opts.host);
+      r.resources.push(res);
+      const retired = this.store.state<Record<string, number>>(`svc:${service}`) ?? {};
+      for (const meter of ['cpu', 'cpu.wait', 'disk.read.bytes', 'disk.write.bytes', 'disk.read.requests', 'disk.write.requests'])
+        r.values.push({ resource: res.id, meter, volume: (v[meter] ?? 0) + (retired[meter] ?? 0) });
+      r.values.push({ resource: res.id, meter: 'memory.resident', volume: Math.round((v['memory.resident'] ?? 0) * 1000) / 1000 });
+    }
+  }
+
+  /** Stop: the kernel keeps counting (pins); the state says what to re-adopt. */
+  stop(): void {
+    for (const [pid, t] of this.tracked) this.save(pid, t);
+  }
+
+  /** For tests: whether a pid is watched in the kernel. */
+  watching(pid: number): boolean {
+    return this.kernel.watchedPids().includes(pid) && existsSync(`/proc/${pid}`);
+  }
+}
