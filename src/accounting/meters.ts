@@ -160,6 +160,9 @@ export function serviceResource(service: string, host: string): Resource {
   return { id: `${host}-${service}`, kind: 'service', service, metadata: { host, service } };
 }
 
+/** Samples we publish say who measured them (Ceilometer keeps resource metadata as it is). */
+export const MEASURED_BY = 'stackbpf';
+
 export function makeSample(r: Resource, name: string, volume: number, ts: number): Sample {
   const def = METERS[name];
   if (!def) throw new Error(`unknown meter ${name}`);
@@ -173,7 +176,7 @@ export function makeSample(r: Resource, name: string, volume: number, ts: number
     project_id: r.projectId ?? null,
     resource_id: r.id,
     timestamp: new Date(ts).toISOString().replace('Z', '+00:00'),
-    resource_metadata: r.metadata,
+    resource_metadata: { ...r.metadata, measured_by: MEASURED_BY },
     message_id: randomUUID(),
     monotonic_time: null,
     message_signature: '',

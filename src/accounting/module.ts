@@ -188,6 +188,29 @@ export const accountingModule = defineModule({
       return rows;
     });
     app.get('/v1/usage/instances', async () => m.get().collector.instances());
+    app.get<{ Querystring: Query }>(
+      '/v1/usage/series',
+      {
+        schema: {
+          querystring: {
+            type: 'object',
+            required: ['resource', 'meter'],
+            properties: {
+              resource: { type: 'string' },
+              meter: { type: 'string' },
+              since: { type: 'string' },
+              resolution: { type: 'string', enum: ['1', '60', '3600'], description: 'seconds per point (default 1)' },
+            },
+          },
+        },
+      },
+      async (req) => {
+        const q = req.query;
+        if (!METERS[q.meter as string]) throw new HttpError(400, `meter: unknown meter "${q.meter}"`);
+        const tier = { '1': 0, '60': 1, '3600': 2 }[q.resolution ?? '1'] ?? 0;
+        return m.get().store.series(q.resource as string, q.meter as string, when(q.since, 'since') ?? Date.now() - 3600_000, tier);
+      },
+    );
   },
   metrics(registry, m) {
     // Ceilometer's Prometheus publisher names: the meter with dots as underscores; its labels and more
