@@ -4,14 +4,19 @@
 // scheduler's per-thread CPU time (/proc/PID/task/*/schedstat) and QEMU's
 // own block statistics (virsh domblkstat).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AgentProcess, until } from '../helpers/agent.js';
 import { pinDir, skipKernel } from '../helpers/kernel.js';
 import { type GuestSpec, LibvirtLab, libvirtMissing, tapName, uuid4 } from '../helpers/libvirt.js';
+import { freePort } from '../helpers/ovsdb.js';
+import { stringify } from 'yaml';
+
+const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.js');
 
 const skip = skipKernel || libvirtMissing();
 if (skip && !skipKernel) process.stdout.write(`# SKIP accounting e2e: ${skip}\n`);
@@ -278,6 +283,86 @@ describe('e2e: resource accounting of libvirt guests', { skip, timeout: 900_000 
       await agent2.stop();
       pins2.remove();
       lab.removeTap('0badc0de-0000-4000-8000-000000000000');
+    }
+  });
+
+  test('a real Prometheus scrapes the meters from /metrics and answers PromQL about an instance and a project', async () => {
+    const agentPort = await freePort();
+    const promPort = await freePort();
+    const token = randomBytes(24).toString('hex');
+    const dir = join(work, 'prom');
+    mkdirSync(dir, { recursive: true });
+    const tokens = join(dir, 'tokens.yaml');
+    writeFileSync(tokens, stringify({ tokens: [{ name: 'prometheus', scopes: ['status'], sha256: createHash('sha256').update(token).digest('hex') }] }));
+    chmodSync(tokens, 0o600);
+    writeFileSync(join(dir, 'token'), token, { mode: 0o600 });
+    const pins3 = pinDir();
+    const conf = join(dir, 'agent.yaml');
+    writeFileSync(
+      conf,
+      stringify({
+        ...agentConfig(),
+        pin_root: pins3.dir,
+        state_dir: join(dir, 'state'),
+        trace: { enabled: false },
+        storage: { enabled: false },
+        api: { listen: `127.0.0.1:${agentPort}`, tokens_file: tokens },
+      }),
+    );
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      stringify({
+        global: { scrape_interval: '1s', evaluation_interval: '1s' },
+        scrape_configs: [
+          {
+            job_name: 'stackbpf',
+            authorization: { type: 'Bearer', credentials_file: join(dir, 'token') },
+            static_configs: [{ targets: [`127.0.0.1:${agentPort}`] }],
+          },
+        ],
+      }),
+    );
+    const agent3 = spawn(process.execPath, [cli, 'agent', '--config', conf], { stdio: 'ignore' });
+    const prom = spawn(
+      'prometheus',
+      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`],
+      { stdio: 'ignore' },
+    );
+    const query = async (q: string) => {
+      const r = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(q)}`);
+      return ((await r.json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }).data.result;
+    };
+    try {
+      await until(
+        "Prometheus to have A's outgoing bytes",
+        async () => {
+          try {
+            return (await query(`network_outgoing_bytes{instance_id="${A.uuid}"}`)).length > 0;
+          } catch {
+            return false;
+          }
+        },
+        60_000,
+        500,
+      );
+      const [r] = await query(`network_outgoing_bytes{instance_id="${A.uuid}"}`);
+      assert.equal(r?.metric.resource_id, ifaceId(A));
+      assert.equal(r?.metric.project_id, P1);
+      const tapA = lab.tapCounters(tapName(A.portId));
+      assert.ok(Number(r?.value[1]) > 0 && Number(r?.value[1]) <= tapA.rxBytes, `${r?.value[1]} vs the tap's ${tapA.rxBytes}`);
+      // per project, by destination
+      const ew = await query('sum by (project_id) (network_outgoing_bytes_by_destination{destination="east_west"})');
+      assert.ok(
+        ew.some((x) => x.metric.project_id === P1 && Number(x.value[1]) > 0),
+        JSON.stringify(ew),
+      );
+      const cpu = await query(`cpu{resource_id="${A.uuid}"}`);
+      assert.ok(Number(cpu[0]?.value[1]) > 0);
+    } finally {
+      prom.kill('SIGTERM');
+      agent3.kill('SIGTERM');
+      await Promise.all([new Promise((res) => prom.once('exit', res)), new Promise((res) => agent3.once('exit', res))]);
+      pins3.remove();
     }
   });
 });

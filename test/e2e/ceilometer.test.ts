@@ -102,8 +102,10 @@ describe('e2e: our samples through a real Ceilometer, beside its own polling age
       // and latencies, which QEMU counts per guest request and the block layer per (merged) host request.
       if (c.type !== 'cumulative' || !/^(network\.|disk\.device\.(read|write)\.bytes$)/.test(c.name)) continue;
       const t = tsOf(c);
-      const series = (await agent.api('GET', `/v1/usage/series?resource=${encodeURIComponent(c.resource_id)}&meter=${c.name}&since=${t - 600_000}`))
-        .json as { ts: number; volume: number }[];
+      const series = (await agent.api('GET', `/v1/usage/series?resource=${encodeURIComponent(c.resource_id)}&meter=${c.name}&since=${t - 600_000}`)).json as {
+        ts: number;
+        volume: number;
+      }[];
       const at = (when: number) => series.filter((p) => p.ts <= when).at(-1)?.volume ?? 0;
       const lo = at(t - 2000);
       const hi = at(t + 2000);

@@ -99,7 +99,8 @@ export class RabbitAndCeilometer {
     writeFileSync(join(base, '.erlang.cookie'), randomBytes(16).toString('hex'), { mode: 0o400 });
     const uid = Number(spawnSync('id', ['-u', 'rabbitmq'], { encoding: 'utf8' }).stdout.trim());
     const gid = Number(spawnSync('id', ['-g', 'rabbitmq'], { encoding: 'utf8' }).stdout.trim());
-    for (const p of [this.dir, base, join(base, 'mnesia'), join(base, 'log'), join(base, 'enabled_plugins'), join(base, '.erlang.cookie')]) chownSync(p, uid, gid);
+    for (const p of [this.dir, base, join(base, 'mnesia'), join(base, 'log'), join(base, 'enabled_plugins'), join(base, '.erlang.cookie')])
+      chownSync(p, uid, gid);
     const r = spawnSync('rabbitmq-server', ['-detached'], { env: this.env, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`rabbitmq-server: ${r.stderr || r.stdout}`);
     this.rabbitUp = true;
