@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { AcctTaskRec } from './abi.js';
 import { AcctClass, CLASS_NAMES, WatchKind } from './abi.js';
-import { netnsCookie, withNetns } from '../ebpf/index.js';
+import { type NetnsDevices, netnsDevices, netnsPath, withNetns } from '../ebpf/index.js';
 import type { AccountingKernel, TapRef } from './kernel.js';
 import { DomainDirectory, type Instance } from './libvirt.js';
 import { diskResource, instanceResource, interfaceResource, METERS, type Resource, serviceResource } from './meters.js';
@@ -179,6 +179,8 @@ export class Collector {
     lastReadingMs: 0,
   };
   private readonly reported = new Set<string>();
+  /** this reading's view of each namespace (devices, ifindexes, counters), by the namespace's inode */
+  private views = new Map<number, NetnsDevices>();
   /** taps counted since they appeared, not (yet) claimed by a domain: cookie:ifindex → */
   private readonly loose = new Map<string, { tap: string; ref: TapRef; ns: string; since: number; before: Before }>();
 
@@ -213,9 +215,31 @@ export class Collector {
     this.log.warn(msg, fields);
   }
 
+  /** A namespace's devices for this reading (one setns per namespace per reading). */
+  private view(where: number | string): NetnsDevices | undefined {
+    const path = typeof where === 'number' ? `/proc/${where}/ns/net` : where ? netnsPath(where) : '/proc/self/ns/net';
+    let ino: number;
+    try {
+      ino = statSync(path).ino;
+    } catch {
+      return undefined;
+    }
+    let v = this.views.get(ino);
+    if (!v) {
+      try {
+        v = netnsDevices(typeof where === 'number' ? path : where || undefined, (n) => n.startsWith('tap') || n.startsWith('vnet'));
+      } catch {
+        return undefined;
+      }
+      this.views.set(ino, v);
+    }
+    return v;
+  }
+
   /** One reading. */
   read(now = Date.now()): Reading {
     const t0 = process.hrtime.bigint();
+    this.views = new Map();
     const reading: Reading = { ts: now, resources: [], values: [], ended: [] };
     const scan = this.domains.scan();
     this.st.domainErrors = scan.errors;
@@ -261,8 +285,13 @@ export class Collector {
       if (!l) byTgid.set(r.tgid, (l = []));
       l.push(r);
     }
-    const disk = this.kernel.readDisk();
-    for (const [pid, t] of this.tracked) this.instanceValues(pid, t, byTgid.get(pid) ?? [], disk, reading);
+    const disk = new Map<number, ReturnType<AccountingKernel['readDisk']>>();
+    for (const e of this.kernel.readDisk()) {
+      let l = disk.get(e[0].tgid);
+      if (!l) disk.set(e[0].tgid, (l = []));
+      l.push(e);
+    }
+    for (const [pid, t] of this.tracked) this.instanceValues(pid, t, byTgid.get(pid) ?? [], disk.get(pid) ?? [], reading);
     this.serviceValues(byTgid, disk, reading);
     this.guard(reading);
     this.st.readings++;
@@ -313,7 +342,9 @@ export class Collector {
     for (const vnic of t.inst.interfaces) {
       if (t.taps.some((x) => x.tap === vnic.tap)) continue;
       try {
-        const ref = this.kernel.tapRef(vnic.tap, ns);
+        const v = this.view(pid);
+        const d = v?.devices.get(vnic.tap);
+        const ref: TapRef = d && v ? { netns: Number(v.cookie), ifindex: d.ifindex } : this.kernel.tapRef(vnic.tap, ns);
         const key = `${ref.netns}:${ref.ifindex}`;
         const loose = this.loose.get(key);
         let before: Before;
@@ -324,7 +355,7 @@ export class Collector {
         } else {
           this.kernel.attachTap(vnic.tap, ns, ref);
           before = { outBytes: 0, outPackets: 0, inBytes: 0, inPackets: 0, settleUntil: Date.now() + SETTLE_MS };
-          this.settle(before, ref, netDev(pid).get(vnic.tap), Date.now());
+          this.settle(before, ref, d?.stats, Date.now());
         }
         t.taps.push({ tap: vnic.tap, ref, resource: interfaceResource(t.inst, vnic, this.opts.host), before });
         changed = true;
@@ -348,32 +379,25 @@ export class Collector {
     for (const t of this.tracked.values()) for (const x of t.taps) claimed.add(`${x.ref.netns}:${x.ref.ifindex}`);
     const present = new Set<string>();
     // the configured namespaces and those the instances' qemu run in, each once
-    const spaces: string[] = [];
-    const cookies = new Set<number>();
+    const seen = new Set<bigint>();
+    const spaces: [string, NetnsDevices][] = [];
     for (const ns of ['', ...(this.opts.tapNamespaces ?? []), ...[...this.tracked.keys()].map((pid) => `/proc/${pid}/ns/net`)]) {
-      try {
-        const c = Number(netnsCookie(ns || undefined));
-        if (cookies.has(c)) continue;
-        cookies.add(c);
-        spaces.push(ns);
-      } catch {}
+      const v = this.view(ns);
+      if (!v || seen.has(v.cookie)) continue;
+      seen.add(v.cookie);
+      spaces.push([ns, v]);
     }
-    for (const ns of spaces) {
-      for (const name of netDev(ns).keys()) {
+    for (const [ns, v] of spaces) {
+      for (const [name, d] of v.devices) {
         if (!name.startsWith('tap')) continue;
-        let ref: TapRef;
-        try {
-          ref = this.kernel.tapRef(name, ns || undefined);
-        } catch {
-          continue; // gone meanwhile
-        }
+        const ref: TapRef = { netns: Number(v.cookie), ifindex: d.ifindex };
         const key = `${ref.netns}:${ref.ifindex}`;
         present.add(key);
         if (claimed.has(key) || this.loose.has(key)) continue;
         try {
           this.kernel.attachTap(name, ns || undefined, ref);
           const before: Before = { outBytes: 0, outPackets: 0, inBytes: 0, inPackets: 0, settleUntil: now + SETTLE_MS };
-          this.settle(before, ref, netDev(ns).get(name), now);
+          this.settle(before, ref, d.stats, now);
           this.loose.set(key, { tap: name, ref, ns, since: now, before });
         } catch (err) {
           this.warnOnce(`loose:${key}`, 'a tap cannot be counted', { tap: name, netns: ns || 'own', error: (err as Error).message });
@@ -384,6 +408,11 @@ export class Collector {
       if (present.has(key)) continue;
       this.kernel.detachTap(l.ref); // never claimed by a domain: nothing to account it to
       this.loose.delete(key);
+    }
+    // loose taps still settle (frames queued before their guest reads them)
+    for (const [, l] of this.loose) {
+      const v = this.view(l.ns);
+      this.settle(l.before, l.ref, v?.devices.get(l.tap)?.stats, now);
     }
     // a tap no domain claimed for a while is reported (a domain that failed to start, a leftover)
     this.st.orphanTaps = [...this.loose.values()]
@@ -432,9 +461,10 @@ export class Collector {
   }
 
   private tapValues(pid: number, t: Tracked, r: Reading): void {
-    const dev = netDev(pid);
+    const v = this.view(pid);
     for (const x of t.taps) {
-      if (this.settle(x.before, x.ref, dev.get(x.tap), r.ts)) this.save(pid, t);
+      const dev = v?.devices.get(x.tap)?.stats;
+      if (this.settle(x.before, x.ref, dev, r.ts)) this.save(pid, t);
       const c = this.kernel.readTap(x.ref);
       if (!c) continue;
       const B = AcctClass.before;
@@ -458,7 +488,7 @@ export class Collector {
           { resource: id, meter: `network.incoming.bytes.${cls}`, volume: c.bytes[1]?.[i] ?? 0 },
         );
       }
-      const d = dev.get(x.tap);
+      const d = dev;
       if (d) {
         // the guest's point of view: what the tap drops on transmit never reached the guest
         r.values.push(
@@ -535,7 +565,7 @@ export class Collector {
     }
   }
 
-  private serviceValues(byTgid: Map<number, AcctTaskRec[]>, disk: ReturnType<AccountingKernel['readDisk']>, r: Reading): void {
+  private serviceValues(byTgid: Map<number, AcctTaskRec[]>, disk: Map<number, ReturnType<AccountingKernel['readDisk']>>, r: Reading): void {
     const per = new Map<string, Record<string, number>>();
     for (const [pid, s] of this.servicePids) {
       const v = per.get(s.service) ?? {};
@@ -546,8 +576,7 @@ export class Collector {
       v['cpu.wait'] = (v['cpu.wait'] ?? 0) + ex.waitNs + threads.reduce((n, x) => n + x.waitNs, 0);
       const lead = threads.find((x) => x.tid === pid);
       v['memory.resident'] = (v['memory.resident'] ?? 0) + ((lead?.rssPages ?? 0) * PAGE) / 1048576;
-      for (const [k, d] of disk) {
-        if (k.tgid !== pid) continue;
+      for (const [k, d] of disk.get(pid) ?? []) {
         const op = k.op === 0 ? 'read' : 'write';
         v[`disk.${op}.bytes`] = (v[`disk.${op}.bytes`] ?? 0) + d.bytes;
         v[`disk.${op}.requests`] = (v[`disk.${op}.requests`] ?? 0) + d.requests;

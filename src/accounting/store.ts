@@ -150,7 +150,8 @@ export class UsageStore {
         });
       for (const v of values) {
         const key = `${v.resource}\0${v.meter}`;
-        if (this.last.get(key) !== v.volume) {
+        const changed = this.last.get(key) !== v.volume;
+        if (changed) {
           this.insert.run(0, v.resource, v.meter, sec, v.volume);
           this.last.set(key, v.volume);
           this.written++;
@@ -161,6 +162,7 @@ export class UsageStore {
           const bucket = Math.floor(ts / step) * step;
           const open = this.open[t] as Map<string, Bucket>;
           const b = open.get(key);
+          if (!changed && !gauge && b?.ts === bucket) continue; // the bucket holds this value already
           if (b && b.ts !== bucket) {
             this.insert.run(t, v.resource, v.meter, b.ts, b.volume);
             open.delete(key);

@@ -26,6 +26,6 @@ export {
 export { Link, TcFilter, linkInfoByFd, type Attachment, type LinkInfo, type LinkKind } from './link.js';
 export { RingBuffer, type RecordHandler, type RingBufferOptions, type RingBufferStats } from './ringbuf.js';
 export { DEFAULT_PIN_ROOT, KERNEL_FS, ensureMounted, ensurePinDir, isMounted, mountPointOf, type KernelFsName, type MountResult } from './fs.js';
-export { withNetns, ifindexOf, macOf, mtuOf, netnsCookie, netnsPath } from './netns.js';
+export { withNetns, ifindexOf, macOf, mtuOf, netnsCookie, netnsDevices, netnsPath, type NetnsDevices } from './netns.js';
 export { probeFeatures, requireHook, summarize, capabilities, cgroup2Path, type FeatureReport, type HookName, type Probe } from './features.js';
 export { setLibbpfSink, type LibbpfLevel } from './libbpf-log.js';

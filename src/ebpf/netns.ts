@@ -1,6 +1,7 @@
 // Run a synchronous function inside another network namespace. setns(2)
 // changes only the calling thread, so the event loop's thread moves in and
 // back out; nothing asynchronous may happen in between, hence sync-only.
+import { readFileSync } from 'node:fs';
 import { BpfError } from './errors.js';
 import { c, errno } from './native.js';
 
@@ -117,5 +118,41 @@ export function netnsCookie(ns?: string): bigint {
     } finally {
       c.close(fd);
     }
+  });
+}
+
+export interface NetnsDevices {
+  /** the namespace's cookie (bpf_get_netns_cookie, SO_NETNS_COOKIE) */
+  cookie: bigint;
+  /** every device: its ifindex and its /proc/net/dev counters (rx bytes packets errs drop fifo frame compressed multicast, tx bytes packets errs drop ...) */
+  devices: Map<string, { ifindex: number; stats: number[] }>;
+}
+
+/**
+ * A namespace's devices, their ifindexes and counters, and its cookie, with
+ * one setns round trip (instead of one per question).
+ */
+export function netnsDevices(ns?: string, filter: (name: string) => boolean = () => true): NetnsDevices {
+  return withNetns(ns, () => {
+    const cookie = netnsCookie();
+    const text = readFileSync('/proc/thread-self/net/dev', 'utf8');
+    const devices = new Map<string, { ifindex: number; stats: number[] }>();
+    for (const line of text.split('\n').slice(2)) {
+      const i = line.indexOf(':');
+      if (i < 0) continue;
+      const name = line.slice(0, i).trim();
+      if (!filter(name)) continue;
+      const ifindex = c.if_nametoindex(name) as number;
+      if (!ifindex) continue; // gone meanwhile
+      devices.set(name, {
+        ifindex,
+        stats: line
+          .slice(i + 1)
+          .trim()
+          .split(/\s+/)
+          .map(Number),
+      });
+    }
+    return { cookie, devices };
   });
 }

@@ -32,7 +32,10 @@ describe('accounting: libvirt status files', () => {
 
   test('an OVS port names its Neutron port in <virtualport>', () => {
     const ovs = fixture
-      .replace("<interface type='ethernet'>", "<interface type='bridge'><source bridge='br-int'/><virtualport type='openvswitch'><parameters interfaceid='b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e'/></virtualport>")
+      .replace(
+        "<interface type='ethernet'>",
+        "<interface type='bridge'><source bridge='br-int'/><virtualport type='openvswitch'><parameters interfaceid='b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e'/></virtualport>",
+      )
       .replace("<target dev='tapa1b2c3d4-e5' managed='no'/>", "<target dev='tapb2c3d4e5-f6'/>");
     const i = parseDomainStatus(ovs, 'x.xml');
     assert.equal(i.interfaces[0]?.portId, 'b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e');
