@@ -14,6 +14,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   'trace-throughput': async () => (await import('./trace-throughput.js')).bench,
   detect: async () => (await import('./detect.js')).bench,
   robustness: async () => (await import('./robustness.js')).bench,
+  accounting: async () => (await import('./accounting.js')).bench,
 };
 
 async function main(): Promise<number> {

@@ -102,7 +102,7 @@ const apiGet = (socket: string, path: string): Promise<any> => agentApi(socket, 
 export async function startAgent(work: string, extra: Record<string, unknown> = {}): Promise<{ child: ChildProcess; socket: string; stop(): Promise<void> }> {
   const socket = join(work, `api-${Date.now()}.sock`);
   const file = join(work, 'agent.yaml');
-  writeFileSync(file, stringify({ state_dir: join(work, 'state'), api: { listen: `unix:${socket}` }, ...extra }));
+  writeFileSync(file, stringify({ state_dir: join(work, 'state'), api: { listen: `unix:${socket}` }, accounting: { enabled: false }, ...extra }));
   // BENCH_AGENT_PROFILE=DIR writes a V8 CPU profile of the agent to DIR (open it in Chrome's DevTools)
   const prof = process.env.BENCH_AGENT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_AGENT_PROFILE}`] : [];
   const child = spawn(process.execPath, [...prof, cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -44,25 +44,27 @@ struct {
 	__type(value, struct acct_task);
 } watched SEC(".maps");
 
-struct tap_key {
-	__u64 netns; /* the device's network namespace (cookie) */
-	__u32 ifindex;
-	__u32 pad;
-};
-
-/* per tap: [dir][class] packets and bytes, per CPU; user space creates the
- * entry when it starts watching a tap and removes it when the tap is gone */
+/* the taps' counters: an open-addressing table over a per-CPU array
+ * (size: a power of two set before load, with tap_mask) */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct tap_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2048);
+	__type(key, __u32);
 	__type(value, struct acct_tap);
-} tap_stats SEC(".maps");
+} tap_slots SEC(".maps");
+
+const volatile __u32 tap_mask = 2047;
+
+static __always_inline __u32 tap_home(__u64 netns, __u32 ifindex)
+{
+	return (ifindex * 2654435761u) ^ ((__u32)netns * 40503u);
+}
 
 struct acct_rules {
-	__u32 count;
-	__u32 pad;
+	__u32 count;  /* IPv6 rules in r */
+	__u32 count4; /* IPv4 rules in r4 */
 	struct acct_rule r[ACCT_MAX_RULES];
+	struct acct_rule4 r4[ACCT_MAX_RULES];
 };
 
 /* the class rules, longest prefix first (one entry) */
@@ -73,7 +75,7 @@ struct {
 	__type(value, struct acct_rules);
 } class_rules SEC(".maps");
 
-/* frames seen on a tap with no tap_stats entry (a tap being set up or torn down) */
+/* frames seen on a tap with no slot (a tap being set up or torn down) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -110,10 +112,31 @@ DECLARE_LOST_COUNTER(disk_lost);
 
 /* ---- network ---- */
 
-static __always_inline __u32 match_rules(const __u32 *addr, __u32 family)
+static __always_inline struct acct_rules *rules(void)
 {
 	__u32 zero = 0;
-	struct acct_rules *rs = bpf_map_lookup_elem(&class_rules, &zero);
+	return bpf_map_lookup_elem(&class_rules, &zero);
+}
+
+static __always_inline __u32 match4(__be32 a)
+{
+	struct acct_rules *rs = rules();
+	if (!rs)
+		return ACCT_NORTH_SOUTH;
+	__u32 n = rs->count4;
+	for (__u32 i = 0; i < ACCT_MAX_RULES; i++) {
+		if (i >= n)
+			break;
+		struct acct_rule4 *r = &rs->r4[i];
+		if ((a & r->mask) == r->addr)
+			return r->klass;
+	}
+	return ACCT_NORTH_SOUTH;
+}
+
+static __always_inline __u32 match6(const __u32 *addr)
+{
+	struct acct_rules *rs = rules();
 	if (!rs)
 		return ACCT_NORTH_SOUTH;
 	__u32 n = rs->count;
@@ -121,12 +144,8 @@ static __always_inline __u32 match_rules(const __u32 *addr, __u32 family)
 		if (i >= n)
 			break;
 		struct acct_rule *r = &rs->r[i];
-		if (r->family != family)
-			continue;
-		if ((addr[0] & r->mask[0]) != r->addr[0])
-			continue;
-		if (family == 6 && ((addr[1] & r->mask[1]) != r->addr[1] || (addr[2] & r->mask[2]) != r->addr[2] ||
-				    (addr[3] & r->mask[3]) != r->addr[3]))
+		if ((addr[0] & r->mask[0]) != r->addr[0] || (addr[1] & r->mask[1]) != r->addr[1] || (addr[2] & r->mask[2]) != r->addr[2] ||
+		    (addr[3] & r->mask[3]) != r->addr[3])
 			continue;
 		return r->klass;
 	}
@@ -136,22 +155,32 @@ static __always_inline __u32 match_rules(const __u32 *addr, __u32 family)
 /* from_guest: the remote end is the destination (TC ingress on the tap) */
 static __always_inline __u32 classify(struct __sk_buff *skb, int from_guest)
 {
-	__u32 addr[4] = {};
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 14, &ip, sizeof(ip)) < 0)
-			return ACCT_NORTH_SOUTH;
-		if (ip.protocol == IPPROTO_UDP && !(ip.frag_off & bpf_htons(0x1fff))) {
+		struct iphdr *ip = data + 14;
+		struct iphdr copy;
+		if ((void *)(ip + 1) > end) {
+			/* headers not in the linear part: copy them */
+			if (bpf_skb_load_bytes(skb, 14, &copy, sizeof(copy)) < 0)
+				return ACCT_NORTH_SOUTH;
+			ip = &copy;
+		}
+		if (ip->protocol == IPPROTO_UDP && !(ip->frag_off & bpf_htons(0x1fff))) {
 			/* DHCP: the guest's client port 68 to a server's 67 */
-			__u16 ports[2];
-			if (bpf_skb_load_bytes(skb, 14 + (ip.ihl & 0xf) * 4, ports, sizeof(ports)) == 0 &&
-			    ports[from_guest ? 1 : 0] == bpf_htons(67) && ports[from_guest ? 0 : 1] == bpf_htons(68))
+			__u32 off = 14 + (ip->ihl & 0xf) * 4;
+			__u32 ports = 0;
+			__u32 *p = data + off;
+			if (off <= 14 + 60 && (void *)(p + 1) <= end)
+				ports = *p;
+			else if (bpf_skb_load_bytes(skb, off, &ports, sizeof(ports)) < 0)
+				ports = 0;
+			if (ports == (from_guest ? bpf_htonl((68 << 16) | 67) : bpf_htonl((67 << 16) | 68)))
 				return ACCT_NODE;
 		}
 		/* multicast and broadcast stay on the segment whoever sends them: class of the destination */
-		__u32 dst = bpf_ntohl(ip.daddr);
-		addr[0] = from_guest || (dst >> 28) == 0xe || dst == 0xffffffff ? ip.daddr : ip.saddr;
-		return match_rules(addr, 4);
+		__u32 dst = bpf_ntohl(ip->daddr);
+		return match4(from_guest || (dst >> 28) == 0xe || dst == 0xffffffff ? ip->daddr : ip->saddr);
 	}
 	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		/* source at 14+8, destination at 14+24 */
@@ -159,12 +188,13 @@ static __always_inline __u32 classify(struct __sk_buff *skb, int from_guest)
 		if (bpf_skb_load_bytes(skb, 14 + 8, both, 32) < 0)
 			return ACCT_NORTH_SOUTH;
 		/* to a multicast group (NDP, MLD: often from ::), or from the guest: the destination */
+		__u32 addr[4];
 		int dst = from_guest || (both[4] & 0xff) == 0xff;
 		addr[0] = dst ? both[4] : both[0];
 		addr[1] = dst ? both[5] : both[1];
 		addr[2] = dst ? both[6] : both[2];
 		addr[3] = dst ? both[7] : both[3];
-		return match_rules(addr, 6);
+		return match6(addr);
 	}
 	return ACCT_NON_IP;
 }
@@ -176,11 +206,23 @@ static __always_inline void count_tap(struct __sk_buff *skb, __u32 dir)
 	/* the device's namespace (bpf_get_netns_cookie answers the socket's,
 	 * or the initial namespace for a packet with none: forwarded traffic) */
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-	struct tap_key k = { .ifindex = skb->ifindex };
+	__u32 ifindex = skb->ifindex;
+	__u64 netns = 0;
 	struct net_device *dev = kskb->dev;
 	if (dev)
-		k.netns = BPF_CORE_READ(dev, nd_net.net, net_cookie);
-	struct acct_tap *t = bpf_map_lookup_elem(&tap_stats, &k);
+		netns = BPF_CORE_READ(dev, nd_net.net, net_cookie);
+	__u32 h = tap_home(netns, ifindex);
+	struct acct_tap *t = 0;
+	for (__u32 i = 0; i < ACCT_PROBES; i++) {
+		__u32 idx = (h + i) & tap_mask;
+		struct acct_tap *s = bpf_map_lookup_elem(&tap_slots, &idx);
+		if (!s || s->ifindex == 0)
+			break;
+		if (s->ifindex == ifindex && s->netns == netns) {
+			t = s;
+			break;
+		}
+	}
 	if (!t) {
 		__u32 zero = 0;
 		__u64 *u = bpf_map_lookup_elem(&tap_unknown, &zero);

@@ -62,8 +62,10 @@ export class Daemon {
             need: (name) => d.provided.get(name) as never,
           });
         } catch (err) {
-          // with the data plane to run, a tracer that cannot start must not take forwarding down with it
-          if (!def.degradable || !essential) throw err;
+          // with the data plane to run, a tracer that cannot start must not take forwarding down with it;
+          // nor may accounting take down a tracer that runs: fatal only when nothing with a kernel side runs
+          const kernelSideRuns = d.modules.some((m) => m.instance && m.def.kernelObjects.length > 0);
+          if (!def.degradable || !(essential || kernelSideRuns)) throw err;
           r.error = (err as Error).message;
           log.error(`${def.name} could not start; the agent runs without it`, { error: r.error });
         }

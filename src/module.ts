@@ -69,7 +69,7 @@ export interface ModuleDefinition<S extends Sections, M extends Capability<Secti
   offReason: string;
   /** the status fields when it is off */
   offStatus(): Partial<DaemonStatus>;
-  /** a failure to start is logged and reported instead of stopping the agent, when an essential module runs */
+  /** a failure to start is logged and reported instead of stopping the agent, when an essential module or another with a kernel side runs */
   degradable?: boolean;
   /** the agent's reason to run on a node (the data plane): keeps a degradable module's failure from being fatal */
   essential?: boolean;

@@ -27,10 +27,18 @@ struct acct_count {
 	__u64 bytes;
 };
 
-/* tap_stats value (per CPU): [dir][class] */
+/* A tap's slot in tap_slots (a per-CPU array used as an open-addressing
+ * table): its namespace's cookie and ifindex, then [dir][class] counters.
+ * ifindex 0: an empty slot; ACCT_TOMBSTONE: a removed one (probing goes on). */
 struct acct_tap {
+	__u64 netns;
+	__u32 ifindex;
+	__u32 pad;
 	struct acct_count c[2][ACCT_CLASSES];
 };
+
+#define ACCT_TOMBSTONE 0xffffffff
+#define ACCT_PROBES 4
 
 /* A class rule: the remote address masked equals addr. For IPv4 only
  * addr[0] and mask[0] are used. Sorted by prefix length, longest first. */
@@ -42,6 +50,13 @@ struct acct_rule {
 };
 
 #define ACCT_MAX_RULES 32
+
+/* IPv4 rules apart, compact: the common case scans only these */
+struct acct_rule4 {
+	__u32 addr;
+	__u32 mask;
+	__u32 klass;
+};
 
 /* watched: a process whose CPU and disk I/O are accounted (a qemu, a service worker) */
 struct acct_task {

@@ -316,13 +316,24 @@ export class Collector {
     const startTime = startTimeOf(pid);
     if (!startTime) return;
     const lead = this.kernel.readProcess(pid).find((r) => r.tid === pid);
-    this.kernel.watch(pid, WatchKind.instance, lead?.deadRunNs ?? 0);
+    this.kernel.watch(pid, WatchKind.instance, lead?.dead_run_ns ?? 0);
     const t: Tracked = { inst, startTime, resource: instanceResource(inst, this.opts.host), taps: [], disks: [] };
     for (const d of inst.disks) {
       const source = d.source;
       if (!source?.startsWith('/')) continue;
       try {
-        t.disks.push({ target: d.target, dev: wholeDiskDev(statSync(source).dev), resource: diskResource(inst, d, this.opts.host) });
+        const dev = wholeDiskDev(statSync(source).dev);
+        const first = t.disks.find((x) => x.dev === dev);
+        if (first) {
+          // the block layer cannot tell two files of one process on one device apart
+          this.warnOnce(`shared:${inst.uuid}:${d.target}`, 'two disks of an instance on one host device: their I/O is counted under the first', {
+            instance: inst.uuid,
+            disk: d.target,
+            countedUnder: first.target,
+          });
+          continue;
+        }
+        t.disks.push({ target: d.target, dev, resource: diskResource(inst, d, this.opts.host) });
       } catch (err) {
         this.warnOnce(`disk:${inst.uuid}:${d.target}`, 'an instance disk cannot be attributed (its source is not readable)', {
           instance: inst.uuid,
@@ -447,15 +458,15 @@ export class Collector {
   }
 
   private instanceValues(pid: number, t: Tracked, threads: AcctTaskRec[], disk: ReturnType<AccountingKernel['readDisk']>, r: Reading): void {
-    const ex = this.kernel.exitedCpu(pid) ?? { runNs: 0, waitNs: 0, slices: 0 };
-    const cpu = ex.runNs + threads.reduce((n, x) => n + x.runNs, 0);
-    const wait = ex.waitNs + threads.reduce((n, x) => n + x.waitNs, 0);
+    const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
+    const cpu = ex.run_ns + threads.reduce((n, x) => n + x.run_ns, 0);
+    const wait = ex.wait_ns + threads.reduce((n, x) => n + x.wait_ns, 0);
     const res = t.resource;
     r.resources.push(res);
     r.values.push({ resource: res.id, meter: 'cpu', volume: cpu }, { resource: res.id, meter: 'cpu.wait', volume: wait });
     r.values.push({ resource: res.id, meter: 'vcpus', volume: t.inst.flavor?.vcpus ?? t.inst.vcpus });
     const lead = threads.find((x) => x.tid === pid);
-    if (lead) r.values.push({ resource: res.id, meter: 'memory.resident', volume: Math.round(((lead.rssPages * PAGE) / 1048576) * 1000) / 1000 });
+    if (lead) r.values.push({ resource: res.id, meter: 'memory.resident', volume: Math.round(((lead.rss_pages * PAGE) / 1048576) * 1000) / 1000 });
     this.tapValues(pid, t, r);
     this.diskValues(pid, t.disks, disk, r);
   }
@@ -510,10 +521,10 @@ export class Collector {
       r.values.push(
         { resource: id, meter: 'disk.device.read.bytes', volume: rd?.bytes ?? 0 },
         { resource: id, meter: 'disk.device.read.requests', volume: rd?.requests ?? 0 },
-        { resource: id, meter: 'disk.device.read.latency', volume: rd?.latencyNs ?? 0 },
+        { resource: id, meter: 'disk.device.read.latency', volume: rd?.latency_ns ?? 0 },
         { resource: id, meter: 'disk.device.write.bytes', volume: wr?.bytes ?? 0 },
         { resource: id, meter: 'disk.device.write.requests', volume: wr?.requests ?? 0 },
-        { resource: id, meter: 'disk.device.write.latency', volume: wr?.latencyNs ?? 0 },
+        { resource: id, meter: 'disk.device.write.latency', volume: wr?.latency_ns ?? 0 },
       );
     }
   }
@@ -538,10 +549,10 @@ export class Collector {
     for (const [pid, s] of this.servicePids) {
       if (want.get(pid) === s.service && startTimeOf(pid) === s.startTime) continue;
       // the process ended: its final CPU and disk go into the service's retired totals
-      const ex = this.kernel.exitedCpu(pid) ?? { runNs: 0, waitNs: 0, slices: 0 };
+      const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
       const retired = this.store.state<Record<string, number>>(`svc:${s.service}`) ?? {};
-      retired.cpu = (retired.cpu ?? 0) + ex.runNs;
-      retired['cpu.wait'] = (retired['cpu.wait'] ?? 0) + ex.waitNs;
+      retired.cpu = (retired.cpu ?? 0) + ex.run_ns;
+      retired['cpu.wait'] = (retired['cpu.wait'] ?? 0) + ex.wait_ns;
       for (const [k, v] of this.kernel.readDisk()) {
         if (k.tgid !== pid) continue;
         const op = k.op === 0 ? 'read' : 'write';
@@ -559,7 +570,7 @@ export class Collector {
       const startTime = startTimeOf(pid);
       if (!startTime) continue;
       const lead = this.kernel.readProcess(pid).find((x) => x.tid === pid);
-      this.kernel.watch(pid, WatchKind.service, lead?.deadRunNs ?? 0);
+      this.kernel.watch(pid, WatchKind.service, lead?.dead_run_ns ?? 0);
       this.servicePids.set(pid, { service, startTime });
       this.store.putState(`svcpid:${pid}`, { service, startTime });
     }
@@ -571,11 +582,11 @@ export class Collector {
       const v = per.get(s.service) ?? {};
       per.set(s.service, v);
       const threads = byTgid.get(pid) ?? [];
-      const ex = this.kernel.exitedCpu(pid) ?? { runNs: 0, waitNs: 0, slices: 0 };
-      v.cpu = (v.cpu ?? 0) + ex.runNs + threads.reduce((n, x) => n + x.runNs, 0);
-      v['cpu.wait'] = (v['cpu.wait'] ?? 0) + ex.waitNs + threads.reduce((n, x) => n + x.waitNs, 0);
+      const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
+      v.cpu = (v.cpu ?? 0) + ex.run_ns + threads.reduce((n, x) => n + x.run_ns, 0);
+      v['cpu.wait'] = (v['cpu.wait'] ?? 0) + ex.wait_ns + threads.reduce((n, x) => n + x.wait_ns, 0);
       const lead = threads.find((x) => x.tid === pid);
-      v['memory.resident'] = (v['memory.resident'] ?? 0) + ((lead?.rssPages ?? 0) * PAGE) / 1048576;
+      v['memory.resident'] = (v['memory.resident'] ?? 0) + ((lead?.rss_pages ?? 0) * PAGE) / 1048576;
       for (const [k, d] of disk.get(pid) ?? []) {
         const op = k.op === 0 ? 'read' : 'write';
         v[`disk.${op}.bytes`] = (v[`disk.${op}.bytes`] ?? 0) + d.bytes;

@@ -19,6 +19,7 @@ export const accountingSection = defaultedSection({
   node_services: prefixList()
     .default(['169.254.169.254/32', 'fe80::/10', 'ff00::/8', '224.0.0.0/4', '255.255.255.255/32'])
     .describe("the node's own services and the local segment: metadata, link-local and multicast (NDP, MLD); DHCP is recognised by its ports"),
+  max_taps: int(16, 1_000_000, 1024).describe('taps counted at once (per-CPU memory: 2 slots of 176 bytes per tap per CPU)'),
   orphan_seconds: int(1, 3600, 30).describe('a tap no domain claims for this long is reported'),
   tap_namespaces: strList()
     .default([])

@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import {
   BpfError,
-  type BpfMap,
+  BpfMap,
   BpfObject,
   DEFAULT_PIN_ROOT,
   ensurePinDir,
@@ -29,7 +29,10 @@ import {
   AcctTaskRec,
   DiskKey,
   DiskValue,
-  TapKey,
+  ACCT_PROBES,
+  ACCT_TOMBSTONE,
+  tapHome,
+  type AcctTap as AcctTapT,
   type AcctTaskRec as TaskRec,
   type DiskKey as DiskKeyT,
   type DiskValue as DiskValueT,
@@ -63,18 +66,39 @@ export class AccountingKernel {
   private readonly links: Link[] = [];
   private readonly cpus = numPossibleCpus();
 
+  private slots = 0;
+
   private constructor(obj: BpfObject, pinDir: string, iter: Link) {
     this.obj = obj;
     this.pinDir = pinDir;
     this.iter = iter;
   }
 
-  static async open(opts: { pinRoot?: string; object?: string } = {}): Promise<AccountingKernel> {
+  /** `maxTaps`: taps counted at once (the table has twice as many slots, a power of two). */
+  static async open(opts: { pinRoot?: string; object?: string; maxTaps?: number; onReset?: (why: string) => void } = {}): Promise<AccountingKernel> {
     const pinDir = `${opts.pinRoot ?? DEFAULT_PIN_ROOT}/accounting`;
     ensurePinDir(`${pinDir}/links`);
+    const maxTaps = opts.maxTaps ?? 1024;
+    let slots = 64;
+    while (slots < maxTaps * 2) slots *= 2;
+    // a table of another size (max_taps changed) cannot be re-adopted: its counts start over
+    const pinned = `${pinDir}/maps/tap_slots`;
+    if (existsSync(pinned)) {
+      try {
+        const m = BpfMap.fromPin(pinned);
+        const other = m.info.maxEntries !== slots || m.info.valueSize !== AcctTap.size;
+        m.close();
+        if (other) {
+          rmSync(pinned);
+          opts.onReset?.(`the tap table changed size or layout (now ${slots} slots): tap counters start over`);
+        }
+      } catch {}
+    }
     const obj = BpfObject.open(opts.object ?? objectPath('accounting'), { pinMaps: { dir: `${pinDir}/maps` } });
     let iter: Link | undefined;
     try {
+      obj.setMaxEntries('tap_slots', slots);
+      obj.setConstant('tap_mask', slots - 1);
       await obj.load();
       iter = obj.program('acct_tasks').attachIter();
     } catch (err) {
@@ -82,6 +106,7 @@ export class AccountingKernel {
       throw err;
     }
     const k = new AccountingKernel(obj, pinDir, iter);
+    k.slots = slots;
     try {
       for (const p of ['acct_exit', 'acct_io_start', 'acct_rq_complete', 'acct_io_done']) k.pinnedTrace(p);
     } catch (err) {
@@ -125,7 +150,7 @@ export class AccountingKernel {
     return {
       watched: this.m('watched').typed(u32, AcctTask),
       exited: this.m('exited').typed(u32, AcctCpu),
-      taps: this.m('tap_stats').perCpu(TapKey, AcctTap),
+      taps: this.m('tap_slots').perCpu(u32, AcctTap),
       rules: this.m('class_rules').typed(u32, AcctRules),
       disk: this.m('disk_stats').typed(DiskKey, DiskValue),
       unknown: this.m('tap_unknown').perCpu(u32, u64n),
@@ -136,7 +161,7 @@ export class AccountingKernel {
   /** Start accounting a process; `deadRunNs`: CPU of threads that exited before (from a task read). */
   watch(tgid: number, kind: number, deadRunNs: number): boolean {
     if (this.t.watched.lookup(tgid)) return false;
-    if (!this.t.exited.lookup(tgid)) this.t.exited.update(tgid, { runNs: deadRunNs, waitNs: 0, slices: 0 });
+    if (!this.t.exited.lookup(tgid)) this.t.exited.update(tgid, { run_ns: deadRunNs, wait_ns: 0, slices: 0 });
     this.t.watched.update(tgid, { kind, pad: 0 });
     return true;
   }
@@ -152,7 +177,7 @@ export class AccountingKernel {
     return [...this.t.watched.keys()];
   }
 
-  exitedCpu(tgid: number): { runNs: number; waitNs: number; slices: number } | undefined {
+  exitedCpu(tgid: number): { run_ns: number; wait_ns: number; slices: number } | undefined {
     return this.t.exited.lookup(tgid);
   }
 
@@ -191,9 +216,13 @@ export class AccountingKernel {
     const encoded = rules.map((r) => encodeRule(r));
     // longest prefix first: the kernel takes the first match
     encoded.sort((a, b) => b.len - a.len);
-    const r = encoded.map((e) => e.rule);
+    const r = encoded.filter((e) => e.rule.family === 6).map((e) => e.rule);
+    const r4 = encoded.filter((e) => e.rule.family === 4).map((e) => ({ addr: e.rule.addr[0] as number, mask: e.rule.mask[0] as number, klass: e.rule.klass }));
+    const count = r.length;
+    const count4 = r4.length;
     while (r.length < ACCT_MAX_RULES) r.push({ addr: [0, 0, 0, 0], mask: [0, 0, 0, 0], klass: 0, family: 0 });
-    this.t.rules.update(0, { count: rules.length, pad: 0, r });
+    while (r4.length < ACCT_MAX_RULES) r4.push({ addr: 0, mask: 0, klass: 0 });
+    this.t.rules.update(0, { count, count4, r, r4 });
   }
 
   /** The key of a tap in the counters: its namespace's cookie and its ifindex there. */
@@ -205,14 +234,46 @@ export class AccountingKernel {
     return `${this.pinDir}/links/tap-${ref.netns}-${ref.ifindex}-${dir}`;
   }
 
+  /** The slot of a tap, or where it can go (the first free or removed slot of its window). */
+  private findSlot(ref: TapRef): { found?: number; free?: number } {
+    const home = tapHome(ref.netns, ref.ifindex);
+    let free: number | undefined;
+    for (let i = 0; i < ACCT_PROBES; i++) {
+      const idx = (home + i) & (this.slots - 1);
+      const v = this.t.taps.lookup(idx)?.[0];
+      const ifindex = v?.ifindex ?? 0;
+      if (ifindex === ref.ifindex && v?.netns === ref.netns) return { found: idx };
+      if (ifindex === 0) return { free: free ?? idx };
+      if (ifindex === ACCT_TOMBSTONE) free ??= idx;
+    }
+    return free === undefined ? {} : { free };
+  }
+
+  private slotValue(ref: TapRef | { netns: number; ifindex: number }): AcctTapT[] {
+    const one: AcctTapT = {
+      netns: ref.netns,
+      ifindex: ref.ifindex,
+      pad: 0,
+      c: [0, 1].map(() => Array.from({ length: ACCT_CLASSES }, () => ({ packets: 0, bytes: 0 }))),
+    };
+    return Array.from({ length: this.cpus }, () => structuredClone(one));
+  }
+
   /**
-   * Count a tap: its counters entry, then TC ingress and egress links,
-   * pinned. Returns false when it was counted already (a restarted agent).
+   * Count a tap: its slot, then TC ingress and egress links, pinned.
+   * Returns false when it was counted already (a restarted agent).
    */
   attachTap(ifname: string, netns: string | undefined, ref: TapRef): boolean {
-    const key = { netns: ref.netns, ifindex: ref.ifindex, pad: 0 };
-    const fresh = !this.t.taps.lookup(key);
-    if (fresh) this.t.taps.update(key, this.zeroTap());
+    const slot = this.findSlot(ref);
+    const fresh = slot.found === undefined;
+    if (fresh) {
+      if (slot.free === undefined)
+        throw new BpfError(`no room for tap ${ifname} in the tap table (${this.slots} slots, ${ACCT_PROBES} probes): raise accounting.max_taps`, {
+          op: 'attach tap',
+          subject: ifname,
+        });
+      this.t.taps.update(slot.free, this.slotValue(ref));
+    }
     for (const [dir, prog, direction] of [
       ['out', 'acct_tap_out', 'ingress'],
       ['in', 'acct_tap_in', 'egress'],
@@ -240,13 +301,10 @@ export class AccountingKernel {
     return fresh;
   }
 
-  private zeroTap(): never {
-    const one = { c: [0, 1].map(() => Array.from({ length: ACCT_CLASSES }, () => ({ packets: 0, bytes: 0 }))) };
-    return Array.from({ length: this.cpus }, () => structuredClone(one)) as never;
-  }
-
   readTap(ref: TapRef): TapCounts | undefined {
-    const values = this.t.taps.lookup({ netns: ref.netns, ifindex: ref.ifindex, pad: 0 });
+    const slot = this.findSlot(ref).found;
+    if (slot === undefined) return undefined;
+    const values = this.t.taps.lookup(slot);
     if (!values) return undefined;
     const out = emptyCounts();
     for (let d = 0; d < 2; d++)
@@ -257,11 +315,17 @@ export class AccountingKernel {
     return out;
   }
 
+  /** The taps that have a slot. */
   tapRefs(): TapRef[] {
-    return [...this.t.taps.keys()].map((k) => ({ netns: k.netns, ifindex: k.ifindex }));
+    const out: TapRef[] = [];
+    for (let i = 0; i < this.slots; i++) {
+      const v = this.t.taps.lookup(i)?.[0];
+      if (v && v.ifindex !== 0 && v.ifindex !== ACCT_TOMBSTONE) out.push({ netns: v.netns, ifindex: v.ifindex });
+    }
+    return out;
   }
 
-  /** Stop counting a tap (read it first): its links and its counters. */
+  /** Stop counting a tap (read it first): its links, and its slot becomes a removed one. */
   detachTap(ref: TapRef): void {
     for (const dir of ['in', 'out'] as const) {
       const path = this.tapLinkPath(ref, dir);
@@ -271,7 +335,8 @@ export class AccountingKernel {
         } catch {}
       }
     }
-    this.t.taps.delete({ netns: ref.netns, ifindex: ref.ifindex, pad: 0 });
+    const slot = this.findSlot(ref).found;
+    if (slot !== undefined) this.t.taps.update(slot, this.slotValue({ netns: 0, ifindex: ACCT_TOMBSTONE }));
   }
 
   lost(): { tapUnknown: number; disk: number } {

@@ -61,7 +61,7 @@ export const accountingModule = defineModule({
     ]);
     let kernel: AccountingKernel;
     try {
-      kernel = await AccountingKernel.open({ pinRoot: ctx.core.pinRoot });
+      kernel = await AccountingKernel.open({ pinRoot: ctx.core.pinRoot, maxTaps: c.maxTaps, onReset: (why) => ctx.log.warn(why) });
     } catch (err) {
       store.close();
       throw err;

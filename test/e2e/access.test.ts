@@ -46,7 +46,7 @@ describe('e2e: the API refuses an unprivileged local user', { skip, timeout: 120
   const agents: ChildProcess[] = [];
   const start = async (config: Record<string, unknown>, name: string, ready: () => Promise<boolean>): Promise<ChildProcess> => {
     const file = join(work, `${name}.yaml`);
-    writeFileSync(file, stringify({ state_dir: join(work, `state-${name}`), trace: { enabled: false }, ...config }));
+    writeFileSync(file, stringify({ state_dir: join(work, `state-${name}`), trace: { enabled: false }, accounting: { enabled: false }, ...config }));
     const child = spawn(process.execPath, [cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr?.on('data', (c) => (log += c));
@@ -103,7 +103,15 @@ describe('e2e: the API refuses an unprivileged local user', { skip, timeout: 120
     mkdirSync(dir);
     chmodSync(dir, 0o777);
     const file = join(work, 'open.yaml');
-    writeFileSync(file, stringify({ state_dir: join(work, 'state-open'), trace: { enabled: false }, api: { listen: `unix:${join(dir, 'api.sock')}` } }));
+    writeFileSync(
+      file,
+      stringify({
+        state_dir: join(work, 'state-open'),
+        trace: { enabled: false },
+        accounting: { enabled: false },
+        api: { listen: `unix:${join(dir, 'api.sock')}` },
+      }),
+    );
     const r = await run(process.execPath, [cli, 'agent', '--config', file]).catch((e: { stderr: string }) => e);
     assert.match((r as { stderr: string }).stderr, new RegExp(`${dir}: the API socket's directory must be owned by root and writable by root alone`));
   });
@@ -127,7 +135,7 @@ describe('e2e: the API refuses an unprivileged local user', { skip, timeout: 120
     const config = { api: { listen: `127.0.0.1:${port}`, tokens_file: tokens } };
     // readable by others: refused, the file named
     const file = join(work, 'tcp-bad.yaml');
-    writeFileSync(file, stringify({ state_dir: join(work, 'state-bad'), trace: { enabled: false }, ...config }));
+    writeFileSync(file, stringify({ state_dir: join(work, 'state-bad'), trace: { enabled: false }, accounting: { enabled: false }, ...config }));
     const bad = await run(process.execPath, [cli, 'agent', '--config', file]).catch((e: { stderr: string; code: number }) => e);
     assert.match((bad as { stderr: string }).stderr, new RegExp(`${tokens}: the API tokens file must not be readable or writable by group or others`));
     chmodSync(tokens, 0o600);

@@ -27,6 +27,8 @@ export const MODULE_CAPABILITIES = {
   exposureInNetns: ['sys_admin'],
   exposureWithFrr: ['dac_override'],
   apiGroup: ['chown'],
+  accounting: ['bpf', 'perfmon', 'net_admin', 'sys_ptrace'],
+  accountingInNetns: ['sys_admin'],
 } as const;
 
 function api(socket: string, path: string): Promise<any> {
@@ -75,7 +77,10 @@ describe('e2e: the agent with only the capabilities its modules need', { skip, t
   test('tracing: CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE (and CAP_CHOWN for the API group) — a service running as another user is traced', async () => {
     const marker = `sbt-caps-${process.pid}`;
     writeFileSync(join(work, 'rules.yaml'), `rules:\n  - service: caps-probe\n    cmdline: "${marker}"\n`);
-    const a = start({ trace: { rules_file: join(work, 'rules.yaml') } }, 'trace', [...MODULE_CAPABILITIES.tracing, ...MODULE_CAPABILITIES.apiGroup]);
+    const a = start({ trace: { rules_file: join(work, 'rules.yaml') }, accounting: { enabled: false } }, 'trace', [
+      ...MODULE_CAPABILITIES.tracing,
+      ...MODULE_CAPABILITIES.apiGroup,
+    ]);
     await until(`the agent to answer: ${a.log()}`, async () => (await api(a.socket, '/v1/status')).modules.tracing === 'on');
     // a "service" of another user: its executable and descriptors are read through /proc (CAP_SYS_PTRACE)
     const probe = spawn(
@@ -108,12 +113,41 @@ describe('e2e: the agent with only the capabilities its modules need', { skip, t
       ...MODULE_CAPABILITIES.exposureWithFrr,
       ...MODULE_CAPABILITIES.apiGroup,
     ];
-    const a = start({ ...labAgentConfig(lab, pins.dir), trace: { enabled: false } }, 'dp', caps);
+    const a = start({ ...labAgentConfig(lab, pins.dir), trace: { enabled: false }, accounting: { enabled: false } }, 'dp', caps);
     const l = lab;
     await until(`the upstream to learn the VM's routes: ${a.log()}`, async () => (await upstreamRoutes(l)).includes('198.51.100.10/32'), 30_000);
     const ping = await run('ip', ['netns', 'exec', l.upstream.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', l.upstream.client4, '198.51.100.10']);
     assert.match(ping.stdout, / 3 received/);
     const st = await api(a.socket, '/v1/status');
     assert.ok(Number(st.verdicts.redirect.packets) >= 3, 'through XDP');
+  });
+
+  test('accounting: CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_SYS_ADMIN (taps in a namespace) — a tap is counted', async () => {
+    const ns = unique('sbcap', 15);
+    await run('ip', ['netns', 'add', ns]);
+    const p = pinDir();
+    try {
+      await run('ip', ['-n', ns, 'tuntap', 'add', 'dev', 'tapcaps0-00', 'mode', 'tap']);
+      const a = start(
+        {
+          pin_root: p.dir,
+          trace: { enabled: false },
+          storage: { enabled: false },
+          accounting: { tap_namespaces: [ns], orphan_seconds: 1, libvirt_dir: join(work, 'no-libvirt'), services: false },
+        },
+        'acct',
+        [...MODULE_CAPABILITIES.accounting, ...MODULE_CAPABILITIES.accountingInNetns],
+      );
+      // a tap no domain claims is counted from the moment it appears (TC attached in its namespace), then reported
+      await until(`the tap to be counted and reported: ${a.log()}`, async () => {
+        const st = await api(a.socket, '/v1/status').catch(() => undefined);
+        return !!st?.accounting?.orphanTaps?.some((t: string) => t.startsWith('tapcaps0-00'));
+      });
+      const st = await api(a.socket, '/v1/status');
+      assert.equal(st.modules.accounting, 'on');
+    } finally {
+      p.remove();
+      await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    }
   });
 });

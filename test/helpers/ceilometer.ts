@@ -107,8 +107,9 @@ export class RabbitAndCeilometer {
     await until('RabbitMQ to start', () => this.rabbitctl('await_startup').status === 0, 90_000, 500);
   }
 
-  private conf(extra: { pollingInterval?: number }): string {
-    const conf = join(this.dir, 'ceilometer.conf');
+  private conf(extra: { pollingInterval?: number; name?: string }): string {
+    const name = extra.name ?? 'main';
+    const conf = join(this.dir, `ceilometer-${name}.conf`);
     mkdirSync(join(this.dir, 'log'), { recursive: true });
     mkdirSync(join(this.dir, 'lock'), { recursive: true });
     mkdirSync(join(this.dir, 'pollsters.d'), { recursive: true });
@@ -117,7 +118,7 @@ export class RabbitAndCeilometer {
       `---\nsources:\n  - name: meter_source\n    meters: ["*"]\n    sinks: [meter_sink]\nsinks:\n  - name: meter_sink\n    publishers:\n      - file://${this.samplesFile}?json\n`,
     );
     writeFileSync(
-      join(this.dir, 'polling.yaml'),
+      join(this.dir, `polling-${name}.yaml`),
       `---\nsources:\n  - name: compute\n    interval: ${extra.pollingInterval ?? 300}\n    meters:\n${[
         'cpu',
         'memory.resident',
@@ -142,7 +143,7 @@ export class RabbitAndCeilometer {
     writeFileSync(
       conf,
       `[DEFAULT]
-host = stackbpf-test-node
+host = ${extra.name ?? 'stackbpf-test-node'}
 log_dir = ${join(this.dir, 'log')}
 libvirt_type = qemu
 transport_url = ${this.transportUrl}
@@ -152,7 +153,7 @@ pipeline_cfg_file = ${join(this.dir, 'pipeline.yaml')}
 instance_discovery_method = libvirt_metadata
 
 [polling]
-cfg_file = ${join(this.dir, 'polling.yaml')}
+cfg_file = ${join(this.dir, `polling-${name}.yaml`)}
 pollsters_definitions_dirs = ${join(this.dir, 'pollsters.d')}
 
 [oslo_concurrency]
@@ -183,9 +184,12 @@ workers = 1
     );
   }
 
-  /** ceilometer-polling in the compute namespace (libvirt pollsters) at `interval` seconds. */
-  startPolling(interval: number): ChildProcess {
-    const conf = this.conf({ pollingInterval: interval });
+  /**
+   * ceilometer-polling in the compute namespace (libvirt pollsters) at
+   * `interval` seconds; `name` becomes its host (instance_host in the samples).
+   */
+  startPolling(interval: number, name?: string): ChildProcess {
+    const conf = this.conf({ pollingInterval: interval, ...(name ? { name } : {}) });
     // Nova's flavor lookup is the one remote call of libvirt_metadata discovery: answer with the name
     const shim = join(this.dir, 'polling.py');
     writeFileSync(
