@@ -11,6 +11,7 @@
  *   waiting for one) and, for the process, its dead threads' CPU time and its
  *   resident pages. User space runs the iterator once per interval: nothing
  *   runs on a context switch, so an unwatched process pays nothing.
+ * acct_fork (sched_process_fork): a watched service's children are watched.
  * acct_exit (sched_process_exit): a watched thread's final figures, so a
  *   process that ends between two reads is still fully accounted.
  * acct_io_start / acct_rq_complete / acct_io_done (block layer tp_btf):
@@ -321,6 +322,26 @@ int BPF_PROG(acct_exit, struct task_struct *task, bool group_dead)
 	__sync_fetch_and_add(&e->run_ns, task->se.sum_exec_runtime);
 	__sync_fetch_and_add(&e->wait_ns, task->sched_info.run_delay);
 	__sync_fetch_and_add(&e->slices, task->sched_info.pcount);
+	return 0;
+}
+
+/* A service's worker forked between two readings is accounted from its
+ * first instruction: the child of a watched service process is watched too
+ * (user space learns its service from its parent). */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(acct_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid;
+	struct acct_task *p = bpf_map_lookup_elem(&watched, &ptgid);
+	if (!p || p->kind != 2)
+		return 0;
+	__u32 ctgid = child->tgid;
+	if (ctgid == ptgid)
+		return 0; /* a thread: already covered by its process */
+	struct acct_cpu zero = {};
+	bpf_map_update_elem(&exited, &ctgid, &zero, BPF_NOEXIST);
+	struct acct_task t = { .kind = 2, .parent = ptgid };
+	bpf_map_update_elem(&watched, &ctgid, &t, BPF_NOEXIST);
 	return 0;
 }
 

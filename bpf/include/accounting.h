@@ -60,8 +60,8 @@ struct acct_rule4 {
 
 /* watched: a process whose CPU and disk I/O are accounted (a qemu, a service worker) */
 struct acct_task {
-	__u32 kind; /* 1: instance, 2: service (informational) */
-	__u32 pad;
+	__u32 kind;   /* 1: instance, 2: service */
+	__u32 parent; /* a service's child: the watched process it was forked from (0: registered by user space) */
 };
 
 /* exited value: CPU of a watched process's exited threads (the scheduler's

@@ -23,7 +23,7 @@ export type AcctRule = ReturnType<typeof AcctRule.decode>;
 export const AcctRule4 = struct('acct_rule4', { addr: u32, mask: u32, klass: u32 });
 export const AcctRules = struct('acct_rules', { count: u32, count4: u32, r: array(AcctRule, ACCT_MAX_RULES), r4: array(AcctRule4, ACCT_MAX_RULES) });
 
-export const AcctTask = struct('acct_task', { kind: u32, pad: u32 });
+export const AcctTask = struct('acct_task', { kind: u32, parent: u32 });
 export const WatchKind = { instance: 1, service: 2 } as const;
 
 export const AcctTaskRec = struct('acct_task_rec', {

@@ -179,6 +179,8 @@ export class Collector {
     lastReadingMs: 0,
   };
   private readonly reported = new Set<string>();
+  /** services with retired totals (their values are reported even when no process runs) */
+  private readonly retiredServices = new Set<string>();
   /** this reading's view of each namespace (devices, ifindexes, counters), by the namespace's inode */
   private views = new Map<number, NetnsDevices>();
   /** taps counted since they appeared, not (yet) claimed by a domain: cookie:ifindex → */
@@ -191,6 +193,12 @@ export class Collector {
     private readonly log: { info(m: string, f?: object): void; warn(m: string, f?: object): void },
   ) {
     this.domains = new DomainDirectory(opts.libvirtDir);
+    // what a previous run was watching: the kernel kept counting
+    for (const key of store.stateKeys('svcpid:')) {
+      const saved = store.state<{ service: string; startTime: string }>(key);
+      if (saved) this.servicePids.set(Number(key.slice(7)), saved);
+    }
+    for (const key of store.stateKeys('svc:')) this.retiredServices.add(key.slice(4));
   }
 
   status(): CollectorStatus {
@@ -544,15 +552,32 @@ export class Collector {
   }
 
   private syncServices(r: Reading): void {
+    if (!this.opts.services) return;
     const want = new Map<number, string>();
-    for (const p of this.opts.services?.() ?? []) want.set(p.pid, p.service);
+    for (const p of this.opts.services()) want.set(p.pid, p.service);
+    // children the kernel added (forked by a watched service process): the service of their parent
+    const kernelKids = this.kernel.watchedEntries().filter((e) => e.kind === WatchKind.service && e.parent !== 0);
+    const parentOf = new Map(kernelKids.map((e) => [e.tgid, e.parent]));
+    for (const e of kernelKids) {
+      if (this.servicePids.has(e.tgid)) continue;
+      let service = want.get(e.tgid);
+      for (let p = e.parent, hops = 0; !service && p && hops < 16; p = parentOf.get(p) ?? 0, hops++) service = this.servicePids.get(p)?.service ?? want.get(p);
+      if (!service) {
+        this.kernel.unwatch(e.tgid); // its service is unknown (its parent's accounting ended before)
+        continue;
+      }
+      this.servicePids.set(e.tgid, { service, startTime: startTimeOf(e.tgid) ?? 'gone' });
+      this.store.putState(`svcpid:${e.tgid}`, this.servicePids.get(e.tgid));
+    }
     for (const [pid, s] of this.servicePids) {
-      if (want.get(pid) === s.service && startTimeOf(pid) === s.startTime) continue;
-      // the process ended: its final CPU and disk go into the service's retired totals
+      const other = want.get(pid);
+      if (startTimeOf(pid) === s.startTime && (other === undefined || other === s.service)) continue;
+      // the process ended (or is another service's now): its final CPU and disk go into the service's retired totals
       const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
       const retired = this.store.state<Record<string, number>>(`svc:${s.service}`) ?? {};
-      retired.cpu = (retired.cpu ?? 0) + ex.run_ns;
-      retired['cpu.wait'] = (retired['cpu.wait'] ?? 0) + ex.wait_ns;
+      const live = this.kernel.readTasks().filter((x) => x.tgid === pid);
+      retired.cpu = (retired.cpu ?? 0) + ex.run_ns + live.reduce((n, x) => n + x.run_ns, 0);
+      retired['cpu.wait'] = (retired['cpu.wait'] ?? 0) + ex.wait_ns + live.reduce((n, x) => n + x.wait_ns, 0);
       for (const [k, v] of this.kernel.readDisk()) {
         if (k.tgid !== pid) continue;
         const op = k.op === 0 ? 'read' : 'write';
@@ -563,8 +588,9 @@ export class Collector {
       this.kernel.unwatch(pid);
       this.servicePids.delete(pid);
       this.store.putState(`svcpid:${pid}`, undefined);
-      void r;
+      this.retiredServices.add(s.service);
     }
+    void r;
     for (const [pid, service] of want) {
       if (this.servicePids.has(pid) || this.tracked.has(pid)) continue;
       const startTime = startTimeOf(pid);
@@ -593,6 +619,7 @@ export class Collector {
         v[`disk.${op}.requests`] = (v[`disk.${op}.requests`] ?? 0) + d.requests;
       }
     }
+    for (const service of this.retiredServices) if (!per.has(service)) per.set(service, {});
     for (const [service, v] of per) {
       const res = serviceResource(service, this.opts.host);
       r.resources.push(res);

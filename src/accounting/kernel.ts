@@ -108,7 +108,7 @@ export class AccountingKernel {
     const k = new AccountingKernel(obj, pinDir, iter);
     k.slots = slots;
     try {
-      for (const p of ['acct_exit', 'acct_io_start', 'acct_rq_complete', 'acct_io_done']) k.pinnedTrace(p);
+      for (const p of ['acct_exit', 'acct_fork', 'acct_io_start', 'acct_rq_complete', 'acct_io_done']) k.pinnedTrace(p);
     } catch (err) {
       k.close();
       throw err;
@@ -162,7 +162,7 @@ export class AccountingKernel {
   watch(tgid: number, kind: number, deadRunNs: number): boolean {
     if (this.t.watched.lookup(tgid)) return false;
     if (!this.t.exited.lookup(tgid)) this.t.exited.update(tgid, { run_ns: deadRunNs, wait_ns: 0, slices: 0 });
-    this.t.watched.update(tgid, { kind, pad: 0 });
+    this.t.watched.update(tgid, { kind, parent: 0 });
     return true;
   }
 
@@ -175,6 +175,11 @@ export class AccountingKernel {
 
   watchedPids(): number[] {
     return [...this.t.watched.keys()];
+  }
+
+  /** Every watched process with its kind and, for a service's child the kernel added, its parent. */
+  watchedEntries(): { tgid: number; kind: number; parent: number }[] {
+    return [...this.t.watched.entries()].map(([tgid, v]) => ({ tgid, kind: v.kind, parent: v.parent }));
   }
 
   exitedCpu(tgid: number): { run_ns: number; wait_ns: number; slices: number } | undefined {
@@ -195,7 +200,7 @@ export class AccountingKernel {
   readProcess(tgid: number): TaskRec[] {
     // the iterator reports only watched processes: watch briefly with no exited entry change
     const had = this.t.watched.lookup(tgid);
-    if (!had) this.t.watched.update(tgid, { kind: 0, pad: 0 });
+    if (!had) this.t.watched.update(tgid, { kind: 0, parent: 0 });
     try {
       return this.readTasks().filter((r) => r.tgid === tgid);
     } finally {

@@ -200,6 +200,24 @@ export function formatStatus(s: Status): string {
       `enforcing   ${rules.join('; ')}: SIGKILL from the tracepoints; BPF LSM deny ${an.lsmDeny?.available ? 'available' : `unavailable (${an.lsmDeny?.detail ?? 'not probed'})`}`,
     );
   }
+  const ac = s.accounting;
+  if (ac?.state === 'on') {
+    const problems = [
+      ac.domainErrors.length ? `${ac.domainErrors.length} unreadable domain files (${ac.domainErrors.map((e) => e.error).join('; ')})` : '',
+      ac.orphanTaps.length ? `taps with no domain: ${ac.orphanTaps.join(', ')}` : '',
+      ac.tapErrors.length ? `taps not counted: ${ac.tapErrors.join('; ')}` : '',
+      ac.regressions ? `${ac.regressions} regressions` : '',
+      ac.kernelLost.tapUnknown ? `${ac.kernelLost.tapUnknown} frames on uncounted taps` : '',
+      ac.kernelLost.disk ? `${ac.kernelLost.disk} disk requests not tracked` : '',
+      ac.lastError ? `last error: ${ac.lastError}` : '',
+    ].filter(Boolean);
+    const pub = ac.publish
+      ? `; bus ${ac.publish.url} ${ac.publish.connected ? 'connected' : 'DISCONNECTED'}, ${ac.publish.published} published, ${ac.publish.queued} queued, ${ac.publish.dropped} dropped`
+      : '';
+    out.push(
+      `accounting  ${ac.instances} instances, ${ac.taps} taps, ${ac.services} services; reading ${ac.lastReadingMs.toFixed(1)} ms; ${ac.store.rows} rows${pub}${problems.length ? `; ${problems.join('; ')}` : ''}`,
+    );
+  } else if (ac) out.push(`accounting  ${ac.state}${'error' in ac && ac.error ? `: ${ac.error}` : ''}`);
   if (s.api) {
     const refused = Object.entries(s.api.refused).filter(([, n]) => n > 0);
     out.push(
