@@ -27,7 +27,7 @@ describe('api', () => {
   let app: FastifyInstance;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'stackbpf-api-'));
-    daemon = await Daemon.start(parseConfig({ state_dir: dir, trace: { enabled: false } }), quiet);
+    daemon = await Daemon.start(parseConfig({ state_dir: dir, trace: { enabled: false }, accounting: { enabled: false } }), quiet);
     app = buildApi(daemon, quiet, new AccessControl({ listen: '127.0.0.1:9180', groupScopes: [], tokens: [ADMIN, READER, MONITOR] }));
     await app.ready();
   });
@@ -66,7 +66,7 @@ describe('api', () => {
   test('status names every module and its state', async () => {
     const r = await call('GET', '/v1/status');
     assert.equal(r.status, 200);
-    assert.deepEqual(r.json.modules, { storage: 'on', analytics: 'on', tracing: 'off', exposure: 'off', response: 'on' });
+    assert.deepEqual(r.json.modules, { storage: 'on', analytics: 'on', tracing: 'off', exposure: 'off', response: 'on', accounting: 'off' });
     assert.equal(r.json.storage.state, 'on');
     assert.equal(r.json.trace.state, 'off');
     assert.equal(r.json.analytics.state, 'on');
