@@ -31,6 +31,8 @@ export interface AccountingStatus extends CollectorStatus {
   state: 'on';
   instancesAccounted: { uuid: string; name: string; pid: number; project?: string; taps: string[]; disks: string[] }[];
   kernelLost: { tapUnknown: number; disk: number };
+  /** the control plane's cost per project: requests waiting to be attributed, dropped (queues full) */
+  controlPlane: { pending: number; dropped: number; projects: number };
   errors: number;
   lastError?: string;
   store: { rows: number; written: number; path: string };

@@ -179,6 +179,8 @@ export class Collector {
     lastReadingMs: 0,
   };
   private readonly reported = new Set<string>();
+  /** recent cumulative CPU of each service process (ns), for the control-plane cost of requests */
+  private readonly cpuHistory = new Map<number, { ts: number; cpu: number }[]>();
   /** services with retired totals (their values are reported even when no process runs) */
   private readonly retiredServices = new Set<string>();
   /** this reading's view of each namespace (devices, ifindexes, counters), by the namespace's inode */
@@ -587,6 +589,7 @@ export class Collector {
       this.store.putState(`svc:${s.service}`, retired);
       this.kernel.unwatch(pid);
       this.servicePids.delete(pid);
+      this.cpuHistory.delete(pid);
       this.store.putState(`svcpid:${pid}`, undefined);
       this.retiredServices.add(s.service);
     }
@@ -609,7 +612,12 @@ export class Collector {
       per.set(s.service, v);
       const threads = byTgid.get(pid) ?? [];
       const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
-      v.cpu = (v.cpu ?? 0) + ex.run_ns + threads.reduce((n, x) => n + x.run_ns, 0);
+      const cpu = ex.run_ns + threads.reduce((n, x) => n + x.run_ns, 0);
+      v.cpu = (v.cpu ?? 0) + cpu;
+      let h = this.cpuHistory.get(pid);
+      if (!h) this.cpuHistory.set(pid, (h = []));
+      h.push({ ts: r.ts, cpu });
+      if (h.length > 30) h.shift();
       v['cpu.wait'] = (v['cpu.wait'] ?? 0) + ex.wait_ns + threads.reduce((n, x) => n + x.wait_ns, 0);
       const lead = threads.find((x) => x.tid === pid);
       v['memory.resident'] = (v['memory.resident'] ?? 0) + ((lead?.rss_pages ?? 0) * PAGE) / 1048576;
@@ -628,6 +636,20 @@ export class Collector {
         r.values.push({ resource: res.id, meter, volume: (v[meter] ?? 0) + (retired[meter] ?? 0) });
       r.values.push({ resource: res.id, meter: 'memory.resident', volume: Math.round((v['memory.resident'] ?? 0) * 1000) / 1000 });
     }
+  }
+
+  /** A service process's cumulative CPU at a time (ns), interpolated between readings. */
+  cpuAt(pid: number, ts: number): number | undefined {
+    const h = this.cpuHistory.get(pid);
+    if (!h?.length) return undefined;
+    const first = h[0] as { ts: number; cpu: number };
+    if (ts <= first.ts) return first.cpu;
+    for (let i = 1; i < h.length; i++) {
+      const a = h[i - 1] as { ts: number; cpu: number };
+      const b = h[i] as { ts: number; cpu: number };
+      if (ts <= b.ts) return a.cpu + ((b.cpu - a.cpu) * (ts - a.ts)) / Math.max(1, b.ts - a.ts);
+    }
+    return undefined; // after the last reading: not known yet
   }
 
   /** Stop: the kernel keeps counting (pins); the state says what to re-adopt. */

@@ -42,6 +42,11 @@ export const METERS: Record<string, MeterDef> = {
   'disk.write.bytes': m('cumulative', 'B', true, 'bytes written, every device'),
   'disk.read.requests': m('cumulative', 'request', true, 'read requests, every device'),
   'disk.write.requests': m('cumulative', 'request', true, 'write requests, every device'),
+  // what a project costs the control plane, per service
+  'api.requests': m('cumulative', 'request', false, 'API requests the project made to the service'),
+  'api.cpu': m('cumulative', 'ns', false, "the service's worker CPU time while serving them"),
+  'api.sql.statements': m('cumulative', 'statement', false, 'SQL statements run while serving them'),
+  'api.sql.time': m('cumulative', 'ns', false, 'time those SQL statements took'),
 };
 // the bytes by where they go: network.{incoming,outgoing}.bytes.{north_south,east_west,node,non_ip,before}
 for (const dir of ['incoming', 'outgoing'] as const) {
@@ -85,7 +90,7 @@ export interface Sample {
 /** What a resource is; kept with its samples. */
 export interface Resource {
   id: string;
-  kind: 'instance' | 'interface' | 'disk' | 'service';
+  kind: 'instance' | 'interface' | 'disk' | 'service' | 'control';
   instanceId?: string;
   projectId?: string;
   userId?: string;
@@ -154,6 +159,11 @@ export function diskResource(i: Instance, d: InstanceDisk, host: string): Resour
     ...(i.userId ? { userId: i.userId } : {}),
     metadata: { ...instanceMetadata(i, host), disk_name: d.target },
   };
+}
+
+/** A project's use of a service's API: `<project>:<service>`. */
+export function controlResource(project: string, service: string, host: string): Resource {
+  return { id: `${project}:${service}`, kind: 'control', projectId: project, service, metadata: { host, service, project_id: project } };
 }
 
 export function serviceResource(service: string, host: string): Resource {

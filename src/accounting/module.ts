@@ -13,7 +13,8 @@ import { accountingCommands } from './cli.js';
 import { Collector } from './collector.js';
 import { accountingSection } from './config.js';
 import { AccountingKernel } from './kernel.js';
-import { makeSample, METERS, type Resource, type Sample } from './meters.js';
+import { ControlCost } from './control.js';
+import { controlResource, makeSample, METERS, type Resource, type Sample } from './meters.js';
 import { BusPublisher } from './publisher.js';
 import { byDestination, UsageStore } from './store.js';
 
@@ -91,6 +92,14 @@ export const accountingModule = defineModule({
         )
       : undefined;
 
+    // the control plane's cost per project, from the tracer's request and SQL events
+    const control = new ControlCost(
+      (pid, ts) => collector.cpuAt(pid, ts),
+      (key, meter) => store.lastValue(key, meter),
+    );
+    const unsubscribe = services
+      ? ctx.bus.subscribe({ name: 'accounting', capacity: 50_000, policy: 'drop-oldest', batch: 5000, handle: (b) => control.onEvents(b) })
+      : () => undefined;
     /** the latest value of every meter of every resource (metrics, publishing) */
     const latest = new Map<string, { resource: Resource; values: Map<string, number> }>();
     let lastPublish = 0;
@@ -100,6 +109,18 @@ export const accountingModule = defineModule({
       try {
         const now = Date.now();
         const r = collector.read(now);
+        // requests that ended more than a reading ago: their SQL arrived and a CPU reading follows them
+        control.settle(now - (c.intervalSeconds * 1000 + 500));
+        for (const t of control.list()) {
+          const res = controlResource(t.project, t.service, host);
+          r.resources.push(res);
+          r.values.push(
+            { resource: res.id, meter: 'api.requests', volume: t.requests },
+            { resource: res.id, meter: 'api.cpu', volume: Math.round(t.cpuNs) },
+            { resource: res.id, meter: 'api.sql.statements', volume: Math.round(t.sqlStatements * 1000) / 1000 },
+            { resource: res.id, meter: 'api.sql.time', volume: Math.round(t.sqlNs) },
+          );
+        }
         store.write(now, r.resources, r.values);
         const byId = new Map(r.resources.map((x) => [x.id, x]));
         for (const v of r.values) {
@@ -156,6 +177,7 @@ export const accountingModule = defineModule({
           ...collector.status(),
           instancesAccounted: collector.instances(),
           kernelLost: kernel.lost(),
+          controlPlane: { pending: control.pendingCount(), dropped: control.dropped, projects: control.list().length },
           errors,
           ...(lastError ? { lastError } : {}),
           store: store.stats(),
@@ -163,6 +185,7 @@ export const accountingModule = defineModule({
         },
       }),
       async stop() {
+        unsubscribe();
         clearInterval(timer);
         clearInterval(retention);
         tick();

@@ -16,7 +16,7 @@ import { profileToYaml } from '../../src/analytics/profile.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 import { DEFAULT_SENSITIVE_PATHS } from '../../src/trace/tracer.js';
 import { AgentProcess, until } from '../helpers/agent.js';
-import { skipKernel, unique } from '../helpers/kernel.js';
+import { pinDir, skipKernel, unique } from '../helpers/kernel.js';
 import { OpenStack, skipMariadb } from '../helpers/openstack.js';
 
 const run = promisify(execFile);
@@ -31,6 +31,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
   let os: OpenStack;
   let work: string;
   let agent: AgentProcess;
+  let pins: ReturnType<typeof pinDir>;
   let token = '';
   const service = unique('sbt-svc', 20).toLowerCase();
   const cliOut: string[] = [];
@@ -65,6 +66,7 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       `rules:\n  - service: ${service}\n    cmdline: "${service}-marker"\n  - service: ${service}-drift\n    cmdline: "${service}-drift-marker"\n`,
     );
     os = await OpenStack.start({ db: 'mariadb' });
+    pins = pinDir();
     agent = new AgentProcess(join(work, 'api.sock'), work);
     await agent.start({
       state_dir: join(work, 'state'),
@@ -72,11 +74,14 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       trace: { enabled: true, sensitive_paths: [...DEFAULT_SENSITIVE_PATHS, `${join(work, 'secure')}/`], rules_file: join(work, 'rules.yaml') },
       storage: { enabled: true },
       analytics: { bruteforce: { per_source: 8, per_user: 50 } },
+      pin_root: pins.dir,
+      accounting: { enabled: true, services: true, libvirt_dir: join(work, 'no-libvirt') },
     });
   });
 
   after(async () => {
     await agent?.stop();
+    pins?.remove();
     await os?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
   });
@@ -439,6 +444,34 @@ describe('e2e: the agent traces a real Keystone on MariaDB', { skip, timeout: 30
       timeout: 20_000,
     });
     assert.equal(again.stdout, 'True\n', 'lifted: the same open works');
+  });
+
+  test("each project's cost of Keystone: its requests, the worker's CPU and the SQL they ran (accounting)", async () => {
+    const t = await login(os.password);
+    const tok = t.headers.get('x-subject-token') ?? '';
+    const project = ((await t.json()) as { token: { project: { id: string } } }).token.project.id;
+    const N = 15;
+    for (let i = 0; i < N; i++) {
+      const r = await fetch(`${os.keystoneUrl}/users`, { headers: { 'x-auth-token': tok } });
+      assert.equal(r.status, 200);
+    }
+    type Row = { resource_id: string; meter: string; volume: number };
+    const rows = async (q: string) => (await agent.api('GET', `/v1/usage?since=${Date.now() - 600_000}&${q}`)).json as Row[];
+    const cost = async () =>
+      Object.fromEntries((await rows(`project=${project}`)).filter((r) => r.resource_id === `${project}:keystone`).map((r) => [r.meter, r.volume]));
+    await until('the requests attributed to the project', async () => ((await cost())['api.requests'] ?? 0) >= N + 1, 20_000);
+    const c = await cost();
+    // the SQL the tracer saw from Keystone's worker in the window: what was attributed cannot exceed it
+    const sql = (await events(`service=keystone&pid=${os.keystoneWorkerPid()}&type=sql.query&limit=10000`)).length;
+    assert.ok(c['api.sql.statements']! >= N, `every GET /v3/users runs SQL: ${c['api.sql.statements']} statements`);
+    assert.ok(c['api.sql.statements']! <= sql, `${c['api.sql.statements']} attributed of ${sql} statements seen`);
+    assert.ok(c['api.sql.time']! > 0);
+    // the worker's CPU while serving: more than nothing, less than the whole service used
+    const svc = Object.fromEntries((await rows('service=keystone')).filter((r) => r.resource_id.endsWith('-keystone')).map((r) => [r.meter, r.volume]));
+    assert.ok(c['api.cpu']! > 0 && c['api.cpu']! < svc.cpu!, `api.cpu ${c['api.cpu']} of the service's ${svc.cpu}`);
+    // failed authentications are nobody's project
+    const anon = (await rows('service=keystone')).filter((r) => r.resource_id === 'unauthenticated:keystone' && r.meter === 'api.requests');
+    assert.ok((anon[0]?.volume ?? 0) >= 1, 'the failed login of an earlier test');
   });
 
   test('redaction: the admin password, the database password and the issued token appear in no stored byte, log line or CLI output', async () => {
