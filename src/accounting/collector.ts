@@ -5,6 +5,7 @@
 // the agent needs to finish an instance's accounting after a restart (which
 // process, which taps, which disks) is kept in the usage store's state, so a
 // guest that ended while the agent was down is still flushed.
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { AcctTaskRec } from './abi.js';
 import { AcctClass, CLASS_NAMES, WatchKind } from './abi.js';
@@ -48,6 +49,8 @@ interface TrackedDisk {
 }
 interface Tracked {
   inst: Instance;
+  /** when this agent began accounting it (ms) */
+  since?: number;
   startTime: string;
   resource: Resource;
   taps: TrackedTap[];
@@ -73,6 +76,8 @@ export interface CollectorOptions {
   tapNamespaces?: string[];
   /** a tap no domain claims for this long is reported (default 30 s) */
   orphanSeconds?: number;
+  /** read the balloon's memory figures (memory.usage) this often through libvirt's read-only API; 0: never */
+  balloonSeconds?: number;
   /** live processes of the traced services (the tracer's identity) */
   services?: () => { pid: number; service: string }[];
 }
@@ -179,6 +184,10 @@ export class Collector {
     lastReadingMs: 0,
   };
   private readonly reported = new Set<string>();
+  /** memory.usage (MB) per domain name, from the balloon, read through virsh every balloonSeconds */
+  private readonly balloon = new Map<string, number>();
+  private balloonAt = 0;
+  private balloonRunning = false;
   /** recent cumulative CPU of each service process (ns), for the control-plane cost of requests */
   private readonly cpuHistory = new Map<number, { ts: number; cpu: number }[]>();
   /** services with retired totals (their values are reported even when no process runs) */
@@ -286,6 +295,7 @@ export class Collector {
       this.startInstance(pid, inst);
     }
     this.scanTaps(now);
+    this.readBalloons(now);
     this.syncServices(reading);
 
     const tasks = this.kernel.readTasks();
@@ -327,7 +337,7 @@ export class Collector {
     if (!startTime) return;
     const lead = this.kernel.readProcess(pid).find((r) => r.tid === pid);
     this.kernel.watch(pid, WatchKind.instance, lead?.dead_run_ns ?? 0);
-    const t: Tracked = { inst, startTime, resource: instanceResource(inst, this.opts.host), taps: [], disks: [] };
+    const t: Tracked = { inst, since: Date.now(), resource: instanceResource(inst, this.opts.host), startTime, taps: [], disks: [] };
     for (const d of inst.disks) {
       const source = d.source;
       if (!source?.startsWith('/')) continue;
@@ -387,6 +397,54 @@ export class Collector {
       }
     }
     if (changed || !this.store.state(`pid:${pid}`)) this.save(pid, t);
+  }
+
+  /**
+   * The balloon's figures (memory.usage, as Ceilometer computes it: available
+   * − usable, else available − unused) need libvirt's API: one read-only virsh
+   * for every domain at once, in the background, every balloonSeconds.
+   */
+  private readBalloons(now: number): void {
+    const period = (this.opts.balloonSeconds ?? 10) * 1000;
+    if (!period || this.balloonRunning || !this.tracked.size) return;
+    // a guest that has just booted reports its balloon figures a little later: ask again sooner
+    const missing = [...this.tracked.values()].some((t) => !this.balloon.has(t.inst.name) && now - (t.since ?? 0) < 60_000);
+    if (now - this.balloonAt < (missing ? Math.min(period, 2000) : period)) return;
+    this.balloonAt = now;
+    this.balloonRunning = true;
+    const names = [...this.tracked.values()].map((t) => t.inst.name).filter((n) => /^[A-Za-z0-9_.-]+$/.test(n));
+    const script = names.map((n) => `echo @@${n}; dommemstat ${n}`).join('; ');
+    execFile('virsh', ['-r', '-c', 'qemu:///system', script], { timeout: 30_000, maxBuffer: 8 << 20 }, (err, stdout) => {
+      this.balloonRunning = false;
+      if (err && !stdout) {
+        this.warnOnce(`balloon:${(err as Error).message}`, 'memory.usage: cannot read the balloon through libvirt', { error: (err as Error).message });
+        return;
+      }
+      let name = '';
+      let stats: Record<string, number> = {};
+      const flush = () => {
+        if (!name) return;
+        const used =
+          stats.usable !== undefined && stats.available !== undefined
+            ? stats.available - stats.usable
+            : stats.available !== undefined && stats.unused !== undefined
+              ? stats.available - stats.unused
+              : undefined;
+        if (used !== undefined) this.balloon.set(name, Math.round((used / 1024) * 1000) / 1000);
+        else this.balloon.delete(name);
+      };
+      for (const line of stdout.split('\n')) {
+        if (line.startsWith('@@')) {
+          flush();
+          name = line.slice(2).trim();
+          stats = {};
+          continue;
+        }
+        const [k, v] = line.trim().split(/\s+/);
+        if (k && v && /^\d+$/.test(v)) stats[k] = Number(v);
+      }
+      flush();
+    });
   }
 
   /**
@@ -477,6 +535,8 @@ export class Collector {
     r.values.push({ resource: res.id, meter: 'vcpus', volume: t.inst.flavor?.vcpus ?? t.inst.vcpus });
     const lead = threads.find((x) => x.tid === pid);
     if (lead) r.values.push({ resource: res.id, meter: 'memory.resident', volume: Math.round(((lead.rss_pages * PAGE) / 1048576) * 1000) / 1000 });
+    const usage = this.balloon.get(t.inst.name);
+    if (usage !== undefined) r.values.push({ resource: res.id, meter: 'memory.usage', volume: usage });
     this.tapValues(pid, t, r);
     this.diskValues(pid, t.disks, disk, r);
   }

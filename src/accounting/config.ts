@@ -20,6 +20,9 @@ export const accountingSection = defaultedSection({
     .default(['169.254.169.254/32', 'fe80::/10', 'ff00::/8', '224.0.0.0/4', '255.255.255.255/32'])
     .describe("the node's own services and the local segment: metadata, link-local and multicast (NDP, MLD); DHCP is recognised by its ports"),
   max_taps: int(16, 1_000_000, 1024).describe('taps counted at once (per-CPU memory: 2 slots of 176 bytes per tap per CPU)'),
+  balloon_seconds: int(0, 3600, 10).describe(
+    "read memory.usage (the guests' balloon figures) through libvirt's read-only API this often, for every domain in one virsh call; 0: never",
+  ),
   orphan_seconds: int(1, 3600, 30).describe('a tap no domain claims for this long is reported'),
   tap_namespaces: strList()
     .default([])

@@ -22,6 +22,7 @@ export const METERS: Record<string, MeterDef> = {
   cpu: m('cumulative', 'ns', true, 'CPU time used (all threads)'),
   vcpus: m('gauge', 'vcpu', true, 'virtual CPUs'),
   'memory.resident': m('gauge', 'MB', true, 'resident memory of the process on the host'),
+  'memory.usage': m('gauge', 'MB', true, "memory the guest uses, by its balloon's figures"),
   'cpu.wait': m('cumulative', 'ns', false, 'time runnable but waiting for a host CPU (run-queue delay)'),
   'network.incoming.bytes': m('cumulative', 'B', true, 'bytes received by the guest (the tap transmitted)'),
   'network.outgoing.bytes': m('cumulative', 'B', true, 'bytes sent by the guest (the tap received)'),

@@ -75,7 +75,14 @@ export const accountingModule = defineModule({
     const collector = new Collector(
       kernel,
       store,
-      { host, libvirtDir: c.libvirtDir, tapNamespaces: c.tapNamespaces, orphanSeconds: c.orphanSeconds, ...(services ? { services } : {}) },
+      {
+        host,
+        libvirtDir: c.libvirtDir,
+        tapNamespaces: c.tapNamespaces,
+        orphanSeconds: c.orphanSeconds,
+        balloonSeconds: c.balloonSeconds,
+        ...(services ? { services } : {}),
+      },
       ctx.log,
     );
     const publisher = c.publish.transportUrl

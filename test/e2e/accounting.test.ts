@@ -138,6 +138,7 @@ describe('e2e: resource accounting of libvirt guests', { skip, timeout: 900_000 
       1000,
     );
     await until('disk I/O of A', async () => (meters(await usage(`instance=${A.uuid}`), `${A.uuid}-vda`)['disk.device.write.bytes'] ?? 0) > 0, 60_000, 1000);
+    await until("A's balloon figures", async () => (meters(await usage(`instance=${A.uuid}`), A.uuid)['memory.usage'] ?? 0) > 0, 60_000, 1000);
     // freeze the guests: their counters stop, so ours and the kernel's can be compared exactly
     virsh('suspend', A.name);
     virsh('suspend', B.name);
@@ -168,6 +169,19 @@ describe('e2e: resource accounting of libvirt guests', { skip, timeout: 900_000 
       assert.equal(inst.vcpus, 1);
       const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pidA}/status`, 'utf8'))?.[1]) / 1024;
       assert.ok(Math.abs(inst['memory.resident']! - rss) / rss < 0.05, `memory.resident ${inst['memory.resident']} vs VmRSS ${rss}`);
+      // the balloon's figure, as Ceilometer computes it from libvirt (available − usable)
+      const mem = Object.fromEntries(
+        virsh('dommemstat', A.name)
+          .trim()
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/))
+          .map(([k, v]) => [k, Number(v)]),
+      );
+      const balloonMb = (mem.available - (mem.usable ?? mem.unused)) / 1024;
+      assert.ok(
+        inst['memory.usage']! > 0 && Math.abs(inst['memory.usage']! - balloonMb) / balloonMb < 0.1,
+        `memory.usage ${inst['memory.usage']} vs libvirt ${balloonMb}`,
+      );
       // disk: QEMU's own block statistics for vda
       const q = blkstat(A.name, 'vda');
       const d = meters(rows, `${A.uuid}-vda`);
