@@ -93,6 +93,8 @@ export interface CollectorStatus {
   tapErrors: string[];
   /** a cumulative value lower than the one stored before (kept at the stored value) */
   regressions: number;
+  /** the last one: what went backwards, from what to what */
+  lastRegression?: { resource: string; meter: string; stored: number; read: number; ts: number };
   readings: number;
   lastReadingMs: number;
 }
@@ -192,6 +194,10 @@ export class Collector {
   private readonly cpuHistory = new Map<number, { ts: number; cpu: number }[]>();
   /** services with retired totals (their values are reported even when no process runs) */
   private readonly retiredServices = new Set<string>();
+  /** a QEMU's network namespace (its inode), which does not change while it runs */
+  private readonly nsIno = new Map<number, number>();
+  /** this reading's exited-threads CPU of every watched process (one batched read) */
+  private exitedNow = new Map<number, { run_ns: number; wait_ns: number; slices: number }>();
   /** this reading's view of each namespace (devices, ifindexes, counters), by the namespace's inode */
   private views = new Map<number, NetnsDevices>();
   /** taps counted since they appeared, not (yet) claimed by a domain: cookie:ifindex → */
@@ -237,11 +243,14 @@ export class Collector {
   /** A namespace's devices for this reading (one setns per namespace per reading). */
   private view(where: number | string): NetnsDevices | undefined {
     const path = typeof where === 'number' ? `/proc/${where}/ns/net` : where ? netnsPath(where) : '/proc/self/ns/net';
-    let ino: number;
-    try {
-      ino = statSync(path).ino;
-    } catch {
-      return undefined;
+    let ino = typeof where === 'number' ? this.nsIno.get(where) : undefined;
+    if (ino === undefined) {
+      try {
+        ino = statSync(path).ino;
+      } catch {
+        return undefined;
+      }
+      if (typeof where === 'number') this.nsIno.set(where, ino);
     }
     let v = this.views.get(ino);
     if (!v) {
@@ -269,7 +278,8 @@ export class Collector {
     // instances that ended, or a pid that is now another process
     for (const [pid, t] of this.tracked) {
       const inst = running.get(pid);
-      if (inst && inst.uuid === t.inst.uuid && startTimeOf(pid) === t.startTime) continue;
+      // an unchanged status file is the same process (libvirt removes it when QEMU ends); re-check every 10th reading
+      if (inst && inst.uuid === t.inst.uuid && ((inst === t.inst && this.st.readings % 10 !== 0) || startTimeOf(pid) === t.startTime)) continue;
       this.finish(pid, t, reading);
     }
     // instances from a previous run of the agent that ended while it was down
@@ -299,6 +309,7 @@ export class Collector {
     this.syncServices(reading);
 
     const tasks = this.kernel.readTasks();
+    this.exitedNow = this.kernel.exitedAll();
     const byTgid = new Map<number, AcctTaskRec[]>();
     for (const r of tasks) {
       let l = byTgid.get(r.tgid);
@@ -327,6 +338,7 @@ export class Collector {
       const last = this.store.lastValue(v.resource, v.meter);
       if (last !== undefined && v.volume < last) {
         this.st.regressions++;
+        this.st.lastRegression = { resource: v.resource, meter: v.meter, stored: last, read: v.volume, ts: r.ts };
         v.volume = last;
       }
     }
@@ -526,7 +538,7 @@ export class Collector {
   }
 
   private instanceValues(pid: number, t: Tracked, threads: AcctTaskRec[], disk: ReturnType<AccountingKernel['readDisk']>, r: Reading): void {
-    const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
+    const ex = this.exitedNow.get(pid) ?? this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
     const cpu = ex.run_ns + threads.reduce((n, x) => n + x.run_ns, 0);
     const wait = ex.wait_ns + threads.reduce((n, x) => n + x.wait_ns, 0);
     const res = t.resource;
@@ -608,6 +620,7 @@ export class Collector {
     for (const x of t.taps) this.kernel.detachTap(x.ref);
     this.kernel.unwatch(pid);
     this.tracked.delete(pid);
+    this.nsIno.delete(pid);
     this.store.putState(`pid:${pid}`, undefined);
     r.ended.push(t.resource.id, ...t.taps.map((x) => x.resource.id), ...t.disks.map((d) => d.resource.id));
     this.log.info('instance accounting finished', { instance: t.inst.uuid, name: t.inst.name, pid });
@@ -633,7 +646,11 @@ export class Collector {
     }
     for (const [pid, s] of this.servicePids) {
       const other = want.get(pid);
-      if (startTimeOf(pid) === s.startTime && (other === undefined || other === s.service)) continue;
+      if (other === undefined || other === s.service) {
+        // listed by the tracer (which sees exits): alive, checked in /proc every 10th reading; else checked now
+        if (other === s.service && this.st.readings % 10 !== 0) continue;
+        if (startTimeOf(pid) === s.startTime) continue;
+      }
       // the process ended (or is another service's now): its final CPU and disk go into the service's retired totals
       const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
       const retired = this.store.state<Record<string, number>>(`svc:${s.service}`) ?? {};
@@ -671,7 +688,7 @@ export class Collector {
       const v = per.get(s.service) ?? {};
       per.set(s.service, v);
       const threads = byTgid.get(pid) ?? [];
-      const ex = this.kernel.exitedCpu(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
+      const ex = this.exitedNow.get(pid) ?? { run_ns: 0, wait_ns: 0, slices: 0 };
       const cpu = ex.run_ns + threads.reduce((n, x) => n + x.run_ns, 0);
       v.cpu = (v.cpu ?? 0) + cpu;
       let h = this.cpuHistory.get(pid);

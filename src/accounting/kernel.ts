@@ -179,7 +179,12 @@ export class AccountingKernel {
 
   /** Every watched process with its kind and, for a service's child the kernel added, its parent. */
   watchedEntries(): { tgid: number; kind: number; parent: number }[] {
-    return [...this.t.watched.entries()].map(([tgid, v]) => ({ tgid, kind: v.kind, parent: v.parent }));
+    return this.t.watched.dump().map(([tgid, v]) => ({ tgid, kind: v.kind, parent: v.parent }));
+  }
+
+  /** Every watched process's exited-threads CPU at once (one batched read). */
+  exitedAll(): Map<number, { run_ns: number; wait_ns: number; slices: number }> {
+    return new Map(this.t.exited.dump());
   }
 
   exitedCpu(tgid: number): { run_ns: number; wait_ns: number; slices: number } | undefined {
@@ -213,7 +218,7 @@ export class AccountingKernel {
   }
 
   readDisk(): [DiskKeyT, DiskValueT][] {
-    return [...this.t.disk.entries()];
+    return this.t.disk.dump();
   }
 
   setRules(rules: ClassRule[]): void {
@@ -306,10 +311,15 @@ export class AccountingKernel {
     return fresh;
   }
 
-  readTap(ref: TapRef): TapCounts | undefined {
-    const slot = this.findSlot(ref).found;
-    if (slot === undefined) return undefined;
-    const values = this.t.taps.lookup(slot);
+  /** A tap's counters; `ref.slot` remembers where it was found (checked against the slot's key each time). */
+  readTap(ref: TapRef & { slot?: number }): TapCounts | undefined {
+    let values = ref.slot !== undefined ? this.t.taps.lookup(ref.slot) : undefined;
+    if (!values || values[0]?.ifindex !== ref.ifindex || values[0]?.netns !== ref.netns) {
+      const slot = this.findSlot(ref).found;
+      if (slot === undefined) return undefined;
+      ref.slot = slot;
+      values = this.t.taps.lookup(slot);
+    }
     if (!values) return undefined;
     const out = emptyCounts();
     for (let d = 0; d < 2; d++)
