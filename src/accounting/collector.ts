@@ -194,6 +194,10 @@ export class Collector {
   private readonly cpuHistory = new Map<number, { ts: number; cpu: number }[]>();
   /** services with retired totals (their values are reported even when no process runs) */
   private readonly retiredServices = new Set<string>();
+  /** the previous run's instances were looked at (first reading) */
+  private recovered = false;
+  /** the instances whose state row is written */
+  private readonly saved = new Set<number>();
   /** a QEMU's network namespace (its inode), which does not change while it runs */
   private readonly nsIno = new Map<number, number>();
   /** this reading's exited-threads CPU of every watched process (one batched read) */
@@ -282,8 +286,8 @@ export class Collector {
       if (inst && inst.uuid === t.inst.uuid && ((inst === t.inst && this.st.readings % 10 !== 0) || startTimeOf(pid) === t.startTime)) continue;
       this.finish(pid, t, reading);
     }
-    // instances from a previous run of the agent that ended while it was down
-    for (const key of this.store.stateKeys('pid:')) {
+    // instances from a previous run of the agent (re-adopted, or finished if they ended while it was down): once
+    for (const key of this.recovered ? [] : this.store.stateKeys('pid:')) {
       const pid = Number(key.slice(4));
       if (this.tracked.has(pid)) continue;
       const saved = this.store.state<SavedInstance>(key);
@@ -295,6 +299,7 @@ export class Collector {
       }
       this.finish(pid, { ...saved, inst: { ...saved.inst, vcpuThreads: new Map(saved.inst.vcpuThreads) } }, reading);
     }
+    this.recovered = true;
     for (const [pid, inst] of running) {
       const t = this.tracked.get(pid);
       if (t) {
@@ -408,7 +413,7 @@ export class Collector {
         this.warnOnce(`tap:${msg}`, 'an instance interface cannot be counted', { instance: t.inst.uuid, tap: vnic.tap, error: (err as Error).message });
       }
     }
-    if (changed || !this.store.state(`pid:${pid}`)) this.save(pid, t);
+    if (changed || !this.saved.has(pid)) this.save(pid, t);
   }
 
   /**
@@ -535,6 +540,7 @@ export class Collector {
   private save(pid: number, t: Tracked): void {
     const saved: SavedInstance = { ...t, inst: { ...t.inst, vcpuThreads: [...t.inst.vcpuThreads] } };
     this.store.putState(`pid:${pid}`, saved);
+    this.saved.add(pid);
   }
 
   private instanceValues(pid: number, t: Tracked, threads: AcctTaskRec[], disk: ReturnType<AccountingKernel['readDisk']>, r: Reading): void {
@@ -622,6 +628,7 @@ export class Collector {
     this.tracked.delete(pid);
     this.nsIno.delete(pid);
     this.store.putState(`pid:${pid}`, undefined);
+    this.saved.delete(pid);
     r.ended.push(t.resource.id, ...t.taps.map((x) => x.resource.id), ...t.disks.map((d) => d.resource.id));
     this.log.info('instance accounting finished', { instance: t.inst.uuid, name: t.inst.name, pid });
   }

@@ -76,7 +76,9 @@ export class AgentProcess {
       file,
       stringify({ trace: { enabled: false }, storage: { enabled: false }, accounting: { enabled: false }, ...config, api: { listen: `unix:${this.socket}` } }),
     );
-    const child = spawn(process.execPath, [cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // STACKBPF_AGENT_NODE_FLAGS: node flags for the agent (a profile: --cpu-prof --cpu-prof-dir=DIR)
+    const flags = (process.env.STACKBPF_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...flags, cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr?.on('data', (c) => (this.log += c));
     await until('the agent API to answer', async () => (await this.api('GET', '/v1/status')).status === 200);
