@@ -49,16 +49,25 @@ function cpuSeconds(pids: number[]): number {
   }
   return ticks / HZ;
 }
-/** Processes whose command line contains `needle`. */
-function pidsMatching(needle: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
+/**
+ * CPU seconds of a process tree: the process with the children it reaped
+ * (cutime, cstime), and its live descendants. Ceilometer's agents are a
+ * cotyledon master and forked workers that rename themselves.
+ */
+function treeCpu(pid: number | undefined): number {
+  if (!pid) return 0;
+  let ticks = 0;
+  const walk = (p: number, reaped: boolean): void => {
     try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(needle)) out.push(Number(d));
+      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0);
+      for (const t of readdirSync(`/proc/${p}/task`))
+        for (const c of readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) walk(Number(c), true);
     } catch {}
-  }
-  return out;
+  };
+  walk(pid, true);
+  return ticks / HZ;
 }
 function schedCpu(pid: number): number {
   let n = 0;
@@ -172,10 +181,10 @@ async function guestsPart(duration: number): Promise<Record<string, unknown>> {
     const t0 = Date.now();
     const agentPids = [agent.pid as number];
     const cpu0 = {
-      agent: cpuSeconds(agentPids),
-      p10: cpuSeconds(pidsMatching('ceilometer-poll10.conf')),
-      p300: cpuSeconds(pidsMatching('ceilometer-poll300.conf')),
-      notif: cpuSeconds(pidsMatching('ceilometer-main.conf')),
+      agent: treeCpu(agentPids[0]),
+      p10: treeCpu(poll10.pid),
+      p300: treeCpu(poll300.pid),
+      notif: treeCpu(ceilo.notificationPid),
     };
     // traffic into A from the host side: UDP to a closed port (the guest answers with ICMP), bounded;
     // it stops 5 s before the guests are frozen (frames sent to a frozen guest are dropped by its tap)
@@ -200,12 +209,12 @@ async function guestsPart(duration: number): Promise<Record<string, unknown>> {
     const tapC = lab.tapCounters(tapName(C.portId));
     // our agent killed mid-traffic and restarted
     log('restart');
-    let agentCpuBeforeKill = cpuSeconds(agentPids) - cpu0.agent;
+    let agentCpuBeforeKill = treeCpu(agentPids[0]) - cpu0.agent;
     await agent.stop('SIGKILL');
     await sleep(5000);
     await agent.start(config, 'agent-restarted');
     const agentPid2 = agent.pid as number;
-    const cpuAgent2 = cpuSeconds([agentPid2]);
+    const cpuAgent2 = treeCpu(agentPid2);
     const remaining = duration * 1000 - (Date.now() - t0);
     if (remaining > 0) await sleep(remaining);
     // freeze; wait for a Ceilometer poll after the freeze and two of our readings
@@ -215,12 +224,12 @@ async function guestsPart(duration: number): Promise<Record<string, unknown>> {
     const frozenAt = Date.now();
     await sleep(1500);
     const wall = (Date.now() - t0) / 1000;
-    agentCpuBeforeKill += cpuSeconds([agentPid2]) - cpuAgent2;
+    agentCpuBeforeKill += treeCpu(agentPid2) - cpuAgent2;
     const cost = {
-      agent_cpu_pct: round((agentCpuBeforeKill / wall) * 100, 3),
-      ceilometer_cpu_pct: round(((cpuSeconds(pidsMatching('ceilometer-poll10.conf')) - cpu0.p10) / wall) * 100, 3),
-      ceilometer_300s_cpu_pct: round(((cpuSeconds(pidsMatching('ceilometer-poll300.conf')) - cpu0.p300) / wall) * 100, 3),
-      ceilometer_notification_cpu_pct: round(((cpuSeconds(pidsMatching('ceilometer-main.conf')) - cpu0.notif) / wall) * 100, 3),
+      agent_cpu_pct: round((agentCpuBeforeKill / wall) * 100, 3), // with its virsh children (the balloon figures)
+      ceilometer_cpu_pct: round(((treeCpu(poll10.pid) - cpu0.p10) / wall) * 100, 3),
+      ceilometer_300s_cpu_pct: round(((treeCpu(poll300.pid) - cpu0.p300) / wall) * 100, 3),
+      ceilometer_notification_cpu_pct: round(((treeCpu(ceilo.notificationPid) - cpu0.notif) / wall) * 100, 3),
     };
     const truth = {
       tapA: lab.tapCounters(tapName(A.portId)),
@@ -371,7 +380,7 @@ async function scalePart(taps: number, seconds: number): Promise<Record<string, 
     await until('every instance accounted', async () => (await agent.api('GET', '/v1/status')).json.accounting.instances >= taps, 180_000, 1000);
     await sleep(3000);
     const pid = agent.pid as number;
-    const c0 = cpuSeconds([pid]);
+    const c0 = treeCpu(pid);
     const readings: number[] = [];
     const t0 = Date.now();
     while (Date.now() - t0 < seconds * 1000) {
@@ -384,7 +393,7 @@ async function scalePart(taps: number, seconds: number): Promise<Record<string, 
       scale_taps: taps,
       scale_instances: st.instances,
       scale_taps_counted: st.taps,
-      scale_cpu_ms_per_s: round(((cpuSeconds([pid]) - c0) / wall) * 1000, 1),
+      scale_cpu_ms_per_s: round(((treeCpu(pid) - c0) / wall) * 1000, 1),
       scale_reading_ms: { median: round(median(readings), 1), max: round(Math.max(...readings), 1) },
       scale_rss_mb: round(rssMb(pid), 1),
     };

@@ -278,9 +278,16 @@ int acct_tasks(struct bpf_iter__task *ctx)
 	struct acct_task_rec r = {};
 	r.tgid = tgid;
 	r.tid = task->pid;
-	r.run_ns = task->se.sum_exec_runtime;
-	r.wait_ns = task->sched_info.run_delay;
-	r.slices = task->sched_info.pcount;
+	/* a thread on its way out (PF_EXITING) is counted by acct_exit once it
+	 * gets there: counting it here too would add it twice until it is reaped */
+	int exiting = task->flags & 0x4; /* PF_EXITING */
+	if (exiting && r.tid != tgid)
+		return 0;
+	if (!exiting) {
+		r.run_ns = task->se.sum_exec_runtime;
+		r.wait_ns = task->sched_info.run_delay;
+		r.slices = task->sched_info.pcount;
+	}
 	if (r.tid == tgid) {
 		struct signal_struct *sig = task->signal;
 		if (sig)

@@ -171,11 +171,15 @@ workers = 1
     return conf;
   }
 
+  /** the notification agent's master process */
+  notificationPid: number | undefined;
+
   /** ceilometer-agent-notification, consuming until the queue has a consumer. */
   async startNotification(): Promise<void> {
     const conf = this.conf({});
     const p = spawn('nice', ['-n', '10', 'ceilometer-agent-notification', '--config-file', conf], { stdio: 'ignore' });
     this.procs.push(p);
+    this.notificationPid = p.pid;
     await until(
       'the notification agent to consume notifications.sample',
       () => /notifications\.sample\s+[1-9]/.test(this.rabbitctl('list_queues', 'name', 'consumers').out),
