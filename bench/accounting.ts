@@ -37,18 +37,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (m: string) => process.stderr.write(`accounting: ${m}\n`);
 const HZ = 100;
 
-/** CPU seconds (utime + stime) of processes. */
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch {}
-  }
-  return ticks / HZ;
-}
 /**
  * CPU seconds of a process tree: the process with the children it reaped
  * (cutime, cstime), and its live descendants. Ceilometer's agents are a
