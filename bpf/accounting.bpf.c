@@ -14,10 +14,10 @@
  * acct_fork (sched_process_fork): a watched service's children are watched.
  * acct_exit (sched_process_exit): a watched thread's final figures, so a
  *   process that ends between two reads is still fully accounted.
- * acct_io_start / acct_rq_complete / acct_io_done (block layer tp_btf):
- *   requests, bytes and latency per watched process, block device and
- *   direction. A request belongs to the process that started it (the task
- *   that submitted the I/O: a qemu thread for a guest's disk with cache=none).
+ * acct_bio_queue / acct_io_start / acct_io_done (block layer tp_btf): bytes
+ *   per bio as the process submits it, requests and their latency per request
+ *   the process started; per watched process, block device and direction (a
+ *   qemu thread submits a guest's I/O with cache=none).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -93,7 +93,6 @@ struct {
 
 struct inflight_io {
 	__u64 start_ns;
-	__u64 bytes;
 	__u32 tgid;
 	__u32 dev;
 	__u32 op;
@@ -354,6 +353,44 @@ int BPF_PROG(acct_fork, struct task_struct *parent, struct task_struct *child)
 
 /* ---- disk ---- */
 
+static __always_inline __u32 fs_own_work(void)
+{
+	return (1u << bpf_core_enum_value(enum req_flag_bits, __REQ_META)) | (1u << bpf_core_enum_value(enum req_flag_bits, __REQ_RAHEAD));
+}
+
+static __always_inline struct acct_disk *disk_entry(__u32 tgid, __u32 dev, __u32 op)
+{
+	struct acct_disk_key k = { .tgid = tgid, .dev = dev, .op = op };
+	struct acct_disk *d = bpf_map_lookup_elem(&disk_stats, &k);
+	if (d)
+		return d;
+	struct acct_disk z = {};
+	bpf_map_update_elem(&disk_stats, &k, &z, BPF_NOEXIST);
+	d = bpf_map_lookup_elem(&disk_stats, &k);
+	if (!d)
+		count_lost(&disk_lost);
+	return d;
+}
+
+/* Bytes per bio, as the process submits it: a bio the block layer later
+ * merges into a request another process started still counts for its own. */
+SEC("tp_btf/block_bio_queue")
+int BPF_PROG(acct_bio_queue, struct bio *bio)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&watched, &tgid))
+		return 0;
+	__u32 flags = bio->bi_opf;
+	__u32 op = flags & 0xff;
+	if (op > 1 || (flags & fs_own_work()))
+		return 0;
+	__u32 dev = BPF_CORE_READ(bio, bi_bdev, bd_disk, part0, bd_dev);
+	struct acct_disk *d = disk_entry(tgid, dev, op);
+	if (d)
+		__sync_fetch_and_add(&d->bytes, bio->bi_iter.bi_size);
+	return 0;
+}
+
 SEC("tp_btf/block_io_start")
 int BPF_PROG(acct_io_start, struct request *rq)
 {
@@ -367,8 +404,7 @@ int BPF_PROG(acct_io_start, struct request *rq)
 	/* the file system's own work done in the process's context (inode and
 	 * journal updates on fsync, readahead of the files it maps) is not the
 	 * guest's I/O: the guest's disk with cache=none is direct I/O */
-	__u32 skip = (1u << bpf_core_enum_value(enum req_flag_bits, __REQ_META)) | (1u << bpf_core_enum_value(enum req_flag_bits, __REQ_RAHEAD));
-	if (flags & skip)
+	if (flags & fs_own_work())
 		return 0;
 	struct inflight_io f = { .start_ns = bpf_ktime_get_ns(), .tgid = tgid, .op = op };
 	/* the whole disk (rq->part is set only after this tracepoint) */
@@ -379,16 +415,6 @@ int BPF_PROG(acct_io_start, struct request *rq)
 	return 0;
 }
 
-SEC("tp_btf/block_rq_complete")
-int BPF_PROG(acct_rq_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
-{
-	__u64 key = (__u64)rq;
-	struct inflight_io *f = bpf_map_lookup_elem(&inflight, &key);
-	if (f && !error)
-		__sync_fetch_and_add(&f->bytes, nr_bytes);
-	return 0;
-}
-
 SEC("tp_btf/block_io_done")
 int BPF_PROG(acct_io_done, struct request *rq)
 {
@@ -396,22 +422,13 @@ int BPF_PROG(acct_io_done, struct request *rq)
 	struct inflight_io *f = bpf_map_lookup_elem(&inflight, &key);
 	if (!f)
 		return 0;
-	struct acct_disk_key k = { .tgid = f->tgid, .dev = f->dev, .op = f->op };
+	__u32 tgid = f->tgid, dev = f->dev, op = f->op;
 	__u64 lat = bpf_ktime_get_ns() - f->start_ns;
-	__u64 bytes = f->bytes;
 	bpf_map_delete_elem(&inflight, &key);
-	struct acct_disk *d = bpf_map_lookup_elem(&disk_stats, &k);
-	if (!d) {
-		struct acct_disk z = {};
-		bpf_map_update_elem(&disk_stats, &k, &z, BPF_NOEXIST);
-		d = bpf_map_lookup_elem(&disk_stats, &k);
-		if (!d) {
-			count_lost(&disk_lost);
-			return 0;
-		}
-	}
+	struct acct_disk *d = disk_entry(tgid, dev, op);
+	if (!d)
+		return 0;
 	__sync_fetch_and_add(&d->requests, 1);
-	__sync_fetch_and_add(&d->bytes, bytes);
 	__sync_fetch_and_add(&d->latency_ns, lat);
 	return 0;
 }

@@ -6,7 +6,7 @@
 // process, which taps, which disks) is kept in the usage store's state, so a
 // guest that ended while the agent was down is still flushed.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import type { AcctTaskRec } from './abi.js';
 import { AcctClass, CLASS_NAMES, WatchKind } from './abi.js';
 import { type NetnsDevices, netnsDevices, netnsPath, withNetns } from '../ebpf/index.js';
@@ -107,19 +107,36 @@ export function kernelDev(stDev: number): number {
   return ((major << 20) | minor) >>> 0;
 }
 
-/** The whole disk's dev_t for a file's device (a partition's parent), as the block layer's requests carry it. */
+/**
+ * The whole disk a file's device writes to, as the block layer's requests
+ * carry it: a partition's parent; below device-mapper (LVM) or MD, the one
+ * disk under it (a stack over several disks is not followed: its I/O cannot
+ * be told apart by disk, and the file's own device is returned).
+ */
 export function wholeDiskDev(stDev: number): number {
-  const dev = kernelDev(stDev);
-  const major = dev >>> 20;
-  const minor = dev & 0xfffff;
-  try {
-    if (existsSync(`/sys/dev/block/${major}:${minor}/partition`)) {
-      const parent = readFileSync(`/sys/dev/block/${major}:${minor}/../dev`, 'utf8').trim().split(':').map(Number);
-      return (((parent[0] as number) << 20) | (parent[1] as number)) >>> 0;
-    }
-  } catch {}
+  let dev = kernelDev(stDev);
+  for (let hops = 0; hops < 8; hops++) {
+    const sys = `/sys/dev/block/${dev >>> 20}:${dev & 0xfffff}`;
+    try {
+      if (existsSync(`${sys}/partition`)) {
+        dev = devOf(readFileSync(`${sys}/../dev`, 'utf8'));
+        continue;
+      }
+      const slaves = existsSync(`${sys}/slaves`) ? readdirSync(`${sys}/slaves`) : [];
+      if (slaves.length === 1) {
+        dev = devOf(readFileSync(`${sys}/slaves/${slaves[0]}/dev`, 'utf8'));
+        continue;
+      }
+    } catch {}
+    break;
+  }
   return dev;
 }
+
+const devOf = (text: string): number => {
+  const [major, minor] = text.trim().split(':').map(Number);
+  return (((major as number) << 20) | (minor as number)) >>> 0;
+};
 
 function startTimeOf(pid: number): string | undefined {
   try {

@@ -108,7 +108,7 @@ export class AccountingKernel {
     const k = new AccountingKernel(obj, pinDir, iter);
     k.slots = slots;
     try {
-      for (const p of ['acct_exit', 'acct_fork', 'acct_io_start', 'acct_rq_complete', 'acct_io_done']) k.pinnedTrace(p);
+      for (const p of ['acct_exit', 'acct_fork', 'acct_bio_queue', 'acct_io_start', 'acct_io_done']) k.pinnedTrace(p);
     } catch (err) {
       k.close();
       throw err;
