@@ -82,7 +82,10 @@ export class ControlCost {
   /** Attribute the requests that ended before `upTo` (their SQL has arrived, a CPU reading follows them). */
   settle(upTo: number): void {
     const ready = this.pending.filter((r) => r.end <= upTo);
-    if (!ready.length) return this.trim(upTo);
+    if (!ready.length) {
+      this.trim(upTo);
+      return;
+    }
     const keep = this.pending.filter((r) => r.end > upTo);
     this.pending.length = 0;
     this.pending.push(...keep);
