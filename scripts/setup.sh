@@ -2,7 +2,8 @@
 # Set up stackbpf on this machine (as root) and run the main job:
 #   scripts/setup.sh              run the agent: with /etc/stackbpf/stackbpf.yaml (or $STACKBPF_CONFIG)
 #                                 if there is one, else with the defaults (tracing of the OpenStack
-#                                 services and event storage in /var/lib/stackbpf; no data plane)
+#                                 services, event storage and resource accounting in /var/lib/stackbpf;
+#                                 no data plane)
 #   scripts/setup.sh --lab        build the namespace lab and run the agent on it (a demo node:
 #                                 ping 198.51.100.10 from the lab's upstream router; Ctrl-C stops)
 #   scripts/setup.sh --doctor     only stackbpf doctor
@@ -28,8 +29,9 @@ case "$mode" in
     fi
     $cli doctor || exit 1
     echo
-    echo "No configuration at $config: running the agent with the defaults (tracing and event"
-    echo "storage; no data plane). Watch it with: node dist/src/cli/main.js trace   (or: status)"
+    echo "No configuration at $config: running the agent with the defaults (tracing, event storage"
+    echo "and resource accounting; no data plane). Watch it with: node dist/src/cli/main.js trace"
+    echo "(or: status, usage)"
     echo "For the data plane write a configuration (docs/configuration.md), or try the lab:"
     echo "bash scripts/setup.sh --lab"
     exec $cli agent ;;

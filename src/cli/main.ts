@@ -13,7 +13,7 @@ import { traceCommands } from '../trace/cli.js';
 // the core commands here; a module's own from its folder (ModuleDefinition.cli names the same objects)
 const commands: Record<string, Command> = {
   agent: {
-    summary: 'run the agent: kernel tracing of the OpenStack services, event storage, the XDP/TC data plane when configured, local API',
+    summary: 'run the agent: kernel tracing of the OpenStack services, event storage, resource accounting, the XDP/TC data plane when configured, local API',
     usage: 'stackbpf agent [--config FILE]',
     help: `Runs everything this node needs, as one process:
 - tracing (on by default): attaches the tracer's tracepoints, recognises the
@@ -22,6 +22,10 @@ const commands: Record<string, Command> = {
   processes, file accesses, connections, HTTP API calls and SQL statements
   with secrets redacted (docs/tracing.md);
 - event storage in SQLite under state_dir, with retention by age and size;
+- resource accounting (on by default): the instances libvirt runs here and
+  the traced services, measured in the kernel once per second in
+  Ceilometer's meters, stored, on /metrics and, with
+  accounting.publish.transport_url, on the message bus (docs/accounting.md);
 - the data plane, when dataplane.provider_interfaces lists NICs: re-adopts
   pinned programs and maps from an earlier run (traffic never stops),
   attaches XDP and the TC return path, keeps the exposure maps equal to the
