@@ -294,6 +294,8 @@ export class Collector {
     this.st.domainErrors = scan.errors;
     for (const e of scan.errors) this.warnOnce(`dom:${e.file}:${e.error}`, 'a libvirt domain file cannot be read: its instance is not accounted', e);
     const running = new Map<number, Instance>();
+    // a domain is taken on as soon as libvirt starts it (paused while QEMU opens its images): all the
+    // I/O QEMU does for the instance counts, its own probing of the images included
     for (const inst of scan.instances) if (inst.state === 'running' || inst.state === 'paused') running.set(inst.pid, inst);
 
     // instances that ended, or a pid that is now another process

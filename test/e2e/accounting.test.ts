@@ -190,7 +190,12 @@ describe('e2e: resource accounting of libvirt guests', { skip, timeout: 900_000 
       const q = blkstat(A.name, 'vda');
       const d = meters(rows, `${A.uuid}-vda`);
       assert.equal(d['disk.device.write.bytes'], q.wr_bytes, `write bytes vs QEMU ${JSON.stringify(q)} ours ${JSON.stringify(d)}`);
-      assert.equal(d['disk.device.read.bytes'], q.rd_bytes, `read bytes vs QEMU ${JSON.stringify(q)}`);
+      // QEMU probes its image when it opens it (direct reads of 512 B and 4 KiB at its start), which it does
+      // not count as the guest's: ours includes them, so reads are at least QEMU's and at most 16 KiB more
+      assert.ok(
+        d['disk.device.read.bytes']! >= q.rd_bytes! && d['disk.device.read.bytes']! - q.rd_bytes! <= 16384,
+        `read bytes ${d['disk.device.read.bytes']} vs QEMU ${JSON.stringify(q)}`,
+      );
       assert.ok(d['disk.device.write.requests']! > 0 && d['disk.device.read.latency']! > 0);
       // the project: A's resources, none of B's
       const p1 = await usage(`project=${P1}`);
