@@ -17,6 +17,8 @@ import {
   u32,
   u64n,
 } from '../ebpf/index.js';
+import { c, libbpf } from '../ebpf/native.js';
+import { programInfoByFd } from '../ebpf/program.js';
 import { objectPath } from '../paths.js';
 import {
   ACCT_CLASSES,
@@ -99,6 +101,27 @@ export class AccountingKernel {
     try {
       obj.setMaxEntries('tap_slots', slots);
       obj.setConstant('tap_mask', slots - 1);
+      // a map an earlier version pinned with another layout cannot be re-adopted: its contents start over
+      // (an upgrade must not keep accounting from starting; what is lost is said)
+      for (const name of obj.mapNames) {
+        const path = `${pinDir}/maps/${name}`;
+        if (!existsSync(path)) continue;
+        let other: string | undefined;
+        try {
+          const m = BpfMap.fromPin(path);
+          const want = obj.mapSpec(name);
+          const got = m.info;
+          m.close();
+          if (got.type !== want.type || got.keySize !== want.keySize || got.valueSize !== want.valueSize || got.maxEntries !== want.maxEntries)
+            other = `${got.keySize}/${got.valueSize}/${got.maxEntries} → ${want.keySize}/${want.valueSize}/${want.maxEntries}`;
+        } catch {
+          continue; // not ours to judge: the load says what is wrong
+        }
+        if (other) {
+          rmSync(path);
+          opts.onReset?.(`accounting map ${name} was pinned by another version (key/value/entries ${other}): its contents start over`);
+        }
+      }
       await obj.load();
       iter = obj.program('acct_tasks').attachIter();
     } catch (err) {
@@ -108,7 +131,18 @@ export class AccountingKernel {
     const k = new AccountingKernel(obj, pinDir, iter);
     k.slots = slots;
     try {
-      for (const p of ['acct_exit', 'acct_fork', 'acct_bio_queue', 'acct_io_start', 'acct_io_done']) k.pinnedTrace(p);
+      const hooks = ['acct_exit', 'acct_fork', 'acct_bio_queue', 'acct_io_start', 'acct_io_done'];
+      // a hook an earlier version had and this one does not: its program would run on, on old maps
+      for (const n of readdirSync(`${pinDir}/links`)) {
+        if (n.startsWith('tap-') || hooks.includes(n)) continue;
+        try {
+          Link.fromPin(`${pinDir}/links/${n}`).detach();
+        } catch {
+          rmSync(`${pinDir}/links/${n}`, { force: true });
+        }
+        opts.onReset?.(`accounting hook ${n} of an earlier version removed`);
+      }
+      for (const p of hooks) k.pinnedTrace(p);
     } catch (err) {
       k.close();
       throw err;
@@ -120,19 +154,31 @@ export class AccountingKernel {
     return this.obj;
   }
 
-  /** tp_btf links stay pinned: the kernel keeps accounting while the agent restarts. */
+  /**
+   * tp_btf links stay pinned: the kernel keeps accounting while the agent
+   * restarts. A pinned link that runs another version's program (an upgrade:
+   * its maps may be the old ones) is replaced: the new one is attached first,
+   * then the old one let go.
+   */
   private pinnedTrace(prog: string): void {
     const path = `${this.pinDir}/links/${prog}`;
+    let old: Link | undefined;
     if (existsSync(path)) {
       try {
         const l = Link.fromPin(path);
-        l.close();
-        return;
+        if (programTag(l.info().progId) === programInfoByFd(this.obj.program(prog).fd).tag) {
+          l.close();
+          return;
+        }
+        old = l;
       } catch {
         // a stale pin: attach afresh
       }
     }
     const link = this.obj.program(prog).attachTrace();
+    if (old) {
+      old.detach(); // removes the pin; the new link takes its place
+    } else if (existsSync(path)) rmSync(path);
     link.pin(path);
     this.links.push(link);
   }
@@ -418,3 +464,14 @@ function encodeRule(r: ClassRule): { rule: ReturnType<typeof AcctRule.decode>; l
 }
 
 const bswap = (x: number): number => (((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | ((x >>> 24) & 0xff)) >>> 0;
+
+/** The tag of a loaded program by id ("" when it is gone). */
+function programTag(id: number): string {
+  const fd = libbpf.bpf_prog_get_fd_by_id(id) as number;
+  if (fd < 0) return '';
+  try {
+    return programInfoByFd(fd).tag;
+  } finally {
+    c.close(fd);
+  }
+}
