@@ -28,7 +28,7 @@ import { objectPath } from '../src/paths.js';
 import { AgentProcess, until } from '../test/helpers/agent.js';
 import { RabbitAndCeilometer } from '../test/helpers/ceilometer.js';
 import { pinDir } from '../test/helpers/kernel.js';
-import { type GuestSpec, LibvirtLab, tapName, uuid4 } from '../test/helpers/libvirt.js';
+import { blkstat, type GuestSpec, LibvirtLab, schedCpu, tapName, uuid4, virsh } from '../test/helpers/libvirt.js';
 import { ipv4Packet, ipv6Packet } from '../test/helpers/packets.js';
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -57,25 +57,7 @@ function treeCpu(pid: number | undefined): number {
   walk(pid, true);
   return ticks / HZ;
 }
-function schedCpu(pid: number): number {
-  let n = 0;
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      n += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {}
-  }
-  return n;
-}
 const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-const virsh = (...a: string[]) => execFileSync('virsh', ['-q', '-c', 'qemu:///system', ...a], { encoding: 'utf8' });
-function blkstat(domain: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const line of virsh('domblkstat', domain, 'vda').split('\n')) {
-    const [, k, v] = line.trim().split(/\s+/);
-    if (k && v) out[k] = Number(v);
-  }
-  return out;
-}
 const errPct = (got: number | undefined, truth: number): number =>
   got === undefined ? 100 : truth === 0 ? (got === 0 ? 0 : 100) : (Math.abs(got - truth) / truth) * 100;
 

@@ -4,15 +4,15 @@
 // scheduler's per-thread CPU time (/proc/PID/task/*/schedstat) and QEMU's
 // own block statistics (virsh domblkstat).
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AgentProcess, until } from '../helpers/agent.js';
 import { pinDir, skipKernel } from '../helpers/kernel.js';
-import { type GuestSpec, LibvirtLab, libvirtMissing, tapName, uuid4 } from '../helpers/libvirt.js';
+import { blkstat, type GuestSpec, LibvirtLab, libvirtMissing, schedCpu, tapName, uuid4, virsh } from '../helpers/libvirt.js';
 import { freePort } from '../helpers/ovsdb.js';
 import { stringify } from 'yaml';
 
@@ -28,29 +28,6 @@ interface Row {
   instance_id: string | null;
   meter: string;
   volume: number;
-}
-
-const virsh = (...args: string[]): string => execFileSync('virsh', ['-q', '-c', 'qemu:///system', ...args], { encoding: 'utf8' });
-
-/** The scheduler's CPU time of every live thread of a process, ns. */
-function schedCpu(pid: number): number {
-  let n = 0;
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      n += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {}
-  }
-  return n;
-}
-
-/** QEMU's block statistics of a disk: rd_req rd_bytes wr_req wr_bytes ... */
-function blkstat(domain: string, dev: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const line of virsh('domblkstat', domain, dev).split('\n')) {
-    const [, k, v] = line.trim().split(/\s+/);
-    if (k && v) out[k] = Number(v);
-  }
-  return out;
 }
 
 const P1 = 'e930ad51b074439598614bde8d369d66';

@@ -411,3 +411,27 @@ function libvirtRunning(): boolean {
     return false;
   }
 }
+
+/** virsh on the system connection (the lab's libvirtd). */
+export const virsh = (...args: string[]): string => execFileSync('virsh', ['-q', '-c', 'qemu:///system', ...args], { encoding: 'utf8' });
+
+/** The scheduler's CPU time of every live thread of a process, ns (each thread's /proc schedstat). */
+export function schedCpu(pid: number): number {
+  let n = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      n += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {}
+  }
+  return n;
+}
+
+/** QEMU's block statistics of a disk (virsh domblkstat): rd_req rd_bytes wr_req wr_bytes ... */
+export function blkstat(domain: string, dev = 'vda'): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of virsh('domblkstat', domain, dev).split('\n')) {
+    const [, k, v] = line.trim().split(/\s+/);
+    if (k && v) out[k] = Number(v);
+  }
+  return out;
+}
