@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import type { AcctTaskRec } from './abi.js';
 import { AcctClass, CLASS_NAMES, WatchKind } from './abi.js';
-import { type NetnsDevices, netnsDevices, netnsPath, withNetns } from '../ebpf/index.js';
+import { type NetnsDevices, netnsDevices, netnsPath } from '../ebpf/index.js';
 import type { AccountingKernel, TapRef } from './kernel.js';
 import { DomainDirectory, type Instance } from './libvirt.js';
 import { diskResource, instanceResource, interfaceResource, METERS, type Resource, serviceResource } from './meters.js';
@@ -147,35 +147,6 @@ function startTimeOf(pid: number): string | undefined {
   }
 }
 
-/**
- * A namespace's device counters (/proc/net/dev: what libvirt reads for a
- * tap's statistics), by a process in it or by the namespace's path.
- */
-export function netDev(where: number | string): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  let text: string;
-  try {
-    text =
-      typeof where === 'number'
-        ? readFileSync(`/proc/${where}/net/dev`, 'utf8')
-        : withNetns(where || undefined, () => readFileSync('/proc/thread-self/net/dev', 'utf8'));
-  } catch {
-    return out;
-  }
-  for (const line of text.split('\n').slice(2)) {
-    const i = line.indexOf(':');
-    if (i < 0) continue;
-    out.set(
-      line.slice(0, i).trim(),
-      line
-        .slice(i + 1)
-        .trim()
-        .split(/\s+/)
-        .map(Number),
-    );
-  }
-  return out;
-}
 // /proc/net/dev columns: rx bytes packets errs drop fifo frame compressed multicast, tx bytes packets errs drop ...
 const RX_BYTES = 0;
 const RX_PACKETS = 1;
@@ -758,10 +729,5 @@ export class Collector {
   /** Stop: the kernel keeps counting (pins); the state says what to re-adopt. */
   stop(): void {
     for (const [pid, t] of this.tracked) this.save(pid, t);
-  }
-
-  /** For tests: whether a pid is watched in the kernel. */
-  watching(pid: number): boolean {
-    return this.kernel.watchedPids().includes(pid) && existsSync(`/proc/${pid}`);
   }
 }

@@ -83,19 +83,6 @@ export class AccountingKernel {
     const maxTaps = opts.maxTaps ?? 1024;
     let slots = 64;
     while (slots < maxTaps * 2) slots *= 2;
-    // a table of another size (max_taps changed) cannot be re-adopted: its counts start over
-    const pinned = `${pinDir}/maps/tap_slots`;
-    if (existsSync(pinned)) {
-      try {
-        const m = BpfMap.fromPin(pinned);
-        const other = m.info.maxEntries !== slots || m.info.valueSize !== AcctTap.size;
-        m.close();
-        if (other) {
-          rmSync(pinned);
-          opts.onReset?.(`the tap table changed size or layout (now ${slots} slots): tap counters start over`);
-        }
-      } catch {}
-    }
     const obj = BpfObject.open(opts.object ?? objectPath('accounting'), { pinMaps: { dir: `${pinDir}/maps` } });
     let iter: Link | undefined;
     try {
@@ -217,10 +204,6 @@ export class AccountingKernel {
     this.t.watched.delete(tgid);
     this.t.exited.delete(tgid);
     for (const k of this.diskKeys()) if (k.tgid === tgid) this.t.disk.delete(k);
-  }
-
-  watchedPids(): number[] {
-    return [...this.t.watched.keys()];
   }
 
   /** Every watched process with its kind and, for a service's child the kernel added, its parent. */
@@ -376,16 +359,6 @@ export class AccountingKernel {
     return out;
   }
 
-  /** The taps that have a slot. */
-  tapRefs(): TapRef[] {
-    const out: TapRef[] = [];
-    for (let i = 0; i < this.slots; i++) {
-      const v = this.t.taps.lookup(i)?.[0];
-      if (v && v.ifindex !== 0 && v.ifindex !== ACCT_TOMBSTONE) out.push({ netns: v.netns, ifindex: v.ifindex });
-    }
-    return out;
-  }
-
   /** Stop counting a tap (read it first): its links, and its slot becomes a removed one. */
   detachTap(ref: TapRef): void {
     for (const dir of ['in', 'out'] as const) {
@@ -405,11 +378,6 @@ export class AccountingKernel {
       tapUnknown: sumPerCpu(this.t.unknown.lookup(0) ?? []),
       disk: sumPerCpu(this.t.diskLost.lookup(0) ?? []),
     };
-  }
-
-  tapLinkCount(): number {
-    const dir = `${this.pinDir}/links`;
-    return existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('tap-')).length : 0;
   }
 
   /** Close this process's handles; pins keep the kernel side counting. */
