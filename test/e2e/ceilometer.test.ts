@@ -17,6 +17,7 @@ import { type GuestSpec, LibvirtLab, libvirtMissing, tapName, uuid4 } from '../h
 const skip = skipKernel || libvirtMissing() || ceilometerMissing();
 if (skip && !skipKernel) process.stdout.write(`# SKIP ceilometer e2e: ${skip}\n`);
 
+const POLL_SECONDS = 10;
 const ours = (s: CeiloSample) => (s.resource_metadata as { measured_by?: string }).measured_by === 'stackbpf';
 const tsOf = (s: CeiloSample) => Date.parse(/[Z+]/.test(s.timestamp.slice(19)) ? s.timestamp : `${s.timestamp}Z`);
 
@@ -61,7 +62,7 @@ describe('e2e: our samples through a real Ceilometer, beside its own polling age
     });
     lab.addTap(A.portId);
     lab.startGuest({ ...A, tapReady: true });
-    ceilo.startPolling(10);
+    ceilo.startPolling(POLL_SECONDS);
   });
 
   after(async () => {
@@ -107,8 +108,12 @@ describe('e2e: our samples through a real Ceilometer, beside its own polling age
         volume: number;
       }[];
       const at = (when: number) => series.filter((p) => p.ts <= when).at(-1)?.volume ?? 0;
-      const lo = at(t - 2000);
-      const hi = at(t + 2000);
+      // Ceilometer stamps a pollster's samples before it reads (polling/manager.py takes the time, then
+      // runs the pollster's generator), and the libvirt figures are cached for the whole cycle, so the
+      // read happened between the cycle's first stamp and some time after this one: bracket that span.
+      const cycle = theirs.map(tsOf).filter((x) => x <= t && x > t - POLL_SECONDS * 1000);
+      const lo = at(Math.min(t, ...cycle) - 1000);
+      const hi = at(t + POLL_SECONDS * 1000);
       assert.ok(lo <= c.volume && c.volume <= hi, `${c.name} ${c.resource_id}: Ceilometer's ${c.volume} at ${c.timestamp} is between ours ${lo} and ${hi}`);
       compared++;
     }
