@@ -807,6 +807,14 @@ static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *
 	ev->conn_id = c->id;
 	ev->prev_bytes = prev_bytes;
 	ev->prev_start = prev_start;
+	/* the scheduler's own per-thread sums, so a request's CPU and run-queue
+	 * time are differences of two records: nothing runs on a context switch */
+	{
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		ev->cpu_ns = task->se.sum_exec_runtime;
+		ev->runq_ns = task->sched_info.run_delay;
+	}
 	ev->fd = fd;
 	ev->seq = c->seq;
 	ev->offset = c->msg_bytes;

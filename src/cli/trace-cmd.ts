@@ -53,6 +53,8 @@ function summary(e: TraceEvent): string {
       return `login ${d.db_user ?? ''}@${d.database ?? ''} ${d.result}`;
     case 'sql.query':
       return `${String(d.statement ?? d.command).slice(0, 100)} (${d.latency_ms} ms, ${d.result}${d.error_code ? ` ${d.error_code}` : ''})`;
+    case 'rpc.call':
+      return `${d.protocol} ${d.method} ${d.target ?? ''}${d.tables?.length ? ` ${d.tables.join(',')}` : ''} (${d.latency_ms} ms)`;
   }
   return JSON.stringify(d);
 }

@@ -1,9 +1,12 @@
 // Connections opened before the tracer started (a service's pooled database
-// connections, kept-alive API clients) were never seen by the connect/accept
-// hooks: find the established TCP sockets of capture-enabled processes in
-// /proc and add them to the kernel's connection table (struct conn, through
-// the generated ABI), so their traffic is captured from now on. Byte counts
-// of such a connection cover only what passed after adoption.
+// connections, kept-alive API clients, an OVSDB client's unix socket) were
+// never seen by the connect/accept hooks: find the established TCP sockets
+// and the connected unix stream sockets a process connected itself (no bound
+// path: the client side) of capture-enabled processes in /proc and add them
+// to the kernel's connection table (struct conn, through the generated ABI),
+// so their traffic is captured from now on. Byte counts of such a connection
+// cover only what passed after adoption; an adopted unix socket's peer path
+// is not known (the kernel gives it only through sock_diag).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { type BpfMap, formatIPv6 } from '../ebpf/index.js';
 import { CONN, CONN_KEY, TRACE_ROLE } from './abi.generated.js';
@@ -52,8 +55,45 @@ export function adoptSockets(procs: ProcessTable, conns: BpfMap, sessions: Sessi
         /* the kernel saw it already */
       }
     }
+    for (const inode of readUnixClients(p.pid)) {
+      const fd = inodes.get(inode);
+      if (fd === undefined) continue;
+      const key = Buffer.alloc(CONN_KEY.size);
+      key.writeUInt32LE(p.pid, CONN_KEY.off.tgid);
+      key.writeUInt32LE(fd, CONN_KEY.off.fd);
+      const v = Buffer.alloc(CONN.size);
+      const id = process.hrtime.bigint();
+      v.writeBigUInt64LE(id, CONN.off.id);
+      v.writeBigUInt64LE(id, CONN.off.opened);
+      v.writeUInt16LE(1, CONN.off.family); // AF_UNIX
+      v[CONN.off.role] = TRACE_ROLE.ROLE_CLIENT;
+      try {
+        conns.update(key, v, 'noexist');
+        adopted++;
+        sessions.adopt(p.pid, fd, Number(id), TRACE_ROLE.ROLE_CLIENT, '', 'unix');
+      } catch {
+        /* the kernel saw it already */
+      }
+    }
   }
   return adopted;
+}
+
+/** Inodes of connected unix stream sockets with no path (/proc/PID/net/unix): sockets the process connected. */
+function readUnixClients(pid: number): string[] {
+  let text = '';
+  try {
+    text = readFileSync(`/proc/${pid}/net/unix`, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    // Num RefCount Protocol Flags Type St Inode [Path]
+    const f = line.trim().split(/\s+/);
+    if (f.length === 7 && f[4] === '0001' && f[5] === '03') out.push(f[6] as string);
+  }
+  return out;
 }
 
 interface TcpSocket {

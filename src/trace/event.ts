@@ -16,6 +16,7 @@ export const EVENT_TYPES = [
   'http.request',
   'sql.login',
   'sql.query',
+  'rpc.call',
   'response.kill',
   'response.block',
   'api.change',
@@ -89,6 +90,9 @@ export interface HttpRequestData extends Identity {
   response_bytes: number;
   response_bytes_partial?: true;
   answered?: false;
+  /** a server's worker thread during the request: time on a CPU, and runnable but waiting for one (ms) */
+  cpu_ms?: number;
+  runq_ms?: number;
   remote?: string;
   local?: string;
   user_agent?: string;
@@ -123,6 +127,22 @@ export interface SqlQueryData extends SqlData {
   command: string;
   statement?: string;
   statement_truncated?: true;
+}
+
+/** A call over an RPC protocol the tracer decodes (OVSDB JSON-RPC): the client's request and the time to the server's answer. */
+export interface RpcCallData {
+  protocol: 'ovsdb';
+  role: 'client';
+  method: string;
+  /** the database (OVN_Northbound, OVN_Southbound, Open_vSwitch) */
+  target?: string;
+  tables?: string[];
+  ops?: string[];
+  latency_ms: number;
+  request_bytes: number;
+  response_bytes: number;
+  remote?: string;
+  local?: string;
 }
 
 export interface CloseData {
@@ -178,6 +198,7 @@ export interface EventData {
   'http.request': HttpRequestData;
   'sql.login': SqlData;
   'sql.query': SqlQueryData;
+  'rpc.call': RpcCallData;
   'response.kill': KillData;
   'response.block': BlockData;
   'api.change': ApiChangeData;

@@ -252,3 +252,45 @@ export function parseMysqlResult(b: Buffer): MysqlResult | undefined {
   const cols = lenenc(b, 4);
   return cols ? { result: 'rows', columns: cols[0] } : { result: 'rows' };
 }
+
+/**
+ * An OVSDB JSON-RPC message (RFC 7047 §4): a JSON object with "method" (a
+ * request or notification) or "result"/"error" (a reply). Only the first
+ * bytes of a message are captured, so fields are found by pattern, not by
+ * parsing the whole object; values are names from the schema, never data.
+ */
+export interface JsonRpcHead {
+  method?: string;
+  /** the request id as sent (a number or a string); null for a notification */
+  id?: string | null;
+  reply: boolean;
+  /** transact: the database, the tables and operations in the captured bytes */
+  db?: string;
+  tables?: string[];
+  ops?: string[];
+}
+
+const JSONRPC_START = /^\s*\{\s*"(id|method|params|result|error)"\s*:/;
+
+export function looksLikeJsonRpc(b: Buffer): boolean {
+  return b.length >= 8 && b[0] === 0x7b && JSONRPC_START.test(b.toString('latin1', 0, Math.min(b.length, 64)));
+}
+
+export function parseJsonRpcHead(b: Buffer): JsonRpcHead | undefined {
+  if (!looksLikeJsonRpc(b)) return undefined;
+  const t = b.toString('utf8');
+  const method = /"method"\s*:\s*"([A-Za-z0-9_]{1,64})"/.exec(t)?.[1];
+  const idm = /"id"\s*:\s*(null|-?\d{1,20}|"[^"\\]{0,64}")/.exec(t);
+  const id = idm ? (idm[1] === 'null' ? null : (idm[1] as string).replace(/^"|"$/g, '')) : undefined;
+  const out: JsonRpcHead = { reply: method === undefined && /"(result|error)"\s*:/.test(t) };
+  if (method) out.method = method;
+  if (id !== undefined) out.id = id;
+  if (method === 'transact') {
+    const db = /"params"\s*:\s*\[\s*"([A-Za-z0-9_]{1,64})"/.exec(t)?.[1];
+    if (db) out.db = db;
+    const uniq = (re: RegExp): string[] => [...new Set([...t.matchAll(re)].map((m) => m[1] as string))].slice(0, 16);
+    out.tables = uniq(/"table"\s*:\s*"([A-Za-z0-9_]{1,64})"/g);
+    out.ops = uniq(/"op"\s*:\s*"([a-z]{1,16})"/g);
+  }
+  return out;
+}

@@ -121,6 +121,9 @@ export type KernelRecord =
       connId: number;
       prevBytes: number;
       prevStart: number;
+      /** the thread's scheduler sums when the record was made (ns): on a CPU, and runnable but waiting */
+      cpuNs: number;
+      runqNs: number;
       fd: number;
       seq: number;
       offset: number;
@@ -334,6 +337,8 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         connId: u64(buf, off + TRACE_DATA.off.conn_id),
         prevBytes: u64(buf, off + TRACE_DATA.off.prev_bytes),
         prevStart: u64(buf, off + TRACE_DATA.off.prev_start),
+        cpuNs: u64(buf, off + TRACE_DATA.off.cpu_ns),
+        runqNs: u64(buf, off + TRACE_DATA.off.runq_ns),
         fd: buf.readUInt32LE(off + TRACE_DATA.off.fd),
         seq: buf.readUInt32LE(off + TRACE_DATA.off.seq),
         offset: buf.readUInt32LE(off + TRACE_DATA.off.offset),

@@ -5,7 +5,7 @@
 // sql.login / sql.query events. A message is complete when the next one
 // starts, when the connection closes, or when it has been idle for
 // `idleMs` (pooled database connections stay open between queries).
-import type { EventData, HttpRequestData, SqlData, SqlQueryData } from './event.js';
+import type { EventData, HttpRequestData, RpcCallData, SqlData, SqlQueryData } from './event.js';
 import { TRACE_ROLE } from './abi.generated.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { FifoMap } from '../util/fifo-map.js';
@@ -15,7 +15,9 @@ import {
   keystoneAuthSubject,
   keystoneTokenIdentity,
   looksLikeHttp,
+  looksLikeJsonRpc,
   parseHttpHead,
+  parseJsonRpcHead,
   parseMysqlCommand,
   parseMysqlGreeting,
   parseMysqlLogin,
@@ -26,7 +28,7 @@ type DataRecord = Extract<KernelRecord, { kind: 9 }>;
 type ConnRecord = Extract<KernelRecord, { kind: 6 | 7 }>;
 type CloseRecord = Extract<KernelRecord, { kind: 8 }>;
 
-type SessionEventType = 'http.request' | 'sql.login' | 'sql.query';
+type SessionEventType = 'http.request' | 'sql.login' | 'sql.query' | 'rpc.call';
 
 export type SessionOutput = {
   [T in SessionEventType]: {
@@ -49,6 +51,9 @@ interface Message {
   captured: number;
   seen: number; // bytes known so far (offset + len of the last chunk)
   tid: number;
+  /** the thread's scheduler sums at the message's first chunk (ns) */
+  cpu?: number;
+  runq?: number;
 }
 
 interface Session {
@@ -58,7 +63,7 @@ interface Session {
   role: number; // 1 server (accepted), 2 client (connected)
   local?: string;
   remote?: string;
-  proto: 'unknown' | 'http' | 'mysql' | 'other';
+  proto: 'unknown' | 'http' | 'mysql' | 'jsonrpc' | 'other';
   cur?: Message;
   /** the previous complete message (a request waiting for its response) */
   pending?: { msg: Message; bytes: number };
@@ -103,6 +108,7 @@ export interface SessionStats {
   open: number;
   http: number;
   sql: number;
+  rpc: number;
   /** sessions forgotten because the table was full */
   evicted: number;
   /** data records for a connection the tracker never saw open */
@@ -114,7 +120,7 @@ const ms = (a: number, b: number): number => (a - b) / 1e6;
 export class SessionTracker {
   private readonly sessions: FifoMap<string, Session>;
   readonly tokens = new TokenDirectory();
-  private stats = { http: 0, sql: 0, evicted: 0, orphanData: 0 };
+  private stats = { http: 0, sql: 0, rpc: 0, evicted: 0, orphanData: 0 };
 
   constructor(
     private readonly emit: (o: SessionOutput) => void,
@@ -166,7 +172,7 @@ export class SessionTracker {
     s.lastActivity = Date.now();
     if (!s.cur || s.cur.seq !== r.seq) {
       if (s.cur) this.complete(s, s.cur, r.prevBytes);
-      s.cur = { seq: r.seq, dir: r.dir, start: r.ts, lastTs: r.ts, chunks: [], captured: 0, seen: 0, tid: r.tid };
+      s.cur = { seq: r.seq, dir: r.dir, start: r.ts, lastTs: r.ts, chunks: [], captured: 0, seen: 0, tid: r.tid, cpu: r.cpuNs, runq: r.runqNs };
     }
     const m = s.cur;
     m.lastTs = r.ts;
@@ -233,6 +239,9 @@ export class SessionTracker {
         s.proto = 'mysql';
         s.mysql = { stage: 'login' };
         return;
+      } else if (s.role === 2 && looksLikeJsonRpc(data)) {
+        // OVSDB's JSON-RPC (RFC 7047): an OVN or OVS database client
+        s.proto = 'jsonrpc';
       } else if (s.role === 2 && m.dir === 2 && isMysqlCommand(data, size)) {
         // a MySQL connection met mid-stream (adopted, or its greeting was missed)
         s.proto = 'mysql';
@@ -245,6 +254,42 @@ export class SessionTracker {
     }
     if (s.proto === 'http') this.http(s, m, data, size, bytes !== undefined);
     else if (s.proto === 'mysql') this.mysql(s, m, data, size);
+    else if (s.proto === 'jsonrpc') this.jsonrpc(s, m, data, size);
+  }
+
+  /**
+   * A client's request (a message it sent that names a method, not an echo)
+   * waits for the next message from the server: its start is the answer's
+   * (the reply, or the monitor updates ovsdb-server sends just before it).
+   */
+  private jsonrpc(s: Session, m: Message, data: Buffer, size: number): void {
+    if (m.dir === 2) {
+      const head = parseJsonRpcHead(data);
+      if (head?.method && head.method !== 'echo' && head.id !== null && head.id !== undefined) {
+        s.pending = { msg: m, bytes: size };
+        (m as Message & { rpc?: typeof head }).rpc = head;
+      }
+      return;
+    }
+    const p = s.pending;
+    const head = (p?.msg as (Message & { rpc?: ReturnType<typeof parseJsonRpcHead> }) | undefined)?.rpc;
+    if (!p || !head?.method) return;
+    s.pending = undefined;
+    const out: RpcCallData = {
+      protocol: 'ovsdb',
+      role: 'client',
+      method: head.method,
+      latency_ms: Math.round(ms(m.start, p.msg.start) * 1000) / 1000,
+      request_bytes: p.bytes,
+      response_bytes: size,
+    };
+    if (head.db) out.target = head.db;
+    if (head.tables?.length) out.tables = head.tables;
+    if (head.ops?.length) out.ops = head.ops;
+    if (s.remote) out.remote = s.remote;
+    if (s.local) out.local = s.local;
+    this.stats.rpc++;
+    this.emit({ type: 'rpc.call', tgid: s.tgid, tid: p.msg.tid, ts: p.msg.start, data: out });
   }
 
   private http(s: Session, m: Message, data: Buffer, size: number, exact: boolean, unanswered = false): void {
@@ -270,6 +315,16 @@ export class SessionTracker {
       ...(exact ? {} : { response_bytes_partial: true }),
       ...(unanswered ? { answered: false } : {}),
     };
+    // a server's worker thread, from the request's first byte to its answer's: on a CPU, and runnable
+    // but waiting for one (the rest of the time it was blocked: I/O, locks, other services)
+    if (s.role === TRACE_ROLE.ROLE_SERVER && !unanswered && m.tid === p.msg.tid && m.cpu !== undefined && p.msg.cpu !== undefined) {
+      const cpu = m.cpu - p.msg.cpu;
+      const runq = (m.runq ?? 0) - (p.msg.runq ?? 0);
+      if (cpu >= 0 && runq >= 0) {
+        out.cpu_ms = Math.round(cpu / 1e3) / 1e3;
+        out.runq_ms = Math.round(runq / 1e3) / 1e3;
+      }
+    }
     if (s.remote) out.remote = s.remote;
     if (s.local) out.local = s.local;
     const ua = req.headers['user-agent'];

@@ -8,6 +8,7 @@ import {
   keystoneTokenIdentity,
   looksLikeHttp,
   parseHttpHead,
+  parseJsonRpcHead,
   parseMysqlCommand,
   parseMysqlGreeting,
   parseMysqlLogin,
@@ -144,10 +145,10 @@ describe('records', () => {
     assert.throws(() => decodeRecord(b, 0, 64), /kind 77 is unknown/);
     b.writeUInt16LE(4, 8);
     assert.throws(() => decodeRecord(b, 0, 64), /kind 4 has 64 bytes, expected at least 328/);
-    const d = Buffer.alloc(100);
+    const d = Buffer.alloc(116);
     d.writeUInt16LE(9, 8);
-    d.writeUInt16LE(500, 84);
-    assert.throws(() => decodeRecord(d, 0, 100), /says 500 captured bytes but has room for 12/);
+    d.writeUInt16LE(500, 100);
+    assert.throws(() => decodeRecord(d, 0, 116), /says 500 captured bytes but has room for 12/);
   });
 });
 
@@ -162,6 +163,9 @@ describe('sessions', () => {
     connId: 7,
     prevBytes,
     prevStart: 0,
+    // a thread that spends half of its time on a CPU and a tenth waiting for one
+    cpuNs: ts / 2,
+    runqNs: ts / 10,
     fd,
     seq,
     offset,
@@ -203,6 +207,8 @@ describe('sessions', () => {
     const [auth, list] = out.map((o) => o.data) as unknown as [Record<string, unknown>, Record<string, unknown>];
     assert.equal(auth.status, 201);
     assert.equal(auth.latency_ms, 50);
+    assert.equal(auth.cpu_ms, 25, "the worker's CPU from the request's first byte to the answer's");
+    assert.equal(auth.runq_ms, 5);
     assert.equal(auth.request_bytes, 200);
     assert.equal(auth.response_bytes, 900);
     assert.equal(auth.auth_user, 'alice');
@@ -288,7 +294,24 @@ describe('sessions', () => {
     const t = new SessionTracker((o) => out.push(o), { captureBytes: 1024 });
     t.adopt(20, 9, 5, 2, '127.0.0.1:40000', '127.0.0.1:3306');
     const q = Buffer.concat([Buffer.from([9, 0, 0, 0, 3]), Buffer.from('SELECT 1')]);
-    t.onData({ ...hdr, kind: 9, ts: 1_000_000, tgid: 20, tid: 20, connId: 5, prevBytes: 0, prevStart: 0, fd: 9, seq: 1, offset: 0, dir: 2, role: 2, data: q });
+    t.onData({
+      ...hdr,
+      kind: 9,
+      ts: 1_000_000,
+      tgid: 20,
+      tid: 20,
+      connId: 5,
+      prevBytes: 0,
+      prevStart: 0,
+      cpuNs: 0,
+      runqNs: 0,
+      fd: 9,
+      seq: 1,
+      offset: 0,
+      dir: 2,
+      role: 2,
+      data: q,
+    });
     t.onData({
       ...hdr,
       kind: 9,
@@ -298,6 +321,8 @@ describe('sessions', () => {
       connId: 5,
       prevBytes: q.length,
       prevStart: 0,
+      cpuNs: 0,
+      runqNs: 0,
       fd: 9,
       seq: 2,
       offset: 0,
@@ -311,5 +336,36 @@ describe('sessions', () => {
     assert.equal(out[0]?.data.statement, 'SELECT 1');
     assert.equal(out[0]?.data.latency_ms, 0.5);
     assert.equal(out[0]?.data.result, 'rows');
+  });
+
+  test('an OVSDB client: a transact and the answer that follows become one rpc.call naming the database, tables and operations', () => {
+    const out: SessionOutput[] = [];
+    const t = new SessionTracker((o) => out.push(o), { captureBytes: 1024 });
+    const client = (seq: number, dir: number, ts: number, text: string) => ({ ...data(30, 7, seq, dir, ts, text), role: 2 });
+    const txn =
+      '{"id":12,"method":"transact","params":["OVN_Northbound",{"uuid-name":"r1","table":"Logical_Switch_Port","op":"insert","row":{"name":"p1"}},{"table":"Logical_Switch","op":"mutate","where":[],"mutations":[]}]}';
+    t.onData(client(1, 2, 1_000_000, txn));
+    // ovsdb-server's monitor update comes first, then the reply: the answer starts with the first
+    t.onData(client(2, 1, 4_000_000, '{"id":null,"method":"update3","params":[]}{"id":12,"result":[{"uuid":["uuid","x"]},{}],"error":null}'));
+    // the client's reply to an echo is no call of its own
+    t.onData(client(3, 2, 9_000_000, '{"id":"echo","result":[],"error":null}'));
+    t.onData(client(4, 1, 9_500_000, '{"id":"echo","method":"echo","params":[]}'));
+    t.sweep(Date.now() + 1000);
+    assert.equal(out.length, 1, JSON.stringify(out));
+    const e = out[0] as Extract<SessionOutput, { type: 'rpc.call' }>;
+    assert.equal(e.type, 'rpc.call');
+    assert.equal(e.data.protocol, 'ovsdb');
+    assert.equal(e.data.method, 'transact');
+    assert.equal(e.data.target, 'OVN_Northbound');
+    assert.deepEqual(e.data.tables, ['Logical_Switch_Port', 'Logical_Switch']);
+    assert.deepEqual(e.data.ops, ['insert', 'mutate']);
+    assert.equal(e.data.latency_ms, 3);
+    assert.equal(t.status().rpc, 1);
+  });
+
+  test('JSON-RPC is recognised by its first member, not by a brace alone', () => {
+    assert.equal(parseJsonRpcHead(Buffer.from('{"name": "x"}')), undefined);
+    assert.deepEqual(parseJsonRpcHead(Buffer.from('{"id":7,"result":[],"error":null}')), { reply: true, id: '7' });
+    assert.equal(parseJsonRpcHead(Buffer.from('{"method":"monitor_cond_since","id":"m1","params":["OVN_Southbound"]}'))?.method, 'monitor_cond_since');
   });
 });
