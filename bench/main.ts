@@ -15,6 +15,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   detect: async () => (await import('./detect.js')).bench,
   robustness: async () => (await import('./robustness.js')).bench,
   accounting: async () => (await import('./accounting.js')).bench,
+  diagnose: async () => (await import('./diagnose.js')).bench,
 };
 
 async function main(): Promise<number> {

@@ -3,8 +3,9 @@
 import { accountingModule } from './accounting/module.js';
 import { analyticsModule } from './analytics/module.js';
 import { exposureModule } from './exposure/module.js';
+import { performanceModule } from './perf/module.js';
 import { responseModule } from './response/module.js';
 import { storageModule } from './store/module.js';
 import { tracingModule } from './trace/module.js';
 
-export const MODULES = [storageModule, analyticsModule, tracingModule, exposureModule, responseModule, accountingModule] as const;
+export const MODULES = [storageModule, analyticsModule, tracingModule, exposureModule, responseModule, accountingModule, performanceModule] as const;

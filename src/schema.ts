@@ -13,6 +13,13 @@ export function int(min: number, max: number, def?: number) {
   return def === undefined ? s : s.default(def);
 }
 
+/** A number in [min, max]; with `def`, optional and defaulted. */
+export function num(min: number, max: number, def?: number) {
+  const m = `expected a number ${min}..${max}`;
+  const s = z.number(msg(m)).min(min, msg(m)).max(max, msg(m));
+  return def === undefined ? s : s.default(def);
+}
+
 export function bool(def: boolean) {
   return z.boolean(msg('expected true or false')).default(def);
 }

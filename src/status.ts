@@ -5,6 +5,7 @@ import type { PublisherStatus } from './accounting/publisher.js';
 // part (ModuleDefinition's instance status(), or offStatus() when it is off).
 import type { Analytics } from './analytics/engine.js';
 import type { ExposureStatus } from './exposure/controller.js';
+import type { PerfStats } from './perf/engine.js';
 import type { StoreStats } from './store/store.js';
 import type { ConsumerStats } from './trace/bus.js';
 import type { TracerStatus } from './trace/tracer.js';
@@ -51,6 +52,10 @@ export interface DaemonStatus extends Partial<ExposureStatus> {
   api?: { listen: string; refused: Record<string, number>; changes: number };
   /** resource accounting (accounting module) */
   accounting?: AccountingStatus | { state: 'off' | 'failed'; error?: string };
+  /** request latency, breakdown and findings (performance module) */
+  performance?:
+    | (PerfStats & { state: 'on'; otlp?: { endpoint: string; exported: number; failed: number; lastError?: string } })
+    | { state: 'off' | 'failed'; error?: string };
   /** every module, and whether it runs */
   modules: Record<string, 'on' | 'off' | 'failed'>;
   startedAt: string;

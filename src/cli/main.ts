@@ -8,6 +8,7 @@ import type { Command } from './command.js';
 import { configCommand } from './config-cmd.js';
 import { accountingCommands } from '../accounting/cli.js';
 import { analyticsCommands } from '../analytics/cli.js';
+import { performanceCommands } from '../perf/cli.js';
 import { traceCommands } from '../trace/cli.js';
 
 // the core commands here; a module's own from its folder (ModuleDefinition.cli names the same objects)
@@ -53,6 +54,7 @@ Options:
   ...traceCommands,
   ...analyticsCommands,
   ...accountingCommands,
+  ...performanceCommands,
   status: {
     summary: 'ask a running agent what it is doing (tracing, storage, drops, data plane, BGP, OVN)',
     usage: 'stackbpf status [--api ADDRESS | --config FILE] [--json]',

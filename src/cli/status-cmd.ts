@@ -218,6 +218,20 @@ export function formatStatus(s: Status): string {
       `accounting  ${ac.instances} instances, ${ac.taps} taps, ${ac.services} services; reading ${ac.lastReadingMs.toFixed(1)} ms; ${ac.store.rows} rows${pub}${problems.length ? `; ${problems.join('; ')}` : ''}`,
     );
   } else if (ac) out.push(`accounting  ${ac.state}${'error' in ac && ac.error ? `: ${ac.error}` : ''}`);
+  const pf = s.performance;
+  if (pf?.state === 'on') {
+    const otlp = pf.otlp
+      ? `; OTLP ${pf.otlp.endpoint}: ${pf.otlp.exported} exports, ${pf.otlp.failed} failed${pf.otlp.lastError ? ` (${pf.otlp.lastError})` : ''}`
+      : '';
+    const lost = [
+      pf.pending_dropped ? `${pf.pending_dropped} requests not explained (flood)` : '',
+      pf.children_dropped ? `${pf.children_dropped} statements/calls dropped` : '',
+      pf.route_overflow ? `${pf.route_overflow} requests under {other} routes` : '',
+    ].filter(Boolean);
+    out.push(
+      `performance ${pf.explained} requests explained, ${pf.stitched} calls stitched, ${pf.routes} routes; ${pf.findings_open} open findings${otlp}${lost.length ? `; ${lost.join('; ')}` : ''}`,
+    );
+  } else if (pf) out.push(`performance ${pf.state}${'error' in pf && pf.error ? `: ${pf.error}` : ''}`);
   if (s.api) {
     const refused = Object.entries(s.api.refused).filter(([, n]) => n > 0);
     out.push(

@@ -14,6 +14,7 @@ import { AgentProcess, until } from '../helpers/agent.js';
 import { pinDir, skipKernel } from '../helpers/kernel.js';
 import { blkstat, type GuestSpec, LibvirtLab, libvirtMissing, schedCpu, tapName, uuid4, virsh } from '../helpers/libvirt.js';
 import { freePort } from '../helpers/ovsdb.js';
+import { Prometheus } from '../helpers/prometheus.js';
 import { stringify } from 'yaml';
 
 const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -288,7 +289,6 @@ describe('e2e: resource accounting of libvirt guests', { skip, timeout: 900_000 
 
   test('a real Prometheus scrapes the meters from /metrics and answers PromQL about an instance and a project', async () => {
     const agentPort = await freePort();
-    const promPort = await freePort();
     const token = randomBytes(24).toString('hex');
     const dir = join(work, 'prom');
     mkdirSync(dir, { recursive: true });
@@ -309,29 +309,9 @@ describe('e2e: resource accounting of libvirt guests', { skip, timeout: 900_000 
         api: { listen: `127.0.0.1:${agentPort}`, tokens_file: tokens },
       }),
     );
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      stringify({
-        global: { scrape_interval: '1s', evaluation_interval: '1s' },
-        scrape_configs: [
-          {
-            job_name: 'stackbpf',
-            authorization: { type: 'Bearer', credentials_file: join(dir, 'token') },
-            static_configs: [{ targets: [`127.0.0.1:${agentPort}`] }],
-          },
-        ],
-      }),
-    );
     const agent3 = spawn(process.execPath, [cli, 'agent', '--config', conf], { stdio: 'ignore' });
-    const prom = spawn(
-      'prometheus',
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`],
-      { stdio: 'ignore' },
-    );
-    const query = async (q: string) => {
-      const r = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(q)}`);
-      return ((await r.json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }).data.result;
-    };
+    const prom = await Prometheus.start(dir, `127.0.0.1:${agentPort}`, join(dir, 'token'));
+    const query = (q: string) => prom.query(q);
     try {
       await until(
         "Prometheus to have A's outgoing bytes",
@@ -359,9 +339,8 @@ describe('e2e: resource accounting of libvirt guests', { skip, timeout: 900_000 
       const cpu = await query(`cpu{resource_id="${A.uuid}"}`);
       assert.ok(Number(cpu[0]?.value[1]) > 0);
     } finally {
-      prom.kill('SIGTERM');
       agent3.kill('SIGTERM');
-      await Promise.all([new Promise((res) => prom.once('exit', res)), new Promise((res) => agent3.once('exit', res))]);
+      await Promise.all([prom.stop(), new Promise((res) => agent3.once('exit', res))]);
       pins3.remove();
     }
   });

@@ -59,6 +59,8 @@ export interface ApiReply {
 export class AgentProcess {
   log = '';
   private child: ChildProcess | undefined;
+  /** with tcp: the API on a loopback port, with a bearer token (what Prometheus scrapes) */
+  private tcp: { port: number; token: string } | undefined;
 
   constructor(
     readonly socket: string,
@@ -69,19 +71,22 @@ export class AgentProcess {
     return this.child?.pid;
   }
 
-  async start(config: Record<string, unknown>, name = 'agent'): Promise<void> {
+  async start(config: Record<string, unknown>, name = 'agent', tcp?: { port: number; token: string; tokensFile: string }): Promise<void> {
     const file = join(this.work, `${name}.yaml`);
+    this.tcp = tcp;
+    const api = tcp ? { listen: `127.0.0.1:${tcp.port}`, tokens_file: tcp.tokensFile } : { listen: `unix:${this.socket}` };
     // tracing and event storage stay off unless a test asks for them: the data-plane tests do not need them
-    writeFileSync(
-      file,
-      stringify({ trace: { enabled: false }, storage: { enabled: false }, accounting: { enabled: false }, ...config, api: { listen: `unix:${this.socket}` } }),
-    );
+    writeFileSync(file, stringify({ trace: { enabled: false }, storage: { enabled: false }, accounting: { enabled: false }, ...config, api }));
     // STACKBPF_AGENT_NODE_FLAGS: node flags for the agent (a profile: --cpu-prof --cpu-prof-dir=DIR)
     const flags = (process.env.STACKBPF_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
     const child = spawn(process.execPath, [...flags, cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr?.on('data', (c) => (this.log += c));
-    await until('the agent API to answer', async () => (await this.api('GET', '/v1/status')).status === 200);
+    try {
+      await until('the agent API to answer', async () => (await this.api('GET', '/v1/status')).status === 200);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- agent stderr:\n${this.log.slice(-3000)}`);
+    }
   }
 
   /** Stop with `signal` and wait for the exit. */
@@ -96,7 +101,10 @@ export class AgentProcess {
 
   api(method: string, path: string, body?: unknown): Promise<ApiReply> {
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
+      const where = this.tcp
+        ? { host: '127.0.0.1', port: this.tcp.port, headers: { 'content-type': 'application/json', authorization: `Bearer ${this.tcp.token}` } }
+        : { socketPath: this.socket, headers: { 'content-type': 'application/json' } };
+      const req = request({ ...where, method, path }, (res) => {
         let text = '';
         res.on('data', (c) => (text += c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }));

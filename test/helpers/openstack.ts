@@ -37,6 +37,14 @@ async function until(what: string, cond: () => Promise<boolean>, ms: number): Pr
 export interface NeutronOptions {
   nbConnection: string;
   sbConnection: string;
+  /** where Neutron's keystonemiddleware validates tokens (a proxy in front of Keystone); Keystone's own URL by default */
+  authUrl?: string;
+  /** on the private MariaDB (with db: 'mariadb') instead of SQLite, so its SQL crosses a socket the tracer sees */
+  mariadb?: boolean;
+  /** false: keystonemiddleware validates every request's token with Keystone (token_cache_time = -1) */
+  tokenCache?: boolean;
+  /** with mariadb: reach it on this port (a proxy in front of it) instead of its own */
+  dbPort?: number;
 }
 
 export class OpenStack {
@@ -50,6 +58,19 @@ export class OpenStack {
   mariadbPort = 0;
   mariadbPid: number | undefined;
   readonly dbPassword = randomBytes(12).toString('hex');
+  /** OSProfiler's HMAC key, when it is on */
+  profilerKey: string | undefined;
+
+  /** OSProfiler's [profiler] section (with a private MariaDB), or nothing */
+  private profilerConf(user: string): string[] {
+    if (!this.profilerKey) return [];
+    if (!this.mariadbPort) throw new Error("OpenStack helper: profilerKey needs db: 'mariadb' (OSProfiler's sqlalchemy driver)");
+    return ['[profiler]', 'enabled = True', 'trace_sqlalchemy = True', `hmac_keys = ${this.profilerKey}`, `connection_string = ${this.profilerUrl(user)}`];
+  }
+
+  profilerUrl(user = 'keystone'): string {
+    return `mysql+pymysql://${user}:${this.dbPassword}@127.0.0.1:${this.mariadbPort}/osprofiler`;
+  }
 
   private constructor(readonly dir: string) {}
 
@@ -69,10 +90,19 @@ export class OpenStack {
    * e.g. a WAF) instead of Keystone's own; keystoneUrl stays the direct one
    */
   static async start(
-    opts: { neutron?: NeutronOptions; db?: 'sqlite' | 'mariadb'; env?: Record<string, string>; netns?: string; endpointUrl?: string } = {},
+    opts: {
+      neutron?: NeutronOptions;
+      db?: 'sqlite' | 'mariadb';
+      env?: Record<string, string>;
+      netns?: string;
+      endpointUrl?: string;
+      /** OSProfiler on in Keystone and Neutron (traces SQL; stored in the private MariaDB's osprofiler database) */
+      profilerKey?: string;
+    } = {},
   ): Promise<OpenStack> {
     const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
     os.netns = opts.netns;
+    os.profilerKey = opts.profilerKey;
     if (opts.netns && opts.db === 'mariadb')
       throw new Error('OpenStack helper: a Keystone in a namespace runs on SQLite (the private MariaDB listens on the root namespace loopback)');
     try {
@@ -137,7 +167,7 @@ export class OpenStack {
     await run('mariadb', [
       `--socket=${d}/sock`,
       '-e',
-      `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1';`,
+      `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1'; CREATE DATABASE neutron; CREATE USER 'neutron'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON neutron.* TO 'neutron'@'127.0.0.1'; CREATE DATABASE osprofiler; GRANT ALL ON osprofiler.* TO 'keystone'@'127.0.0.1'; GRANT ALL ON osprofiler.* TO 'neutron'@'127.0.0.1';`,
     ]);
   }
 
@@ -163,6 +193,7 @@ export class OpenStack {
         `key_repository = ${d}/credential-keys`,
         '[identity]',
         'password_hash_rounds = 4',
+        ...this.profilerConf('keystone'),
         '',
       ].join('\n'),
     );
@@ -217,7 +248,8 @@ export class OpenStack {
     this.keystonePid = Number(readFileSync(join(d, 'keystone.pid'), 'utf8').trim());
   }
 
-  private async startNeutron(opts: NeutronOptions): Promise<void> {
+  /** Neutron (start() calls this when given `neutron`; a test may call it later, e.g. behind a proxy it starts). */
+  async startNeutron(opts: NeutronOptions): Promise<void> {
     const d = this.dir;
     this.neutronPort = await freePort();
     const conf = join(d, 'neutron.conf');
@@ -242,18 +274,20 @@ export class OpenStack {
         `api_paste_config = /etc/neutron/api-paste.ini`,
         '[database]',
         // several Neutron workers share the file: wait for a lock instead of failing at once
-        `connection = sqlite:///${d}/neutron.db?timeout=30`,
+        `connection = ${this.neutronDbUrl(opts)}`,
         '[keystone_authtoken]',
-        `www_authenticate_uri = ${this.keystoneUrl}`,
-        `auth_url = ${this.keystoneUrl}`,
+        `www_authenticate_uri = ${opts.authUrl ?? this.keystoneUrl}`,
+        `auth_url = ${opts.authUrl ?? this.keystoneUrl}`,
         'auth_type = password',
         'project_domain_name = Default',
         'user_domain_name = Default',
         'project_name = admin',
         'username = admin',
         `password = ${this.password}`,
+        ...(opts.tokenCache === false ? ['token_cache_time = -1'] : []),
         '[oslo_concurrency]',
         `lock_path = ${d}/neutron-state`,
+        ...this.profilerConf('neutron'),
         '',
       ].join('\n'),
     );
@@ -280,21 +314,64 @@ export class OpenStack {
         '',
       ].join('\n'),
     );
-    // SQLite cannot run Neutron's migrations (ALTERs of constraints): create from the models, then stamp
+    // SQLite cannot run Neutron's migrations (ALTERs of constraints): create from the models, then
+    // stamp (on MariaDB too: the same schema in seconds instead of minutes of migrations)
+    const url = this.neutronDbUrl(opts).replace(/\?timeout=30$/, '');
     await run(
       PY,
-      [
-        '-c',
-        `import sqlalchemy\nfrom neutron.db.migration.models import head\nhead.get_metadata().create_all(sqlalchemy.create_engine('sqlite:///${d}/neutron.db'))`,
-      ],
-      { timeout: 180_000 },
+      ['-c', `import sqlalchemy\nfrom neutron.db.migration.models import head\nhead.get_metadata().create_all(sqlalchemy.create_engine('${url}'))`],
+      {
+        timeout: 180_000,
+      },
     );
     await run('neutron-db-manage', ['--config-file', conf, '--config-file', ml2, 'stamp', 'heads'], { timeout: 180_000 });
     // readers never block the writer in WAL mode (TESTBED.md's "database is locked" trap)
-    await run('sqlite3', [join(d, 'neutron.db'), 'PRAGMA journal_mode=WAL;']);
+    if (!opts.mariadb) await run('sqlite3', [join(d, 'neutron.db'), 'PRAGMA journal_mode=WAL;']);
     const log = openSync(join(d, 'neutron-server.log'), 'a');
     this.neutron = spawn('neutron-server', ['--config-file', conf, '--config-file', ml2], { stdio: ['ignore', log, log] });
     await until('neutron-server to answer', async () => (await fetch(`${this.neutronUrl}/`)).ok, 120_000);
+    // in the catalog, for the `openstack` client
+    const k = async (path: string, body: unknown): Promise<any> => {
+      const res = await fetch(`${this.keystoneUrl}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-auth-token': await this.authToken() },
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`keystone POST ${path}: ${res.status} ${(await res.text()).slice(0, 200)}`);
+      return res.json();
+    };
+    const svc = (await k('/services', { service: { type: 'network', name: 'neutron' } })).service;
+    for (const iface of ['public', 'internal', 'admin'])
+      await k('/endpoints', { endpoint: { service_id: svc.id, interface: iface, url: this.neutronUrl, region_id: 'RegionOne' } });
+  }
+
+  private neutronDbUrl(opts: NeutronOptions): string {
+    if (!opts.mariadb) return `sqlite:///${this.dir}/neutron.db?timeout=30`;
+    if (!this.mariadbPort) throw new Error("OpenStack helper: neutron.mariadb needs db: 'mariadb'");
+    return `mysql+pymysql://neutron:${this.dbPassword}@127.0.0.1:${opts.dbPort ?? this.mariadbPort}/neutron`;
+  }
+
+  /** The `openstack` client as the admin (its environment carries the password, never its argv). */
+  async openstack(args: string[], env: Record<string, string> = {}): Promise<string> {
+    const { stdout } = await run('openstack', args, {
+      timeout: 120_000,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: this.dir,
+        OS_AUTH_URL: this.keystoneUrl,
+        OS_USERNAME: 'admin',
+        OS_PASSWORD: this.password,
+        OS_PROJECT_NAME: 'admin',
+        OS_USER_DOMAIN_NAME: 'Default',
+        OS_PROJECT_DOMAIN_NAME: 'Default',
+        OS_IDENTITY_API_VERSION: '3',
+        OS_INTERFACE: 'public',
+        ...env,
+      },
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${this.logTail()}`);
+    });
+    return stdout;
   }
 
   /** An admin token (cached). The password never leaves this object. */

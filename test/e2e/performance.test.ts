@@ -1,0 +1,428 @@
+// End to end, "why is this slow?" on real services with no instrumentation in
+// them: Keystone (uwsgi) and Neutron (eventlet, ML2/OVN on a real OVN NB
+// database), both on a private MariaDB, driven by the `openstack` client and
+// a steady API workload; the agent traces them and explains every request.
+// A real Prometheus scrapes the durations. Faults are injected one at a time
+// — a slow dependency (a delay in front of Keystone, as Neutron's
+// keystonemiddleware sees it), a lock held in the database, CPU starvation of
+// Neutron's worker — and each must raise its finding and be named as the
+// cause by `why`; a healthy window raises none.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { AgentProcess, until } from '../helpers/agent.js';
+import { pinDir, skipKernel, unique } from '../helpers/kernel.js';
+import { OpenStack, skipMariadb, skipOpenStack } from '../helpers/openstack.js';
+import { OvnStack, skipOvn } from '../helpers/ovn.js';
+import { freePort } from '../helpers/ovsdb.js';
+import { Prometheus, skipPrometheus } from '../helpers/prometheus.js';
+import { DelayProxy } from '../helpers/proxy.js';
+
+const run = promisify(execFile);
+const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.js');
+const skip = skipKernel || skipOvn || skipOpenStack || skipMariadb || skipPrometheus;
+if (skip && !skipKernel) process.stdout.write(`# SKIP performance e2e: ${skip}\n`);
+
+interface Explained {
+  key: string;
+  request_id?: string;
+  service: string;
+  pid: number;
+  method: string;
+  route: string;
+  status: number | null;
+  duration_ms: number;
+  sql: { count: number; total_ms: number; slowest?: { fingerprint: string; ms: number } };
+  calls: { kind: string; peer: string; peer_service?: string; method: string; route?: string; child?: string; ms: number }[];
+  cpu_ms?: number;
+  runq_ms?: number;
+  blocked_ms?: number;
+  cause: { component: string; detail: string; ms: number; subject?: string; via?: { component: string; service: string } };
+  findings: string[];
+  children: Explained[];
+}
+
+describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), checked by a real Prometheus', { skip, timeout: 900_000 }, () => {
+  const ns = unique('sbperf', 15);
+  let ovn: OvnStack;
+  let os: OpenStack;
+  let proxy: DelayProxy;
+  let pins: ReturnType<typeof pinDir>;
+  let work: string;
+  let agent: AgentProcess;
+  let prom: Prometheus;
+  let agentPort = 0;
+  // an OTLP/HTTP receiver: what the OpenTelemetry SDK's exporter sends (JSON)
+  let otlp: Server;
+  const otlpBodies: unknown[] = [];
+  let network = '';
+  const ports: string[] = [];
+  const api = async (path: string) => (await agent.api('GET', path)).json;
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'stackbpf-perf-e2e-'));
+    pins = pinDir();
+    await run('ip', ['netns', 'add', ns]);
+    ovn = await OvnStack.start(ns);
+    // the catalog names a proxy in front of Keystone: Neutron's keystonemiddleware validates through it
+    let target = 0;
+    proxy = await DelayProxy.start(() => target);
+    os = await OpenStack.start({ db: 'mariadb', endpointUrl: `http://127.0.0.1:${proxy.port}/v3` });
+    target = os.keystonePort;
+    await os.startNeutron({
+      nbConnection: ovn.sock('nb'),
+      sbConnection: ovn.sock('sb'),
+      mariadb: true,
+      authUrl: `http://127.0.0.1:${proxy.port}/v3`,
+      tokenCache: false,
+    });
+    const token = randomBytes(24).toString('hex');
+    const tokens = join(work, 'tokens.yaml');
+    writeFileSync(
+      tokens,
+      stringify({ tokens: [{ name: 'e2e', scopes: ['status', 'read', 'admin'], sha256: createHash('sha256').update(token).digest('hex') }] }),
+    );
+    chmodSync(tokens, 0o600);
+    writeFileSync(join(work, 'token'), token, { mode: 0o600 });
+    const otlpPort = await freePort();
+    otlp = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        if (req.url === '/v1/metrics' && req.method === 'POST') otlpBodies.push(JSON.parse(body));
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => otlp.listen(otlpPort, '127.0.0.1', r));
+    const port = await freePort();
+    agentPort = port;
+    agent = new AgentProcess(join(work, 'api.sock'), work);
+    await agent.start(
+      {
+        state_dir: join(work, 'state'),
+        pin_root: pins.dir,
+        trace: { enabled: true },
+        storage: { enabled: true },
+        performance: {
+          settle_ms: 1000,
+          baseline: { learn_seconds: 300, recent_seconds: 5, min_samples: 4 },
+          otlp: { endpoint: `http://127.0.0.1:${otlpPort}/v1/metrics`, interval_seconds: 1 },
+        },
+      },
+      'agent',
+      { port, token, tokensFile: tokens },
+    );
+    prom = await Prometheus.start(join(work, 'prom'), `127.0.0.1:${port}`, join(work, 'token'));
+    // the services were running before the agent: their pooled connections are adopted; let it settle
+    await until('the agent to trace keystone and neutron-server', async () => {
+      const s = (await api('/v1/status')).trace.services;
+      return s.keystone >= 1 && s['neutron-server'] >= 1;
+    });
+  });
+
+  after(async () => {
+    await new Promise((r) => (otlp ? otlp.close(r) : r(undefined)));
+    await prom?.stop();
+    await agent?.stop();
+    await os?.stop();
+    await proxy?.stop();
+    await ovn?.stop();
+    await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    pins?.remove();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('the openstack client: route templates of the real APIs, and a port create explained across neutron, keystone and OVN NB', async () => {
+    network = JSON.parse(await os.openstack(['network', 'create', '-f', 'json', 'perf-net'])).id;
+    for (let i = 0; i < 3; i++) ports.push(JSON.parse(await os.openstack(['port', 'create', '-f', 'json', '--network', network, `perf-port-${i}`])).id);
+    await os.openstack(['port', 'show', '-f', 'json', ports[0] as string]);
+    await os.openstack(['port', 'list', '-f', 'json']);
+    let top: { service: string; route: string }[] = [];
+    await until(
+      'the port creates explained',
+      async () => {
+        top = await api('/v1/requests/top?window=600');
+        return top.some((r) => r.service === 'neutron-server' && r.route === 'GET /v2.0/ports');
+      },
+      30_000,
+      500,
+    );
+    const routes = top.map((r) => `${r.service} ${r.route}`);
+    for (const want of [
+      'neutron-server POST /v2.0/networks',
+      'neutron-server POST /v2.0/ports',
+      'neutron-server GET /v2.0/networks/{network_id}',
+      'neutron-server GET /v2.0/ports/{port_id}',
+      'neutron-server GET /v2.0/ports',
+      'keystone POST /v3/auth/tokens',
+      'keystone GET /v3/auth/tokens',
+    ])
+      assert.ok(routes.includes(want), `${want} in ${JSON.stringify(routes)}`);
+    // never one route per object
+    assert.ok(!routes.some((r) => /[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-/.test(r)), JSON.stringify(routes));
+
+    // a port create: neutron → keystone (token validation, through the proxy) with keystone's own SQL, and OVN NB
+    const creates = ((await api('/v1/requests?min_ms=0&limit=1000&since=10m&service=neutron-server')) as Explained[]).filter(
+      (r) => r.method === 'POST' && r.route === '/v2.0/ports',
+    );
+    assert.equal(creates.length, 3);
+    let stitched = 0;
+    for (const c of creates) {
+      const t = (await api(`/v1/requests/${c.key}`)) as Explained;
+      const services = new Set<string>([t.service]);
+      const walk = (x: Explained) => {
+        services.add(x.service);
+        for (const k of x.children) walk(k);
+      };
+      walk(t);
+      const ovsdb = t.calls.filter((x) => x.kind === 'ovsdb');
+      for (const x of ovsdb) services.add(x.peer_service as string);
+      if (services.has('keystone') && services.has('ovsdb-server')) stitched++;
+      assert.ok(t.sql.count > 10, `neutron's own SQL: ${t.sql.count}`);
+      const k = t.children.find((x) => x.service === 'keystone');
+      assert.ok(k, `the token validation is stitched: ${JSON.stringify(t.calls)}`);
+      assert.equal(k.route, '/v3/auth/tokens');
+      assert.equal(k.method, 'GET');
+      assert.ok(k.sql.count > 0, "keystone's SQL is in its own request");
+      assert.ok(
+        ovsdb.some((x) => x.peer === 'OVN_Northbound' && /Logical_Switch_Port/.test(String(x.route))),
+        `the OVN NB transaction that wrote the port: ${JSON.stringify(t.calls)}`,
+      );
+      assert.ok(t.cpu_ms !== undefined && t.cpu_ms > 0 && t.runq_ms !== undefined && t.blocked_ms !== undefined);
+    }
+    assert.equal(stitched, 3, 'every port create crosses neutron, keystone and OVN NB');
+    // the CLI draws the same tree
+    const { stdout } = await run(process.execPath, [cli, 'why', (creates[0] as Explained).key, '--api', `127.0.0.1:${agentPort}`], {
+      env: { ...process.env, STACKBPF_TOKEN_FILE: join(work, 'token') },
+    });
+    assert.match(stdout, /neutron-server POST \/v2\.0\/ports/);
+    assert.match(stdout, /keystone GET \/v3\/auth\/tokens/);
+    assert.match(stdout, /ovsdb-server transact/);
+    assert.match(stdout, /cause: /);
+  });
+
+  test('a real Prometheus scrapes the durations in OpenTelemetry names and buckets; the SDK exports them as OTLP', async () => {
+    const q = (x: string) => prom.query(x);
+    await until(
+      'Prometheus to have the port creates',
+      async () =>
+        (
+          await q('sum(http_server_request_duration_seconds_count{service="neutron-server",http_route="/v2.0/ports",http_request_method="POST"})').catch(
+            () => [],
+          )
+        ).length > 0,
+      60_000,
+      500,
+    );
+    const [n] = await q(
+      'sum(http_server_request_duration_seconds_count{service="neutron-server",http_route="/v2.0/ports",http_request_method="POST",http_response_status_code="201"})',
+    );
+    assert.equal(Number(n?.value[1]), 3);
+    const [p50] = await q(
+      'histogram_quantile(0.5, sum by (le) (http_server_request_duration_seconds_bucket{service="keystone",http_route="/v3/auth/tokens"}))',
+    );
+    assert.ok(Number(p50?.value[1]) > 0 && Number(p50?.value[1]) < 10, JSON.stringify(p50));
+    const db = await q('sum by (db_operation_name) (db_client_operation_duration_seconds_count{service="neutron-server"})');
+    assert.ok(
+      db.some((x) => x.metric.db_operation_name === 'SELECT' && Number(x.value[1]) > 10),
+      JSON.stringify(db),
+    );
+    assert.ok(
+      db.some((x) => x.metric.db_operation_name === 'INSERT'),
+      JSON.stringify(db),
+    );
+    const client = await q('sum by (server_address) (http_client_request_duration_seconds_count{service="neutron-server"})');
+    assert.ok(
+      client.some((x) => x.metric.server_address === `127.0.0.1:${proxy.port}`),
+      JSON.stringify(client),
+    );
+    // the same histogram exported as OTLP by the OpenTelemetry SDK: names, buckets and attributes of its conventions
+    type Point = {
+      attributes: { key: string; value: { stringValue?: string; intValue?: string | number } }[];
+      count: string | number;
+      explicitBounds: number[];
+    };
+    type Metric = { name: string; unit: string; histogram?: { dataPoints: Point[] } };
+    const metrics = (): Metric[] =>
+      (otlpBodies as { resourceMetrics: { scopeMetrics: { metrics: Metric[] }[] }[] }[]).flatMap((b) =>
+        b.resourceMetrics.flatMap((r) => r.scopeMetrics.flatMap((s) => s.metrics)),
+      );
+    const attr = (p: Point, k: string) => {
+      const v = p.attributes.find((a) => a.key === k)?.value;
+      return v?.stringValue ?? (v?.intValue !== undefined ? String(v.intValue) : undefined);
+    };
+    await until(
+      'an OTLP export with the port creates',
+      () =>
+        metrics().some(
+          (m) =>
+            m.name === 'http.server.request.duration' &&
+            m.histogram?.dataPoints.some((p) => attr(p, 'http.route') === '/v2.0/ports' && attr(p, 'http.request.method') === 'POST'),
+        ),
+      30_000,
+      500,
+    );
+    const last = metrics()
+      .filter((m) => m.name === 'http.server.request.duration')
+      .at(-1) as Metric;
+    assert.equal(last.unit, 's');
+    const posts = last.histogram?.dataPoints.find(
+      (p) => attr(p, 'http.route') === '/v2.0/ports' && attr(p, 'http.request.method') === 'POST' && attr(p, 'http.response.status_code') === '201',
+    ) as Point;
+    assert.equal(Number(posts.count), 3, 'cumulative: the three port creates');
+    assert.equal(attr(posts, 'openstack.service'), 'neutron-server');
+    assert.deepEqual(posts.explicitBounds, [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]);
+    assert.ok(metrics().some((m) => m.name === 'db.client.operation.duration'));
+    assert.ok(metrics().some((m) => m.name === 'http.client.request.duration'));
+    assert.ok((await api('/v1/status')).performance.otlp.exported > 0);
+    // the API's slowest fingerprints agree with what Prometheus counted
+    const fps = (await api('/v1/requests/sql?service=neutron-server&limit=500')) as { count: number }[];
+    const [sum] = await q('sum(db_client_operation_duration_seconds_count{service="neutron-server"})');
+    assert.ok(fps.reduce((x, f) => x + f.count, 0) <= Number(sum?.value[1]));
+  });
+
+  // ---- faults, each in its own window, on a steady workload --------------------------------------
+
+  /** GET /v2.0/ports/{id} in a loop; every request has Keystone validate its token (no cache). */
+  let stopLoad: (() => Promise<void>) | undefined;
+  const startLoad = () => {
+    let on = true;
+    const loop = (async () => {
+      let i = 0;
+      while (on) {
+        await os.neutronApi('GET', `/ports/${ports[i++ % ports.length]}`).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    stopLoad = async () => {
+      on = false;
+      await loop;
+    };
+  };
+  const ROUTE = 'GET /v2.0/ports/{port_id}';
+  type Finding = { key: string; kind: string; service: string; subject: string; open: boolean; first_seen: number; moved?: { component: string } };
+  const findings = async (): Promise<Finding[]> => api('/v1/requests/findings');
+  const waitFinding = async (pred: (f: Finding) => boolean, what: string): Promise<Finding> => {
+    let hit: Finding | undefined;
+    try {
+      await until(
+        what,
+        async () => {
+          hit = (await findings()).find((f) => f.open && pred(f));
+          return hit !== undefined;
+        },
+        60_000,
+        500,
+      );
+    } catch (err) {
+      const all = (await api('/v1/requests?min_ms=0&limit=30&since=30s')) as Explained[];
+      const recent = all.map((r) => [r.service, r.route, r.duration_ms, r.cause.component, r.cause.ms]);
+      if (process.env.STACKBPF_TEST_DEBUG) process.stderr.write(`slowest: ${JSON.stringify(await api(`/v1/requests/${all[0]?.key}`))}\n`);
+      throw new Error(
+        `${(err as Error).message}\nfindings: ${JSON.stringify(await findings())}\nrecent: ${JSON.stringify(recent)}\nstatus: ${JSON.stringify((await api('/v1/status')).performance)}`,
+      );
+    }
+    return hit as Finding;
+  };
+  /** the explained requests of the route since t, slowest first */
+  const affected = async (since: number): Promise<Explained[]> =>
+    ((await api(`/v1/requests?service=neutron-server&min_ms=0&limit=2000&since=${since}`)) as Explained[]).filter((r) => `${r.method} ${r.route}` === ROUTE);
+  /** at least 8 affected requests of the window (or what 30 s gave) */
+  const collect = async (since: number, pred: (r: Explained) => boolean): Promise<Explained[]> => {
+    let got: Explained[] = [];
+    await until('requests the fault slowed', async () => (got = (await affected(since)).filter(pred)).length >= 8, 30_000, 500).catch(() => undefined);
+    return got;
+  };
+  const settleClosed = async () => {
+    await until('the findings to close', async () => (await findings()).every((f) => !f.open || f.kind === 'n_plus_one'), 60_000, 500);
+  };
+
+  test('a healthy workload learns the baselines and raises no finding', async () => {
+    startLoad();
+    // learn, then watch a healthy window
+    await new Promise((r) => setTimeout(r, 25_000));
+    const before = Date.now();
+    await new Promise((r) => setTimeout(r, 15_000));
+    const raised = (await findings()).filter((f) => f.kind !== 'n_plus_one' && (f.open || f.first_seen >= before));
+    assert.deepEqual(raised, [], 'no finding on a healthy run');
+    assert.ok((await affected(before)).length >= 20, 'the workload ran');
+  });
+
+  test('a slow dependency: Keystone answers Neutron 600 ms late — slow_dependency, and why names the dependency', async () => {
+    const t0 = Date.now();
+    proxy.delayMs = 600;
+    try {
+      const f = await waitFinding((x) => x.kind === 'slow_dependency' && x.service === 'neutron-server', 'a slow_dependency finding');
+      assert.equal(f.subject, `127.0.0.1:${proxy.port}`);
+      const r = await waitFinding((x) => x.kind === 'route_regression' && x.subject === ROUTE, 'the route regression');
+      assert.equal(r.moved?.component, 'dependency');
+      const slow = await collect(t0, (x) => x.duration_ms > 600);
+      assert.ok(slow.length >= 5, `${slow.length} slow requests`);
+      const right = slow.filter((x) => x.cause.component === 'dependency' && x.cause.subject === `127.0.0.1:${proxy.port}`);
+      assert.ok(
+        right.length >= 0.9 * slow.length,
+        `why names the dependency for ${right.length} of ${slow.length}: ${JSON.stringify(slow.map((x) => x.cause))}`,
+      );
+    } finally {
+      proxy.delayMs = 0;
+    }
+    await settleClosed();
+  });
+
+  test('a lock held in the database: slow_sql on the statement that waits, and why names it', async () => {
+    const t0 = Date.now();
+    // a session that holds a write lock on the ports table 700 ms out of every 900
+    const lock = execFile('mariadb', [`--socket=${join(os.dir, 'mariadb', 'sock')}`, 'neutron'], { timeout: 120_000 });
+    lock.stdin?.write(`${'LOCK TABLES ports WRITE; DO SLEEP(0.7); UNLOCK TABLES; DO SLEEP(0.2);\n'.repeat(60)}`);
+    try {
+      const f = await waitFinding((x) => x.kind === 'slow_sql' && x.service === 'neutron-server' && /\bports\b/.test(x.subject), 'a slow_sql finding');
+      assert.match(f.subject, /^SELECT ports\./);
+      const r = await waitFinding((x) => x.kind === 'route_regression' && x.subject === ROUTE, 'the route regression');
+      assert.equal(r.moved?.component, 'sql');
+      const slow = await collect(t0, (x) => (x.sql.slowest?.ms ?? 0) > 300);
+      assert.ok(slow.length >= 5, `${slow.length} requests waited on the lock`);
+      const right = slow.filter((x) => x.cause.component === 'sql' && /\bports\b/.test(String(x.cause.subject)));
+      assert.ok(
+        right.length >= 0.9 * slow.length,
+        `why names the statement for ${right.length} of ${slow.length}: ${JSON.stringify(slow.map((x) => x.cause))}`,
+      );
+    } finally {
+      lock.kill('SIGKILL');
+    }
+    await settleClosed();
+  });
+
+  test("CPU starvation of Neutron's worker: cpu_starvation, and why names the wait for a CPU", async () => {
+    const t0 = Date.now();
+    const worker = (await affected(t0 - 60_000))[0]?.pid as number;
+    assert.ok(worker > 0);
+    const mask = (await run('taskset', ['-p', String(worker)])).stdout.trim().split(/\s+/).at(-1) as string;
+    // the worker and three busy loops share CPU 0
+    await run('taskset', ['-a', '-p', '-c', '0', String(worker)]);
+    const hogs = Array.from({ length: 3 }, () =>
+      execFile('taskset', ['-c', '0', '/usr/bin/python3', '-c', 'import time\nend=time.time()+90\nwhile time.time()<end: pass'], { timeout: 120_000 }),
+    );
+    try {
+      const f = await waitFinding((x) => x.kind === 'cpu_starvation' && x.service === 'neutron-server', 'a cpu_starvation finding');
+      assert.equal(f.subject, ROUTE);
+      const slow = await collect(t0, (x) => (x.runq_ms ?? 0) > 100);
+      assert.ok(slow.length >= 5, `${slow.length} requests waited for a CPU`);
+      const right = slow.filter((x) => x.cause.component === 'cpu_wait');
+      assert.ok(
+        right.length >= 0.8 * slow.length,
+        `why names the CPU wait for ${right.length} of ${slow.length}: ${JSON.stringify(slow.map((x) => [x.duration_ms, x.cause]))}`,
+      );
+    } finally {
+      for (const h of hogs) h.kill('SIGKILL');
+      await run('taskset', ['-a', '-p', mask, String(worker)]).catch(() => undefined);
+      await stopLoad?.();
+    }
+  });
+});

@@ -1,0 +1,176 @@
+// The request explainer's logic on synthetic events (pure logic; the e2e test
+// runs it on real Keystone and Neutron): attribution to the worker thread and
+// the request's window, stitching by request id and by connection, the
+// cause, N+1, and baselines that raise a finding naming what moved and close
+// it again.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type Explained, PerfEngine, type PerfOptions } from '../../src/perf/engine.js';
+import type { TraceEvent } from '../../src/trace/event.js';
+
+const OPTS: PerfOptions = {
+  settleMs: 1000,
+  maxRequests: 1000,
+  routeValues: 50,
+  maxRoutes: 100,
+  maxFingerprints: 100,
+  nPlusOne: 10,
+  baseline: { learnSeconds: 600, recentSeconds: 10, minSamples: 5, factor: 2, minDeltaMs: 25 },
+};
+
+const base = (service: string, pid: number, tid: number, ts: number) => ({ ts, service, pid, tid, ppid: 1, uid: 0, comm: 'x' });
+
+function server(service: string, pid: number, ts: number, ms: number, o: Record<string, unknown> = {}): TraceEvent {
+  return {
+    ...base(service, pid, (o.tid as number) ?? pid, ts),
+    type: 'http.request',
+    data: { role: 'server', method: 'GET', path: '/v2.0/ports', status: 200, latency_ms: ms, request_bytes: 100, response_bytes: 100, ...o },
+  } as TraceEvent;
+}
+function client(service: string, pid: number, ts: number, ms: number, o: Record<string, unknown> = {}): TraceEvent {
+  return {
+    ...base(service, pid, pid, ts),
+    type: 'http.request',
+    data: { role: 'client', method: 'GET', path: '/v3/auth/tokens', status: 200, latency_ms: ms, request_bytes: 100, response_bytes: 100, ...o },
+  } as TraceEvent;
+}
+function sql(service: string, pid: number, ts: number, ms: number, statement: string, tid = pid): TraceEvent {
+  return {
+    ...base(service, pid, tid, ts),
+    type: 'sql.query',
+    data: { command: 'query', statement, latency_ms: ms, request_bytes: 10, response_bytes: 10 },
+  } as TraceEvent;
+}
+
+describe('request explainer', () => {
+  test("a request's SQL and calls on its worker thread, within its window, are its own; the callee's request is stitched", () => {
+    let now = 1_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    e.onEvents([
+      // keystone validating the token neutron sends (its answer carries keystone's request id)
+      sql('keystone', 20, now + 12, 3, "SELECT * FROM token WHERE id = 'x'"),
+      server('keystone', 20, now + 11, 30, {
+        method: 'GET',
+        path: '/v3/auth/tokens',
+        request_id: 'req-k1',
+        local: '127.0.0.1:5000',
+        remote: '127.0.0.1:40000',
+        cpu_ms: 20,
+        runq_ms: 1,
+      }),
+      client('neutron', 10, now + 10, 32, { remote: '127.0.0.1:5000', local: '127.0.0.1:40000', request_id: 'req-k1' }),
+      sql('neutron', 10, now + 50, 40, 'SELECT ports.id FROM ports WHERE ports.network_id = 5'),
+      sql('neutron', 10, now + 91, 2, 'SELECT 1'),
+      // another thread of neutron, and a statement after the request: not this request's
+      sql('neutron', 10, now + 60, 500, 'SELECT 2', 11),
+      sql('neutron', 10, now + 200, 7, 'UPDATE ports SET status = 1'),
+      server('neutron', 10, now, 100, {
+        path: '/v2.0/ports?network_id=x',
+        request_id: 'req-n1',
+        local: '127.0.0.1:9696',
+        remote: '127.0.0.1:50000',
+        cpu_ms: 15,
+        runq_ms: 2,
+      }),
+    ]);
+    e.tick();
+    assert.equal(e.stats().explained, 0, 'nothing is explained before settle_ms');
+    now += 2000;
+    e.tick();
+    const n = e.requests.get('req-n1') as Explained;
+    assert.equal(n.route, '/v2.0/ports');
+    assert.equal(n.sql.count, 2);
+    assert.equal(n.sql.total_ms, 42);
+    assert.equal(n.sql.slowest?.fingerprint, 'SELECT ports.id FROM ports WHERE ports.network_id = ?');
+    assert.equal(n.calls.length, 1);
+    const call = n.calls[0];
+    assert.equal(call?.peer_service, 'keystone');
+    assert.equal(call?.route, '/v3/auth/tokens');
+    assert.equal(call?.child, 'req-k1');
+    assert.equal(call?.queue_ms, 1);
+    // 100 = 15 cpu + 2 waiting + 42 sql + 32 call + 9 blocked
+    assert.equal(n.blocked_ms, 9);
+    assert.equal(n.cause.component, 'sql');
+    const k = e.requests.get('req-k1') as Explained;
+    assert.equal(k.parent, 'req-n1');
+    assert.equal(k.cause.component, 'cpu');
+    const tree = e.tree('req-n1') as Explained & { children: Explained[] };
+    assert.equal(tree.children[0]?.key, 'req-k1');
+    assert.equal(e.stats().stitched, 1);
+  });
+
+  test('without a request id the callee is found by the connection and the time', () => {
+    let now = 1_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    e.onEvents([
+      server('keystone', 20, now + 5, 80, { path: '/v3/auth/tokens', local: '127.0.0.1:5000', remote: '127.0.0.1:40001', cpu_ms: 5, runq_ms: 0 }),
+      client('neutron', 10, now + 4, 82, { remote: '127.0.0.1:5000', local: '127.0.0.1:40001' }),
+      server('neutron', 10, now, 100, { local: '127.0.0.1:9696', remote: '127.0.0.1:50001', cpu_ms: 10, runq_ms: 0 }),
+    ]);
+    now += 2000;
+    e.tick();
+    const n = [...e.requests.values()].find((r) => r.service === 'neutron') as Explained;
+    assert.ok(n.calls[0]?.child, 'stitched');
+    // the dependency took the most; its own cause is followed: keystone was blocked (75 of 80 ms)
+    assert.equal(n.cause.component, 'dependency');
+    assert.equal(n.cause.via?.service, 'keystone');
+    assert.equal(n.cause.via?.component, 'blocked');
+  });
+
+  test('one statement run again and again is an N+1 finding and the cause names it; pool pings are not', () => {
+    let now = 1_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    const evs: TraceEvent[] = [];
+    for (let i = 0; i < 12; i++) evs.push(sql('neutron', 10, now + 1 + i * 5, 4, `SELECT * FROM ports WHERE id = ${i}`));
+    for (let i = 0; i < 30; i++) evs.push(sql('neutron', 11, now + 1 + i * 2, 0.1, 'SELECT 1', 11));
+    evs.push(server('neutron', 10, now, 100, { request_id: 'req-a', cpu_ms: 10, runq_ms: 0 }));
+    evs.push(server('neutron', 11, now, 100, { request_id: 'req-b', tid: 11, cpu_ms: 10, runq_ms: 0 }));
+    e.onEvents(evs);
+    now += 2000;
+    e.tick();
+    const a = e.requests.get('req-a') as Explained;
+    assert.equal(a.sql.repeated?.count, 12);
+    assert.equal(a.cause.component, 'sql');
+    assert.match(a.cause.detail, /the same statement 12×/);
+    const f = [...e.findings.values()];
+    assert.equal(f.length, 1);
+    assert.equal(f[0]?.kind, 'n_plus_one');
+    assert.deepEqual(a.findings, [f[0]?.key]);
+    assert.equal((e.requests.get('req-b') as Explained).findings.length, 0);
+  });
+
+  test('a route whose p95 moves beyond its baseline is a finding naming the component that grew; it closes when the route recovers', () => {
+    let now = 10_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    const step = (ms: number, sqlMs: number) => {
+      const t = now;
+      e.onEvents([
+        sql('keystone', 20, t + 1, sqlMs, 'SELECT * FROM user WHERE id = 1'),
+        server('keystone', 20, t, ms, { path: '/v3/users', cpu_ms: 10, runq_ms: 0 }),
+      ]);
+      now += 500;
+      e.tick();
+    };
+    for (let i = 0; i < 120; i++) step(20, 5); // 60 s of a healthy route
+    assert.equal([...e.findings.values()].filter((f) => f.open).length, 0, 'no finding on a healthy route');
+    for (let i = 0; i < 20; i++) step(220, 205); // the statement became slow
+    const open = [...e.findings.values()].filter((f) => f.open);
+    const route = open.find((f) => f.kind === 'route_regression');
+    assert.ok(route, JSON.stringify(open));
+    assert.equal(route.moved?.component, 'sql');
+    assert.ok(open.some((f) => f.kind === 'slow_sql' && f.subject === 'SELECT * FROM user WHERE id = ?'));
+    assert.ok(route.evidence.length > 0, 'slow requests are its evidence');
+    for (let i = 0; i < 60; i++) step(20, 5);
+    assert.equal([...e.findings.values()].filter((f) => f.open).length, 0, 'closed after recovery');
+  });
+
+  test('requests that overlap on one thread (an eventlet hub) say so', () => {
+    let now = 1_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    e.onEvents([server('neutron', 10, now, 100, { request_id: 'a' }), server('neutron', 10, now + 50, 100, { request_id: 'b' })]);
+    now += 3000;
+    e.tick();
+    assert.equal((e.requests.get('a') as Explained).shared_thread, true);
+    assert.equal(e.stats().shared_thread, 2);
+  });
+});
