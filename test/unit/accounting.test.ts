@@ -93,7 +93,8 @@ describe('accounting: usage store', () => {
   const r = { id: 'res-1', kind: 'interface' as const, projectId: 'p1', instanceId: 'i1', metadata: {} };
   test('1-second rows only when a value changes; the window gives what was used; coarse tiers close their buckets', () => {
     const s = new UsageStore(':memory:');
-    const t0 = Date.UTC(2026, 11, 7, 10, 0, 0);
+    // a whole minute, recent enough that the 1-second tier (kept an hour) still holds the window
+    const t0 = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
     for (let i = 0; i < 130; i++) s.write(t0 + i * 1000, [r], [{ resource: 'res-1', meter: 'network.incoming.bytes', volume: 1000 + Math.floor(i / 2) * 10 }]);
     s.write(t0 + 130_000, [r], [{ resource: 'res-1', meter: 'memory.resident', volume: 100 }]);
     const series = s.series('res-1', 'network.incoming.bytes', t0);
@@ -102,7 +103,7 @@ describe('accounting: usage store', () => {
     // cumulative: the last value in the window minus the last one before it
     assert.equal(used[0]?.volume, 1000 + 35 * 10 - (1000 + 4 * 10));
     assert.equal(used[0]?.resolution, 1);
-    // minute buckets: 10:00 and 10:01 closed when 10:02 began, each with its last value
+    // minute buckets: the first two closed when the third began, each with its last value
     const minutes = s.series('res-1', 'network.incoming.bytes', t0, 1);
     assert.deepEqual(minutes, [
       { ts: t0, volume: 1000 + 29 * 10 },
