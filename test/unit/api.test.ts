@@ -66,7 +66,15 @@ describe('api', () => {
   test('status names every module and its state', async () => {
     const r = await call('GET', '/v1/status');
     assert.equal(r.status, 200);
-    assert.deepEqual(r.json.modules, { storage: 'on', analytics: 'on', tracing: 'off', exposure: 'off', response: 'on', accounting: 'off' });
+    assert.deepEqual(r.json.modules, {
+      storage: 'on',
+      analytics: 'on',
+      tracing: 'off',
+      exposure: 'off',
+      response: 'on',
+      accounting: 'off',
+      performance: 'on',
+    });
     assert.equal(r.json.storage.state, 'on');
     assert.equal(r.json.trace.state, 'off');
     assert.equal(r.json.analytics.state, 'on');

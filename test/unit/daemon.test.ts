@@ -12,7 +12,13 @@ import type { TraceEvent } from '../../src/trace/event.js';
 
 const quiet = createLogger({ level: 'error', write: () => undefined });
 // every real module off but the response module, which needs nothing
-const allOff = parseConfig({ trace: { enabled: false }, storage: { enabled: false }, analytics: { enabled: false }, accounting: { enabled: false } });
+const allOff = parseConfig({
+  trace: { enabled: false },
+  storage: { enabled: false },
+  analytics: { enabled: false },
+  accounting: { enabled: false },
+  performance: { enabled: false },
+});
 
 function recorder() {
   const log: string[] = [];
@@ -117,7 +123,15 @@ describe('daemon wiring', () => {
     const d = await Daemon.start(allOff, quiet);
     try {
       const s = d.status();
-      assert.deepEqual(s.modules, { storage: 'off', analytics: 'off', tracing: 'off', exposure: 'off', response: 'on', accounting: 'off' });
+      assert.deepEqual(s.modules, {
+        storage: 'off',
+        analytics: 'off',
+        tracing: 'off',
+        exposure: 'off',
+        response: 'on',
+        accounting: 'off',
+        performance: 'off',
+      });
       assert.equal(s.dataplane, 'off');
       assert.deepEqual(s.trace, { state: 'off' });
       assert.deepEqual(s.storage, { state: 'off' });
