@@ -42,7 +42,7 @@ import { fingerprint } from '../src/analytics/sql.js';
 import { packageRoot } from '../src/paths.js';
 import { OpenStack } from '../test/helpers/openstack.js';
 import { OvnStack } from '../test/helpers/ovn.js';
-import { DelayProxy } from '../test/helpers/proxy.js';
+import { DelayProxy, HttpDelayProxy } from '../test/helpers/proxy.js';
 import { agentApi, ratioCI, startAgent } from './trace-overhead.js';
 
 const run = promisify(execFile);
@@ -122,7 +122,7 @@ export const bench = {
     const ns = `sbbdiag${process.pid % 100000}`;
     let ovn: OvnStack | undefined;
     let os: OpenStack | undefined;
-    const ksProxy = await DelayProxy.start(() => os?.keystonePort ?? 0);
+    const ksProxy = await HttpDelayProxy.start(() => os?.keystonePort ?? 0);
     const dbProxy = await DelayProxy.start(() => os?.mariadbPort ?? 0);
     let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
     const result: Record<string, unknown> = {};
@@ -338,7 +338,7 @@ export const bench = {
       result.healthy_window = { requests: healthy.length, p50_ms: r3(median(healthy)), p99_ms: r3(healthyP99) };
 
       /** a proxy holds every answer back `ms`, until the fault ends */
-      const hold = (p: DelayProxy, ms: number) => async () => {
+      const hold = (p: DelayProxy | HttpDelayProxy, ms: number) => async () => {
         p.delayMs = ms;
         return async () => {
           p.delayMs = 0;

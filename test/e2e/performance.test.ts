@@ -23,7 +23,7 @@ import { OpenStack, skipMariadb, skipOpenStack } from '../helpers/openstack.js';
 import { OvnStack, skipOvn } from '../helpers/ovn.js';
 import { freePort } from '../helpers/ovsdb.js';
 import { Prometheus, skipPrometheus } from '../helpers/prometheus.js';
-import { DelayProxy } from '../helpers/proxy.js';
+import { HttpDelayProxy } from '../helpers/proxy.js';
 
 const run = promisify(execFile);
 const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.js');
@@ -53,7 +53,7 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
   const ns = unique('sbperf', 15);
   let ovn: OvnStack;
   let os: OpenStack;
-  let proxy: DelayProxy;
+  let proxy: HttpDelayProxy;
   let pins: ReturnType<typeof pinDir>;
   let work: string;
   let agent: AgentProcess;
@@ -73,7 +73,7 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
     ovn = await OvnStack.start(ns);
     // the catalog names a proxy in front of Keystone: Neutron's keystonemiddleware validates through it
     let target = 0;
-    proxy = await DelayProxy.start(() => target);
+    proxy = await HttpDelayProxy.start(() => target);
     os = await OpenStack.start({ db: 'mariadb', endpointUrl: `http://127.0.0.1:${proxy.port}/v3` });
     target = os.keystonePort;
     await os.startNeutron({
@@ -238,6 +238,11 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
       db.some((x) => x.metric.db_operation_name === 'INSERT'),
       JSON.stringify(db),
     );
+    const rpc = await q('sum by (rpc_service, rpc_method) (rpc_client_duration_seconds_count{service="neutron-server",rpc_system="ovsdb"})');
+    assert.ok(
+      rpc.some((x) => x.metric.rpc_service === 'OVN_Northbound' && x.metric.rpc_method === 'transact' && Number(x.value[1]) >= 3),
+      JSON.stringify(rpc),
+    );
     const client = await q('sum by (server_address) (http_client_request_duration_seconds_count{service="neutron-server"})');
     assert.ok(
       client.some((x) => x.metric.server_address === `127.0.0.1:${proxy.port}`),
@@ -353,6 +358,25 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
     const raised = (await findings()).filter((f) => f.kind !== 'n_plus_one' && (f.open || f.first_seen >= before));
     assert.deepEqual(raised, [], 'no finding on a healthy run');
     assert.ok((await affected(before)).length >= 20, 'the workload ran');
+  });
+
+  test("Keystone's one uwsgi worker saturated by four clients at once: pool_saturated", async () => {
+    const token = await os.authToken();
+    let on = true;
+    const flood = Array.from({ length: 4 }, async () => {
+      while (on) {
+        const r = await fetch(`${os.keystoneUrl}/auth/tokens`, { headers: { 'x-auth-token': token, 'x-subject-token': token } }).catch(() => undefined);
+        await r?.arrayBuffer();
+      }
+    });
+    try {
+      const f = await waitFinding((x) => x.kind === 'pool_saturated' && x.service === 'keystone', 'a pool_saturated finding');
+      assert.match((f as Finding & { detail: string }).detail, /^keystone: its 1 worker was busy \d+%/);
+    } finally {
+      on = false;
+      await Promise.all(flood);
+    }
+    await settleClosed();
   });
 
   test('a slow dependency: Keystone answers Neutron 600 ms late — slow_dependency, and why names the dependency', async () => {
