@@ -10,7 +10,7 @@
 // broker is away; the oldest are dropped beyond that, counted.
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
-import { redactUrl } from '../trace/redact.js';
+import { redactEndpoint } from '../trace/redact.js';
 import type { Sample } from './meters.js';
 
 export interface PublisherOptions {
@@ -45,7 +45,7 @@ export function amqpUrl(url: string): string {
 
 /** user:password@ hidden, for logs and status. */
 export function redactTransport(url: string): string {
-  return redactUrl(url.replace(/\/\/([^:/@]*):[^@]*@/g, '//$1:<redacted>@'));
+  return redactEndpoint(url);
 }
 
 /** oslo.messaging's timestamp format (UTC, microseconds, no zone). */

@@ -8,6 +8,7 @@ import type { Histogram } from '@opentelemetry/api';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type PushMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { redactEndpoint } from '../trace/redact.js';
 import { OTEL_DURATION_BUCKETS } from './hist.js';
 
 export interface OtlpStatus {
@@ -25,7 +26,7 @@ export class OtlpExport {
   private readonly st: OtlpStatus;
 
   constructor(endpoint: string, intervalSeconds: number, host: string) {
-    this.st = { endpoint, exported: 0, failed: 0 };
+    this.st = { endpoint: redactEndpoint(endpoint), exported: 0, failed: 0 };
     const inner = new OTLPMetricExporter({ url: endpoint });
     const st = this.st;
     // the SDK's exporter, counted: an operator sees failed exports in `stackbpf status`
@@ -35,7 +36,7 @@ export class OtlpExport {
           if (r.code === 0) st.exported++;
           else {
             st.failed++;
-            st.lastError = r.error?.message ?? 'export failed';
+            st.lastError = redactEndpoint(r.error?.message ?? 'export failed');
           }
           done(r);
         });

@@ -57,6 +57,11 @@ export function redactUrl(target: string): string {
 
 // user:password@ in URLs (database connection strings on command lines)
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi;
+
+/** An endpoint an operator configured (a broker, a collector), fit to show: no password, no secret parameter. */
+export function redactEndpoint(url: string): string {
+  return redactUrl(url.replace(URL_PASSWORD, `$1${REDACTED}@`));
+}
 const SECRET_FLAG = /^--?(?:os-)?(?:bootstrap-|admin-|db-|database-)?(?:password|passwd|pass|token|secret|auth-key|key-secret|api-key|passphrase)$/i;
 const SECRET_FLAG_EQ = /^(--?(?:os-)?(?:[a-z-]*-)?(?:password|passwd|pass|token|secret|api-key|passphrase)=).*$/i;
 const SECRET_ENV = /^([A-Za-z_][A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_KEY)[A-Za-z0-9_]*=).*$/i;

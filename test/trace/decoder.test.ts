@@ -15,7 +15,7 @@ import {
   parseMysqlResult,
 } from '../../src/trace/protocols.js';
 import { decodeRecord, RecordError } from '../../src/trace/records.js';
-import { REDACTED, redactArgv, redactJsonText, redactSql, redactUrl } from '../../src/trace/redact.js';
+import { REDACTED, redactArgv, redactEndpoint, redactJsonText, redactSql, redactUrl } from '../../src/trace/redact.js';
 import { type SessionOutput, SessionTracker } from '../../src/trace/sessions.js';
 import { inspectRequest } from '../../src/analytics/sqli.js';
 
@@ -59,6 +59,12 @@ describe('redaction', () => {
     assert.ok(!JSON.stringify(visible).includes(FERNET.slice(0, 30)));
     assert.equal(secrets.authToken, FERNET);
     assert.equal(redactUrl('/v1/x?password=abc&limit=1'), `/v1/x?password=${REDACTED}&limit=1`);
+    // an endpoint an operator configured, as status and logs show it
+    assert.equal(
+      redactEndpoint('http://otel:s3cret@127.0.0.1:4318/v1/metrics?token=abc'),
+      `http://otel:${REDACTED}@127.0.0.1:4318/v1/metrics?token=${REDACTED}`,
+    );
+    assert.equal(redactEndpoint('rabbit://guest:guest@127.0.0.1:5672/'), `rabbit://guest:${REDACTED}@127.0.0.1:5672/`);
   });
 
   test('command lines and SQL', () => {
