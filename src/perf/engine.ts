@@ -95,7 +95,7 @@ export interface Explained {
   findings: string[];
 }
 
-export type FindingKind = 'route_regression' | 'slow_sql' | 'slow_dependency' | 'cpu_starvation' | 'n_plus_one';
+export type FindingKind = 'route_regression' | 'slow_sql' | 'slow_dependency' | 'cpu_starvation' | 'n_plus_one' | 'pool_saturated';
 
 export interface Finding {
   key: string;
@@ -220,6 +220,12 @@ class Series {
   }
 }
 
+/**
+ * A request that starts this soon after its worker answered the one before had been waiting:
+ * the worker finished writing, closed or kept the connection, and read the next at once.
+ */
+const QUEUED_GAP_MS = 10;
+
 /** pool pre-pings (`SELECT 1`) and session settings are not the application's queries */
 const HOUSEKEEPING = /^(SELECT \?|SET |SHOW |ROLLBACK|COMMIT|BEGIN|START TRANSACTION|XA )/i;
 
@@ -278,6 +284,8 @@ export class PerfEngine {
   readonly serverMetrics = new Map<string, { labels: Record<string, string>; h: OtelHistogram }>();
   readonly clientMetrics = new Map<string, { labels: Record<string, string>; h: OtelHistogram }>();
   readonly dbMetrics = new Map<string, { labels: Record<string, string>; h: OtelHistogram }>();
+  /** OVSDB calls by service, method and database (OpenTelemetry's rpc.client.duration) */
+  readonly rpcMetrics = new Map<string, { labels: Record<string, string>; h: OtelHistogram }>();
 
   /** told of every observation (the OTLP export) */
   sink?: {
@@ -380,6 +388,7 @@ export class PerfEngine {
   private onRpc(ev: EventOf<'rpc.call'>): void {
     const d = ev.data;
     const peer = d.target ?? d.remote ?? '?';
+    this.observe(this.rpcMetrics, { service: ev.service, rpc_system: d.protocol, rpc_service: d.target ?? '', rpc_method: d.method }, d.latency_ms / 1000);
     const s = this.series(this.peerSeries, ev.service, peer);
     const slot = s.slot(ev.ts, this.slotMs, this.keepSlots);
     slot.n++;
@@ -505,7 +514,11 @@ export class PerfEngine {
     const alone = (c: Child): boolean => ![...batch, ...this.pending].some((o) => o !== p && o.ev.pid === ev.pid && o.ev.ts < c.end && o.end > c.start);
     const mine = (this.children.get(ev.pid) ?? []).filter((c) => inWindow(c) && (c.tid === ev.tid || (c.kind === 'ovsdb' && alone(c))));
     const shared = batch.some((o) => o !== p && o.ev.pid === ev.pid && o.ev.tid === ev.tid && o.ev.ts < end && o.end > start);
-    if (shared) this.st.shared++;
+    if (shared) {
+      this.st.shared++;
+      this.concurrentThreads.add(ev.service);
+    }
+    this.workload(ev.service).push({ start, end, worker: `${ev.pid}/${ev.tid}` });
     // SQL
     const sql: SqlSummary = { count: 0, total_ms: 0 };
     const perFp = new Map<string, { count: number; ms: number }>();
@@ -807,7 +820,62 @@ export class PerfEngine {
     return undefined;
   }
 
+  /** a service's recent requests (start, end, worker thread), for the worker pool's occupancy */
+  private readonly recentWork = new Map<string, { start: number; end: number; worker: string }[]>();
+  /** services whose threads serve several requests at once (eventlet): their pool is not the threads */
+  private readonly concurrentThreads = new Set<string>();
+
+  private workload(service: string): { start: number; end: number; worker: string }[] {
+    let w = this.recentWork.get(service);
+    if (!w) {
+      w = [];
+      this.recentWork.set(service, w);
+    }
+    if (w.length >= 4096) w.splice(0, w.length - 4095);
+    return w;
+  }
+
+  /**
+   * A worker pool is saturated when its workers (the threads that served requests over the learn
+   * window: uwsgi and Apache serve one request per thread) were busy nearly all of the recent
+   * window, and most requests started within QUEUED_GAP_MS of their worker answering the one before: they had
+   * been waiting for it, queued in the listen backlog.
+   */
+  private checkPools(now: number): void {
+    const b = this.opts.baseline;
+    const from = now - this.opts.settleMs - 2 * this.slotMs;
+    const to = now - this.opts.settleMs;
+    for (const [service, w] of this.recentWork) {
+      while (w.length && (w[0] as { end: number }).end < now - b.learnSeconds * 1000) w.shift();
+      if (this.concurrentThreads.has(service)) continue;
+      const workers = new Set(w.map((x) => x.worker));
+      const recent = w.filter((x) => x.end > from && x.start < to);
+      let busy = 0;
+      let waited = 0;
+      const lastEnd = new Map<string, number>();
+      for (const x of w) {
+        const prev = lastEnd.get(x.worker);
+        if (x.start >= from && x.start < to && prev !== undefined && x.start - prev < QUEUED_GAP_MS) waited++;
+        lastEnd.set(x.worker, x.end);
+        if (x.end > from && x.start < to) busy += Math.min(x.end, to) - Math.max(x.start, from);
+      }
+      const occupancy = busy / (workers.size * (to - from));
+      const started = recent.filter((x) => x.start >= from).length;
+      if (started >= b.minSamples && occupancy >= 0.9 && waited >= 0.5 * started)
+        this.raise(
+          'pool_saturated',
+          service,
+          service,
+          `${service}: its ${workers.size} worker${workers.size > 1 ? 's were' : ' was'} busy ${Math.round(occupancy * 100)}% of the last ${Math.round((to - from) / 1000)} s; ${waited} of ${started} requests started the moment a worker freed up (they were queued)`,
+          now,
+          [],
+        );
+      else if (started >= b.minSamples) this.close('pool_saturated', service, service);
+    }
+  }
+
   private check(now: number): void {
+    this.checkPools(now);
     const nowSlot = Math.floor(now / this.slotMs);
     const b = this.opts.baseline;
     // a finding's slots stay out of its series' baseline

@@ -84,7 +84,7 @@ export const performanceModule = defineModule({
       }
     }, 250);
     timer.unref();
-    ctx.log.info('performance', { settle_ms: c.settleMs, otlp: c.otlp.endpoint ?? 'off' });
+    ctx.log.info('performance', { settle_ms: c.settleMs, otlp: otlp?.status().endpoint ?? 'off' });
     return {
       engine,
       get slowMs() {
@@ -176,6 +176,12 @@ export const performanceModule = defineModule({
       'db_client_operation_duration_seconds',
       'Duration of database client operations (OpenTelemetry db.client.operation.duration).',
       () => eng()?.dbMetrics.values(),
+    );
+    histogramFrom(
+      registry,
+      'rpc_client_duration_seconds',
+      'Duration of RPC calls a service makes: OVSDB transactions and monitor requests (OpenTelemetry rpc.client.duration).',
+      () => eng()?.rpcMetrics.values(),
     );
     counterFrom(registry, 'stackbpf_performance_requests_explained_total', 'API requests explained (breakdown, cause)', () => eng()?.stats().explained);
     counterFrom(registry, 'stackbpf_performance_calls_stitched_total', 'outbound calls stitched to the request they caused', () => eng()?.stats().stitched);

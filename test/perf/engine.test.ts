@@ -173,4 +173,34 @@ describe('request explainer', () => {
     assert.equal((e.requests.get('a') as Explained).shared_thread, true);
     assert.equal(e.stats().shared_thread, 2);
   });
+
+  test('a worker pool busy all the time, with requests starting the moment a worker frees up, is saturated; spare time closes it', () => {
+    let now = 50_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    // one uwsgi worker serving back to back: 100 ms each, for 25 s
+    let t = now;
+    for (let i = 0; i < 250; i++) {
+      e.onEvents([server('keystone', 20, t, 99.5, { path: '/v3/auth/tokens', request_id: `q${i}`, cpu_ms: 90, runq_ms: 0 })]);
+      t += 100;
+      if (t > now + 250) {
+        now += 250;
+        e.tick();
+      }
+    }
+    while (now < t + 2000) {
+      now += 250;
+      e.tick();
+    }
+    const f = [...e.findings.values()].find((x) => x.kind === 'pool_saturated');
+    assert.ok(f, JSON.stringify([...e.findings.values()]));
+    assert.equal(f.service, 'keystone');
+    assert.match(f.detail, /1 worker was busy \d+%/);
+    // then one request a second: the worker waits for work, not work for the worker
+    for (let i = 0; i < 30; i++) {
+      e.onEvents([server('keystone', 20, now, 100, { path: '/v3/auth/tokens', request_id: `r${i}`, cpu_ms: 90, runq_ms: 0 })]);
+      now += 1000;
+      for (let k = 0; k < 4; k++) e.tick();
+    }
+    assert.equal(f.open, false);
+  });
 });
