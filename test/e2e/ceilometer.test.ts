@@ -87,6 +87,10 @@ describe('e2e: our samples through a real Ceilometer, beside its own polling age
     );
     const all = ceilo.samples();
     const theirs = all.filter((s) => !ours(s) && (s.resource_id === A.uuid || s.resource_id === iface || s.resource_id === `${A.uuid}-vda`));
+    // our series must reach past the end of every bracket below (t + one polling interval): the
+    // newest of Ceilometer's samples can be younger than that, and our newest row then older than its read
+    const newest = Math.max(...theirs.map(tsOf));
+    await new Promise((r) => setTimeout(r, Math.max(0, newest + POLL_SECONDS * 1000 + 2500 - Date.now())));
     let compared = 0;
     for (const c of theirs) {
       const mine = all.filter((s) => ours(s) && s.name === c.name && s.resource_id === c.resource_id);
