@@ -6,7 +6,7 @@
 // one API and one RPC worker, schema created from the models and stamped.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -45,12 +45,33 @@ export interface NeutronOptions {
   tokenCache?: boolean;
   /** with mariadb: reach it on this port (a proxy in front of it) instead of its own */
   dbPort?: number;
+  /**
+   * Neutron's log (its stdout and stderr) goes through a pipe of one page to a relay that
+   * writes the file: stallNeutronLog() stops the relay, the pipe fills, and Neutron's next log
+   * write blocks its eventlet hub — a stalled log reader (journald, a `| logger`) on a real node.
+   */
+  logPipe?: boolean;
 }
+
+// the relay: the FIFO made a one-page pipe (F_SETPIPE_SZ), copied to the file named
+const LOG_RELAY = [
+  'import fcntl, os, sys',
+  'fd = os.open(sys.argv[1], os.O_RDONLY)',
+  'fcntl.fcntl(fd, 1031, 4096)',
+  'out = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)',
+  'while True:',
+  '    b = os.read(fd, 65536)',
+  '    if not b:',
+  '        break',
+  '    os.write(out, b)',
+].join('\n');
 
 export class OpenStack {
   readonly password = randomBytes(12).toString('hex');
   keystonePid: number | undefined;
   private neutron: ChildProcess | undefined;
+  private logRelay: ChildProcess | undefined;
+  private logFifo: number | undefined;
   private token: string | undefined;
   keystonePort = 0;
   neutronPort = 0;
@@ -231,6 +252,11 @@ export class OpenStack {
       '--lazy-apps',
       '--buffer-size',
       '65535',
+      // http-socket closes the connection after each answer without saying so: a client that
+      // reuses it at once (python-requests: GET /v3, then POST /v3/auth/tokens) races that close
+      // and is reset ("Connection aborted", seen in CI). Say it, as a front server would.
+      '--add-header',
+      'Connection: close',
       '--pidfile',
       join(d, 'keystone.pid'),
       '--daemonize',
@@ -327,8 +353,18 @@ export class OpenStack {
     await run('neutron-db-manage', ['--config-file', conf, '--config-file', ml2, 'stamp', 'heads'], { timeout: 180_000 });
     // readers never block the writer in WAL mode (TESTBED.md's "database is locked" trap)
     if (!opts.mariadb) await run('sqlite3', [join(d, 'neutron.db'), 'PRAGMA journal_mode=WAL;']);
-    const log = openSync(join(d, 'neutron-server.log'), 'a');
-    this.neutron = spawn('neutron-server', ['--config-file', conf, '--config-file', ml2], { stdio: ['ignore', log, log] });
+    if (opts.logPipe) {
+      // a FIFO, not node's stdio 'pipe' (a socketpair, whose buffer a pipe size does not set); held
+      // open read-write here (Linux never blocks that open), so the relay never reads an end of file
+      const fifo = join(d, 'neutron-log.fifo');
+      await run('mkfifo', ['-m', '600', fifo]);
+      this.logFifo = openSync(fifo, 'r+');
+      this.logRelay = spawn('/usr/bin/python3', ['-c', LOG_RELAY, fifo, join(d, 'neutron-server.log')], { stdio: 'ignore' });
+      this.neutron = spawn('neutron-server', ['--config-file', conf, '--config-file', ml2], { stdio: ['ignore', this.logFifo, this.logFifo] });
+    } else {
+      const log = openSync(join(d, 'neutron-server.log'), 'a');
+      this.neutron = spawn('neutron-server', ['--config-file', conf, '--config-file', ml2], { stdio: ['ignore', log, log] });
+    }
     await until('neutron-server to answer', async () => (await fetch(`${this.neutronUrl}/`)).ok, 120_000);
     // in the catalog, for the `openstack` client
     const k = async (path: string, body: unknown): Promise<any> => {
@@ -416,7 +452,34 @@ export class OpenStack {
     }
   }
 
+  /**
+   * With logPipe: stop (true) or resume (false) the reader of Neutron's log pipe. Stopping also
+   * fills the pipe (as other writers to a shared log stream would), so Neutron's next log write
+   * blocks at once.
+   */
+  stallNeutronLog(stalled: boolean): void {
+    const pid = this.logRelay?.pid;
+    if (!pid) throw new Error('stallNeutronLog needs startNeutron({ logPipe: true })');
+    try {
+      process.kill(pid, stalled ? 'SIGSTOP' : 'SIGCONT');
+    } catch {
+      /* gone */
+    }
+    if (!stalled) return;
+    const fd = openSync(join(this.dir, 'neutron-log.fifo'), constants.O_WRONLY | constants.O_NONBLOCK);
+    try {
+      const line = Buffer.from('-- the log reader stalled (test filler) --\n');
+      for (let i = 0; i < 1024; i++) writeSync(fd, line);
+    } catch {
+      // EAGAIN: full
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   async stop(): Promise<void> {
+    // a stalled log reader would keep Neutron from exiting
+    if (this.logRelay?.pid) this.stallNeutronLog(false);
     const n = this.neutron;
     if (n && n.exitCode === null && n.signalCode === null) {
       const exited = new Promise((r) => n.once('exit', r));
@@ -426,6 +489,9 @@ export class OpenStack {
     }
     // neutron-server forks workers into its process group: make sure none is left
     await run('pkill', ['-KILL', '-f', '--', `--config-file ${join(this.dir, 'neutron.conf')}`]).catch(() => undefined);
+    this.logRelay?.kill('SIGKILL');
+    if (this.logFifo !== undefined) closeSync(this.logFifo);
+    this.logFifo = undefined;
     if (this.keystonePid) {
       try {
         process.kill(this.keystonePid, 'SIGTERM');
