@@ -138,6 +138,7 @@ export const bench = {
         dbPort: dbProxy.port,
         authUrl: `http://127.0.0.1:${ksProxy.port}/v3`,
         tokenCache: false,
+        logPipe: true,
       });
       const o = os;
       const token = await o.authToken();
@@ -363,6 +364,29 @@ export const bench = {
             return async () => {
               for (const h of hogs) h.kill('SIGKILL');
               await run('taskset', ['-a', '-p', mask, String(pid)]).catch(() => undefined);
+            };
+          },
+        },
+        {
+          // Neutron's log reader stalls 2.5 s of every 3, its one-page pipe full: the hub blocks in write(2)
+          name: 'blocked_hub',
+          kind: 'hub_blocked',
+          component: 'hub',
+          subject: /neutron-log\.fifo/,
+          async start() {
+            let on = true;
+            const loop = (async () => {
+              while (on) {
+                o.stallNeutronLog(true);
+                await sleep(2500);
+                o.stallNeutronLog(false);
+                await sleep(500);
+              }
+            })();
+            return async () => {
+              on = false;
+              await loop;
+              o.stallNeutronLog(false);
             };
           },
         },

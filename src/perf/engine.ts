@@ -21,9 +21,10 @@ import { fingerprint } from '../analytics/sql.js';
 import type { TraceEvent, EventOf } from '../trace/event.js';
 import { FifoMap } from '../util/fifo-map.js';
 import { LogHistogram, OtelHistogram } from './hist.js';
+import type { ThreadSample } from './hub.js';
 import { RouteTemplates } from './routes.js';
 
-export type Component = 'sql' | 'dependency' | 'cpu' | 'cpu_wait' | 'blocked';
+export type Component = 'sql' | 'dependency' | 'cpu' | 'cpu_wait' | 'blocked' | 'hub';
 
 export interface Cause {
   component: Component;
@@ -89,13 +90,31 @@ export interface Explained {
   /** off-CPU and not runnable, outside SQL and calls: locks, disk, sleeps, a blocked hub */
   blocked_ms?: number;
   shared_thread?: true;
+  /** a greenthreaded worker's hub seen asleep outside its wait while this request was open */
+  hub_blocked?: HubBlock;
   parent?: string;
   cause: Cause;
   /** keys of findings open on this request's route, fingerprints or peers */
   findings: string[];
 }
 
-export type FindingKind = 'route_regression' | 'slow_sql' | 'slow_dependency' | 'cpu_starvation' | 'n_plus_one' | 'pool_saturated';
+export type FindingKind = 'route_regression' | 'slow_sql' | 'slow_dependency' | 'cpu_starvation' | 'n_plus_one' | 'pool_saturated' | 'hub_blocked';
+
+/** A run of samples that found a worker thread asleep in one system call other than its event loop's wait. */
+export interface HubBlock {
+  /** of the block (its first sample to its last, plus one sampling interval), the part while the request was open */
+  ms: number;
+  /**
+   * the part before the worker read the request: a request that arrived meanwhile waited unread
+   * (in the socket) for up to this long — time its client saw and its own duration does not hold
+   */
+  queued_ms: number;
+  syscall: string;
+  /** the descriptor the call was on, as /proc names it (a path, pipe:[…], socket:[…]) */
+  target?: string;
+  samples: number;
+  tid: number;
+}
 
 export interface Finding {
   key: string;
@@ -256,6 +275,10 @@ export interface PerfStats {
   routes: number;
   route_overflow: number;
   fingerprint_overflow: number;
+  /** worker threads sampled in the last two minutes (the blocked-hub check) */
+  threads_sampled: number;
+  /** the services judged greenthreaded (eventlet): their hubs are watched */
+  greenthreaded: string[];
 }
 
 export class PerfEngine {
@@ -617,6 +640,23 @@ export class PerfEngine {
       out.blocked_ms = round(Math.max(0, dur - d.cpu_ms - d.runq_ms - sql.total_ms - callMs));
     }
     if (shared) out.shared_thread = true;
+    this.vote(ev.service, ev.pid, ev.tid, mine);
+    if (this.greenthreaded(ev.service)) {
+      const run = this.hubRun(ev.pid, ev.tid, start, end);
+      if (run) {
+        out.hub_blocked = run;
+        const subject = `${run.syscall}${run.target ? ` ${run.target}` : ''}`;
+        const f = this.raise(
+          'hub_blocked',
+          ev.service,
+          subject,
+          `${ev.service} (pid ${ev.pid}): its eventlet hub asleep in ${run.syscall}(2)${run.target ? ` on ${run.target}` : ''} for ${run.ms} ms (${run.samples} samples) — every request of the worker waited`,
+          ev.ts,
+          [key],
+        );
+        out.findings.push(f.key);
+      }
+    }
     const routeSeries = this.series(this.routeSeries, ev.service, `${d.method} ${p.route}`);
     const b = routeSeries.baseline(Math.floor(this.now() / this.slotMs), this.keepSlots);
     out.cause = this.causeOf(out, b.slot.n >= 4 * this.opts.baseline.minSamples ? b : undefined);
@@ -704,6 +744,19 @@ export class PerfEngine {
    */
   causeOf(r: Explained, base?: { slot: Slot; p50: number | undefined }): Cause {
     const dur = Math.max(r.duration_ms, 1e-6);
+    // a blocked hub stops everything the request waits on (its SQL answers, its calls' answers
+    // are read late): what the other components show then is the hub's doing
+    const h = r.hub_blocked;
+    if (h && h.ms + h.queued_ms >= this.opts.baseline.minDeltaMs)
+      return {
+        component: 'hub',
+        ms: h.ms,
+        share: round(Math.min(1, h.ms / dur)),
+        subject: `${h.syscall}${h.target ? ` ${h.target}` : ''}`,
+        detail: `the eventlet hub (thread ${h.tid}) asleep in ${h.syscall}(2)${h.target ? ` on ${h.target}` : ''}: ${h.ms} ms while this request was open${
+          h.queued_ms ? `, and up to ${h.queued_ms} ms before the worker could read it (unread in the socket)` : ''
+        } — nothing else on the worker could run`,
+      };
     const cands: Cause[] = [];
     if (r.sql.count) {
       const rep = r.sql.repeated;
@@ -769,6 +822,7 @@ export class PerfEngine {
         cpu: () => base.slot.cpu / n,
         cpu_wait: () => base.slot.runq / n,
         blocked: () => base.slot.blocked / n,
+        hub: () => 0,
         dependency: (c) => {
           const peer = r.calls.find((x) => x.peer === c.subject);
           return (base.slot.calls.get(peer?.peer_service ?? c.subject ?? '') ?? 0) / n;
@@ -874,8 +928,123 @@ export class PerfEngine {
     }
   }
 
+  // ---- the threads that serve requests, sampled (hub.ts) -------------------------------------------
+
+  /** how often the module samples the worker threads (ms) */
+  sampleMs = 250;
+  private readonly threadSamples = new Map<string, ThreadSample[]>();
+  /**
+   * Per service: samples that found a request's thread while its SQL was in flight, asleep in
+   * epoll (an eventlet hub: the greenthread waits for its answer in the hub) or in the read itself
+   * (a thread per request).
+   */
+  private readonly waitVotes = new Map<string, { loop: number; direct: number }>();
+
+  /** The worker threads that answered requests since `since`: the ones to sample. */
+  workers(since: number): { service: string; pid: number; tid: number }[] {
+    const out = new Map<string, { service: string; pid: number; tid: number }>();
+    for (const [service, w] of this.recentWork)
+      for (const x of w) {
+        if (x.end < since || out.has(x.worker)) continue;
+        const [pid, tid] = x.worker.split('/').map(Number) as [number, number];
+        out.set(x.worker, { service, pid, tid });
+      }
+    return [...out.values()];
+  }
+
+  onThreadSample(s: ThreadSample): void {
+    const k = `${s.pid}/${s.tid}`;
+    let l = this.threadSamples.get(k);
+    if (!l) {
+      l = [];
+      this.threadSamples.set(k, l);
+    }
+    l.push(s);
+    while (l.length && (l[0] as ThreadSample).ts < s.ts - 120_000) l.shift();
+    if (l.length > 1000) l.splice(0, l.length - 1000);
+  }
+
+  /** Greenthreaded: requests seen sharing one thread, or its SQL waited for in epoll, not in the read. */
+  greenthreaded(service: string): boolean {
+    if (this.concurrentThreads.has(service)) return true;
+    const v = this.waitVotes.get(service);
+    return v !== undefined && v.loop >= 3 && v.loop >= 4 * v.direct;
+  }
+
+  private vote(service: string, pid: number, tid: number, mine: Child[]): void {
+    const l = this.threadSamples.get(`${pid}/${tid}`);
+    if (!l?.length) return;
+    let v = this.waitVotes.get(service);
+    for (const c of mine) {
+      if (c.kind !== 'sql' || c.tid !== tid || c.end - c.start < 2) continue;
+      for (const x of l) {
+        if (x.ts <= c.start || x.ts >= c.end || x.state !== 'S') continue;
+        v ??= { loop: 0, direct: 0 };
+        if (x.syscall.startsWith('epoll')) v.loop++;
+        else if (/^(read|recvfrom|recvmsg|readv)$/.test(x.syscall)) v.direct++;
+      }
+    }
+    if (v) {
+      // recent behaviour counts: halve both now and then
+      if (v.loop + v.direct > 200) {
+        v.loop = Math.floor(v.loop / 2);
+        v.direct = Math.floor(v.direct / 2);
+      }
+      this.waitVotes.set(service, v);
+    }
+  }
+
+  /**
+   * The longest run (3 samples at least, none missing) that found the thread asleep in one system
+   * call other than an event loop's wait, overlapping [from, to]; its ms is the overlap. Lock
+   * waits (futex) are left out: the GIL passes between a process's threads through one all the time.
+   */
+  private hubRun(pid: number, tid: number, from: number, to: number): HubBlock | undefined {
+    const l = this.threadSamples.get(`${pid}/${tid}`) ?? [];
+    let best: HubBlock | undefined;
+    let cur: { first: ThreadSample; last: ThreadSample; n: number } | undefined;
+    const flush = () => {
+      if (cur && cur.n >= 3) {
+        // the block ends between its last sample and the next; the worker reads what queued at once
+        const end = cur.last.ts + this.sampleMs;
+        const ms = Math.max(0, Math.min(end, to) - Math.max(cur.first.ts, from));
+        const queued = Math.max(0, Math.min(end, from) - cur.first.ts);
+        const touches = end >= from - this.sampleMs && cur.first.ts <= to;
+        if (touches && ms + queued > 0 && (!best || ms + queued > best.ms + best.queued_ms))
+          best = {
+            ms: round(ms),
+            queued_ms: round(queued),
+            syscall: cur.first.syscall,
+            ...(cur.first.target ? { target: cur.first.target } : {}),
+            samples: cur.n,
+            tid,
+          };
+      }
+      cur = undefined;
+    };
+    for (const s of l) {
+      const asleep = (s.state === 'S' || s.state === 'D') && s.nr >= 0 && !s.loopWait && s.syscall !== 'futex';
+      if (asleep && cur && cur.first.nr === s.nr && cur.first.fd === s.fd && s.ts - cur.last.ts <= 2.5 * this.sampleMs) {
+        cur.last = s;
+        cur.n++;
+        continue;
+      }
+      flush();
+      if (asleep) cur = { first: s, last: s, n: 1 };
+    }
+    flush();
+    return best;
+  }
+
+  private checkHubs(now: number): void {
+    const quiet = now - this.opts.settleMs - this.opts.baseline.recentSeconds * 1000;
+    for (const f of this.findings.values()) if (f.kind === 'hub_blocked' && f.open && f.last_seen < quiet) f.open = false;
+    for (const [k, l] of this.threadSamples) if (!l.length || (l.at(-1) as ThreadSample).ts < now - 120_000) this.threadSamples.delete(k);
+  }
+
   private check(now: number): void {
     this.checkPools(now);
+    this.checkHubs(now);
     const nowSlot = Math.floor(now / this.slotMs);
     const b = this.opts.baseline;
     // a finding's slots stay out of its series' baseline
@@ -1060,6 +1229,8 @@ export class PerfEngine {
       routes: r.routes,
       route_overflow: r.overflow,
       fingerprint_overflow: this.st.fpOverflow,
+      threads_sampled: this.threadSamples.size,
+      greenthreaded: [...new Set([...this.concurrentThreads, ...this.waitVotes.keys()])].filter((x) => this.greenthreaded(x)).sort(),
     };
   }
 }

@@ -12,6 +12,7 @@ import { defineModule } from '../module.js';
 import { performanceCommands } from './cli.js';
 import { performanceSection } from './config.js';
 import { type PerfOptions, PerfEngine } from './engine.js';
+import { ThreadSampler } from './hub.js';
 import { OtlpExport } from './otlp.js';
 
 const since = (v: string | undefined, def: number): number => {
@@ -76,13 +77,17 @@ export const performanceModule = defineModule({
     });
     const stopFindings = engine.onFinding((f) => ctx.log.warn('performance finding', { kind: f.kind, service: f.service, detail: f.detail }));
     let slowMs = c.slowMs;
+    const sampler = new ThreadSampler();
     const timer = setInterval(() => {
       try {
         engine.tick();
+        // the threads that answered requests in the last minute: what each is doing now
+        const now = Date.now();
+        for (const s of sampler.sample(engine.workers(now - 60_000), now)) engine.onThreadSample(s);
       } catch (err) {
         ctx.log.warn('performance: explaining requests failed', { error: (err as Error).message });
       }
-    }, 250);
+    }, engine.sampleMs);
     timer.unref();
     ctx.log.info('performance', { settle_ms: c.settleMs, otlp: otlp?.status().endpoint ?? 'off' });
     return {

@@ -4,9 +4,10 @@
 // a steady API workload; the agent traces them and explains every request.
 // A real Prometheus scrapes the durations. Faults are injected one at a time
 // — a slow dependency (a delay in front of Keystone, as Neutron's
-// keystonemiddleware sees it), a lock held in the database, CPU starvation of
-// Neutron's worker — and each must raise its finding and be named as the
-// cause by `why`; a healthy window raises none.
+// keystonemiddleware sees it), Keystone's one worker saturated, a lock held in
+// the database, Neutron's log pipe stalled (its eventlet hub blocks in write),
+// CPU starvation of Neutron's worker — and each must raise its finding and be
+// named as the cause by `why`; a healthy window raises none.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -82,6 +83,7 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
       mariadb: true,
       authUrl: `http://127.0.0.1:${proxy.port}/v3`,
       tokenCache: false,
+      logPipe: true,
     });
     const token = randomBytes(24).toString('hex');
     const tokens = join(work, 'tokens.yaml');
@@ -297,12 +299,21 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
 
   /** GET /v2.0/ports/{id} in a loop; every request has Keystone validate its token (no cache). */
   let stopLoad: (() => Promise<void>) | undefined;
+  /** what the load's client measured: Neutron's request id, when it was sent, its latency */
+  const clientSeen: { rid: string; at: number; ms: number }[] = [];
   const startLoad = () => {
     let on = true;
     const loop = (async () => {
       let i = 0;
       while (on) {
-        await os.neutronApi('GET', `/ports/${ports[i++ % ports.length]}`).catch(() => undefined);
+        const at = Date.now();
+        const res = await fetch(`${os.neutronUrl}/v2.0/ports/${ports[i++ % ports.length]}`, { headers: { 'x-auth-token': await os.authToken() } }).catch(
+          () => undefined,
+        );
+        await res?.arrayBuffer();
+        const rid = res?.headers.get('x-openstack-request-id');
+        if (rid) clientSeen.push({ rid, at, ms: Date.now() - at });
+        if (clientSeen.length > 20_000) clientSeen.splice(0, 10_000);
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
@@ -420,6 +431,44 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
     } finally {
       lock.kill('SIGKILL');
     }
+    await settleClosed();
+  });
+
+  test("a blocked eventlet hub: Neutron's log pipe stalls — hub_blocked, and why names the write on the pipe", async () => {
+    const t0 = Date.now();
+    let on = true;
+    // the log reader stops 2.5 s of every 3 (the one-page pipe full): Neutron's next log write blocks
+    const stalls = (async () => {
+      while (on) {
+        os.stallNeutronLog(true);
+        await new Promise((r) => setTimeout(r, 2500));
+        os.stallNeutronLog(false);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    let f: Finding;
+    try {
+      f = await waitFinding((x) => x.kind === 'hub_blocked' && x.service === 'neutron-server', 'a hub_blocked finding');
+      await new Promise((r) => setTimeout(r, 8000));
+    } finally {
+      on = false;
+      await stalls;
+      os.stallNeutronLog(false);
+    }
+    const t1 = Date.now();
+    // the hub asleep writing to the log's FIFO, named by its path
+    assert.match(f.subject, /^writev? \/.*\/neutron-log\.fifo$/);
+    // the oracle is the client's clock: a request held up by the hub may have spent the block
+    // unread in its socket, which its own duration on the server does not hold
+    await new Promise((r) => setTimeout(r, 4000)); // the last of them explained (settle_ms)
+    const slow = clientSeen.filter((x) => x.at >= t0 && x.at < t1 && x.ms > 1000);
+    assert.ok(slow.length >= 3, `${slow.length} requests held up by the hub`);
+    const why = await Promise.all(slow.map(async (x) => (await agent.api('GET', `/v1/requests/${x.rid}`)).json as Explained));
+    const right = why.filter((x) => x.cause?.component === 'hub' && /neutron-log\.fifo/.test(x.cause.detail));
+    assert.ok(
+      right.length >= 0.8 * slow.length,
+      `why names the blocked hub for ${right.length} of ${slow.length}: ${JSON.stringify(why.map((x, i) => [slow[i]?.ms, x.duration_ms, x.cause]))}`,
+    );
     await settleClosed();
   });
 

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type Explained, PerfEngine, type PerfOptions } from '../../src/perf/engine.js';
+import { parseThreadSample, type ThreadSample } from '../../src/perf/hub.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 
 const OPTS: PerfOptions = {
@@ -200,6 +201,90 @@ describe('request explainer', () => {
       e.onEvents([server('keystone', 20, now, 100, { path: '/v3/auth/tokens', request_id: `r${i}`, cpu_ms: 90, runq_ms: 0 })]);
       now += 1000;
       for (let k = 0; k < 4; k++) e.tick();
+    }
+    assert.equal(f.open, false);
+  });
+  test("/proc's stat and syscall lines: state, the call by name, its descriptor; a comm with ') ' in it", () => {
+    const stat = '4242 (neutron-server: ) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 50 10 0 0 20 0 3 0';
+    const s = parseThreadSample(4242, 4242, 5, stat, '1 0x2 0x7f00 0x1000 0x0 0x0 0x0 0x7ffd 0x7f11\n') as ThreadSample;
+    assert.equal(s.state, 'S');
+    if (process.arch === 'x64') {
+      assert.equal(s.syscall, 'write');
+      assert.equal(s.fd, 2);
+      assert.equal(s.loopWait, false);
+      assert.equal((parseThreadSample(1, 1, 5, stat, '232 0x5 0x7f 0x400 0x0 0 0 0x1 0x2') as ThreadSample).loopWait, true);
+    }
+    assert.equal((parseThreadSample(1, 1, 5, '1 (x) R 1', 'running\n') as ThreadSample).syscall, 'running');
+    assert.equal(parseThreadSample(1, 1, 5, 'garbage', '1 0x2'), undefined);
+    assert.equal(parseThreadSample(1, 1, 5, '1 (x) S 1', 'bogus'), undefined);
+  });
+
+  test('a greenthreaded worker asleep outside its hub while requests wait: hub_blocked, and the cause names the call and the file', () => {
+    let now = 70_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    const sample = (ts: number, syscall: string, state = 'S', fd?: number, target?: string): ThreadSample => ({
+      pid: 10,
+      tid: 10,
+      ts,
+      state,
+      nr: syscall === 'epoll_wait' ? 232 : 1,
+      syscall,
+      loopWait: syscall === 'epoll_wait',
+      ...(fd !== undefined ? { fd } : {}),
+      ...(target ? { target } : {}),
+    });
+    // healthy: its SQL answers are waited for in epoll (the hub), never in the read
+    for (let i = 0; i < 8; i++) {
+      const t = now + i * 300;
+      e.onThreadSample(sample(t + 40, 'epoll_wait'));
+      e.onEvents([
+        sql('neutron', 10, t + 20, 50, 'SELECT ports.id FROM ports'),
+        server('neutron', 10, t, 100, { request_id: `h${i}`, cpu_ms: 20, runq_ms: 0 }),
+      ]);
+    }
+    now += 4000;
+    e.tick();
+    assert.equal(e.greenthreaded('neutron'), true);
+    assert.equal([...e.findings.values()].filter((f) => f.kind === 'hub_blocked').length, 0);
+    // the log pipe full: the hub sleeps in write(2) on it for a second while a request is open
+    const t0 = now;
+    for (let k = 0; k <= 4; k++) e.onThreadSample(sample(t0 + 100 + k * 250, 'write', 'S', 2, 'pipe:[777]'));
+    e.onEvents([server('neutron', 10, t0, 1300, { request_id: 'slow', cpu_ms: 20, runq_ms: 0 })]);
+    now += 3000;
+    e.tick();
+    // the request the client sent during the block: read late, quick once read
+    e.onThreadSample(sample(t0 + 1400, 'epoll_wait'));
+    e.onEvents([server('neutron', 10, t0 + 1360, 30, { request_id: 'queued', cpu_ms: 5, runq_ms: 0 })]);
+    now += 3000;
+    e.tick();
+    const q = e.requests.get('queued') as Explained;
+    assert.equal(q.cause.component, 'hub');
+    assert.ok((q.hub_blocked?.queued_ms ?? 0) > 1000, JSON.stringify(q.hub_blocked));
+    assert.match(q.cause.detail, /before the worker could read it/);
+    const r = e.requests.get('slow') as Explained;
+    assert.equal(r.cause.component, 'hub');
+    assert.match(r.cause.detail, /write\(2\) on pipe:\[777\]/);
+    assert.equal(r.hub_blocked?.samples, 5);
+    const f = [...e.findings.values()].find((x) => x.kind === 'hub_blocked');
+    assert.ok(f?.open);
+    assert.equal(f.subject, 'write pipe:[777]');
+    // a thread per request (its SQL read in recvfrom) is never judged by its hub
+    const k = new PerfEngine(OPTS, () => now);
+    for (let i = 0; i < 8; i++) {
+      const t = now + i * 300;
+      k.onThreadSample({ ...sample(t + 40, 'recvfrom'), pid: 20, tid: 20, nr: 45 });
+      k.onEvents([
+        sql('keystone', 20, t + 20, 50, 'SELECT token.id FROM token'),
+        server('keystone', 20, t, 100, { request_id: `k${i}`, cpu_ms: 20, runq_ms: 0 }),
+      ]);
+    }
+    now += 4000;
+    k.tick();
+    assert.equal(k.greenthreaded('keystone'), false);
+    // and the findings close once the hub is free again
+    for (let i = 0; i < 40; i++) {
+      now += 500;
+      e.tick();
     }
     assert.equal(f.open, false);
   });
