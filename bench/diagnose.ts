@@ -426,11 +426,14 @@ export const bench = {
         const affected = samples.filter((s) => s.at >= t0 && s.at < end && s.ms > healthyP99);
         let ok = 0;
         const causes: Record<string, number> = {};
+        // what the client measured, by the cause named: a fault's own victims against the route's natural tail
+        const clientMs: Record<string, number[]> = {};
         for (const s of affected) {
           const e = (await api(`/v1/requests/${s.rid}`)) as Explained | { statusCode: number };
           const c = 'key' in e ? e.cause : undefined;
           const name = c ? c.component : 'unexplained';
           causes[name] = (causes[name] ?? 0) + 1;
+          (clientMs[name] ??= []).push(s.ms);
           if (c && c.component === f.component && (!f.subject || f.subject.test(String(c.subject)))) ok++;
         }
         right += ok;
@@ -440,6 +443,7 @@ export const bench = {
           affected: affected.length,
           diagnosis_accuracy: affected.length ? r3(ok / affected.length) : null,
           causes,
+          client_ms_median_by_cause: Object.fromEntries(Object.entries(clientMs).map(([k, v]) => [k, r3(median(v))])),
           time_to_finding_s: first !== undefined ? r3((first - t0) / 1000) : null,
         };
         log(`  ${JSON.stringify(perFault[f.name])}`);

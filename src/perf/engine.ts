@@ -995,7 +995,8 @@ export class PerfEngine {
   }
 
   /**
-   * The longest run (3 samples at least, none missing) that found the thread asleep in one system
+   * The longest run (3 samples at least, none more than 4 intervals apart: the timer can be late
+   * on a busy agent) that found the thread asleep in one system
    * call other than an event loop's wait, overlapping [from, to]; its ms is the overlap. Lock
    * waits (futex) are left out: the GIL passes between a process's threads through one all the time.
    */
@@ -1024,7 +1025,7 @@ export class PerfEngine {
     };
     for (const s of l) {
       const asleep = (s.state === 'S' || s.state === 'D') && s.nr >= 0 && !s.loopWait && s.syscall !== 'futex';
-      if (asleep && cur && cur.first.nr === s.nr && cur.first.fd === s.fd && s.ts - cur.last.ts <= 2.5 * this.sampleMs) {
+      if (asleep && cur && cur.first.nr === s.nr && cur.first.fd === s.fd && s.ts - cur.last.ts <= 4 * this.sampleMs) {
         cur.last = s;
         cur.n++;
         continue;
