@@ -245,6 +245,9 @@ class Series {
  */
 const QUEUED_GAP_MS = 10;
 
+/** two requests on one thread overlapping by more than this were served at once */
+const SHARED_MIN_MS = 5;
+
 /** pool pre-pings (`SELECT 1`) and session settings are not the application's queries */
 const HOUSEKEEPING = /^(SELECT \?|SET |SHOW |ROLLBACK|COMMIT|BEGIN|START TRANSACTION|XA )/i;
 
@@ -536,10 +539,12 @@ export class PerfEngine {
     // when no other request of the process was open at the time
     const alone = (c: Child): boolean => ![...batch, ...this.pending].some((o) => o !== p && o.ev.pid === ev.pid && o.ev.ts < c.end && o.end > c.start);
     const mine = (this.children.get(ev.pid) ?? []).filter((c) => inWindow(c) && (c.tid === ev.tid || (c.kind === 'ovsdb' && alone(c))));
-    const shared = batch.some((o) => o !== p && o.ev.pid === ev.pid && o.ev.tid === ev.tid && o.ev.ts < end && o.end > start);
+    // a few ms of overlap is the edges of two requests measured on one thread (the answer's last
+    // write, the next request's first read), not two served at once
+    const shared = batch.some((o) => o !== p && o.ev.pid === ev.pid && o.ev.tid === ev.tid && Math.min(o.end, end) - Math.max(o.ev.ts, start) > SHARED_MIN_MS);
     if (shared) {
       this.st.shared++;
-      this.concurrentThreads.add(ev.service);
+      this.concurrentThreads.set(ev.service, (this.concurrentThreads.get(ev.service) ?? 0) + 1);
     }
     this.workload(ev.service).push({ start, end, worker: `${ev.pid}/${ev.tid}` });
     // SQL
@@ -640,7 +645,7 @@ export class PerfEngine {
       out.blocked_ms = round(Math.max(0, dur - d.cpu_ms - d.runq_ms - sql.total_ms - callMs));
     }
     if (shared) out.shared_thread = true;
-    this.vote(ev.service, ev.pid, ev.tid, mine);
+    this.vote(ev.service, ev.pid, ev.tid, start, end, mine);
     if (this.greenthreaded(ev.service)) {
       const run = this.hubRun(ev.pid, ev.tid, start, end);
       if (run) {
@@ -876,8 +881,11 @@ export class PerfEngine {
 
   /** a service's recent requests (start, end, worker thread), for the worker pool's occupancy */
   private readonly recentWork = new Map<string, { start: number; end: number; worker: string }[]>();
-  /** services whose threads serve several requests at once (eventlet): their pool is not the threads */
-  private readonly concurrentThreads = new Set<string>();
+  /** requests seen served at once on one thread, per service (eventlet): their pool is not the threads */
+  private readonly concurrentThreads = new Map<string, number>();
+  private concurrent(service: string): boolean {
+    return (this.concurrentThreads.get(service) ?? 0) >= 3;
+  }
 
   private workload(service: string): { start: number; end: number; worker: string }[] {
     let w = this.recentWork.get(service);
@@ -901,7 +909,7 @@ export class PerfEngine {
     const to = now - this.opts.settleMs;
     for (const [service, w] of this.recentWork) {
       while (w.length && (w[0] as { end: number }).end < now - b.learnSeconds * 1000) w.shift();
-      if (this.concurrentThreads.has(service)) continue;
+      if (this.concurrent(service)) continue;
       const workers = new Set(w.map((x) => x.worker));
       const recent = w.filter((x) => x.end > from && x.start < to);
       let busy = 0;
@@ -966,14 +974,15 @@ export class PerfEngine {
 
   /** Greenthreaded: requests seen sharing one thread, or its SQL waited for in epoll, not in the read. */
   greenthreaded(service: string): boolean {
-    if (this.concurrentThreads.has(service)) return true;
+    if (this.concurrent(service)) return true;
     const v = this.waitVotes.get(service);
     return v !== undefined && v.loop >= 3 && v.loop >= 4 * v.direct;
   }
 
-  private vote(service: string, pid: number, tid: number, mine: Child[]): void {
-    const l = this.threadSamples.get(`${pid}/${tid}`);
-    if (!l?.length) return;
+  private vote(service: string, pid: number, tid: number, start: number, end: number, mine: Child[]): void {
+    // the few samples of the request's window (up to 1000 are kept per thread)
+    const l = (this.threadSamples.get(`${pid}/${tid}`) ?? []).filter((x) => x.ts > start && x.ts < end);
+    if (!l.length) return;
     let v = this.waitVotes.get(service);
     for (const c of mine) {
       if (c.kind !== 'sql' || c.tid !== tid || c.end - c.start < 2) continue;
@@ -1231,7 +1240,7 @@ export class PerfEngine {
       route_overflow: r.overflow,
       fingerprint_overflow: this.st.fpOverflow,
       threads_sampled: this.threadSamples.size,
-      greenthreaded: [...new Set([...this.concurrentThreads, ...this.waitVotes.keys()])].filter((x) => this.greenthreaded(x)).sort(),
+      greenthreaded: [...new Set([...this.concurrentThreads.keys(), ...this.waitVotes.keys()])].filter((x) => this.greenthreaded(x)).sort(),
     };
   }
 }
