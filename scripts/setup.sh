@@ -29,9 +29,9 @@ case "$mode" in
     fi
     $cli doctor || exit 1
     echo
-    echo "No configuration at $config: running the agent with the defaults (tracing, event storage"
-    echo "and resource accounting; no data plane). Watch it with: node dist/src/cli/main.js trace"
-    echo "(or: status, usage)"
+    echo "No configuration at $config: running the agent with the defaults (tracing, event storage,"
+    echo "resource accounting, request explanations; no data plane). Watch it with:"
+    echo "node dist/src/cli/main.js trace (or: status, usage, top, slow)"
     echo "For the data plane write a configuration (docs/configuration.md), or try the lab:"
     echo "bash scripts/setup.sh --lab"
     exec $cli agent ;;
