@@ -38,14 +38,9 @@ export interface PublisherStatus {
 /** oslo's rabbit:// transport URL as an AMQP URL (first host). */
 export function amqpUrl(url: string): string {
   const m = /^(rabbit|amqp|amqps):\/\/(.*)$/.exec(url);
-  if (!m) throw new Error(`${redactTransport(url)}: expected rabbit://, amqp:// or amqps://`);
+  if (!m) throw new Error(`${redactEndpoint(url)}: expected rabbit://, amqp:// or amqps://`);
   const rest = (m[2] as string).split(',')[0] as string;
   return `${m[1] === 'amqps' ? 'amqps' : 'amqp'}://${rest}`;
-}
-
-/** user:password@ hidden, for logs and status. */
-export function redactTransport(url: string): string {
-  return redactEndpoint(url);
 }
 
 /** oslo.messaging's timestamp format (UTC, microseconds, no zone). */
@@ -67,7 +62,7 @@ export class BusPublisher {
   ) {}
 
   status(): PublisherStatus {
-    return { url: redactTransport(this.opts.url), connected: !!this.ch, queued: this.queue.length, ...this.st };
+    return { url: redactEndpoint(this.opts.url), connected: !!this.ch, queued: this.queue.length, ...this.st };
   }
 
   /** Queue samples; sent in the background. */
@@ -98,7 +93,7 @@ export class BusPublisher {
         await ch.assertExchange(this.opts.exchange, 'topic', { durable: false, autoDelete: false });
         this.conn = conn;
         this.ch = ch;
-        this.log.info('publishing samples on the message bus', { url: redactTransport(this.opts.url), exchange: this.opts.exchange });
+        this.log.info('publishing samples on the message bus', { url: redactEndpoint(this.opts.url), exchange: this.opts.exchange });
       } catch (err) {
         this.fail(err as Error);
       } finally {
@@ -110,7 +105,7 @@ export class BusPublisher {
 
   private fail(err: Error): void {
     this.st.errors++;
-    const msg = redactTransport(err.message);
+    const msg = redactEndpoint(err.message);
     if (this.st.lastError !== msg) this.log.warn('message bus unavailable: samples wait in the queue', { error: msg });
     this.st.lastError = msg;
     this.ch = undefined;

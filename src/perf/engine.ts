@@ -547,6 +547,7 @@ export class PerfEngine {
       this.concurrentThreads.set(ev.service, (this.concurrentThreads.get(ev.service) ?? 0) + 1);
     }
     this.workload(ev.service).push({ start, end, worker: `${ev.pid}/${ev.tid}` });
+    this.lastServed.set(`${ev.pid}/${ev.tid}`, { service: ev.service, pid: ev.pid, tid: ev.tid, end });
     // SQL
     const sql: SqlSummary = { count: 0, total_ms: 0 };
     const perFp = new Map<string, { count: number; ms: number }>();
@@ -948,16 +949,17 @@ export class PerfEngine {
    */
   private readonly waitVotes = new Map<string, { loop: number; direct: number }>();
 
+  /** each worker thread's last answer (pid/tid → …), for choosing the threads to sample */
+  private readonly lastServed = new Map<string, { service: string; pid: number; tid: number; end: number }>();
+
   /** The worker threads that answered requests since `since`: the ones to sample. */
   workers(since: number): { service: string; pid: number; tid: number }[] {
-    const out = new Map<string, { service: string; pid: number; tid: number }>();
-    for (const [service, w] of this.recentWork)
-      for (const x of w) {
-        if (x.end < since || out.has(x.worker)) continue;
-        const [pid, tid] = x.worker.split('/').map(Number) as [number, number];
-        out.set(x.worker, { service, pid, tid });
-      }
-    return [...out.values()];
+    const out: { service: string; pid: number; tid: number }[] = [];
+    for (const [k, w] of this.lastServed) {
+      if (w.end < since - 600_000) this.lastServed.delete(k);
+      else if (w.end >= since) out.push({ service: w.service, pid: w.pid, tid: w.tid });
+    }
+    return out;
   }
 
   onThreadSample(s: ThreadSample): void {

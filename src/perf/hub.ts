@@ -5,8 +5,8 @@
 // one OS thread whose only wait is its hub's (epoll_wait): a sample that finds
 // that thread asleep in any other system call, again and again, is the hub
 // blocked — every request of the worker waits with it. The engine decides
-// which services are greenthreaded (see PerfEngine.onThreadSample); this file
-// only reads.
+// which services are greenthreaded (PerfEngine.greenthreaded) and what a run of
+// samples means (PerfEngine.hubRun); this file only reads.
 import { readFileSync, readlinkSync } from 'node:fs';
 
 export interface ThreadSample {
