@@ -34,10 +34,15 @@ def frames(path):
 
 
 def kernel_own(frame):
-    """ICMPv6 the router sends by itself: MLD (130-132, 143), RS/RA/NS/NA (133-136)."""
+    """ICMPv6 the router sends by itself: MLD (130-132, 143), RS/RA/NS/NA (133-136).
+
+    MLD messages carry a hop-by-hop header (the Router Alert option) before the ICMPv6 one."""
     if len(frame) < 55 or frame[12:14] != b'\x86\xdd':
         return False
-    return frame[20] == 58 and frame[54] in (130, 131, 132, 133, 134, 135, 136, 143)
+    nxt, off = frame[20], 54
+    if nxt == 0 and len(frame) >= off + 8:
+        nxt, off = frame[off], off + (frame[off + 1] + 1) * 8
+    return nxt == 58 and len(frame) > off and frame[off] in (130, 131, 132, 133, 134, 135, 136, 143)
 
 
 def main():
