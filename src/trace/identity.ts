@@ -103,6 +103,8 @@ export const BUILTIN_RULES: readonly ServiceRule[] = (
     ['nova-conductor', { cmdline: /(^|[/ ])nova-conductor\b/ }],
     ['nova-scheduler', { cmdline: /(^|[/ ])nova-scheduler\b/ }],
     ['nova-api', { cmdline: /(^|[/ ])nova-api\b/ }],
+    // glance's own eventlet server: Debian's init script runs it so (its uwsgi mode disabled there)
+    ['glance', { cmdline: /(^|[/ ])glance-api\b/ }],
     ['ovn-controller', { comm: /^ovn-controller$/ }],
     ['ovn-northd', { comm: /^ovn-northd$/ }],
     ['ovsdb-server', { comm: /^ovsdb-server$/, instance: /\b(ovnnb_db|ovnsb_db|conf)\.db\b/ }],

@@ -30,6 +30,15 @@ describe('service identity rules', () => {
       'neutron-server',
     );
     assert.equal(id.identify(proc('python3', ['/usr/bin/python3', '/usr/bin/nova-compute', '--config-file', '/etc/nova/nova.conf']))?.service, 'nova-compute');
+    // Debian's init script runs glance's eventlet server (its uwsgi mode is disabled there)
+    assert.equal(
+      id.identify(proc('glance-api', ['/usr/bin/python3', '/usr/bin/glance-api', '--config-file', '/etc/glance/glance-api.conf']))?.service,
+      'glance',
+    );
+    assert.equal(
+      id.identify(proc('uwsgi_python311', ['uwsgi_python311', '--http-socket', '127.0.0.1:8774', '--wsgi-file', '/usr/bin/nova-api-wsgi']))?.service,
+      'nova-api',
+    );
   });
 
   test('OVS/OVN, qemu with its instance, FRR, MariaDB; unknown processes stay unknown', () => {
