@@ -292,7 +292,12 @@ export class PerfEngine {
   private readonly maxPending = 100_000;
   private pending: Pending[] = [];
   readonly requests: FifoMap<string, Explained>;
-  private readonly byRequestId = new FifoMap<string, string>(50_000);
+  /**
+   * request id → the requests that answered with it. Not one: a request id is the caller's global
+   * id as often as the service's own (Glance echoes the X-OpenStack-Request-ID it was sent, so a
+   * nova-api request and every Glance request it caused share one).
+   */
+  private readonly byRequestId = new FifoMap<string, { key: string; ts: number }[]>(50_000);
   private readonly byConn = new FifoMap<string, { key: string; ts: number }[]>(20_000);
   /** a server's listening address → its service */
   private readonly listeners = new FifoMap<string, string>(10_000);
@@ -668,7 +673,12 @@ export class PerfEngine {
     out.cause = this.causeOf(out, b.slot.n >= 4 * this.opts.baseline.minSamples ? b : undefined);
     this.requests.delete(key);
     this.requests.set(key, out);
-    if (d.request_id) this.byRequestId.set(d.request_id, key);
+    if (d.request_id) {
+      const list = this.byRequestId.get(d.request_id) ?? [];
+      list.push({ key, ts: ev.ts });
+      if (list.length > 16) list.shift();
+      this.byRequestId.set(d.request_id, list);
+    }
     if (d.remote && d.local) {
       const ck = `${d.remote}>${d.local}`;
       const list = this.byConn.get(ck) ?? [];
@@ -729,16 +739,23 @@ export class PerfEngine {
   }
 
   /** The callee's request: the request id its answer carried, else the connection and the time. */
+  /**
+   * The server request a call reached: on the call's own connection, begun while the call was open
+   * (exact); else (through a proxy, a load balancer) by the request id the answer carried, begun
+   * while the call was open, in another service than the caller's.
+   */
   private findChild(c: Child): Explained | undefined {
-    if (c.requestId) {
-      const k = this.byRequestId.get(c.requestId);
-      const r = k ? this.requests.get(k) : undefined;
+    const during = (e: { ts: number }) => e.ts >= c.start - 1 && e.ts <= c.end + 1;
+    if (c.local && c.remote) {
+      const e = (this.byConn.get(`${c.local}>${c.remote}`) ?? []).find(during);
+      const r = e && this.requests.get(e.key);
       if (r) return r;
     }
-    if (c.local && c.remote) {
-      const list = this.byConn.get(`${c.local}>${c.remote}`) ?? [];
-      for (const e of list) if (e.ts >= c.start - 1 && e.ts <= c.end + 1) return this.requests.get(e.key);
-    }
+    if (c.requestId)
+      for (const e of this.byRequestId.get(c.requestId) ?? []) {
+        const r = during(e) ? this.requests.get(e.key) : undefined;
+        if (r && r.service !== c.service) return r;
+      }
     return undefined;
   }
 
@@ -1146,7 +1163,10 @@ export class PerfEngine {
 
   /** The request and everything it caused, as a tree. */
   tree(key: string, depth = 0): (Explained & { children: unknown[] }) | undefined {
-    const r = this.requests.get(key) ?? this.requests.get(this.byRequestId.get(key) ?? '');
+    // by request id: the first to begin of the requests that answered with it (the caller of the rest)
+    // (a key may be a request id too: the first request to answer with it was keyed so)
+    const first = depth ? undefined : this.byRequestId.get(key)?.filter((e) => this.requests.has(e.key));
+    const r = first?.length ? this.requests.get(first.reduce((a, b) => (b.ts < a.ts ? b : a)).key) : this.requests.get(key);
     if (!r) return undefined;
     const children =
       depth > 8

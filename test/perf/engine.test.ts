@@ -118,6 +118,33 @@ describe('request explainer', () => {
     assert.equal(n.cause.via?.component, 'blocked');
   });
 
+  test("one request id over a whole tree (Glance echoes its caller's): each call finds the request it reached, by connection and time", () => {
+    let now = 1_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    const conn = { local: '127.0.0.1:9292', remote: '127.0.0.1:40002' };
+    const rid = 'req-nova';
+    e.onEvents([
+      // two calls on one kept-alive connection, answered with the caller's id both times
+      server('glance', 30, now + 11, 60, { ...conn, path: '/v2/images/abc', request_id: rid, cpu_ms: 5, runq_ms: 0 }),
+      client('nova-api', 40, now + 10, 62, { remote: conn.local, local: conn.remote, path: '/v2/images/abc', request_id: rid }),
+      server('glance', 30, now + 81, 20, { ...conn, path: '/v2/schemas/image', request_id: rid, cpu_ms: 5, runq_ms: 0 }),
+      client('nova-api', 40, now + 80, 22, { remote: conn.local, local: conn.remote, path: '/v2/schemas/image', request_id: rid }),
+      server('nova-api', 40, now, 120, { path: '/v2.1/servers', method: 'POST', request_id: rid, status: 202, cpu_ms: 10, runq_ms: 0 }),
+    ]);
+    now += 2000;
+    e.tick();
+    const nova = [...e.requests.values()].find((r) => r.service === 'nova-api') as Explained;
+    const reached = nova.calls.map((c) => e.requests.get(c.child as string)?.path);
+    assert.deepEqual(reached, ['/v2/images/abc', '/v2/schemas/image']);
+    // asked by the id, the tree is the caller's: the first to begin of those answering with it
+    const t = e.tree(rid) as Explained & { children: Explained[] };
+    assert.equal(t.service, 'nova-api');
+    assert.deepEqual(
+      t.children.map((c) => c.path),
+      ['/v2/images/abc', '/v2/schemas/image'],
+    );
+  });
+
   test('one statement run again and again is an N+1 finding and the cause names it; pool pings are not', () => {
     let now = 1_000_000;
     const e = new PerfEngine(OPTS, () => now);
