@@ -31,10 +31,13 @@
 //    explanation (`why`) names the injected cause; false_findings: findings
 //    raised in the healthy window; time_to_finding_s: fault start to the
 //    first finding of its kind.
-// 4. stitched_share: `openstack port create` requests explained end to end —
-//    Neutron, the Keystone validation it caused, the OVN NB transaction.
+// 4. stitched_share: `openstack port create` and `openstack server create`
+//    requests explained end to end — a port create: Neutron, the Keystone
+//    validation it caused, the OVN NB transaction; a server create (Glance and
+//    nova-api started for this part only): nova-api, the Glance and Neutron
+//    requests it caused, each with its own Keystone validation.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -472,8 +475,35 @@ export const bench = {
         const nb = t.calls.some((c) => c.kind === 'ovsdb' && c.peer === 'OVN_Northbound');
         if (k && nb) stitched++;
       }
-      result.port_creates = { sent: creates, explained: posts.length };
-      result.stitched_share = r3(stitched / creates);
+      result.port_creates = { sent: creates, explained: posts.length, stitched };
+      // server creates: Glance and nova-api join only now, so the figures above are the same two services'
+      log('stitching: starting Glance and nova-api');
+      await o.startGlance({ authUrl: `http://127.0.0.1:${ksProxy.port}/v3`, tokenCache: false });
+      await o.startNova({ authUrl: `http://127.0.0.1:${ksProxy.port}/v3`, tokenCache: false });
+      const image = join(work, 'bench-image.raw');
+      writeFileSync(image, Buffer.alloc(1 << 20, 1));
+      await o.openstack(['subnet', 'create', '-f', 'json', '--network', network, '--subnet-range', '192.0.2.0/24', 'bench-subnet']);
+      await o.openstack(['flavor', 'create', '-f', 'json', '--ram', '64', '--disk', '1', '--vcpus', '1', 'bench-flavor']);
+      await o.openstack(['image', 'create', '-f', 'json', '--disk-format', 'raw', '--container-format', 'bare', '--file', image, 'bench-image']);
+      log(`stitching: ${creates} × openstack server create`);
+      const since2 = Date.now();
+      for (let i = 0; i < creates; i++)
+        await o.openstack(['server', 'create', '-f', 'json', '--flavor', 'bench-flavor', '--image', 'bench-image', '--network', network, `stitch-vm-${i}`]);
+      await sleep(3000);
+      const servers = ((await api(`/v1/requests?service=nova-api&min_ms=0&limit=1000&since=${since2}`)) as Explained[]).filter(
+        (r) => r.method === 'POST' && r.route === '/v2.1/servers',
+      );
+      let stitchedServers = 0;
+      for (const p of servers) {
+        const t = (await api(`/v1/requests/${p.key}`)) as Explained;
+        const validated = (x: Explained) => x.children.some((c) => c.service === 'keystone' && c.route === '/v3/auth/tokens');
+        // the image lookup (glanceclient's version discovery, GET /, needs no token)
+        const glance = t.children.filter((c) => c.service === 'glance' && c.route !== '/');
+        const neutron = t.children.filter((c) => c.service === 'neutron-server');
+        if (glance.length && neutron.length && [...glance, ...neutron].every(validated)) stitchedServers++;
+      }
+      result.server_creates = { sent: creates, explained: servers.length, stitched: stitchedServers };
+      result.stitched_share = r3((stitched + stitchedServers) / (2 * creates));
       result.agent_status = (await api('/v1/status')).performance;
       return result;
     } finally {

@@ -6,7 +6,20 @@
 // one API and one RPC worker, schema created from the models and stamped.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,11 +30,11 @@ const PY = '/usr/bin/python3';
 const KEYSTONE = ['/usr/bin/keystone-manage', '/usr/bin/keystone-wsgi-public', '/usr/bin/uwsgi_python311'];
 const NEEDED = [...KEYSTONE, '/usr/bin/neutron-server', '/usr/bin/neutron-db-manage'];
 const missing = (list: string[]): string | false =>
-  list.some((p) => !existsSync(p))
-    ? `needs ${list.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs keystone and neutron-server)`
-    : false;
+  list.some((p) => !existsSync(p)) ? `needs ${list.filter((p) => !existsSync(p)).join(', ')} (scripts/deps.sh test installs them)` : false;
 export const skipOpenStack: string | false = missing(NEEDED);
 export const skipKeystone: string | false = missing(KEYSTONE);
+/** Glance and nova-api, for a `server create` (the performance tests) */
+export const skipNova: string | false = missing(['/usr/bin/glance-api', '/usr/bin/glance-manage', '/usr/bin/nova-api-wsgi', '/usr/bin/nova-manage']);
 const MARIADB = ['/usr/sbin/mariadbd', '/usr/bin/mariadb-install-db', '/usr/bin/mariadb'];
 export const skipMariadb: string | false = missing([...KEYSTONE, ...MARIADB]);
 
@@ -75,6 +88,10 @@ export class OpenStack {
   private token: string | undefined;
   keystonePort = 0;
   neutronPort = 0;
+  glancePort = 0;
+  novaPort = 0;
+  novaPid: number | undefined;
+  private glance: ChildProcess | undefined;
   /** with db: 'mariadb': a private mariadbd for Keystone */
   mariadbPort = 0;
   mariadbPid: number | undefined;
@@ -100,6 +117,12 @@ export class OpenStack {
   }
   get neutronUrl(): string {
     return `http://127.0.0.1:${this.neutronPort}`;
+  }
+  get glanceUrl(): string {
+    return `http://127.0.0.1:${this.glancePort}`;
+  }
+  get novaUrl(): string {
+    return `http://127.0.0.1:${this.novaPort}`;
   }
 
   /** Keystone, and Neutron when `neutron` says where its OVN databases are. */
@@ -147,7 +170,7 @@ export class OpenStack {
 
   logTail(): string {
     const out: string[] = [];
-    for (const f of ['keystone-uwsgi.log', 'neutron-server.log']) {
+    for (const f of ['keystone-uwsgi.log', 'neutron-server.log', 'glance-api.log', 'glance-api.out', 'nova-api.log', 'nova-api-uwsgi.log']) {
       const p = join(this.dir, f);
       if (existsSync(p)) out.push(`--- ${f}\n${readFileSync(p, 'utf8').split('\n').slice(-25).join('\n')}`);
     }
@@ -188,7 +211,7 @@ export class OpenStack {
     await run('mariadb', [
       `--socket=${d}/sock`,
       '-e',
-      `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1'; CREATE DATABASE neutron; CREATE USER 'neutron'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON neutron.* TO 'neutron'@'127.0.0.1'; CREATE DATABASE osprofiler; GRANT ALL ON osprofiler.* TO 'keystone'@'127.0.0.1'; GRANT ALL ON osprofiler.* TO 'neutron'@'127.0.0.1';`,
+      `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1'; CREATE DATABASE neutron; CREATE USER 'neutron'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON neutron.* TO 'neutron'@'127.0.0.1'; CREATE DATABASE osprofiler; GRANT ALL ON osprofiler.* TO 'keystone'@'127.0.0.1'; GRANT ALL ON osprofiler.* TO 'neutron'@'127.0.0.1'; ${['glance', 'nova'].map((u) => `CREATE USER '${u}'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}';`).join(' ')} ${['glance', 'nova_api', 'nova', 'nova_cell0'].map((db) => `CREATE DATABASE ${db}; GRANT ALL ON ${db}.* TO '${db === 'glance' ? 'glance' : 'nova'}'@'127.0.0.1';`).join(' ')}`,
     ]);
   }
 
@@ -366,7 +389,11 @@ export class OpenStack {
       this.neutron = spawn('neutron-server', ['--config-file', conf, '--config-file', ml2], { stdio: ['ignore', log, log] });
     }
     await until('neutron-server to answer', async () => (await fetch(`${this.neutronUrl}/`)).ok, 120_000);
-    // in the catalog, for the `openstack` client
+    await this.register('network', 'neutron', this.neutronUrl);
+  }
+
+  /** A service and its three endpoints in Keystone's catalog, for the `openstack` client and the other services. */
+  private async register(type: string, name: string, url: string): Promise<void> {
     const k = async (path: string, body: unknown): Promise<any> => {
       const res = await fetch(`${this.keystoneUrl}${path}`, {
         method: 'POST',
@@ -376,9 +403,155 @@ export class OpenStack {
       if (!res.ok) throw new Error(`keystone POST ${path}: ${res.status} ${(await res.text()).slice(0, 200)}`);
       return res.json();
     };
-    const svc = (await k('/services', { service: { type: 'network', name: 'neutron' } })).service;
+    const svc = (await k('/services', { service: { type, name } })).service;
     for (const iface of ['public', 'internal', 'admin'])
-      await k('/endpoints', { endpoint: { service_id: svc.id, interface: iface, url: this.neutronUrl, region_id: 'RegionOne' } });
+      await k('/endpoints', { endpoint: { service_id: svc.id, interface: iface, url, region_id: 'RegionOne' } });
+  }
+
+  /** keystonemiddleware's section, as the admin (the test bed's one account), validating every token when tokenCache is false */
+  private authtoken(authUrl: string | undefined, tokenCache: boolean | undefined): string[] {
+    const url = authUrl ?? this.keystoneUrl;
+    return [
+      '[keystone_authtoken]',
+      `www_authenticate_uri = ${url}`,
+      `auth_url = ${url}`,
+      'auth_type = password',
+      'project_domain_name = Default',
+      'user_domain_name = Default',
+      'project_name = admin',
+      'username = admin',
+      `password = ${this.password}`,
+      ...(tokenCache === false ? ['token_cache_time = -1'] : []),
+    ];
+  }
+
+  private mariadbUrl(user: string, db: string): string {
+    if (!this.mariadbPort) throw new Error(`OpenStack helper: ${user} needs db: 'mariadb'`);
+    return `mysql+pymysql://${user}:${this.dbPassword}@127.0.0.1:${this.mariadbPort}/${db}`;
+  }
+
+  /**
+   * Glance (its eventlet `glance-api`, as kolla runs it; one worker) on the private MariaDB with
+   * a file store in the test's directory, in the catalog as `image`.
+   */
+  async startGlance(opts: { authUrl?: string; tokenCache?: boolean } = {}): Promise<void> {
+    const d = this.dir;
+    this.glancePort = await freePort();
+    const conf = join(d, 'glance-api.conf');
+    for (const sub of ['images', 'staging', 'tasks']) mkdirSync(join(d, 'glance', sub), { recursive: true });
+    writeFileSync(
+      conf,
+      [
+        '[DEFAULT]',
+        'bind_host = 127.0.0.1',
+        `bind_port = ${this.glancePort}`,
+        'workers = 1',
+        'enabled_backends = fs:file',
+        `log_file = ${join(d, 'glance-api.log')}`,
+        '[database]',
+        `connection = ${this.mariadbUrl('glance', 'glance')}`,
+        ...this.authtoken(opts.authUrl, opts.tokenCache),
+        '[paste_deploy]',
+        'flavor = keystone',
+        'config_file = /etc/glance/glance-api-paste.ini',
+        '[glance_store]',
+        'default_backend = fs',
+        '[fs]',
+        `filesystem_store_datadir = ${join(d, 'glance', 'images')}`,
+        '[os_glance_staging_store]',
+        `filesystem_store_datadir = ${join(d, 'glance', 'staging')}`,
+        '[os_glance_tasks_store]',
+        `filesystem_store_datadir = ${join(d, 'glance', 'tasks')}`,
+        '[oslo_concurrency]',
+        `lock_path = ${join(d, 'glance')}`,
+        '',
+      ].join('\n'),
+    );
+    await run('glance-manage', ['--config-file', conf, 'db_sync'], { timeout: 300_000 });
+    const log = openSync(join(d, 'glance-api.out'), 'a');
+    this.glance = spawn('glance-api', ['--config-file', conf], { stdio: ['ignore', log, log] });
+    closeSync(log);
+    await until('glance-api to answer', async () => (await fetch(`${this.glanceUrl}/versions`)).ok, 120_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${this.logTail()}`);
+    });
+    await this.register('image', 'glance', this.glanceUrl);
+  }
+
+  /**
+   * nova-api under uwsgi (one process, one thread; TESTBED.md: what of Nova runs here), its API
+   * and cell databases on the private MariaDB, RPC on oslo.messaging's in-process fake driver
+   * (no conductor: a server create is accepted and goes no further). It talks to Neutron and
+   * Glance through the catalog, so start those first.
+   */
+  async startNova(opts: { authUrl?: string; tokenCache?: boolean } = {}): Promise<void> {
+    const d = this.dir;
+    this.novaPort = await freePort();
+    mkdirSync(join(d, 'nova-state'));
+    const conf = join(d, 'nova.conf');
+    const url = opts.authUrl ?? this.keystoneUrl;
+    writeFileSync(
+      conf,
+      [
+        '[DEFAULT]',
+        'transport_url = fake://',
+        `state_path = ${join(d, 'nova-state')}`,
+        `log_file = ${join(d, 'nova-api.log')}`,
+        '[api_database]',
+        `connection = ${this.mariadbUrl('nova', 'nova_api')}`,
+        '[database]',
+        `connection = ${this.mariadbUrl('nova', 'nova')}`,
+        ...this.authtoken(opts.authUrl, opts.tokenCache),
+        '[neutron]',
+        `auth_url = ${url}`,
+        'auth_type = password',
+        'project_domain_name = Default',
+        'user_domain_name = Default',
+        'project_name = admin',
+        'username = admin',
+        `password = ${this.password}`,
+        'region_name = RegionOne',
+        '[oslo_concurrency]',
+        `lock_path = ${join(d, 'nova-state')}`,
+        '',
+      ].join('\n'),
+    );
+    copyFileSync('/etc/nova/api-paste.ini', join(d, 'api-paste.ini'));
+    const nm = (args: string[]): Promise<unknown> => run('nova-manage', ['--config-file', conf, ...args], { timeout: 300_000 });
+    await nm(['api_db', 'sync']);
+    await nm(['cell_v2', 'map_cell0', '--database_connection', this.mariadbUrl('nova', 'nova_cell0')]);
+    await nm(['cell_v2', 'create_cell', '--name', 'cell1']);
+    await nm(['db', 'sync']);
+    await run(
+      'uwsgi_python311',
+      [
+        '--http-socket',
+        `127.0.0.1:${this.novaPort}`,
+        '--wsgi-file',
+        '/usr/bin/nova-api-wsgi',
+        '--processes',
+        '1',
+        '--threads',
+        '1',
+        '--master',
+        '--die-on-term',
+        '--lazy-apps',
+        '--buffer-size',
+        '65535',
+        '--add-header',
+        'Connection: close',
+        '--pidfile',
+        join(d, 'nova-api.pid'),
+        '--daemonize',
+        join(d, 'nova-api-uwsgi.log'),
+      ],
+      // the first file is the paste pipeline, the rest oslo.config's (nova's wsgi_app)
+      { env: { ...process.env, OS_NOVA_CONFIG_DIR: d, OS_NOVA_CONFIG_FILES: 'api-paste.ini;nova.conf' }, timeout: 30_000 },
+    );
+    await until('nova-api to answer', async () => (await fetch(`${this.novaUrl}/`)).ok, 120_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${this.logTail()}`);
+    });
+    this.novaPid = Number(readFileSync(join(d, 'nova-api.pid'), 'utf8').trim());
+    await this.register('compute', 'nova', `${this.novaUrl}/v2.1`);
   }
 
   private neutronDbUrl(opts: NeutronOptions): string {
@@ -480,15 +653,28 @@ export class OpenStack {
   async stop(): Promise<void> {
     // a stalled log reader would keep Neutron from exiting
     if (this.logRelay?.pid) this.stallNeutronLog(false);
-    const n = this.neutron;
-    if (n && n.exitCode === null && n.signalCode === null) {
-      const exited = new Promise((r) => n.once('exit', r));
-      n.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (n.exitCode === null && n.signalCode === null) n.kill('SIGKILL');
+    for (const [n, conf] of [
+      [this.neutron, 'neutron.conf'],
+      [this.glance, 'glance-api.conf'],
+    ] as const) {
+      if (n && n.exitCode === null && n.signalCode === null) {
+        const exited = new Promise((r) => n.once('exit', r));
+        n.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (n.exitCode === null && n.signalCode === null) n.kill('SIGKILL');
+      }
+      // eventlet servers fork workers into their process group: make sure none is left
+      await run('pkill', ['-KILL', '-f', '--', `--config-file ${join(this.dir, conf)}`]).catch(() => undefined);
     }
-    // neutron-server forks workers into its process group: make sure none is left
-    await run('pkill', ['-KILL', '-f', '--', `--config-file ${join(this.dir, 'neutron.conf')}`]).catch(() => undefined);
+    if (this.novaPid) {
+      try {
+        process.kill(this.novaPid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      await run('pkill', ['-KILL', '-f', '--', `--pidfile ${join(this.dir, 'nova-api.pid')}`]).catch(() => undefined);
+    }
     this.logRelay?.kill('SIGKILL');
     if (this.logFifo !== undefined) closeSync(this.logFifo);
     this.logFifo = undefined;
