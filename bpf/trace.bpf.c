@@ -139,6 +139,16 @@ struct {
 	__type(value, struct conn);
 } conns SEC(".maps");
 
+/* thread → the greenlet it runs now, for monitored processes that use greenlet
+ * (eventlet services): many requests share one thread there, and this tells
+ * whose SQL and calls are whose */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} greenlet SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 24);
@@ -815,6 +825,12 @@ static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *
 		ev->cpu_ns = task->se.sum_exec_runtime;
 		ev->runq_ns = task->sched_info.run_delay;
 	}
+	{
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		__u64 *g = bpf_map_lookup_elem(&greenlet, &tid);
+
+		ev->greenlet = g ? *g : 0;
+	}
 	ev->fd = fd;
 	ev->seq = c->seq;
 	ev->offset = c->msg_bytes;
@@ -915,4 +931,27 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(trace_sock_send, struct sock *sk, int ret, int flags)
 {
 	return on_sock_io(ret, flags, 2);
+}
+
+/* ---- greenlets ------------------------------------------------------------ */
+
+/*
+ * greenlet::PythonState::operator>>(PyThreadState*): greenlet (2.x) calls it on
+ * every switch, in the greenlet switched in, to put that greenlet's Python
+ * state back into the thread; its first argument is that state, one per
+ * greenlet. The agent attaches this to each greenlet library its monitored
+ * processes map (once per file: every process mapping it fires it, so the
+ * monitored set filters here).
+ */
+SEC("uprobe")
+int trace_greenlet_in(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u64 g = PT_REGS_PARM1(ctx);
+
+	if (!monitored_self(id >> 32))
+		return 0;
+	bpf_map_update_elem(&greenlet, &tid, &g, BPF_ANY);
+	return 0;
 }

@@ -212,6 +212,7 @@ struct trace_data {
 	__u64 prev_start;  /* when that message began */
 	__u64 cpu_ns;      /* the thread's time on a CPU so far (se.sum_exec_runtime) */
 	__u64 runq_ns;     /* the thread's time runnable, waiting for a CPU (sched_info.run_delay) */
+	__u64 greenlet;    /* the greenlet the thread ran then (its PythonState's address), 0 if none seen */
 	__u32 fd;
 	__u32 seq;         /* message number on the connection */
 	__u32 offset;      /* where this chunk starts within its message */

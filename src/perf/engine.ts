@@ -9,9 +9,11 @@
 // Attribution: a SQL statement or outbound call belongs to the server request
 // whose worker thread issued it while the request was open. uwsgi and
 // Apache workers serve one request per thread at a time, so this is exact
-// there; an eventlet service serves many on one thread, so a request that
-// overlapped another on its thread says so (`shared_thread`) and its shares
-// may include the other's.
+// there; an eventlet service serves many on one thread: where the tracer
+// follows greenlet switches, the statement must also come from the greenlet
+// that read the request; where it does not, a request that overlapped
+// another on its thread says so (`shared_thread`) and its shares may
+// include the other's.
 //
 // Events arrive when a message completes, so a request's last statement may
 // be decoded just after its answer: a request is explained `settleMs` after
@@ -159,6 +161,8 @@ interface Child {
   local?: string;
   requestId?: string;
   service: string;
+  /** the greenlet that issued it, where the process uses greenlet (the tracer follows its switches) */
+  greenlet?: number;
 }
 
 interface Pending {
@@ -412,7 +416,17 @@ export class PerfEngine {
       s.total++;
       if (d.error_code !== undefined) s.errors++;
     }
-    this.addChild(ev.pid, { kind: 'sql', tid: ev.tid, start: ev.ts, end: ev.ts + ms, ms, fp, db: d.database ?? '', service: ev.service });
+    this.addChild(ev.pid, {
+      kind: 'sql',
+      tid: ev.tid,
+      start: ev.ts,
+      end: ev.ts + ms,
+      ms,
+      fp,
+      db: d.database ?? '',
+      service: ev.service,
+      ...(d.greenlet ? { greenlet: d.greenlet } : {}),
+    });
   }
 
   /** An OVSDB transaction: the callee is the database it names (OVN_Northbound), wherever it listens. */
@@ -472,6 +486,7 @@ export class PerfEngine {
       ...(d.remote ? { remote: d.remote } : {}),
       ...(d.local ? { local: d.local } : {}),
       ...(d.request_id ? { requestId: d.request_id } : {}),
+      ...(d.greenlet ? { greenlet: d.greenlet } : {}),
       service: ev.service,
     });
   }
@@ -543,7 +558,10 @@ export class PerfEngine {
     // an OVSDB client runs its own thread (ovsdbapp's connection): its transactions are the request's
     // when no other request of the process was open at the time
     const alone = (c: Child): boolean => ![...batch, ...this.pending].some((o) => o !== p && o.ev.pid === ev.pid && o.ev.ts < c.end && o.end > c.start);
-    const mine = (this.children.get(ev.pid) ?? []).filter((c) => inWindow(c) && (c.tid === ev.tid || (c.kind === 'ovsdb' && alone(c))));
+    // on an eventlet thread, where the tracer follows greenlet switches, the request's greenlet's
+    // only: not a greenthread it spawned, not another request's
+    const ownGreenlet = (c: Child): boolean => !c.greenlet || !d.greenlet || c.greenlet === d.greenlet;
+    const mine = (this.children.get(ev.pid) ?? []).filter((c) => inWindow(c) && ((c.tid === ev.tid && ownGreenlet(c)) || (c.kind === 'ovsdb' && alone(c))));
     // a few ms of overlap is the edges of two requests measured on one thread (the answer's last
     // write, the next request's first read), not two served at once
     const shared = batch.some((o) => o !== p && o.ev.pid === ev.pid && o.ev.tid === ev.tid && Math.min(o.end, end) - Math.max(o.ev.ts, start) > SHARED_MIN_MS);

@@ -247,7 +247,7 @@ export const TRACE_CLOSE = {
 
 /** struct trace_data */
 export const TRACE_DATA = {
-  size: 2152,
+  size: 2160,
   off: {
     h: 0,
     conn_id: 48,
@@ -255,13 +255,14 @@ export const TRACE_DATA = {
     prev_start: 64,
     cpu_ns: 72,
     runq_ns: 80,
-    fd: 88,
-    seq: 92,
-    offset: 96,
-    len: 100,
-    dir: 102,
-    role: 103,
-    data: 104,
+    greenlet: 88,
+    fd: 96,
+    seq: 100,
+    offset: 104,
+    len: 108,
+    dir: 110,
+    role: 111,
+    data: 112,
   },
   sizes: {
     h: 48,
@@ -270,6 +271,7 @@ export const TRACE_DATA = {
     prev_start: 8,
     cpu_ns: 8,
     runq_ns: 8,
+    greenlet: 8,
     fd: 4,
     seq: 4,
     offset: 4,

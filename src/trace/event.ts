@@ -93,6 +93,8 @@ export interface HttpRequestData extends Identity {
   /** a server's worker thread during the request: time on a CPU, and runnable but waiting for one (ms) */
   cpu_ms?: number;
   runq_ms?: number;
+  /** the greenlet (its address in the process) that read the request or wrote the call, where the process uses greenlet */
+  greenlet?: number;
   remote?: string;
   local?: string;
   user_agent?: string;
@@ -125,6 +127,8 @@ export interface SqlData {
 
 export interface SqlQueryData extends SqlData {
   command: string;
+  /** the greenlet that sent the statement, where the process uses greenlet */
+  greenlet?: number;
   statement?: string;
   statement_truncated?: true;
 }

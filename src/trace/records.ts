@@ -124,6 +124,8 @@ export type KernelRecord =
       /** the thread's scheduler sums when the record was made (ns): on a CPU, and runnable but waiting */
       cpuNs: number;
       runqNs: number;
+      /** the greenlet the thread ran (an address; 0 if none was seen) */
+      greenlet: number;
       fd: number;
       seq: number;
       offset: number;
@@ -339,6 +341,7 @@ export function decodeRecord(buf: Buffer, off: number, len: number): KernelRecor
         prevStart: u64(buf, off + TRACE_DATA.off.prev_start),
         cpuNs: u64(buf, off + TRACE_DATA.off.cpu_ns),
         runqNs: u64(buf, off + TRACE_DATA.off.runq_ns),
+        greenlet: u64(buf, off + TRACE_DATA.off.greenlet),
         fd: buf.readUInt32LE(off + TRACE_DATA.off.fd),
         seq: buf.readUInt32LE(off + TRACE_DATA.off.seq),
         offset: buf.readUInt32LE(off + TRACE_DATA.off.offset),

@@ -54,6 +54,8 @@ interface Message {
   /** the thread's scheduler sums at the message's first chunk (ns) */
   cpu?: number;
   runq?: number;
+  /** the greenlet the thread ran at the message's first chunk (0: none seen) */
+  greenlet?: number;
 }
 
 interface Session {
@@ -172,7 +174,19 @@ export class SessionTracker {
     s.lastActivity = Date.now();
     if (!s.cur || s.cur.seq !== r.seq) {
       if (s.cur) this.complete(s, s.cur, r.prevBytes);
-      s.cur = { seq: r.seq, dir: r.dir, start: r.ts, lastTs: r.ts, chunks: [], captured: 0, seen: 0, tid: r.tid, cpu: r.cpuNs, runq: r.runqNs };
+      s.cur = {
+        seq: r.seq,
+        dir: r.dir,
+        start: r.ts,
+        lastTs: r.ts,
+        chunks: [],
+        captured: 0,
+        seen: 0,
+        tid: r.tid,
+        cpu: r.cpuNs,
+        runq: r.runqNs,
+        greenlet: r.greenlet,
+      };
     }
     const m = s.cur;
     m.lastTs = r.ts;
@@ -327,6 +341,8 @@ export class SessionTracker {
     }
     if (s.remote) out.remote = s.remote;
     if (s.local) out.local = s.local;
+    // the request's (a server's) or the call's (a client's) greenlet: its first bytes were read or written there
+    if (p.msg.greenlet) out.greenlet = p.msg.greenlet;
     const ua = req.headers['user-agent'];
     if (ua) out.user_agent = ua;
     const rid = head?.headers['x-openstack-request-id'] ?? head?.headers['openstack-request-id'] ?? head?.headers['x-compute-request-id'];
@@ -410,6 +426,7 @@ export class SessionTracker {
     const out: SqlQueryData = { command: cmd.command, ...base };
     if (cmd.statement !== undefined) out.statement = cmd.statement;
     if (cmd.truncated) out.statement_truncated = true;
+    if (p.msg.greenlet) out.greenlet = p.msg.greenlet;
     this.stats.sql++;
     this.emit({ type: 'sql.query', tgid: s.tgid, tid: p.msg.tid, ts: p.msg.start, data: out });
   }

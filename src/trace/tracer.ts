@@ -92,6 +92,8 @@ const result = (ret: number): { result: number; error?: string } => (ret < 0 ? {
 
 export interface TracerStatus {
   attached: string[];
+  /** greenlet libraries the monitored processes map: each probed, or why not */
+  greenlet: { path: string; error?: string }[];
   monitoredProcesses: number;
   services: Record<string, number>;
   records: number;
@@ -103,6 +105,11 @@ export interface TracerStatus {
   sessions: ReturnType<SessionTracker['status']>;
   tokensKnown: number;
 }
+
+/** greenlet's C extension (greenlet 2.x and 3.x), as a Python process maps it */
+const GREENLET_LIB = /\/greenlet\/_greenlet[^/]*\.so$/;
+/** greenlet::PythonState::operator>>(PyThreadState*): called in every greenlet switched in (see trace.bpf.c) */
+const GREENLET_SWITCH_IN = '_ZN8greenlet11PythonStatersEP3_ts';
 
 export class Tracer {
   private readonly links: Link[] = [];
@@ -422,6 +429,7 @@ export class Tracer {
         this.ringActive = true;
       }
     }
+    this.findGreenlets(now);
     if (now - this.rate.at >= 5000) {
       this.rate = { at: now, published: this.bus.published, perSecond: ((this.bus.published - this.rate.published) * 1000) / (now - this.rate.at) };
       const alive = (pid: number): boolean => {
@@ -441,6 +449,54 @@ export class Tracer {
   }
 
   private ringActive = true;
+
+  // ---- greenlet: whose SQL is whose on an eventlet thread -------------------------------------
+  /** pid → when to look at its memory map again for a greenlet library, and the wait after that */
+  private readonly greenletChecks = new Map<number, { at: number; wait: number }>();
+  /** greenlet library (device:inode) → the file, and the probe on it or why there is none */
+  private readonly greenletLibs = new Map<string, { path: string; error?: string }>();
+
+  /**
+   * Monitored processes that capture (the Python services) are looked at a few times — at once,
+   * then after 1, 2, 4 ... 64 s, and every 64 s after that — for a greenlet library in their
+   * memory map (eventlet imports it at start, after the exec that made them monitored). The probe
+   * goes on each library file once; every process that maps it fires it, and the kernel keeps
+   * only the monitored ones'.
+   */
+  private findGreenlets(now: number): void {
+    for (const { pid } of this.procs.live()) {
+      if (!this.procs.get(pid)?.capture) continue;
+      let c = this.greenletChecks.get(pid);
+      if (!c) this.greenletChecks.set(pid, (c = { at: now, wait: 1000 }));
+      if (c.at > now) continue;
+      c.at = now + c.wait;
+      c.wait = Math.min(c.wait * 2, 64_000);
+      let maps = '';
+      try {
+        maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
+      } catch {
+        continue; // gone
+      }
+      for (const line of maps.split('\n')) {
+        const path = line.slice(line.indexOf('/'));
+        if (!line.includes('/') || !GREENLET_LIB.test(path)) continue;
+        const f = line.split(/\s+/);
+        const id = `${f[3]}:${f[4]}`;
+        if (this.greenletLibs.has(id)) continue;
+        const lib: { path: string; error?: string } = { path };
+        this.greenletLibs.set(id, lib);
+        try {
+          // through the process's root: the path as the process sees it
+          this.links.push(this.obj.program('trace_greenlet_in').attachUprobe({ binary: `/proc/${pid}/root${path}`, func: GREENLET_SWITCH_IN }));
+          this.log.info('greenlet switches followed', { library: path, pid });
+        } catch (err) {
+          lib.error = (err as Error).message;
+          this.log.warn('cannot follow greenlet switches: requests sharing an eventlet thread share their SQL', { library: path, error: lib.error });
+        }
+      }
+    }
+    for (const pid of this.greenletChecks.keys()) if (!this.procs.get(pid)?.monitored) this.greenletChecks.delete(pid);
+  }
 
   private pruneConns(tgid: number): void {
     const conns = this.obj.map('conns');
@@ -465,6 +521,7 @@ export class Tracer {
     const rs = this.ring?.stats();
     return {
       attached: this.links.map((l) => l.description ?? '').filter(Boolean),
+      greenlet: [...this.greenletLibs.values()],
       monitoredProcesses: this.procs.monitoredCount(),
       services: this.procs.services(),
       records: this.counts.records,

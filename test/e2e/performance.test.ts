@@ -175,6 +175,12 @@ describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), c
       assert.ok(routes.includes(want), `${want} in ${JSON.stringify(routes)}`);
     // never one route per object
     assert.ok(!routes.some((r) => /[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-/.test(r)), JSON.stringify(routes));
+    // Neutron's and Glance's greenlet library is probed: their requests' SQL is their greenlet's
+    const libs = (await api('/v1/status')).trace.greenlet as { path: string; error?: string }[];
+    assert.ok(
+      libs.some((l) => /\/greenlet\/_greenlet[^/]*\.so$/.test(l.path) && !l.error),
+      JSON.stringify(libs),
+    );
 
     // a port create: neutron → keystone (token validation, through the proxy) with keystone's own SQL, and OVN NB
     const creates = ((await api('/v1/requests?min_ms=0&limit=1000&since=10m&service=neutron-server')) as Explained[]).filter(

@@ -192,6 +192,33 @@ describe('request explainer', () => {
     assert.equal([...e.findings.values()].filter((f) => f.open).length, 0, 'closed after recovery');
   });
 
+  test("on an eventlet thread whose greenlet switches are followed, a greenthread's SQL is its own, not the open request's", () => {
+    let now = 1_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    const q = (ts: number, greenlet: number): TraceEvent => {
+      const ev = sql('neutron', 10, ts, 2, 'SELECT ports.id FROM ports WHERE ports.id = 1');
+      (ev.data as { greenlet?: number }).greenlet = greenlet;
+      return ev;
+    };
+    e.onEvents([
+      // the request's greenlet (0xa0) runs 2 statements; a greenthread it spawned (0xb0) 3, on the same thread
+      q(now + 10, 0xa0),
+      q(now + 20, 0xb0),
+      q(now + 30, 0xb0),
+      q(now + 40, 0xa0),
+      q(now + 50, 0xb0),
+      // a process where no switch was seen: every statement on the thread is the request's
+      sql('keystone', 20, now + 10, 2, 'SELECT 1 FROM users'),
+      sql('keystone', 20, now + 20, 2, 'SELECT 2 FROM users'),
+      server('neutron', 10, now, 100, { request_id: 'g', greenlet: 0xa0, cpu_ms: 10, runq_ms: 0 }),
+      server('keystone', 20, now, 100, { path: '/v3/auth/tokens', request_id: 'k', cpu_ms: 10, runq_ms: 0 }),
+    ]);
+    now += 2000;
+    e.tick();
+    assert.equal(e.requests.get('g')?.sql.count, 2);
+    assert.equal(e.requests.get('k')?.sql.count, 2);
+  });
+
   test('requests that overlap on one thread (an eventlet hub) say so', () => {
     let now = 1_000_000;
     const e = new PerfEngine(OPTS, () => now);

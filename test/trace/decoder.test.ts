@@ -151,10 +151,10 @@ describe('records', () => {
     assert.throws(() => decodeRecord(b, 0, 64), /kind 77 is unknown/);
     b.writeUInt16LE(4, 8);
     assert.throws(() => decodeRecord(b, 0, 64), /kind 4 has 64 bytes, expected at least 328/);
-    const d = Buffer.alloc(116);
+    const d = Buffer.alloc(124);
     d.writeUInt16LE(9, 8);
-    d.writeUInt16LE(500, 100);
-    assert.throws(() => decodeRecord(d, 0, 116), /says 500 captured bytes but has room for 12/);
+    d.writeUInt16LE(500, 108);
+    assert.throws(() => decodeRecord(d, 0, 124), /says 500 captured bytes but has room for 12/);
   });
 });
 
@@ -172,6 +172,7 @@ describe('sessions', () => {
     // a thread that spends half of its time on a CPU and a tenth waiting for one
     cpuNs: ts / 2,
     runqNs: ts / 10,
+    greenlet: 0,
     fd,
     seq,
     offset,
@@ -190,7 +191,8 @@ describe('sessions', () => {
     t.onData(data(10, 5, 2, 2, 51_000_000, head, 200));
     t.onData(data(10, 5, 2, 2, 51_000_100, '{"token": {"user": {"id": "u1", "name": "alice"}, "project": {"id": "p1", "name": "demo"}}}', 0, head.length));
     // the next request on the connection completes the response; it uses the token
-    t.onData(data(10, 5, 3, 1, 90_000_000, `GET /v3/projects HTTP/1.1\r\nX-Auth-Token: ${FERNET}\r\n\r\n`, 900));
+    // (read by a greenlet the tracer saw switched in: the request says which)
+    t.onData({ ...data(10, 5, 3, 1, 90_000_000, `GET /v3/projects HTTP/1.1\r\nX-Auth-Token: ${FERNET}\r\n\r\n`, 900), greenlet: 0x7f00aa00 });
     t.onData(data(10, 5, 4, 2, 95_000_000, 'HTTP/1.1 200 OK\r\n\r\n{}', 70));
     t.onClose({
       ...hdr,
@@ -223,6 +225,8 @@ describe('sessions', () => {
     assert.equal(list.user, 'alice', 'the token maps to its owner');
     assert.equal(list.project_id, 'p1');
     assert.equal(list.response_bytes, 22);
+    assert.equal(list.greenlet, 0x7f00aa00);
+    assert.equal(auth.greenlet, undefined, 'no greenlet seen, none said');
     assert.ok(!JSON.stringify(out.map((o) => o.data)).includes(FERNET.slice(0, 30)));
     assert.equal(t.status().open, 0);
   });
@@ -311,6 +315,7 @@ describe('sessions', () => {
       prevStart: 0,
       cpuNs: 0,
       runqNs: 0,
+      greenlet: 0,
       fd: 9,
       seq: 1,
       offset: 0,
@@ -329,6 +334,7 @@ describe('sessions', () => {
       prevStart: 0,
       cpuNs: 0,
       runqNs: 0,
+      greenlet: 0,
       fd: 9,
       seq: 2,
       offset: 0,
