@@ -174,6 +174,8 @@ export function formatStatus(s: Status): string {
     out.push(
       `  lost      ${lost.length ? lost.map(([k, n]) => `${k} ${n}`).join(', ') : 'nothing'}; ring ${t.ring ? `${mb(t.ring.pendingBytes)} of ${mb(t.ring.size)} waiting, back-pressure pauses ${t.ring.paused}` : '-'}; ${t.sessions?.open ?? 0} connections tracked`,
     );
+    // greenlet libraries: probed (requests sharing an eventlet thread told apart), or why not
+    for (const g of t.greenlet ?? []) out.push(`  greenlet  ${g.path}: ${g.error ? `NOT FOLLOWED (${g.error})` : 'switches followed'}`);
   } else out.push(`tracing     ${t?.state ?? 'off'}${t && 'error' in t && t.error ? `: ${t.error}` : ''}`);
   const st = s.storage;
   if (st?.state === 'on')

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { packageRoot } from '../../src/paths.js';
+import { formatStatus } from '../../src/cli/status-cmd.js';
 import { skipKernel } from '../helpers/kernel.js';
 
 const cli = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
@@ -51,5 +52,26 @@ describe('stackbpf command line', () => {
     assert.equal(r.status, 0);
     assert.match(r.stdout, /^will work: .*xdp.*; will not: /m);
     assert.match(r.stdout, /stackbpf can run here\./);
+  });
+});
+
+describe('status text', () => {
+  test('each greenlet library: its switches followed, or why not', () => {
+    const trace = {
+      attached: ['uprobe x'],
+      greenlet: [
+        { path: '/usr/lib/python3/dist-packages/greenlet/_greenlet.cpython-311-x86_64-linux-gnu.so' },
+        { path: '/opt/venv/lib/python3.12/site-packages/greenlet/_greenlet.cpython-312-x86_64-linux-gnu.so', error: 'symbol not found' },
+      ],
+      monitoredProcesses: 2,
+      services: { 'neutron-server': 2 },
+      events: {},
+      eventsPerSecond: 0,
+      lost: {},
+      sessions: { open: 0 },
+    };
+    const text = formatStatus({ trace } as unknown as Parameters<typeof formatStatus>[0]);
+    assert.match(text, /greenlet {2}\/usr\/lib\/python3\/dist-packages\/greenlet\/_greenlet\.cpython-311-x86_64-linux-gnu\.so: switches followed/);
+    assert.match(text, /_greenlet\.cpython-312-x86_64-linux-gnu\.so: NOT FOLLOWED \(symbol not found\)/);
   });
 });
