@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what stackbpf needs on a Debian-family machine, as root. Idempotent.
 #   scripts/deps.sh run    what the agent needs at run time
-#   scripts/deps.sh test   plus what the tests use (ping, FRR, iperf3, OVS/OVN, Keystone, Neutron, MariaDB, openssl,
+#   scripts/deps.sh test   plus what the tests use (ping, FRR, iperf3, OVS/OVN, Keystone, Neutron, Glance, nova-api, MariaDB, openssl,
 #                          libvirt + QEMU and a guest kernel, RabbitMQ, Ceilometer's agents, Prometheus)
 #   scripts/deps.sh build  plus the BPF toolchain to rebuild bpf/build (clang, libbpf headers)
 #   scripts/deps.sh bench  plus what the benchmarks drive (sqlmap for npm run bench -- detect)

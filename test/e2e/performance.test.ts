@@ -1,7 +1,9 @@
 // End to end, "why is this slow?" on real services with no instrumentation in
-// them: Keystone (uwsgi) and Neutron (eventlet, ML2/OVN on a real OVN NB
-// database), both on a private MariaDB, driven by the `openstack` client and
-// a steady API workload; the agent traces them and explains every request.
+// them: Keystone (uwsgi), Neutron (eventlet, ML2/OVN on a real OVN NB
+// database), Glance (eventlet) and nova-api (uwsgi, RPC on the fake driver),
+// all on a private MariaDB, driven by the `openstack` client (a port create, a
+// server create across four services) and a steady API workload; the agent
+// traces them and explains every request.
 // A real Prometheus scrapes the durations. Faults are injected one at a time
 // — a slow dependency (a delay in front of Keystone, as Neutron's
 // keystonemiddleware sees it), Keystone's one worker saturated, a lock held in
@@ -50,7 +52,10 @@ interface Explained {
   children: Explained[];
 }
 
-describe('e2e: requests explained on real Keystone and Neutron (OVN, MariaDB), checked by a real Prometheus', { skip, timeout: 900_000 }, () => {
+describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and nova-api on MariaDB, checked by a real Prometheus', {
+  skip,
+  timeout: 900_000,
+}, () => {
   const ns = unique('sbperf', 15);
   let ovn: OvnStack;
   let os: OpenStack;
