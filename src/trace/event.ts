@@ -93,7 +93,7 @@ export interface HttpRequestData extends Identity {
   /** a server's worker thread during the request: time on a CPU, and runnable but waiting for one (ms) */
   cpu_ms?: number;
   runq_ms?: number;
-  /** the greenlet (its address in the process) that read the request or wrote the call, where the process uses greenlet */
+  /** the greenlet that read the request or wrote the call (an opaque id), where the process uses greenlet */
   greenlet?: number;
   remote?: string;
   local?: string;
@@ -127,7 +127,7 @@ export interface SqlData {
 
 export interface SqlQueryData extends SqlData {
   command: string;
-  /** the greenlet that sent the statement, where the process uses greenlet */
+  /** the greenlet that sent the statement (an opaque id), where the process uses greenlet */
   greenlet?: number;
   statement?: string;
   statement_truncated?: true;

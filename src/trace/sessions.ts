@@ -123,6 +123,21 @@ export class SessionTracker {
   private readonly sessions: FifoMap<string, Session>;
   readonly tokens = new TokenDirectory();
   private stats = { http: 0, sql: 0, rpc: 0, evicted: 0, orphanData: 0 };
+  /**
+   * A greenlet's address → the id events carry: a keyed hash (this agent's key), so equal
+   * greenlets stay equal and no address of a service's memory is handed out.
+   */
+  private readonly greenletKey = randomBytes(32);
+  private readonly greenletIds = new FifoMap<string, number>(4096);
+  private greenletId(tgid: number, addr: number): number {
+    const k = `${tgid}:${addr}`;
+    let id = this.greenletIds.get(k);
+    if (id === undefined) {
+      id = createHmac('sha256', this.greenletKey).update(k).digest().readUIntBE(0, 6);
+      this.greenletIds.set(k, id);
+    }
+    return id;
+  }
 
   constructor(
     private readonly emit: (o: SessionOutput) => void,
@@ -342,7 +357,7 @@ export class SessionTracker {
     if (s.remote) out.remote = s.remote;
     if (s.local) out.local = s.local;
     // the request's (a server's) or the call's (a client's) greenlet: its first bytes were read or written there
-    if (p.msg.greenlet) out.greenlet = p.msg.greenlet;
+    if (p.msg.greenlet) out.greenlet = this.greenletId(s.tgid, p.msg.greenlet);
     const ua = req.headers['user-agent'];
     if (ua) out.user_agent = ua;
     const rid = head?.headers['x-openstack-request-id'] ?? head?.headers['openstack-request-id'] ?? head?.headers['x-compute-request-id'];
@@ -426,7 +441,7 @@ export class SessionTracker {
     const out: SqlQueryData = { command: cmd.command, ...base };
     if (cmd.statement !== undefined) out.statement = cmd.statement;
     if (cmd.truncated) out.statement_truncated = true;
-    if (p.msg.greenlet) out.greenlet = p.msg.greenlet;
+    if (p.msg.greenlet) out.greenlet = this.greenletId(s.tgid, p.msg.greenlet);
     this.stats.sql++;
     this.emit({ type: 'sql.query', tgid: s.tgid, tid: p.msg.tid, ts: p.msg.start, data: out });
   }

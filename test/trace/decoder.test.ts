@@ -225,10 +225,30 @@ describe('sessions', () => {
     assert.equal(list.user, 'alice', 'the token maps to its owner');
     assert.equal(list.project_id, 'p1');
     assert.equal(list.response_bytes, 22);
-    assert.equal(list.greenlet, 0x7f00aa00);
+    assert.ok(typeof list.greenlet === 'number' && list.greenlet !== 0x7f00aa00, 'an opaque id, not the address');
     assert.equal(auth.greenlet, undefined, 'no greenlet seen, none said');
     assert.ok(!JSON.stringify(out.map((o) => o.data)).includes(FERNET.slice(0, 30)));
     assert.equal(t.status().open, 0);
+  });
+
+  test("a greenlet's id: the same for the same greenlet of a process, another for another, never its address", () => {
+    const out: SessionOutput[] = [];
+    const t = new SessionTracker((o) => out.push(o), { captureBytes: 4096 });
+    const exchange = (tgid: number, fd: number, greenlet: number, ts: number) => {
+      t.onData({ ...data(tgid, fd, 1, 1, ts, 'GET /v2.0/ports HTTP/1.1\r\n\r\n'), greenlet });
+      t.onData({ ...data(tgid, fd, 2, 2, ts + 1000, 'HTTP/1.1 200 OK\r\n\r\n{}', 30), greenlet });
+      t.onData({ ...data(tgid, fd, 3, 1, ts + 2000, 'GET /v2.0/ports HTTP/1.1\r\n\r\n', 20), greenlet });
+    };
+    exchange(20, 7, 0x7f0010, 1_000_000);
+    exchange(20, 8, 0x7f0010, 2_000_000);
+    exchange(20, 9, 0x7f0020, 3_000_000);
+    exchange(21, 7, 0x7f0010, 4_000_000);
+    const ids = out.map((o) => (o.data as { greenlet?: number }).greenlet);
+    assert.equal(ids.length, 4);
+    assert.equal(ids[0], ids[1], 'one greenlet, one id');
+    assert.notEqual(ids[0], ids[2], 'another greenlet');
+    assert.notEqual(ids[0], ids[3], 'the same address in another process');
+    assert.ok(!ids.includes(0x7f0010) && !ids.includes(0x7f0020));
   });
 
   test('a request the connection ends without answering is still reported', () => {
