@@ -79,6 +79,35 @@ const LOG_RELAY = [
   '    os.write(out, b)',
 ].join('\n');
 
+/** uwsgi serving one WSGI file with one process and one thread, daemonized: NAME.pid and NAME-uwsgi.log in dir */
+function uwsgiArgs(listen: string, wsgiFile: string, dir: string, name: string): string[] {
+  return [
+    'uwsgi_python311',
+    '--http-socket',
+    listen,
+    '--wsgi-file',
+    wsgiFile,
+    '--processes',
+    '1',
+    '--threads',
+    '1',
+    '--master',
+    '--die-on-term',
+    '--lazy-apps',
+    '--buffer-size',
+    '65535',
+    // http-socket closes the connection after each answer without saying so: a client that
+    // reuses it at once (python-requests: GET /v3, then POST /v3/auth/tokens) races that close
+    // and is reset ("Connection aborted", seen in CI). Say it, as a front server would.
+    '--add-header',
+    'Connection: close',
+    '--pidfile',
+    join(dir, `${name}.pid`),
+    '--daemonize',
+    join(dir, `${name}-uwsgi.log`),
+  ];
+}
+
 export class OpenStack {
   readonly password = randomBytes(12).toString('hex');
   keystonePid: number | undefined;
@@ -260,31 +289,7 @@ export class OpenStack {
       '--bootstrap-region-id',
       'RegionOne',
     ]);
-    const uwsgi = [
-      'uwsgi_python311',
-      '--http-socket',
-      `${this.netns ? '0.0.0.0' : '127.0.0.1'}:${this.keystonePort}`,
-      '--wsgi-file',
-      '/usr/bin/keystone-wsgi-public',
-      '--processes',
-      '1',
-      '--threads',
-      '1',
-      '--master',
-      '--die-on-term',
-      '--lazy-apps',
-      '--buffer-size',
-      '65535',
-      // http-socket closes the connection after each answer without saying so: a client that
-      // reuses it at once (python-requests: GET /v3, then POST /v3/auth/tokens) races that close
-      // and is reset ("Connection aborted", seen in CI). Say it, as a front server would.
-      '--add-header',
-      'Connection: close',
-      '--pidfile',
-      join(d, 'keystone.pid'),
-      '--daemonize',
-      join(d, 'keystone-uwsgi.log'),
-    ];
+    const uwsgi = uwsgiArgs(`${this.netns ? '0.0.0.0' : '127.0.0.1'}:${this.keystonePort}`, '/usr/bin/keystone-wsgi-public', d, 'keystone');
     const [cmd, ...args] = this.netns ? ['ip', 'netns', 'exec', this.netns, ...uwsgi] : uwsgi;
     await run(cmd as string, args, { env: { ...process.env, ...env, OS_KEYSTONE_CONFIG_FILES: conf }, timeout: 30_000 });
     if (this.netns)
@@ -521,29 +526,10 @@ export class OpenStack {
     await nm(['cell_v2', 'map_cell0', '--database_connection', this.mariadbUrl('nova', 'nova_cell0')]);
     await nm(['cell_v2', 'create_cell', '--name', 'cell1']);
     await nm(['db', 'sync']);
+    const [cmd, ...args] = uwsgiArgs(`127.0.0.1:${this.novaPort}`, '/usr/bin/nova-api-wsgi', d, 'nova-api');
     await run(
-      'uwsgi_python311',
-      [
-        '--http-socket',
-        `127.0.0.1:${this.novaPort}`,
-        '--wsgi-file',
-        '/usr/bin/nova-api-wsgi',
-        '--processes',
-        '1',
-        '--threads',
-        '1',
-        '--master',
-        '--die-on-term',
-        '--lazy-apps',
-        '--buffer-size',
-        '65535',
-        '--add-header',
-        'Connection: close',
-        '--pidfile',
-        join(d, 'nova-api.pid'),
-        '--daemonize',
-        join(d, 'nova-api-uwsgi.log'),
-      ],
+      cmd as string,
+      args,
       // the first file is the paste pipeline, the rest oslo.config's (nova's wsgi_app)
       { env: { ...process.env, OS_NOVA_CONFIG_DIR: d, OS_NOVA_CONFIG_FILES: 'api-paste.ini;nova.conf' }, timeout: 30_000 },
     );
