@@ -652,9 +652,10 @@ export class OpenStack {
       // eventlet servers fork workers into their process group: make sure none is left
       await run('pkill', ['-KILL', '-f', '--', `--config-file ${join(this.dir, conf)}`]).catch(() => undefined);
     }
-    if (this.novaPid) {
+    // by its pid file's path too: a nova-api that never answered has no pid here but runs
+    if (this.novaPort) {
       try {
-        process.kill(this.novaPid, 'SIGTERM');
+        if (this.novaPid) process.kill(this.novaPid, 'SIGTERM');
       } catch {
         /* gone */
       }
@@ -664,9 +665,9 @@ export class OpenStack {
     this.logRelay?.kill('SIGKILL');
     if (this.logFifo !== undefined) closeSync(this.logFifo);
     this.logFifo = undefined;
-    if (this.keystonePid) {
+    if (this.keystonePort) {
       try {
-        process.kill(this.keystonePid, 'SIGTERM');
+        if (this.keystonePid) process.kill(this.keystonePid, 'SIGTERM');
       } catch {
         /* gone */
       }
