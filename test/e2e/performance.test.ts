@@ -535,7 +535,11 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
     let f: Finding;
     try {
       f = await waitFinding((x) => x.kind === 'hub_blocked' && x.service === 'neutron-server', 'a hub_blocked finding');
-      await new Promise((r) => setTimeout(r, 8000));
+      // enough requests held up to judge (one per stall at most: the client is sequential; a fixed
+      // 8 s gave CI only 2 once)
+      await until('four requests held up by the hub', async () => clientSeen.filter((x) => x.at >= t0 && x.ms > 1000).length >= 4, 30_000, 500).catch(
+        () => undefined,
+      );
     } finally {
       on = false;
       await stalls;
