@@ -108,6 +108,20 @@ function uwsgiArgs(listen: string, wsgiFile: string, dir: string, name: string):
   ];
 }
 
+/**
+ * Stop what uwsgiArgs(…, dir, name) started: its master by pid, then anything left by its pid
+ * file's path (a server that never answered has no pid yet, but runs).
+ */
+async function stopUwsgi(dir: string, name: string, pid: number | undefined): Promise<void> {
+  try {
+    if (pid) process.kill(pid, 'SIGTERM');
+  } catch {
+    /* gone */
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  await run('pkill', ['-KILL', '-f', '--', `--pidfile ${join(dir, `${name}.pid`)}`]).catch(() => undefined);
+}
+
 export class OpenStack {
   readonly password = randomBytes(12).toString('hex');
   keystonePid: number | undefined;
@@ -652,28 +666,11 @@ export class OpenStack {
       // eventlet servers fork workers into their process group: make sure none is left
       await run('pkill', ['-KILL', '-f', '--', `--config-file ${join(this.dir, conf)}`]).catch(() => undefined);
     }
-    // by its pid file's path too: a nova-api that never answered has no pid here but runs
-    if (this.novaPort) {
-      try {
-        if (this.novaPid) process.kill(this.novaPid, 'SIGTERM');
-      } catch {
-        /* gone */
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      await run('pkill', ['-KILL', '-f', '--', `--pidfile ${join(this.dir, 'nova-api.pid')}`]).catch(() => undefined);
-    }
+    if (this.novaPort) await stopUwsgi(this.dir, 'nova-api', this.novaPid);
     this.logRelay?.kill('SIGKILL');
     if (this.logFifo !== undefined) closeSync(this.logFifo);
     this.logFifo = undefined;
-    if (this.keystonePort) {
-      try {
-        if (this.keystonePid) process.kill(this.keystonePid, 'SIGTERM');
-      } catch {
-        /* gone */
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      await run('pkill', ['-KILL', '-f', '--', `--pidfile ${join(this.dir, 'keystone.pid')}`]).catch(() => undefined);
-    }
+    if (this.keystonePort) await stopUwsgi(this.dir, 'keystone', this.keystonePid);
     if (this.mariadbPid) {
       try {
         process.kill(this.mariadbPid, 'SIGTERM');
