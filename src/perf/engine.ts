@@ -249,6 +249,14 @@ class Series {
  */
 const QUEUED_GAP_MS = 10;
 
+/** the last 16 requests under one key (a request id, a connection), newest last */
+function remember(map: FifoMap<string, { key: string; ts: number }[]>, k: string, e: { key: string; ts: number }): void {
+  const list = map.get(k) ?? [];
+  list.push(e);
+  if (list.length > 16) list.shift();
+  map.set(k, list);
+}
+
 /** two requests on one thread overlapping by more than this were served at once */
 const SHARED_MIN_MS = 5;
 
@@ -691,19 +699,8 @@ export class PerfEngine {
     out.cause = this.causeOf(out, b.slot.n >= 4 * this.opts.baseline.minSamples ? b : undefined);
     this.requests.delete(key);
     this.requests.set(key, out);
-    if (d.request_id) {
-      const list = this.byRequestId.get(d.request_id) ?? [];
-      list.push({ key, ts: ev.ts });
-      if (list.length > 16) list.shift();
-      this.byRequestId.set(d.request_id, list);
-    }
-    if (d.remote && d.local) {
-      const ck = `${d.remote}>${d.local}`;
-      const list = this.byConn.get(ck) ?? [];
-      list.push({ key, ts: ev.ts });
-      if (list.length > 16) list.shift();
-      this.byConn.set(ck, list);
-    }
+    if (d.request_id) remember(this.byRequestId, d.request_id, { key, ts: ev.ts });
+    if (d.remote && d.local) remember(this.byConn, `${d.remote}>${d.local}`, { key, ts: ev.ts });
     this.st.explained++;
     // the route's series: latency and what it was made of
     const s = this.series(this.routeSeries, ev.service, `${d.method} ${p.route}`);
