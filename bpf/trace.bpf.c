@@ -204,6 +204,7 @@ BTF_EXPORT_ENUM(trace_file_op);
 BTF_EXPORT_ENUM(trace_hdr_flag);
 BTF_EXPORT_ENUM(trace_mon_flag);
 BTF_EXPORT_ENUM(trace_role);
+BTF_EXPORT_ENUM(trace_conn_flag);
 BTF_EXPORT_ENUM(trace_enforce);
 BTF_EXPORT_ENUM(trace_counter);
 
@@ -773,22 +774,73 @@ int trace_close_enter(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-/* Data on a tracked socket. A change of direction starts a new message; the
- * first capture_bytes of every message go to user space (over one or more
- * chunks), the rest is only counted. */
-static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *ubuf, __u64 size, __u64 avail, struct mon *m)
+/* oslo.messaging puts a message's ids ("_msg_id", "_reply_q", "_unique_id")
+ * after its arguments, far past the captured start of a big message: for a
+ * framed connection the bytes of one syscall past the capture are scanned,
+ * TRACE_SCAN_STEP at a time (windows overlap so a key across two is found),
+ * for the first "_msg_id" or "_unique_id". */
+/* little-endian: the bytes "_msg_id\\" (the key as it appears inside the envelope's JSON string) and "_unique_" */
+#define KEY_MSG_ID 0x5c64695f67736d5fULL
+#define KEY_UNIQUE 0x5f657571696e755fULL
+
+struct key_scan {
+	const __u8 *buf;
+	__u32 from;
+	__u32 to;
+};
+
+/* where in scratch slot 1 the scan leaves what it found: in a map, not on the
+ * stack, so the verifier does not follow each possible offset separately */
+#define SCAN_FOUND_AT (TRACE_SCAN_STEP + 16)
+
+static long scan_step(__u64 i, void *ctx)
+{
+	struct key_scan *ks = ctx;
+	__u32 off = ks->from + (__u32)i * (TRACE_SCAN_STEP - 16), n;
+	__u8 *w;
+
+	if (off >= ks->to)
+		return 1;
+	w = scratch_slot(1);
+	if (!w)
+		return 1;
+	n = ks->to - off;
+	if (n > TRACE_SCAN_STEP)
+		n = TRACE_SCAN_STEP;
+	/* zeroed first, so a short last window matches nothing stale; then each position is
+	 * compared as one unaligned eight-byte number, unrolled: nothing here depends on n */
+	__builtin_memset(w, 0, TRACE_SCAN_STEP + 8);
+	if (bpf_probe_read_user(w, n, ks->buf + off) < 0)
+		return 1;
+#pragma clang loop unroll(full)
+	for (int j = 0; j < TRACE_SCAN_STEP - 7; j++) {
+		__u64 v = *(__u64 *)(w + j);
+
+		if (v == KEY_MSG_ID || v == KEY_UNIQUE) {
+			*(__s32 *)(w + SCAN_FOUND_AT) = off + j;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Data on a tracked socket. A change of direction starts a new message (on a
+ * framed connection every syscall does; `cont` marks a syscall's later
+ * iovecs); the first capture_bytes of every message go to user space (over
+ * one or more chunks), the rest is only counted. */
+static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *ubuf, __u64 size, __u64 avail, struct mon *m, __u8 cont)
 {
 	struct conn_key key = { .tgid = tgid, .fd = fd };
 	struct trace_data *ev;
 	struct conn *c;
 	__u64 now, prev_bytes = 0, prev_start = 0;
-	__u32 len, want;
+	__u32 len, want, base;
 
 	c = bpf_map_lookup_elem(&conns, &key);
 	if (!c || size == 0)
 		return;
 	now = bpf_ktime_get_ns();
-	if (c->dir != dir) {
+	if (c->dir != dir || ((c->flags & CONN_FRAMED) && !cont)) {
 		prev_bytes = c->msg_bytes;
 		prev_start = c->msg_start;
 		c->dir = dir;
@@ -833,7 +885,8 @@ static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *
 	}
 	ev->fd = fd;
 	ev->seq = c->seq;
-	ev->offset = c->msg_bytes;
+	base = c->msg_bytes;
+	ev->offset = base;
 	ev->dir = dir;
 	ev->role = c->role;
 	len = want - c->captured;
@@ -849,7 +902,39 @@ static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *
 	ev->len = len;
 	c->captured += len;
 	c->msg_bytes += size;
+	/* an AMQP 0-9-1 client opens with its protocol header: from now on one message per syscall */
+	if (dir == 2 && base == 0 && len >= 8 && ev->data[0] == 'A' && ev->data[1] == 'M' && ev->data[2] == 'Q' && ev->data[3] == 'P' &&
+	    ev->data[4] == 0 && ev->data[5] == 0 && ev->data[6] == 9 && ev->data[7] == 1)
+		c->flags |= CONN_FRAMED;
 	emit_event(&events, &events_lost, ev, (sizeof(*ev) - TRACE_CAPTURE_MAX + len) & 0x1fff);
+	if ((c->flags & CONN_FRAMED) && avail > len + 16) {
+		struct key_scan ks = { .buf = ubuf, .from = len > 16 ? len - 16 : 0, .to = avail < TRACE_SCAN_MAX ? avail : TRACE_SCAN_MAX };
+		__u8 *w = scratch_slot(1);
+		__s32 found;
+		__u32 wl;
+
+		if (!w)
+			return;
+		*(__s32 *)(w + SCAN_FOUND_AT) = -1;
+		count(TC_KEY_SCANS);
+		bpf_loop(TRACE_SCAN_MAX / (TRACE_SCAN_STEP - 16) + 1, scan_step, &ks, 0);
+		found = *(volatile __s32 *)(w + SCAN_FOUND_AT);
+		if (found < 0 || found >= avail) {
+			count(TC_KEY_MISSES);
+			return;
+		}
+		/* the window from the key: a chunk of the same message, past a gap */
+		wl = avail - found;
+		if (wl > TRACE_KEY_WINDOW)
+			wl = TRACE_KEY_WINDOW;
+		if (bpf_probe_read_user(ev->data, wl, ubuf + found) < 0)
+			return;
+		ev->prev_bytes = 0;
+		ev->prev_start = 0;
+		ev->offset = base + found;
+		ev->len = wl;
+		emit_event(&events, &events_lost, ev, (sizeof(*ev) - TRACE_CAPTURE_MAX + wl) & 0x1fff);
+	}
 }
 
 /* Socket data is read at the socket layer, not at read(2)/write(2): the
@@ -881,7 +966,7 @@ static __always_inline void on_iov(__u32 tgid, __u32 fd, __u8 dir, const struct 
 		if (i >= n || left == 0)
 			break;
 		len = v[i].iov_len < left ? v[i].iov_len : left;
-		on_data(tgid, fd, dir, v[i].iov_base, len, len, m);
+		on_data(tgid, fd, dir, v[i].iov_base, len, len, m, i > 0);
 		left -= len;
 	}
 }
@@ -903,14 +988,14 @@ static __always_inline int on_sock_io(int ret, int flags, __u8 dir)
 	fd = SC_ARG0(regs);
 	if (dir == 1) {
 		if (nr == NR_read || nr == NR_recvfrom)
-			on_data(tgid, fd, 1, (const void *)SC_ARG1(regs), ret, ret, m);
+			on_data(tgid, fd, 1, (const void *)SC_ARG1(regs), ret, ret, m, 0);
 		else if (nr == NR_readv)
 			on_iov(tgid, fd, 1, (const struct iovec *)SC_ARG1(regs), SC_ARG2(regs), ret, m);
 		else if (nr == NR_recvmsg && bpf_probe_read_user(&msg, sizeof(msg), (void *)SC_ARG1(regs)) == 0)
 			on_iov(tgid, fd, 1, msg.msg_iov, msg.msg_iovlen, ret, m);
 	} else {
 		if (nr == NR_write || nr == NR_sendto)
-			on_data(tgid, fd, 2, (const void *)SC_ARG1(regs), ret, ret, m);
+			on_data(tgid, fd, 2, (const void *)SC_ARG1(regs), ret, ret, m, 0);
 		else if (nr == NR_writev)
 			on_iov(tgid, fd, 2, (const struct iovec *)SC_ARG1(regs), SC_ARG2(regs), ret, m);
 		else if (nr == NR_sendmsg && bpf_probe_read_user(&msg, sizeof(msg), (void *)SC_ARG1(regs)) == 0)

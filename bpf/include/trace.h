@@ -72,8 +72,21 @@ struct conn {
 	__u8 dir;
 	__u8 role; /* enum trace_role */
 	__u8 proto;
-	__u8 pad[3];
+	__u8 flags; /* enum trace_conn_flag */
+	__u8 pad[2];
 };
+
+enum trace_conn_flag {
+	/* a framed protocol (AMQP 0-9-1): each syscall starts a new message, and
+	 * oslo.messaging's message ids are looked for past the captured bytes */
+	CONN_FRAMED = 1,
+};
+
+/* how far into one syscall's bytes the message-id scan looks, and the window
+ * it sends from where it found one */
+#define TRACE_SCAN_MAX 65536
+#define TRACE_SCAN_STEP 64
+#define TRACE_KEY_WINDOW 256
 
 enum trace_role {
 	ROLE_SERVER = 1, /* accepted */
@@ -119,6 +132,8 @@ enum trace_counter {
 	TC_CONNS_FULL = 1,    /* a connection could not be tracked: no HTTP/SQL/close events for it */
 	TC_MONITORED_FULL = 2,/* a monitored process's child could not join the set */
 	TC_READ_FAULT = 3,    /* user memory could not be read (the event goes out without it) */
+	TC_KEY_SCANS = 4,     /* framed messages scanned past their capture for a message id */
+	TC_KEY_MISSES = 5,    /* ... in which none was found within TRACE_SCAN_MAX */
 	TC_NR = 8,
 };
 

@@ -174,6 +174,12 @@ export function formatStatus(s: Status): string {
     out.push(
       `  lost      ${lost.length ? lost.map(([k, n]) => `${k} ${n}`).join(', ') : 'nothing'}; ring ${t.ring ? `${mb(t.ring.pendingBytes)} of ${mb(t.ring.size)} waiting, back-pressure pauses ${t.ring.paused}` : '-'}; ${t.sessions?.open ?? 0} connections tracked`,
     );
+    // RabbitMQ: oslo.messaging messages decoded, and what could not be
+    const a = t.sessions?.amqp;
+    if (a?.messages)
+      out.push(
+        `  amqp      ${a.messages} messages, ${a.oslo} oslo.messaging; ids not seen ${a.ids_missing}, frame streams out of step ${a.desyncs}, kernel key scans ${t.keyScan?.scans ?? 0} (${t.keyScan?.misses ?? 0} found none)`,
+      );
     // greenlet libraries: probed (requests sharing an eventlet thread told apart), or why not
     for (const g of t.greenlet ?? []) out.push(`  greenlet  ${g.path}: ${g.error ? `NOT FOLLOWED (${g.error})` : 'switches followed'}`);
   } else out.push(`tracing     ${t?.state ?? 'off'}${t && 'error' in t && t.error ? `: ${t.error}` : ''}`);

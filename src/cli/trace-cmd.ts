@@ -54,6 +54,8 @@ function summary(e: TraceEvent): string {
     case 'sql.query':
       return `${String(d.statement ?? d.command).slice(0, 100)} (${d.latency_ms} ms, ${d.result}${d.error_code ? ` ${d.error_code}` : ''})`;
     case 'rpc.call':
+      if (d.protocol === 'amqp')
+        return `amqp ${d.role} ${d.kind ?? ''} ${d.target ?? ''} ${d.method}${d.kind === 'cast' ? '' : ` (${d.latency_ms} ms${d.failed ? ', failed' : ''})`}`;
       return `${d.protocol} ${d.method} ${d.target ?? ''}${d.tables?.length ? ` ${d.tables.join(',')}` : ''} (${d.latency_ms} ms)`;
   }
   return JSON.stringify(d);

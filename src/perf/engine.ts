@@ -56,7 +56,7 @@ export interface SqlSummary {
 }
 
 export interface Call {
-  kind: 'http' | 'ovsdb';
+  kind: 'http' | 'ovsdb' | 'amqp';
   peer: string;
   peer_service?: string;
   method: string;
@@ -69,6 +69,8 @@ export interface Call {
   child?: string;
   /** from the call to the callee's worker reading it: queued in the callee, and the network */
   queue_ms?: number;
+  /** AMQP: a cast (sent, not waited for) */
+  cast?: true;
 }
 
 export interface Explained {
@@ -147,7 +149,7 @@ export interface PerfOptions {
 }
 
 interface Child {
-  kind: 'sql' | 'http' | 'ovsdb';
+  kind: 'sql' | 'http' | 'ovsdb' | 'amqp';
   tid: number;
   start: number;
   end: number;
@@ -163,12 +165,26 @@ interface Child {
   service: string;
   /** the greenlet that issued it, where the process uses greenlet (the tracer follows its switches) */
   greenlet?: number;
+  /** AMQP: the oslo.messaging ids that find the callee's handling */
+  msgId?: string;
+  uniqueId?: string;
+  cast?: boolean;
 }
 
 interface Pending {
+  /** an API request; an RPC server's handling of a call or cast is put in the same shape (method CALL or CAST) */
   ev: EventOf<'http.request'>;
   end: number;
   route: string;
+  /** the oslo.messaging ids of an RPC handled */
+  rpc?: { msgId?: string; uniqueId?: string };
+}
+
+/** A cast delivered to an RPC server: its handling is the greenthread that ran it. */
+interface CastDelivered {
+  ev: EventOf<'rpc.call'>;
+  /** the delivery's greenlet: the server's consumer loop, not the handler */
+  poller?: number;
 }
 
 /** Per-window sums of a route's components, for naming what moved. */
@@ -311,6 +327,13 @@ export class PerfEngine {
    */
   private readonly byRequestId = new FifoMap<string, { key: string; ts: number }[]>(50_000);
   private readonly byConn = new FifoMap<string, { key: string; ts: number }[]>(20_000);
+  /** RPC handlings explained, by "m:"+_msg_id (calls) and "u:"+_unique_id (casts) */
+  private readonly rpcServed = new FifoMap<string, string>(20_000);
+  /** RPC calls and casts explained before the handling they caused */
+  private readonly rpcCallers = new FifoMap<string, { parent: string; call: Call; start: number }>(20_000);
+  private castsDelivered: CastDelivered[] = [];
+  /** RPC handled by services (OpenTelemetry's rpc.server.duration) */
+  readonly rpcServerMetrics = new Map<string, { labels: Record<string, string>; h: OtelHistogram }>();
   /** a server's listening address → its service */
   private readonly listeners = new FifoMap<string, string>(10_000);
   /** an address a service was reached through (a proxy, a load balancer) → that service, learned by stitching */
@@ -440,6 +463,10 @@ export class PerfEngine {
   /** An OVSDB transaction: the callee is the database it names (OVN_Northbound), wherever it listens. */
   private onRpc(ev: EventOf<'rpc.call'>): void {
     const d = ev.data;
+    if (d.protocol === 'amqp') {
+      this.onAmqp(ev);
+      return;
+    }
     const peer = d.target ?? d.remote ?? '?';
     this.observe(this.rpcMetrics, { service: ev.service, rpc_system: d.protocol, rpc_service: d.target ?? '', rpc_method: d.method }, d.latency_ms / 1000);
     const s = this.series(this.peerSeries, ev.service, peer);
@@ -459,6 +486,116 @@ export class PerfEngine {
       remote: peer,
       service: ev.service,
     });
+  }
+
+  /**
+   * oslo.messaging over RabbitMQ. A call (client) waits for its reply: a dependency of the request
+   * that made it, its peer the topic. A cast is sent and not waited for. A call handled (server) is
+   * a request of the RPC server, from the call's arrival to its answer; a cast handled is the
+   * greenthread that ran it, found once it has done something (tick).
+   */
+  private onAmqp(ev: EventOf<'rpc.call'>): void {
+    const d = ev.data;
+    const topic = d.target ?? '?';
+    if (d.role === 'client') {
+      if (d.kind === 'call') {
+        this.observe(this.rpcMetrics, { service: ev.service, rpc_system: 'oslo_messaging', rpc_service: topic, rpc_method: d.method }, d.latency_ms / 1000);
+        const s = this.series(this.peerSeries, ev.service, `rpc:${topic}`);
+        const slot = s.slot(ev.ts, this.slotMs, this.keepSlots);
+        slot.n++;
+        slot.hist.observe(d.latency_ms);
+        s.total++;
+      }
+      this.addChild(ev.pid, {
+        kind: 'amqp',
+        tid: ev.tid,
+        start: ev.ts,
+        end: ev.ts + d.latency_ms,
+        ms: d.latency_ms,
+        method: d.method,
+        path: topic,
+        status: d.failed ? 500 : d.kind === 'call' ? 200 : null,
+        ...(d.remote ? { remote: d.remote } : {}),
+        ...(d.msg_id ? { msgId: d.msg_id } : {}),
+        ...(d.unique_id ? { uniqueId: d.unique_id } : {}),
+        ...(d.kind === 'cast' ? { cast: true } : {}),
+        ...(d.greenlet ? { greenlet: d.greenlet } : {}),
+        service: ev.service,
+      });
+      return;
+    }
+    if (d.kind === 'cast') {
+      if (this.castsDelivered.length >= this.maxPending) this.st.pendingDropped++;
+      else this.castsDelivered.push({ ev, ...(d.greenlet ? { poller: d.greenlet } : {}) });
+      return;
+    }
+    this.served(ev, 'CALL', d.latency_ms, d.greenlet, d.failed === true, ev.tid, {
+      ...(d.msg_id ? { msgId: d.msg_id } : {}),
+      ...(d.unique_id ? { uniqueId: d.unique_id } : {}),
+    });
+  }
+
+  /** An RPC handled, as a request of its service: method CALL or CAST, route "topic method". */
+  private served(
+    ev: EventOf<'rpc.call'>,
+    method: 'CALL' | 'CAST',
+    ms: number,
+    greenlet: number | undefined,
+    failed: boolean,
+    tid: number,
+    rpc: { msgId?: string; uniqueId?: string },
+  ): void {
+    const d = ev.data;
+    const route = `${d.target ?? '?'} ${d.method}`;
+    this.st.requests++;
+    this.observe(
+      this.rpcServerMetrics,
+      { service: ev.service, rpc_system: 'oslo_messaging', rpc_service: d.target ?? '', rpc_method: d.method, rpc_kind: method.toLowerCase() },
+      ms / 1000,
+    );
+    if (this.pending.length >= this.maxPending) {
+      this.st.pendingDropped++;
+      return;
+    }
+    const req: EventOf<'http.request'> = {
+      ...ev,
+      tid,
+      type: 'http.request',
+      data: {
+        role: 'server',
+        method,
+        path: route,
+        status: failed ? 500 : 200,
+        latency_ms: round(ms),
+        request_bytes: d.request_bytes,
+        response_bytes: d.response_bytes,
+        ...(greenlet ? { greenlet } : {}),
+      },
+    };
+    this.pending.push({ ev: req, end: ev.ts + ms, route, rpc });
+  }
+
+  /** Casts delivered long enough ago: the greenthread that ran each, and what it did. */
+  private castsDue(now: number): void {
+    const keep: CastDelivered[] = [];
+    for (const c of this.castsDelivered) {
+      const ev = c.ev;
+      // the handler: the first greenlet other than the consumer's to do something after the delivery
+      const after = (this.children.get(ev.pid) ?? []).filter((x) => x.start >= ev.ts && x.greenlet && x.greenlet !== c.poller);
+      const first = after.reduce<Child | undefined>((a, x) => (!a || x.start < a.start ? x : a), undefined);
+      if (!first) {
+        if (now - ev.ts < 10_000) keep.push(c);
+        continue;
+      }
+      const mine = after.filter((x) => x.greenlet === first.greenlet);
+      const last = Math.max(...mine.map((x) => x.end));
+      if (last + this.opts.settleMs > now && now - ev.ts < 120_000) {
+        keep.push(c);
+        continue;
+      }
+      this.served(ev, 'CAST', last - ev.ts, first.greenlet, false, first.tid, ev.data.unique_id ? { uniqueId: ev.data.unique_id } : {});
+    }
+    this.castsDelivered = keep;
   }
 
   private onClient(ev: EventOf<'http.request'>): void {
@@ -531,6 +668,7 @@ export class PerfEngine {
   /** Explain the requests that ended long enough ago; check the baselines. */
   tick(): void {
     const now = this.now();
+    if (this.castsDelivered.length) this.castsDue(now);
     const due = this.pending.filter((p) => p.end + this.opts.settleMs <= now).sort((a, b) => a.end - b.end);
     if (due.length) {
       this.pending = this.pending.filter((p) => p.end + this.opts.settleMs > now);
@@ -622,6 +760,25 @@ export class PerfEngine {
         });
         continue;
       }
+      if (c.kind === 'amqp') {
+        const call: Call = {
+          kind: 'amqp',
+          peer: c.remote ?? '?',
+          method: c.cast ? 'CAST' : 'CALL',
+          route: `${c.path} ${c.method}`,
+          status: c.status ?? null,
+          offset_ms: round(c.start - start),
+          ms: round(c.ms),
+          ...(c.cast ? { cast: true as const } : {}),
+        };
+        const id = c.cast ? (c.uniqueId ? `u:${c.uniqueId}` : undefined) : c.msgId ? `m:${c.msgId}` : undefined;
+        const served = id ? this.rpcServed.get(id) : undefined;
+        const child = served ? this.requests.get(served) : undefined;
+        if (child) this.link(key, call, c.start, child);
+        else if (id) this.rpcCallers.set(id, { parent: key, call, start: c.start });
+        calls.push(call);
+        continue;
+      }
       if (c.kind !== 'http') continue;
       const call: Call = {
         kind: 'http',
@@ -699,6 +856,18 @@ export class PerfEngine {
     out.cause = this.causeOf(out, b.slot.n >= 4 * this.opts.baseline.minSamples ? b : undefined);
     this.requests.delete(key);
     this.requests.set(key, out);
+    if (p.rpc) {
+      const ids = [p.rpc.msgId && `m:${p.rpc.msgId}`, p.rpc.uniqueId && `u:${p.rpc.uniqueId}`].filter((x): x is string => !!x);
+      for (const id of ids) {
+        this.rpcServed.set(id, key);
+        // its caller was explained first (a cast's sender does not wait for it)
+        const caller = this.rpcCallers.get(id);
+        if (caller) {
+          this.rpcCallers.delete(id);
+          if (this.requests.has(caller.parent)) this.link(caller.parent, caller.call, caller.start, out);
+        }
+      }
+    }
     if (d.request_id) remember(this.byRequestId, d.request_id, { key, ts: ev.ts });
     if (d.remote && d.local) remember(this.byConn, `${d.remote}>${d.local}`, { key, ts: ev.ts });
     this.st.explained++;
@@ -751,6 +920,16 @@ export class PerfEngine {
     const rid = ev.data.request_id;
     if (rid && !this.requests.has(rid)) return rid;
     return `${ev.service}-${ev.pid}-${Math.round(ev.ts * 1000)}`;
+  }
+
+  /** A call (or cast) and the handling it caused, in another service. */
+  private link(parent: string, call: Call, callStart: number, child: Explained): void {
+    if (call.child) return;
+    call.child = child.key;
+    call.peer_service = child.service;
+    call.queue_ms = round(Math.max(0, child.ts - callStart));
+    child.parent = parent;
+    this.st.stitched++;
   }
 
   /** The callee's request: the request id its answer carried, else the connection and the time. */

@@ -39,6 +39,11 @@ export const TRACE_ROLE = {
   ROLE_CLIENT: 2,
 } as const;
 
+/** enum trace_conn_flag */
+export const TRACE_CONN_FLAG = {
+  CONN_FRAMED: 1,
+} as const;
+
 /** enum trace_enforce */
 export const TRACE_ENFORCE = {
   ENFORCE_EXEC: 1,
@@ -52,6 +57,8 @@ export const TRACE_COUNTER = {
   TC_CONNS_FULL: 1,
   TC_MONITORED_FULL: 2,
   TC_READ_FAULT: 3,
+  TC_KEY_SCANS: 4,
+  TC_KEY_MISSES: 5,
   TC_NR: 8,
 } as const;
 
@@ -338,7 +345,8 @@ export const CONN = {
     dir: 66,
     role: 67,
     proto: 68,
-    pad: 69,
+    flags: 69,
+    pad: 70,
   },
   sizes: {
     id: 8,
@@ -354,7 +362,8 @@ export const CONN = {
     dir: 1,
     role: 1,
     proto: 1,
-    pad: 3,
+    flags: 1,
+    pad: 2,
   },
 } as const;
 

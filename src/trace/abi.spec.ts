@@ -4,7 +4,7 @@ import type { AbiSpec } from '../ebpf/index.js';
 
 export const TRACE_ABI: AbiSpec = {
   origin: 'bpf/build/trace.o',
-  enums: ['trace_kind', 'trace_file_op', 'trace_hdr_flag', 'trace_mon_flag', 'trace_role', 'trace_enforce', 'trace_counter'],
+  enums: ['trace_kind', 'trace_file_op', 'trace_hdr_flag', 'trace_mon_flag', 'trace_role', 'trace_conn_flag', 'trace_enforce', 'trace_counter'],
   structs: [
     'trace_hdr',
     'trace_exec',

@@ -6,12 +6,16 @@
 // to the kernel's connection table (struct conn, through the generated ABI),
 // so their traffic is captured from now on. Byte counts of such a connection
 // cover only what passed after adoption; an adopted unix socket's peer path
-// is not known (the kernel gives it only through sock_diag).
+// is not known (the kernel gives it only through sock_diag). A connection
+// to AMQP's ports (5672, 5671) is marked framed: its protocol header, which
+// marks a new connection, was sent before we looked.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { type BpfMap, formatIPv6 } from '../ebpf/index.js';
-import { CONN, CONN_KEY, TRACE_ROLE } from './abi.generated.js';
+import { CONN, CONN_KEY, TRACE_CONN_FLAG, TRACE_ROLE } from './abi.generated.js';
 import type { ProcessTable } from './processes.js';
 import type { SessionTracker } from './sessions.js';
+
+const AMQP_PORTS = new Set([5672, 5671]);
 
 /** Adopt the established TCP sockets of the capture-enabled processes; returns how many. */
 export function adoptSockets(procs: ProcessTable, conns: BpfMap, sessions: SessionTracker): number {
@@ -47,6 +51,7 @@ export function adoptSockets(procs: ProcessTable, conns: BpfMap, sessions: Sessi
       v.writeUInt16LE(sock.family, CONN.off.family);
       v[CONN.off.role] = role;
       v[CONN.off.proto] = 6; // IPPROTO_TCP
+      if (role === TRACE_ROLE.ROLE_CLIENT && AMQP_PORTS.has(sock.remotePort)) v[CONN.off.flags] = TRACE_CONN_FLAG.CONN_FRAMED;
       try {
         conns.update(key, v, 'noexist');
         adopted++;
@@ -103,6 +108,7 @@ interface TcpSocket {
   local: string;
   remote: string;
   localPort: number;
+  remotePort: number;
   listeningPorts: Set<number>;
 }
 
@@ -146,6 +152,7 @@ function readTcpTable(pid: number): TcpSocket[] {
         local: `${l.addr}:${l.port}`,
         remote: `${r.addr}:${r.port}`,
         localPort: l.port,
+        remotePort: r.port,
         listeningPorts: listening,
       });
     }

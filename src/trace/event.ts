@@ -135,18 +135,31 @@ export interface SqlQueryData extends SqlData {
 
 /** A call over an RPC protocol the tracer decodes (OVSDB JSON-RPC): the client's request and the time to the server's answer. */
 export interface RpcCallData {
-  protocol: 'ovsdb';
-  role: 'client';
+  /** ovsdb: an OVSDB JSON-RPC transaction; amqp: an oslo.messaging RPC over RabbitMQ */
+  protocol: 'ovsdb' | 'amqp';
+  /** client: the caller's side (a cast is sent, not waited for); server: an RPC server's handling of a call or cast */
+  role: 'client' | 'server';
   method: string;
-  /** the database (OVN_Northbound, OVN_Southbound, Open_vSwitch) */
+  /** OVSDB: the database (OVN_Northbound, OVN_Southbound, Open_vSwitch); AMQP: the routing key (the topic, or topic.server) */
   target?: string;
   tables?: string[];
   ops?: string[];
+  /** AMQP: a call (answered), a cast (one way) */
+  kind?: 'call' | 'cast';
+  exchange?: string;
+  /** oslo.messaging's ids: a call's _msg_id (its reply carries it back), the message's _unique_id */
+  msg_id?: string;
+  unique_id?: string;
+  /** the call was answered with a remote exception */
+  failed?: true;
+  /** a cast, or a call whose answer never came: 0 */
   latency_ms: number;
   request_bytes: number;
   response_bytes: number;
   remote?: string;
   local?: string;
+  /** the greenlet that sent the call (client) or the answer (server) */
+  greenlet?: number;
 }
 
 export interface CloseData {

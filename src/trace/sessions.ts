@@ -9,6 +9,7 @@ import type { EventData, HttpRequestData, RpcCallData, SqlData, SqlQueryData } f
 import { TRACE_ROLE } from './abi.generated.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { FifoMap } from '../util/fifo-map.js';
+import { type AmqpContent, ContentAssembler, FRAME_METHOD, FrameStream, parseOslo } from './amqp.js';
 import type { KernelRecord } from './records.js';
 import {
   type HttpHead,
@@ -49,6 +50,8 @@ interface Message {
   lastTs: number;
   chunks: Buffer[];
   captured: number;
+  /** bytes captured further on, after a gap (a framed connection's message ids) */
+  windows?: { offset: number; data: Buffer }[];
   seen: number; // bytes known so far (offset + len of the last chunk)
   tid: number;
   /** the thread's scheduler sums at the message's first chunk (ns) */
@@ -65,11 +68,12 @@ interface Session {
   role: number; // 1 server (accepted), 2 client (connected)
   local?: string;
   remote?: string;
-  proto: 'unknown' | 'http' | 'mysql' | 'jsonrpc' | 'other';
+  proto: 'unknown' | 'http' | 'mysql' | 'jsonrpc' | 'amqp' | 'other';
   cur?: Message;
   /** the previous complete message (a request waiting for its response) */
   pending?: { msg: Message; bytes: number };
   mysql?: { user?: string; database?: string; stage: 'login' | 'ready' };
+  amqp?: { in: FrameStream; out: FrameStream; inC: ContentAssembler; outC: ContentAssembler };
   /** opened before tracing began: the protocol is recognised mid-stream */
   adopted?: boolean;
   lastActivity: number;
@@ -81,6 +85,22 @@ function isMysqlCommand(b: Buffer, size: number): boolean {
   if (b.length < 5 || b[3] !== 0) return false;
   const len = b.readUIntLE(0, 3);
   return len + 4 === size && [0x02, 0x03, 0x0e, 0x16, 0x17, 0x19].includes(b[4] as number);
+}
+
+function amqpState(midStream: boolean): NonNullable<Session['amqp']> {
+  const st = { in: new FrameStream(false), out: new FrameStream(true), inC: new ContentAssembler(), outC: new ContentAssembler() };
+  if (midStream) {
+    st.in.stepOut();
+    st.out.stepOut();
+  }
+  return st;
+}
+
+/** Where and when a content message began: the syscall that carried its method frame. */
+interface AmqpAt {
+  ts: number;
+  tid: number;
+  greenlet?: number;
 }
 
 /** Token → identity, keyed by an HMAC under a per-process key: the token itself is never kept. */
@@ -111,6 +131,8 @@ export interface SessionStats {
   http: number;
   sql: number;
   rpc: number;
+  /** AMQP: content messages read, oslo.messaging messages among them (ids_missing: whose ids were not seen), frame streams that lost step */
+  amqp: { messages: number; oslo: number; ids_missing: number; desyncs: number; unmatched_replies: number };
   /** sessions forgotten because the table was full */
   evicted: number;
   /** data records for a connection the tracker never saw open */
@@ -123,6 +145,17 @@ export class SessionTracker {
   private readonly sessions: FifoMap<string, Session>;
   readonly tokens = new TokenDirectory();
   private stats = { http: 0, sql: 0, rpc: 0, evicted: 0, orphanData: 0 };
+  private readonly amqpStats = { messages: 0, oslo: 0, ids_missing: 0, desyncs: 0, unmatched_replies: 0 };
+  /** oslo.messaging calls sent (client) and received (server), by process and _msg_id, waiting for their reply */
+  private readonly amqpCalls = new FifoMap<string, AmqpAt & { method: string; target: string; exchange: string; uniqueId?: string; bytes: number; s: Session }>(
+    10000,
+  );
+  private readonly amqpServed = new FifoMap<
+    string,
+    AmqpAt & { method: string; target: string; exchange: string; uniqueId?: string; bytes: number; s: Session }
+  >(10000);
+  /** replies met before their call was parsed (two connections, parsed in any order) */
+  private readonly amqpEarly = new FifoMap<string, AmqpAt & { failure: boolean; bytes: number }>(10000);
   /**
    * A greenlet's address → the id events carry: a keyed hash (this agent's key), so equal
    * greenlets stay equal and no address of a service's memory is handed out.
@@ -205,6 +238,11 @@ export class SessionTracker {
     }
     const m = s.cur;
     m.lastTs = r.ts;
+    if (s.proto === 'amqp' && r.offset > m.captured && r.data.length > 0) {
+      // past the capture: the window the kernel sent from a message id on
+      (m.windows ??= []).push({ offset: r.offset, data: r.data });
+      return;
+    }
     if (r.data.length > 0 && m.captured < this.opts.captureBytes) {
       m.chunks.push(r.data);
       m.captured += r.data.length;
@@ -264,7 +302,14 @@ export class SessionTracker {
     const size = bytes ?? m.seen;
     if (s.proto === 'unknown') {
       if (looksLikeHttp(data)) s.proto = 'http';
-      else if (m.dir === 1 && s.role === 2 && parseMysqlGreeting(data)) {
+      else if (s.role === 2 && m.dir === 2 && data.length >= 8 && data.toString('latin1', 0, 8) === 'AMQP\x00\x00\x09\x01') {
+        s.proto = 'amqp';
+        s.amqp = amqpState(false);
+      } else if (s.role === 2 && s.adopted && /:567[12]$/.test(s.remote ?? '')) {
+        // met mid-stream on AMQP's port: the frames step in at the first syscall that starts one
+        s.proto = 'amqp';
+        s.amqp = amqpState(true);
+      } else if (m.dir === 1 && s.role === 2 && parseMysqlGreeting(data)) {
         s.proto = 'mysql';
         s.mysql = { stage: 'login' };
         return;
@@ -284,6 +329,7 @@ export class SessionTracker {
     if (s.proto === 'http') this.http(s, m, data, size, bytes !== undefined);
     else if (s.proto === 'mysql') this.mysql(s, m, data, size);
     else if (s.proto === 'jsonrpc') this.jsonrpc(s, m, data, size);
+    else if (s.proto === 'amqp') this.amqpMessage(s, m, data, size, bytes !== undefined);
   }
 
   /**
@@ -446,8 +492,154 @@ export class SessionTracker {
     this.emit({ type: 'sql.query', tgid: s.tgid, tid: p.msg.tid, ts: p.msg.start, data: out });
   }
 
+  /** One syscall's bytes on an AMQP connection: frames, content messages, oslo.messaging's RPC. */
+  private amqpMessage(s: Session, m: Message, data: Buffer, size: number, exact: boolean): void {
+    const st = s.amqp as NonNullable<Session['amqp']>;
+    const out = m.dir === 2;
+    const stream = out ? st.out : st.in;
+    const asm = out ? st.outC : st.inC;
+    const before = stream.desyncs;
+    stream.feed({ data, total: size, exact, windows: m.windows ?? [] }, (f) => {
+      if (f.type === FRAME_METHOD)
+        (asm as ContentAssembler & { at?: AmqpAt }).at = { ts: m.start, tid: m.tid, ...(m.greenlet ? { greenlet: m.greenlet } : {}) };
+      const c = asm.frame(f);
+      if (c) this.amqpContent(s, c, (asm as ContentAssembler & { at?: AmqpAt }).at ?? { ts: m.start, tid: m.tid });
+    });
+    this.amqpStats.desyncs += stream.desyncs - before;
+  }
+
+  private amqpContent(s: Session, c: AmqpContent, at: AmqpAt): void {
+    this.amqpStats.messages++;
+    const o = parseOslo(c);
+    if (!o) return;
+    this.amqpStats.oslo++;
+    // every oslo.messaging message carries a _unique_id: without it the ids were not seen (past the
+    // kernel's scan), and a call would pass for a cast
+    if (!o.uniqueId && !o.msgId) {
+      this.amqpStats.ids_missing++;
+      return;
+    }
+    const key = (id: string): string => `${s.tgid}:${id}`;
+    const base = (method: string, target: string, latency: number, reqBytes: number, resBytes: number): RpcCallData => {
+      const d: RpcCallData = {
+        protocol: 'amqp',
+        role: 'client',
+        method,
+        target,
+        latency_ms: Math.round(latency * 1000) / 1000,
+        request_bytes: reqBytes,
+        response_bytes: resBytes,
+      };
+      if (c.exchange) d.exchange = c.exchange;
+      if (s.remote) d.remote = s.remote;
+      if (s.local) d.local = s.local;
+      return d;
+    };
+    const emit = (tgid: number, a: AmqpAt, d: RpcCallData): void => {
+      if (a.greenlet) d.greenlet = this.greenletId(tgid, a.greenlet);
+      this.stats.rpc++;
+      this.emit({ type: 'rpc.call', tgid, tid: a.tid, ts: a.ts, data: d });
+    };
+    if (c.kind === 'publish') {
+      if (o.kind === 'call' && o.msgId) {
+        const early = this.amqpEarly.get(key(o.msgId));
+        const call = {
+          ...at,
+          method: o.method ?? '?',
+          target: c.routingKey,
+          exchange: c.exchange,
+          bytes: c.bodySize,
+          s,
+          ...(o.uniqueId ? { uniqueId: o.uniqueId } : {}),
+        };
+        if (early) {
+          this.amqpEarly.delete(key(o.msgId));
+          this.finishCall(call, o.msgId, early);
+        } else this.amqpCalls.set(key(o.msgId), call);
+      } else if (o.kind === 'cast') {
+        const d = base(o.method ?? '?', c.routingKey, 0, c.bodySize, 0);
+        d.kind = 'cast';
+        if (o.uniqueId) d.unique_id = o.uniqueId;
+        emit(s.tgid, at, d);
+      } else if (o.kind === 'reply' && o.msgId) {
+        // an RPC server's answer: the call it received is done
+        const served = this.amqpServed.get(key(o.msgId));
+        if (!served) return;
+        this.amqpServed.delete(key(o.msgId));
+        const d = base(served.method, served.target, (at.ts - served.ts) / 1e6, served.bytes, c.bodySize);
+        d.role = 'server';
+        d.kind = 'call';
+        d.exchange = served.exchange;
+        d.msg_id = o.msgId;
+        if (served.uniqueId) d.unique_id = served.uniqueId;
+        if (o.failure) d.failed = true;
+        if (served.s.remote) d.remote = served.s.remote;
+        // the request's time is the call's arrival; its thread and greenlet, the answer's (the worker that ran it)
+        emit(s.tgid, { ts: served.ts, tid: at.tid, ...(at.greenlet ? { greenlet: at.greenlet } : {}) }, d);
+      }
+      return;
+    }
+    // delivered to this process
+    if (o.kind === 'reply' && o.msgId) {
+      const call = this.amqpCalls.get(key(o.msgId));
+      if (!call) {
+        if (!this.amqpEarly.has(key(o.msgId))) this.amqpEarly.set(key(o.msgId), { ...at, failure: o.failure === true, bytes: c.bodySize });
+        return;
+      }
+      this.amqpCalls.delete(key(o.msgId));
+      this.finishCall(call, o.msgId, { ...at, failure: o.failure === true, bytes: c.bodySize });
+    } else if (o.kind === 'call' && o.msgId) {
+      this.amqpServed.set(key(o.msgId), {
+        ...at,
+        method: o.method ?? '?',
+        target: c.routingKey,
+        exchange: c.exchange,
+        bytes: c.bodySize,
+        s,
+        ...(o.uniqueId ? { uniqueId: o.uniqueId } : {}),
+      });
+    } else if (o.kind === 'cast') {
+      const d = base(o.method ?? '?', c.routingKey, 0, c.bodySize, 0);
+      d.role = 'server';
+      d.kind = 'cast';
+      if (o.uniqueId) d.unique_id = o.uniqueId;
+      emit(s.tgid, at, d);
+    }
+  }
+
+  /** A call and its reply, both seen in the caller: the client's rpc.call. */
+  private finishCall(
+    call: AmqpAt & { method: string; target: string; exchange: string; uniqueId?: string; bytes: number; s: Session },
+    msgId: string,
+    reply: AmqpAt & { failure: boolean; bytes: number },
+  ): void {
+    if (reply.ts < call.ts) {
+      this.amqpStats.unmatched_replies++;
+      return;
+    }
+    const d: RpcCallData = {
+      protocol: 'amqp',
+      role: 'client',
+      kind: 'call',
+      method: call.method,
+      target: call.target,
+      exchange: call.exchange,
+      msg_id: msgId,
+      latency_ms: Math.round(((reply.ts - call.ts) / 1e6) * 1000) / 1000,
+      request_bytes: call.bytes,
+      response_bytes: reply.bytes,
+    };
+    if (call.uniqueId) d.unique_id = call.uniqueId;
+    if (reply.failure) d.failed = true;
+    if (call.s.remote) d.remote = call.s.remote;
+    if (call.s.local) d.local = call.s.local;
+    if (call.greenlet) d.greenlet = this.greenletId(call.s.tgid, call.greenlet);
+    this.stats.rpc++;
+    this.emit({ type: 'rpc.call', tgid: call.s.tgid, tid: call.tid, ts: call.ts, data: d });
+  }
+
   status(): SessionStats {
-    return { open: this.sessions.size, ...this.stats };
+    return { open: this.sessions.size, ...this.stats, amqp: { ...this.amqpStats } };
   }
 }
 

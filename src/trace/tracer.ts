@@ -14,7 +14,7 @@ import { ServiceIdentifier } from './identity.js';
 import { type MonitorChange, ProcessTable } from './processes.js';
 import { FifoMap } from '../util/fifo-map.js';
 import { checkLayouts, COUNTERS, counterIndex, decodeRecord, FILE_OPS, type KernelRecord, TH_KILLED, TH_MONITORED, TH_SENSITIVE, TK } from './records.js';
-import { CONN_KEY, LPM_PATH, MON, TRACE_FILE_OP, TRACE_MON_FLAG, TRACE_ROLE } from './abi.generated.js';
+import { CONN_KEY, LPM_PATH, MON, TRACE_COUNTER, TRACE_FILE_OP, TRACE_MON_FLAG, TRACE_ROLE } from './abi.generated.js';
 import { KernelEnforcement } from './enforcement.js';
 import { adoptSockets } from './adopt.js';
 import { redactArgv } from './redact.js';
@@ -103,6 +103,8 @@ export interface TracerStatus {
   lost: { ring: number; decode: number } & Record<(typeof COUNTERS)[number], number>;
   ring: { size: number; pendingBytes: number; mode: string; paused: number };
   sessions: ReturnType<SessionTracker['status']>;
+  /** framed (AMQP) messages the kernel scanned past their capture for oslo.messaging's ids, and those it found none in */
+  keyScan: { scans: number; misses: number };
   tokensKnown: number;
 }
 
@@ -512,6 +514,12 @@ export class Tracer {
     return out;
   }
 
+  private keyScan(): { scans: number; misses: number } {
+    const m = this.obj.map('counters').perCpu(u32, u64);
+    const n = (i: number): number => Number(sumPerCpu(m.lookup(i) ?? []));
+    return { scans: n(TRACE_COUNTER.TC_KEY_SCANS), misses: n(TRACE_COUNTER.TC_KEY_MISSES) };
+  }
+
   /** Drain the ring now (tests and shutdown). */
   drain(): number {
     return this.ring?.drain() ?? 0;
@@ -531,6 +539,7 @@ export class Tracer {
       lost: { ring: Number(rs?.lost ?? 0), decode: this.counts.decodeErrors, ...this.kernelCounters() },
       ring: { size: rs?.size ?? 0, pendingBytes: rs?.pendingBytes ?? 0, mode: rs?.mode ?? 'stopped', paused: this.counts.paused },
       sessions: this.sessions.status(),
+      keyScan: this.keyScan(),
       tokensKnown: this.sessions.tokens.size,
       ...(this.lastDecodeError ? { lastDecodeError: this.lastDecodeError } : {}),
     };

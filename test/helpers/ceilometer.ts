@@ -86,6 +86,11 @@ export class RabbitAndCeilometer {
     return r;
   }
 
+  /** queues with their consumer counts, one per line ("name consumers") */
+  queues(): string {
+    return this.rabbitctl('list_queues', 'name', 'consumers').out;
+  }
+
   private rabbitctl(...args: string[]): { status: number | null; out: string } {
     const p = spawnSync('rabbitmqctl', ['-q', ...args], { env: this.env, encoding: 'utf8', timeout: 30_000 });
     return { status: p.status, out: `${p.stdout}${p.stderr}` };

@@ -135,6 +135,10 @@ export class OpenStack {
   novaPort = 0;
   novaPid: number | undefined;
   private glance: ChildProcess | undefined;
+  private novaConductor: ChildProcess | undefined;
+  placementPort = 0;
+  placementPid: number | undefined;
+  private novaScheduler: ChildProcess | undefined;
   /** with db: 'mariadb': a private mariadbd for Keystone */
   mariadbPort = 0;
   mariadbPid: number | undefined;
@@ -254,7 +258,7 @@ export class OpenStack {
     await run('mariadb', [
       `--socket=${d}/sock`,
       '-e',
-      `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1'; CREATE DATABASE neutron; CREATE USER 'neutron'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON neutron.* TO 'neutron'@'127.0.0.1'; CREATE DATABASE osprofiler; GRANT ALL ON osprofiler.* TO 'keystone'@'127.0.0.1'; GRANT ALL ON osprofiler.* TO 'neutron'@'127.0.0.1'; ${['glance', 'nova'].map((u) => `CREATE USER '${u}'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}';`).join(' ')} ${['glance', 'nova_api', 'nova', 'nova_cell0'].map((db) => `CREATE DATABASE ${db}; GRANT ALL ON ${db}.* TO '${db === 'glance' ? 'glance' : 'nova'}'@'127.0.0.1';`).join(' ')}`,
+      `CREATE DATABASE keystone; CREATE USER 'keystone'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON keystone.* TO 'keystone'@'127.0.0.1'; CREATE DATABASE neutron; CREATE USER 'neutron'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'; GRANT ALL ON neutron.* TO 'neutron'@'127.0.0.1'; CREATE DATABASE osprofiler; GRANT ALL ON osprofiler.* TO 'keystone'@'127.0.0.1'; GRANT ALL ON osprofiler.* TO 'neutron'@'127.0.0.1'; ${['glance', 'nova', 'placement'].map((u) => `CREATE USER '${u}'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}';`).join(' ')} ${['glance', 'nova_api', 'nova', 'nova_cell0', 'placement'].map((db) => `CREATE DATABASE ${db}; GRANT ALL ON ${db}.* TO '${db === 'glance' || db === 'placement' ? db : 'nova'}'@'127.0.0.1';`).join(' ')}`,
     ]);
   }
 
@@ -498,11 +502,11 @@ export class OpenStack {
 
   /**
    * nova-api under uwsgi (one process, one thread; TESTBED.md: what of Nova runs here), its API
-   * and cell databases on the private MariaDB, RPC on oslo.messaging's in-process fake driver
-   * (no conductor: a server create is accepted and goes no further). It talks to Neutron and
-   * Glance through the catalog, so start those first.
+   * and cell databases on the private MariaDB. RPC: on the RabbitMQ at `transportUrl`, or on
+   * oslo.messaging's in-process fake driver (then a server create is accepted and goes no
+   * further). It talks to Neutron and Glance through the catalog, so start those first.
    */
-  async startNova(opts: { authUrl?: string; tokenCache?: boolean } = {}): Promise<void> {
+  async startNova(opts: { authUrl?: string; tokenCache?: boolean; transportUrl?: string } = {}): Promise<void> {
     const d = this.dir;
     this.novaPort = await freePort();
     mkdirSync(join(d, 'nova-state'));
@@ -512,7 +516,7 @@ export class OpenStack {
       conf,
       [
         '[DEFAULT]',
-        'transport_url = fake://',
+        `transport_url = ${opts.transportUrl ?? 'fake://'}`,
         `state_path = ${join(d, 'nova-state')}`,
         `log_file = ${join(d, 'nova-api.log')}`,
         '[api_database]',
@@ -529,6 +533,20 @@ export class OpenStack {
         'username = admin',
         `password = ${this.password}`,
         'region_name = RegionOne',
+        // the scheduler's placement client (placement from the catalog)
+        '[placement]',
+        `auth_url = ${url}`,
+        'auth_type = password',
+        'project_domain_name = Default',
+        'user_domain_name = Default',
+        'project_name = admin',
+        'username = admin',
+        `password = ${this.password}`,
+        'region_name = RegionOne',
+        '[conductor]',
+        'workers = 1',
+        '[scheduler]',
+        'workers = 1',
         '[oslo_concurrency]',
         `lock_path = ${join(d, 'nova-state')}`,
         '',
@@ -552,6 +570,75 @@ export class OpenStack {
     });
     this.novaPid = Number(readFileSync(join(d, 'nova-api.pid'), 'utf8').trim());
     await this.register('compute', 'nova', `${this.novaUrl}/v2.1`);
+  }
+
+  get placementUrl(): string {
+    return `http://127.0.0.1:${this.placementPort}`;
+  }
+
+  /** Placement (Debian's placement-api under uwsgi, one process) on the private MariaDB, in the catalog. */
+  async startPlacement(opts: { authUrl?: string; tokenCache?: boolean } = {}): Promise<void> {
+    const d = join(this.dir, 'placement');
+    mkdirSync(d, { recursive: true });
+    this.placementPort = await freePort();
+    writeFileSync(
+      join(d, 'placement.conf'),
+      [
+        '[DEFAULT]',
+        `log_file = ${join(this.dir, 'placement.log')}`,
+        '[placement_database]',
+        `connection = ${this.mariadbUrl('placement', 'placement')}`,
+        '[api]',
+        'auth_strategy = keystone',
+        ...this.authtoken(opts.authUrl, opts.tokenCache),
+        '',
+      ].join('\n'),
+    );
+    const env = { ...process.env, OS_PLACEMENT_CONFIG_DIR: d };
+    await run('placement-manage', ['--config-file', join(d, 'placement.conf'), 'db', 'sync'], { env, timeout: 300_000 });
+    const [cmd, ...args] = uwsgiArgs(`127.0.0.1:${this.placementPort}`, '/usr/bin/placement-api', this.dir, 'placement');
+    await run(cmd as string, args, { env, timeout: 30_000 });
+    await until('placement to answer', async () => (await fetch(`${this.placementUrl}/`)).ok, 120_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${this.logTail()}`);
+    });
+    this.placementPid = Number(readFileSync(join(this.dir, 'placement.pid'), 'utf8').trim());
+    await this.register('placement', 'placement', this.placementUrl);
+  }
+
+  /**
+   * nova-conductor and nova-scheduler (Debian's eventlet services, one worker each) on nova-api's
+   * configuration (start placement first): with RabbitMQ, a server create goes nova-api → (cast)
+   * conductor → (call) scheduler → placement, which has no compute node to offer, so the
+   * scheduler answers NoValidHost and the conductor puts the server in ERROR. Resolves when both
+   * consume their topics.
+   */
+  async startNovaServices(rabbitQueues: () => string): Promise<void> {
+    const conf = join(this.dir, 'nova.conf');
+    const start = (bin: string): ChildProcess => {
+      const log = openSync(join(this.dir, `${bin}.out`), 'a');
+      const p = spawn(bin, ['--config-file', conf, '--log-file', join(this.dir, `${bin}.log`)], { stdio: ['ignore', log, log] });
+      closeSync(log);
+      return p;
+    };
+    this.novaConductor = start('nova-conductor');
+    this.novaScheduler = start('nova-scheduler');
+    await until(
+      'nova-conductor and nova-scheduler to consume their topics',
+      async () => {
+        const q = rabbitQueues();
+        return /^conductor\s+[1-9]/m.test(q) && /^scheduler\s+[1-9]/m.test(q);
+      },
+      180_000,
+    ).catch((err: Error) => {
+      const tail = (f: string): string => {
+        try {
+          return readFileSync(join(this.dir, f), 'utf8').split('\n').slice(-15).join('\n');
+        } catch {
+          return '';
+        }
+      };
+      throw new Error(`${err.message}\n${tail('nova-conductor.log')}\n${tail('nova-scheduler.log')}`);
+    });
   }
 
   private neutronDbUrl(opts: NeutronOptions): string {
@@ -656,6 +743,8 @@ export class OpenStack {
     for (const [n, conf] of [
       [this.neutron, 'neutron.conf'],
       [this.glance, 'glance-api.conf'],
+      [this.novaConductor, 'nova.conf'],
+      [this.novaScheduler, 'nova.conf'],
     ] as const) {
       if (n && n.exitCode === null && n.signalCode === null) {
         const exited = new Promise((r) => n.once('exit', r));
@@ -667,6 +756,7 @@ export class OpenStack {
       await run('pkill', ['-KILL', '-f', '--', `--config-file ${join(this.dir, conf)}`]).catch(() => undefined);
     }
     if (this.novaPort) await stopUwsgi(this.dir, 'nova-api', this.novaPid);
+    if (this.placementPort) await stopUwsgi(this.dir, 'placement', this.placementPid);
     this.logRelay?.kill('SIGKILL');
     if (this.logFifo !== undefined) closeSync(this.logFifo);
     this.logFifo = undefined;

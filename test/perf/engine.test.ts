@@ -43,7 +43,92 @@ function sql(service: string, pid: number, ts: number, ms: number, statement: st
   } as TraceEvent;
 }
 
+function amqp(service: string, pid: number, ts: number, o: Record<string, unknown>): TraceEvent {
+  return {
+    ...base(service, pid, pid, ts),
+    type: 'rpc.call',
+    data: { protocol: 'amqp', role: 'client', method: 'm', target: 't', exchange: 'nova', latency_ms: 0, request_bytes: 10, response_bytes: 0, ...o },
+  } as TraceEvent;
+}
+
 describe('request explainer', () => {
+  test('oslo.messaging: an API request casts, the greenthread that runs the cast calls, the call is served: one tree across three services', () => {
+    let now = 1_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    const sqlOn = (service: string, pid: number, ts: number, ms: number, greenlet: number) => {
+      const ev = sql(service, pid, ts, ms, 'SELECT instances.id FROM instances WHERE instances.uuid = 1');
+      (ev.data as { greenlet?: number }).greenlet = greenlet;
+      return ev;
+    };
+    e.onEvents([
+      // nova-api's request casts to the conductor (on its greenlet 1)
+      amqp('nova-api', 10, now + 90, { kind: 'cast', method: 'schedule_and_build_instances', target: 'conductor', unique_id: 'u1', greenlet: 1 }),
+      server('nova-api', 10, now, 100, { method: 'POST', path: '/v2.1/servers', greenlet: 1 }),
+      // the conductor: its consumer (greenlet 7) reads the cast; a new greenthread (8) runs it
+      amqp('nova-conductor', 20, now + 92, {
+        role: 'server',
+        kind: 'cast',
+        method: 'schedule_and_build_instances',
+        target: 'conductor',
+        unique_id: 'u1',
+        greenlet: 7,
+      }),
+      sqlOn('nova-conductor', 20, now + 95, 5, 8),
+      // another greenthread's statement meanwhile: not the cast's
+      sqlOn('nova-conductor', 20, now + 96, 50, 9),
+      amqp('nova-conductor', 20, now + 110, {
+        kind: 'call',
+        method: 'select_destinations',
+        target: 'scheduler',
+        msg_id: 'm1',
+        unique_id: 'u2',
+        latency_ms: 40,
+        greenlet: 8,
+      }),
+      sqlOn('nova-conductor', 20, now + 160, 4, 8),
+      // the scheduler serves the call: from its delivery to its answer, on the answering greenlet
+      sqlOn('nova-scheduler', 30, now + 115, 20, 3),
+      amqp('nova-scheduler', 30, now + 112, {
+        role: 'server',
+        kind: 'call',
+        method: 'select_destinations',
+        target: 'scheduler',
+        msg_id: 'm1',
+        unique_id: 'u2',
+        latency_ms: 36,
+        failed: true,
+        greenlet: 3,
+      }),
+    ]);
+    now += 2000;
+    e.tick();
+    now += 2000;
+    e.tick();
+    const api = e.slow({ minMs: 0, limit: 10 }).find((r) => r.service === 'nova-api') as Explained;
+    assert.ok(api, 'the API request is explained');
+    const t = e.tree(api.key) as Explained & { children: (Explained & { children: Explained[] })[] };
+    assert.equal(t.calls.length, 1);
+    assert.deepEqual(
+      { kind: t.calls[0]?.kind, method: t.calls[0]?.method, route: t.calls[0]?.route, cast: t.calls[0]?.cast, peer: t.calls[0]?.peer_service },
+      { kind: 'amqp', method: 'CAST', route: 'conductor schedule_and_build_instances', cast: true, peer: 'nova-conductor' },
+    );
+    const cast = t.children[0] as Explained & { children: Explained[] };
+    assert.equal(cast.service, 'nova-conductor');
+    assert.equal(cast.method, 'CAST');
+    assert.equal(cast.route, 'conductor schedule_and_build_instances');
+    // its own greenthread's statements (8), not the other greenthread's (9); it ends with its last
+    assert.equal(cast.sql.count, 2);
+    assert.equal(cast.duration_ms, 72);
+    assert.equal(cast.calls[0]?.ms, 40);
+    const call = cast.children[0] as Explained;
+    assert.equal(call.service, 'nova-scheduler');
+    assert.equal(call.method, 'CALL');
+    assert.equal(call.route, 'scheduler select_destinations');
+    assert.equal(call.status, 500, 'answered with a remote exception');
+    assert.equal(call.sql.count, 1);
+    assert.equal(cast.calls[0]?.queue_ms, 2);
+  });
+
   test("a request's SQL and calls on its worker thread, within its window, are its own; the callee's request is stitched", () => {
     let now = 1_000_000;
     const e = new PerfEngine(OPTS, () => now);
