@@ -33,9 +33,12 @@
 //    first finding of its kind.
 // 4. stitched_share: `openstack port create` and `openstack server create`
 //    requests explained end to end — a port create: Neutron, the Keystone
-//    validation it caused, the OVN NB transaction; a server create (Glance and
-//    nova-api started for this part only): nova-api, the Glance and Neutron
-//    requests it caused, each with its own Keystone validation.
+//    validation it caused, the OVN NB transaction; a server create (Glance,
+//    nova-api, placement, nova-conductor and nova-scheduler on a private
+//    RabbitMQ started for this part only): nova-api, the Glance and Neutron
+//    requests it caused, each with its own Keystone validation, and over
+//    RabbitMQ its cast handled by the conductor, the conductor's call handled
+//    by the scheduler, and the scheduler's placement query.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,6 +46,7 @@ import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { fingerprint } from '../src/analytics/sql.js';
 import { packageRoot } from '../src/paths.js';
+import { RabbitAndCeilometer } from '../test/helpers/ceilometer.js';
 import { OpenStack } from '../test/helpers/openstack.js';
 import { OvnStack } from '../test/helpers/ovn.js';
 import { DelayProxy, HttpDelayProxy } from '../test/helpers/proxy.js';
@@ -125,6 +129,7 @@ export const bench = {
     const ns = `sbbdiag${process.pid % 100000}`;
     let ovn: OvnStack | undefined;
     let os: OpenStack | undefined;
+    let rabbit: RabbitAndCeilometer | undefined;
     const ksProxy = await HttpDelayProxy.start(() => os?.keystonePort ?? 0);
     const dbProxy = await DelayProxy.start(() => os?.mariadbPort ?? 0);
     let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
@@ -477,9 +482,13 @@ export const bench = {
       }
       result.port_creates = { sent: creates, explained: posts.length, stitched };
       // server creates: Glance and nova-api join only now, so the figures above are the same two services'
-      log('stitching: starting Glance and nova-api');
+      log('stitching: starting RabbitMQ, Glance, nova-api, placement, nova-conductor and nova-scheduler');
+      rabbit = await RabbitAndCeilometer.start();
       await o.startGlance({ authUrl: `http://127.0.0.1:${ksProxy.port}/v3`, tokenCache: false });
-      await o.startNova({ authUrl: `http://127.0.0.1:${ksProxy.port}/v3`, tokenCache: false });
+      await o.startNova({ authUrl: `http://127.0.0.1:${ksProxy.port}/v3`, tokenCache: false, transportUrl: rabbit.transportUrl });
+      await o.startPlacement({ authUrl: `http://127.0.0.1:${ksProxy.port}/v3`, tokenCache: false });
+      const broker = rabbit;
+      await o.startNovaServices(() => broker.queues());
       const image = join(work, 'bench-image.raw');
       writeFileSync(image, Buffer.alloc(1 << 20, 1));
       await o.openstack(['subnet', 'create', '-f', 'json', '--network', network, '--subnet-range', '192.0.2.0/24', 'bench-subnet']);
@@ -489,18 +498,26 @@ export const bench = {
       const since2 = Date.now();
       for (let i = 0; i < creates; i++)
         await o.openstack(['server', 'create', '-f', 'json', '--flavor', 'bench-flavor', '--image', 'bench-image', '--network', network, `stitch-vm-${i}`]);
-      await sleep(3000);
       const servers = ((await api(`/v1/requests?service=nova-api&min_ms=0&limit=1000&since=${since2}`)) as Explained[]).filter(
         (r) => r.method === 'POST' && r.route === '/v2.1/servers',
       );
-      let stitchedServers = 0;
-      for (const p of servers) {
-        const t = (await api(`/v1/requests/${p.key}`)) as Explained;
-        const validated = (x: Explained) => x.children.some((c) => c.service === 'keystone' && c.route === '/v3/auth/tokens');
+      const validated = (x: Explained) => x.children.some((c) => c.service === 'keystone' && c.route === '/v3/auth/tokens');
+      const endToEnd = (t: Explained): boolean => {
         // the image lookup (glanceclient's version discovery, GET /, needs no token)
         const glance = t.children.filter((c) => c.service === 'glance' && c.route !== '/');
         const neutron = t.children.filter((c) => c.service === 'neutron-server');
-        if (glance.length && neutron.length && [...glance, ...neutron].every(validated)) stitchedServers++;
+        const conductor = t.children.find((c) => c.service === 'nova-conductor' && c.method === 'CAST');
+        const scheduler = conductor?.children.find((c) => c.service === 'nova-scheduler' && c.method === 'CALL');
+        const placement = scheduler?.children.find((c) => c.service === 'placement' && c.route === '/allocation_candidates');
+        return glance.length > 0 && neutron.length > 0 && [...glance, ...neutron].every(validated) && placement !== undefined;
+      };
+      // a cast is explained once its greenthread has been quiet for settle_ms: wait for the trees (≤ 60 s)
+      let stitchedServers = 0;
+      for (let waited = 0; waited < 60_000; waited += 2000) {
+        await sleep(2000);
+        stitchedServers = 0;
+        for (const p of servers) if (endToEnd((await api(`/v1/requests/${p.key}`)) as Explained)) stitchedServers++;
+        if (stitchedServers === servers.length) break;
       }
       result.server_creates = { sent: creates, explained: servers.length, stitched: stitchedServers };
       result.stitched_share = r3((stitched + stitchedServers) / (2 * creates));
@@ -509,6 +526,7 @@ export const bench = {
     } finally {
       await agent?.stop();
       await os?.stop();
+      await rabbit?.stop();
       await ksProxy.stop();
       await dbProxy.stop();
       await ovn?.stop();

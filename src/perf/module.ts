@@ -185,8 +185,14 @@ export const performanceModule = defineModule({
     histogramFrom(
       registry,
       'rpc_client_duration_seconds',
-      'Duration of RPC calls a service makes: OVSDB transactions and monitor requests (OpenTelemetry rpc.client.duration).',
+      'Duration of RPC calls a service makes: OVSDB transactions and monitor requests, oslo.messaging calls over RabbitMQ (OpenTelemetry rpc.client.duration).',
       () => eng()?.rpcMetrics.values(),
+    );
+    histogramFrom(
+      registry,
+      'rpc_server_duration_seconds',
+      'Duration of the oslo.messaging calls and casts a service handled (OpenTelemetry rpc.server.duration; a cast: its greenthread, to its last statement or call).',
+      () => eng()?.rpcServerMetrics.values(),
     );
     counterFrom(registry, 'stackbpf_performance_requests_explained_total', 'API requests explained (breakdown, cause)', () => eng()?.stats().explained);
     counterFrom(registry, 'stackbpf_performance_calls_stitched_total', 'outbound calls stitched to the request they caused', () => eng()?.stats().stitched);

@@ -1,9 +1,11 @@
 // End to end, "why is this slow?" on real services with no instrumentation in
 // them: Keystone (uwsgi), Neutron (eventlet, ML2/OVN on a real OVN NB
-// database), Glance (eventlet) and nova-api (uwsgi, RPC on the fake driver),
-// all on a private MariaDB, driven by the `openstack` client (a port create, a
-// server create across four services) and a steady API workload; the agent
-// traces them and explains every request.
+// database), Glance (eventlet), nova-api and placement (uwsgi), nova-conductor
+// and nova-scheduler (eventlet) on a private RabbitMQ, all on a private
+// MariaDB, driven by the `openstack` client (a port create; a server create
+// across four services over HTTP and on over RabbitMQ: nova-api casts to the
+// conductor, which calls the scheduler, which asks placement) and a steady API
+// workload; the agent traces them and explains every request.
 // A real Prometheus scrapes the durations. Faults are injected one at a time
 // — a slow dependency (a delay in front of Keystone, as Neutron's
 // keystonemiddleware sees it), Keystone's one worker saturated, a lock held in
@@ -22,7 +24,8 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { AgentProcess, until } from '../helpers/agent.js';
 import { pinDir, skipKernel, unique } from '../helpers/kernel.js';
-import { OpenStack, skipMariadb, skipNova, skipOpenStack } from '../helpers/openstack.js';
+import { RabbitAndCeilometer } from '../helpers/ceilometer.js';
+import { OpenStack, skipMariadb, skipNova, skipNovaRpc, skipOpenStack } from '../helpers/openstack.js';
 import { OvnStack, skipOvn } from '../helpers/ovn.js';
 import { freePort } from '../helpers/ovsdb.js';
 import { Prometheus, skipPrometheus } from '../helpers/prometheus.js';
@@ -30,7 +33,7 @@ import { HttpDelayProxy } from '../helpers/proxy.js';
 
 const run = promisify(execFile);
 const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.js');
-const skip = skipKernel || skipOvn || skipOpenStack || skipMariadb || skipNova || skipPrometheus;
+const skip = skipKernel || skipOvn || skipOpenStack || skipMariadb || skipNova || skipNovaRpc || skipPrometheus;
 if (skip && !skipKernel) process.stdout.write(`# SKIP performance e2e: ${skip}\n`);
 
 interface Explained {
@@ -43,7 +46,7 @@ interface Explained {
   status: number | null;
   duration_ms: number;
   sql: { count: number; total_ms: number; slowest?: { fingerprint: string; ms: number } };
-  calls: { kind: string; peer: string; peer_service?: string; method: string; route?: string; child?: string; ms: number }[];
+  calls: { kind: string; peer: string; peer_service?: string; method: string; route?: string; child?: string; ms: number; cast?: true }[];
   cpu_ms?: number;
   runq_ms?: number;
   blocked_ms?: number;
@@ -59,6 +62,7 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
   const ns = unique('sbperf', 15);
   let ovn: OvnStack;
   let os: OpenStack;
+  let rabbit: RabbitAndCeilometer;
   let proxy: HttpDelayProxy;
   let pins: ReturnType<typeof pinDir>;
   let work: string;
@@ -92,7 +96,9 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
     });
     // Glance and nova-api validate tokens through the same proxy, every time
     await os.startGlance({ authUrl: `http://127.0.0.1:${proxy.port}/v3`, tokenCache: false });
-    await os.startNova({ authUrl: `http://127.0.0.1:${proxy.port}/v3`, tokenCache: false });
+    rabbit = await RabbitAndCeilometer.start();
+    await os.startNova({ authUrl: `http://127.0.0.1:${proxy.port}/v3`, tokenCache: false, transportUrl: rabbit.transportUrl });
+    await os.startPlacement({ authUrl: `http://127.0.0.1:${proxy.port}/v3`, tokenCache: false });
     const token = randomBytes(24).toString('hex');
     const tokens = join(work, 'tokens.yaml');
     writeFileSync(
@@ -138,6 +144,9 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
     }).catch((err: Error) => {
       throw new Error(`${err.message}: traced ${JSON.stringify(traced)}`);
     });
+    // the RPC services connect to RabbitMQ after the agent: the kernel sees each connection open
+    // with AMQP's protocol header (the private broker is not on AMQP's port, which adoption goes by)
+    await os.startNovaServices(() => rabbit.queues());
   });
 
   after(async () => {
@@ -145,6 +154,7 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
     await prom?.stop();
     await agent?.stop();
     await os?.stop();
+    await rabbit?.stop();
     await proxy?.stop();
     await ovn?.stop();
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
@@ -281,6 +291,70 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
       );
     }
     assert.equal(stitched, 3, 'every server create crosses nova-api, glance, neutron and keystone');
+  });
+
+  test('the server creates followed over RabbitMQ: nova-api casts to nova-conductor, which calls nova-scheduler, which asks placement', async () => {
+    // the scheduler finds no compute node in placement: it answers NoValidHost, the conductor puts the server in ERROR
+    await until(
+      'the three servers in ERROR',
+      async () => {
+        const list = JSON.parse(await os.openstack(['server', 'list', '-f', 'json'])) as { Name: string; Status: string }[];
+        return list.filter((x) => x.Name.startsWith('perf-vm-') && x.Status === 'ERROR').length === 3;
+      },
+      120_000,
+      1000,
+    );
+    const creates = ((await api('/v1/requests?min_ms=0&limit=1000&since=10m&service=nova-api')) as Explained[]).filter(
+      (r) => r.method === 'POST' && r.route === '/v2.1/servers',
+    );
+    assert.equal(creates.length, 3);
+    const trees: Explained[] = [];
+    await until(
+      "each create's cast explained in the conductor, with the scheduler's call under it",
+      async () => {
+        trees.length = 0;
+        for (const c of creates) trees.push((await api(`/v1/requests/${c.key}`)) as Explained);
+        return trees.every((t) => t.children.some((k) => k.service === 'nova-conductor' && k.children.some((x) => x.service === 'nova-scheduler')));
+      },
+      60_000,
+      1000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(trees.map((t) => t.calls.filter((c) => c.kind === 'amqp')))}`);
+    });
+    for (const t of trees) {
+      const cast = t.calls.find((c) => c.kind === 'amqp');
+      assert.deepEqual(
+        { method: cast?.method, route: cast?.route, peer: cast?.peer_service, cast: cast?.cast },
+        { method: 'CAST', route: 'conductor schedule_and_build_instances', peer: 'nova-conductor', cast: true },
+      );
+      const conductor = t.children.find((k) => k.service === 'nova-conductor') as Explained & { children: Explained[] };
+      assert.equal(conductor.method, 'CAST');
+      assert.ok(conductor.sql.count > 0, "the conductor's own SQL (the build request, the instance in ERROR)");
+      const call = conductor.calls.find((c) => c.kind === 'amqp' && c.method === 'CALL');
+      assert.equal(call?.route, 'scheduler select_destinations');
+      assert.ok((call?.ms ?? 0) > 0, 'a call is timed from its publish to its reply');
+      const scheduler = conductor.children.find((k) => k.service === 'nova-scheduler') as Explained & { children: Explained[] };
+      assert.equal(scheduler.method, 'CALL');
+      assert.equal(scheduler.route, 'scheduler select_destinations');
+      assert.equal(scheduler.status, 500, 'NoValidHost came back as a remote exception');
+      assert.ok(scheduler.duration_ms <= (call?.ms ?? 0), 'the handling lies within the call');
+      const placement = scheduler.children.find((k) => k.service === 'placement' && k.route === '/allocation_candidates');
+      assert.ok(placement, `the scheduler's placement query is stitched: ${JSON.stringify(scheduler.calls)}`);
+    }
+    // the client side as a duration per topic and method, the server side per service
+    const metrics = (await agent.api('GET', '/metrics')).text;
+    assert.match(
+      metrics,
+      /rpc_client_duration_seconds_count\{[^}]*service="nova-conductor"[^}]*rpc_system="oslo_messaging"[^}]*rpc_service="scheduler"[^}]*rpc_method="select_destinations"[^}]*\} [1-9]/,
+    );
+    assert.match(
+      metrics,
+      /rpc_server_duration_seconds_count\{[^}]*service="nova-scheduler"[^}]*rpc_method="select_destinations"[^}]*rpc_kind="call"[^}]*\} [1-9]/,
+    );
+    const status = (await api('/v1/status')).trace;
+    assert.equal(status.sessions.amqp.desyncs, 0, 'no frame stream lost step');
+    assert.equal(status.sessions.amqp.ids_missing, 0);
+    assert.ok(status.keyScan.scans > 0, 'the big messages were scanned past their capture in the kernel');
   });
 
   test('a real Prometheus scrapes the durations in OpenTelemetry names and buckets; the SDK exports them as OTLP', async () => {

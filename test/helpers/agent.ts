@@ -53,6 +53,8 @@ export async function killPid(pid: number): Promise<void> {
 export interface ApiReply {
   status: number;
   json: any;
+  /** the body as sent (/metrics is text) */
+  text: string;
 }
 
 /** `stackbpf agent` started from a configuration object, talked to through its API socket. */
@@ -107,7 +109,10 @@ export class AgentProcess {
       const req = request({ ...where, method, path }, (res) => {
         let text = '';
         res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }));
+        res.on('end', () => {
+          const json = /json/.test(String(res.headers['content-type'])) && text ? JSON.parse(text) : undefined;
+          resolve({ status: res.statusCode ?? 0, json, text });
+        });
       });
       req.on('error', reject);
       req.end(body === undefined ? undefined : JSON.stringify(body));

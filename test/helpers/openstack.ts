@@ -36,6 +36,12 @@ export const skipKeystone: string | false = missing(KEYSTONE);
 /** Glance and nova-api, for a `server create` (the performance tests) */
 export const skipNova: string | false = missing(['/usr/bin/glance-api', '/usr/bin/glance-manage', '/usr/bin/nova-api-wsgi', '/usr/bin/nova-manage']);
 const MARIADB = ['/usr/sbin/mariadbd', '/usr/bin/mariadb-install-db', '/usr/bin/mariadb'];
+export const skipNovaRpc: string | false = missing([
+  '/usr/bin/nova-conductor',
+  '/usr/bin/nova-scheduler',
+  '/usr/bin/placement-api',
+  '/usr/sbin/rabbitmq-server',
+]);
 export const skipMariadb: string | false = missing([...KEYSTONE, ...MARIADB]);
 
 async function until(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
