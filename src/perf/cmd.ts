@@ -88,14 +88,16 @@ export function formatTree(t: Tree, indent = ''): string[] {
     t.blocked_ms !== undefined ? `blocked ${ms(t.blocked_ms)}` : '',
   ].filter(Boolean);
   out.push(`${i2}${parts.join(' · ')}${t.shared_thread ? '  (another request shared the thread: shares may include it)' : ''}`);
+  if (t.queued_ms !== undefined) out.push(`${i2}before it: ${ms(t.queued_ms)} accepted but unread, waiting for a free greenthread of the server's pool`);
   if (t.sql.slowest) out.push(`${i2}slowest SQL ${ms(t.sql.slowest.ms)}: ${t.sql.slowest.fingerprint}`);
   if (t.sql.repeated && t.sql.repeated.count > 2)
     out.push(`${i2}repeated ${t.sql.repeated.count}× (${ms(t.sql.repeated.total_ms)}): ${t.sql.repeated.fingerprint}`);
   for (const c of t.calls as Call[]) {
     const child = t.children.find((x) => x.key === c.child);
     const q = c.queue_ms !== undefined ? `, reached its worker after ${ms(c.queue_ms)}` : '';
+    const how = c.kind === 'amqp' ? (c.cast ? ' (cast, not waited for)' : ' (RPC call)') : '';
     out.push(
-      `${i2}→ ${c.peer_service ?? c.peer} ${c.method} ${c.route ?? ''} ${c.status ?? 'unanswered'} ${ms(c.ms)} at +${ms(c.offset_ms)}${q}`.replace(
+      `${i2}→ ${c.peer_service ?? c.peer} ${c.method} ${c.route ?? ''} ${c.cast ? '' : (c.status ?? 'unanswered')} ${ms(c.ms)} at +${ms(c.offset_ms)}${q}${how}`.replace(
         / {2,}/g,
         ' ',
       ),

@@ -96,6 +96,12 @@ export interface Explained {
   shared_thread?: true;
   /** a greenthreaded worker's hub seen asleep outside its wait while this request was open */
   hub_blocked?: HubBlock;
+  /**
+   * the first request of a connection an eventlet server accepted: from the accept to the request's
+   * first byte read — waiting for a free greenthread of the server's pool (eventlet.wsgi accepts,
+   * then waits for a slot before a greenthread reads)
+   */
+  queued_ms?: number;
   parent?: string;
   cause: Cause;
   /** keys of findings open on this request's route, fingerprints or peers */
@@ -264,6 +270,8 @@ class Series {
  * the worker finished writing, closed or kept the connection, and read the next at once.
  */
 const QUEUED_GAP_MS = 10;
+/** accept → first read longer than this is a request that waited for a greenthread */
+const POOL_WAIT_MS = 20;
 
 /** the last 16 requests under one key (a request id, a connection), newest last */
 function remember(map: FifoMap<string, { key: string; ts: number }[]>, k: string, e: { key: string; ts: number }): void {
@@ -332,6 +340,8 @@ export class PerfEngine {
   /** RPC calls and casts explained before the handling they caused */
   private readonly rpcCallers = new FifoMap<string, { parent: string; call: Call; start: number }>(20_000);
   private castsDelivered: CastDelivered[] = [];
+  /** connections accepted by traced servers: pid|remote|local → when */
+  private readonly accepted = new FifoMap<string, number>(20_000);
   /** RPC handled by services (OpenTelemetry's rpc.server.duration) */
   readonly rpcServerMetrics = new Map<string, { labels: Record<string, string>; h: OtelHistogram }>();
   /** a server's listening address → its service */
@@ -387,7 +397,9 @@ export class PerfEngine {
   onEvents(batch: readonly TraceEvent[]): void {
     for (const ev of batch) {
       if (ev.type === 'sql.query') this.onSql(ev);
-      else if (ev.type === 'rpc.call') this.onRpc(ev);
+      else if (ev.type === 'net.accept') {
+        if (ev.data.remote && ev.data.local) this.accepted.set(`${ev.pid}|${ev.data.remote}|${ev.data.local}`, ev.ts);
+      } else if (ev.type === 'rpc.call') this.onRpc(ev);
       else if (ev.type === 'http.request') {
         if (ev.data.role === 'server') this.onServer(ev);
         else this.onClient(ev);
@@ -715,7 +727,17 @@ export class PerfEngine {
       this.st.shared++;
       this.concurrentThreads.set(ev.service, (this.concurrentThreads.get(ev.service) ?? 0) + 1);
     }
-    this.workload(ev.service).push({ start, end, worker: `${ev.pid}/${ev.tid}` });
+    // the connection's first request: how long it sat accepted but unread
+    let queued: number | undefined;
+    if (d.remote && d.local) {
+      const k = `${ev.pid}|${d.remote}|${d.local}`;
+      const at = this.accepted.get(k);
+      if (at !== undefined && at <= start) {
+        queued = round(start - at);
+        this.accepted.delete(k);
+      }
+    }
+    this.workload(ev.service).push({ start, end, worker: `${ev.pid}/${ev.tid}`, ...(queued !== undefined ? { queued } : {}) });
     this.lastServed.set(`${ev.pid}/${ev.tid}`, { service: ev.service, pid: ev.pid, tid: ev.tid, end });
     // SQL
     const sql: SqlSummary = { count: 0, total_ms: 0 };
@@ -834,6 +856,7 @@ export class PerfEngine {
       out.blocked_ms = round(Math.max(0, dur - d.cpu_ms - d.runq_ms - sql.total_ms - callMs));
     }
     if (shared) out.shared_thread = true;
+    if (queued !== undefined && queued >= POOL_WAIT_MS) out.queued_ms = queued;
     this.vote(ev.service, ev.pid, ev.tid, start, end, mine);
     if (this.greenthreaded(ev.service)) {
       const run = this.hubRun(ev.pid, ev.tid, start, end);
@@ -1092,14 +1115,14 @@ export class PerfEngine {
   }
 
   /** a service's recent requests (start, end, worker thread), for the worker pool's occupancy */
-  private readonly recentWork = new Map<string, { start: number; end: number; worker: string }[]>();
+  private readonly recentWork = new Map<string, { start: number; end: number; worker: string; queued?: number }[]>();
   /** requests seen served at once on one thread, per service (eventlet): their pool is not the threads */
   private readonly concurrentThreads = new Map<string, number>();
   private concurrent(service: string): boolean {
     return (this.concurrentThreads.get(service) ?? 0) >= 3;
   }
 
-  private workload(service: string): { start: number; end: number; worker: string }[] {
+  private workload(service: string): { start: number; end: number; worker: string; queued?: number }[] {
     let w = this.recentWork.get(service);
     if (!w) {
       w = [];
@@ -1121,7 +1144,10 @@ export class PerfEngine {
     const to = now - this.opts.settleMs;
     for (const [service, w] of this.recentWork) {
       while (w.length && (w[0] as { end: number }).end < now - b.learnSeconds * 1000) w.shift();
-      if (this.concurrent(service)) continue;
+      if (this.concurrent(service)) {
+        this.checkGreenPool(service, w, from, to, now);
+        continue;
+      }
       const workers = new Set(w.map((x) => x.worker));
       const recent = w.filter((x) => x.end > from && x.start < to);
       let busy = 0;
@@ -1146,6 +1172,32 @@ export class PerfEngine {
         );
       else if (started >= b.minSamples) this.close('pool_saturated', service, service);
     }
+  }
+
+  /**
+   * An eventlet server's greenthread pool is saturated when most new connections of the recent
+   * window waited between their accept and their first read: eventlet.wsgi accepts, then waits
+   * for a free greenthread before one reads the request (the time is seen, unlike a thread pool's
+   * listen backlog).
+   */
+  private checkGreenPool(service: string, w: { start: number; end: number; worker: string; queued?: number }[], from: number, to: number, now: number): void {
+    const b = this.opts.baseline;
+    const fresh = w.filter((x) => x.start >= from && x.start < to && x.queued !== undefined);
+    const waited = fresh.filter((x) => (x.queued as number) >= POOL_WAIT_MS);
+    if (fresh.length >= b.minSamples && waited.length >= 0.5 * fresh.length) {
+      const q = waited.map((x) => x.queued as number).sort((a, c) => a - c);
+      const open = Math.max(
+        ...fresh.map((x) => w.filter((y) => y.worker.split('/')[0] === x.worker.split('/')[0] && y.start <= x.start && y.end > x.start).length),
+      );
+      this.raise(
+        'pool_saturated',
+        service,
+        service,
+        `${service}: ${waited.length} of ${fresh.length} new connections in the last ${Math.round((to - from) / 1000)} s waited after their accept for a free greenthread (median ${round(q[Math.floor(q.length / 2)] as number)} ms, at most ${round(q[q.length - 1] as number)} ms); up to ${open} requests were open at once in one process — its pool`,
+        now,
+        [],
+      );
+    } else this.close('pool_saturated', service, service); // fewer waited, or no new connection waits at all
   }
 
   // ---- the threads that serve requests, sampled (hub.ts) -------------------------------------------

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -93,6 +93,8 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
       authUrl: `http://127.0.0.1:${proxy.port}/v3`,
       tokenCache: false,
       logPipe: true,
+      // a small greenthread pool, so a burst of slow requests fills it (the pool test)
+      poolSize: 4,
     });
     // Glance and nova-api validate tokens through the same proxy, every time
     await os.startGlance({ authUrl: `http://127.0.0.1:${proxy.port}/v3`, tokenCache: false });
@@ -546,6 +548,56 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
     } finally {
       on = false;
       await Promise.all(flood);
+    }
+    await settleClosed();
+  });
+
+  test("Neutron's greenthread pool (4) filled by twelve clients while Keystone answers it 300 ms late: pool_saturated, and why shows the wait", async () => {
+    const t0 = Date.now();
+    const token = await os.authToken();
+    proxy.delayMs = 300;
+    let on = true;
+    // a new connection per request (no keep-alive): eventlet accepts it, then waits for a greenthread
+    const get = () =>
+      new Promise<void>((resolve) => {
+        const req = httpRequest(`${os.neutronUrl}/v2.0/networks`, { agent: false, headers: { 'x-auth-token': token } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve());
+        });
+        req.on('error', () => resolve());
+        req.end();
+      });
+    const flood = Array.from({ length: 12 }, async () => {
+      while (on) await get();
+    });
+    try {
+      const f = await waitFinding((x) => x.kind === 'pool_saturated' && x.service === 'neutron-server', 'a pool_saturated finding for neutron-server');
+      assert.match(
+        (f as Finding & { detail: string }).detail,
+        /^neutron-server: \d+ of \d+ new connections .* waited after their accept for a free greenthread/,
+      );
+      // the requests that waited, as `why` shows them (more are explained as the flood goes on)
+      let waited: (Explained & { queued_ms?: number })[] = [];
+      await until(
+        'requests that say how long they waited for a greenthread',
+        async () => {
+          waited = ((await api(`/v1/requests?service=neutron-server&min_ms=0&limit=2000&since=${t0}`)) as (Explained & { queued_ms?: number })[]).filter(
+            (x) => x.route === '/v2.0/networks' && x.queued_ms !== undefined,
+          );
+          return waited.length >= 5;
+        },
+        20_000,
+        500,
+      ).catch(() => undefined);
+      assert.ok(waited.length >= 5, `${waited.length} requests say how long they waited for a greenthread`);
+      assert.ok(
+        waited.every((x) => (x.queued_ms as number) >= 20),
+        JSON.stringify(waited.map((x) => x.queued_ms)),
+      );
+    } finally {
+      on = false;
+      await Promise.all(flood);
+      proxy.delayMs = 0;
     }
     await settleClosed();
   });

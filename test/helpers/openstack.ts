@@ -64,6 +64,8 @@ export interface NeutronOptions {
   tokenCache?: boolean;
   /** with mariadb: reach it on this port (a proxy in front of it) instead of its own */
   dbPort?: number;
+  /** greenthreads of its API worker's pool (wsgi_default_pool_size; Neutron's default 100) */
+  poolSize?: number;
   /**
    * Neutron's log (its stdout and stderr) goes through a pipe of one page to a relay that
    * writes the file: stallNeutronLog() stops the relay, the pipe fills, and Neutron's next log
@@ -342,6 +344,7 @@ export class OpenStack {
         'auth_strategy = keystone',
         'transport_url = fake://',
         'api_workers = 1',
+        ...(opts.poolSize ? [`wsgi_default_pool_size = ${opts.poolSize}`] : []),
         'rpc_workers = 1',
         'rpc_state_report_workers = 0',
         'bind_host = 127.0.0.1',

@@ -343,6 +343,48 @@ describe('request explainer', () => {
     }
     assert.equal(f.open, false);
   });
+  test("an eventlet server's new connections waiting between accept and read: its greenthread pool is saturated; prompt reads close it", () => {
+    let now = 60_000_000;
+    const e = new PerfEngine(OPTS, () => now);
+    const accept = (ts: number, port: number): TraceEvent =>
+      ({
+        ...base('neutron-server', 30, 30, ts),
+        type: 'net.accept',
+        data: { fd: 9, family: 'inet', remote: `127.0.0.1:${port}`, local: '127.0.0.1:9696', result: 9 },
+      }) as TraceEvent;
+    // four greenthreads on one thread, each request 400 ms; connections wait 300 ms for one
+    const burst = (from: number, n: number, wait: number, port0: number) => {
+      for (let i = 0; i < n; i++) {
+        const at = from + i * 100;
+        e.onEvents([
+          accept(at, port0 + i),
+          server('neutron-server', 30, at + wait, 400, { path: '/v2.0/networks', remote: `127.0.0.1:${port0 + i}`, local: '127.0.0.1:9696' }),
+        ]);
+      }
+    };
+    let port = 40000;
+    while (now < 60_000_000 + 20_000) {
+      burst(now, 10, 300, port);
+      port += 10;
+      now += 1000;
+      for (let k = 0; k < 4; k++) e.tick();
+    }
+    const f = [...e.findings.values()].find((x) => x.kind === 'pool_saturated');
+    assert.ok(f, JSON.stringify([...e.findings.values()].map((x) => x.kind)));
+    assert.match(f.detail, /^neutron-server: \d+ of \d+ new connections .* waited after their accept for a free greenthread \(median 300 ms/);
+    const r = e.slow({ minMs: 0, limit: 5 })[0] as Explained;
+    assert.equal(r.queued_ms, 300);
+    // then connections read at once
+    const until = now + 30_000;
+    while (now < until) {
+      burst(now, 10, 1, port);
+      port += 10;
+      now += 1000;
+      for (let k = 0; k < 4; k++) e.tick();
+    }
+    assert.equal(f.open, false);
+  });
+
   test("/proc's stat and syscall lines: state, the call by name, its descriptor; a comm with ') ' in it", () => {
     const stat = '4242 (neutron-server: ) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 50 10 0 0 20 0 3 0';
     const s = parseThreadSample(4242, 4242, 5, stat, '1 0x2 0x7f00 0x1000 0x0 0x0 0x0 0x7ffd 0x7f11\n') as ThreadSample;
