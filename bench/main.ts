@@ -16,6 +16,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   robustness: async () => (await import('./robustness.js')).bench,
   accounting: async () => (await import('./accounting.js')).bench,
   diagnose: async () => (await import('./diagnose.js')).bench,
+  'amqp-scan': async () => (await import('./amqp-scan.js')).bench,
 };
 
 async function main(): Promise<number> {

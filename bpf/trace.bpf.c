@@ -775,10 +775,11 @@ int trace_close_enter(struct trace_event_raw_sys_enter *ctx)
 }
 
 /* oslo.messaging puts a message's ids ("_msg_id", "_reply_q", "_unique_id")
- * after its arguments, far past the captured start of a big message: for a
- * framed connection the bytes of one syscall past the capture are scanned,
- * TRACE_SCAN_STEP at a time (windows overlap so a key across two is found),
- * for the first "_msg_id" or "_unique_id". */
+ * after its arguments and before its context (a few KiB), far past the
+ * captured start of a big message: for a framed connection the bytes of one
+ * syscall past the capture are scanned from the end backwards (where the ids
+ * are near), TRACE_SCAN_STEP at a time (windows overlap so a key across two
+ * is found), for "_msg_id" or "_unique_id". */
 /* little-endian: the bytes "_msg_id\\" (the key as it appears inside the envelope's JSON string) and "_unique_" */
 #define KEY_MSG_ID 0x5c64695f67736d5fULL
 #define KEY_UNIQUE 0x5f657571696e755fULL
@@ -796,18 +797,20 @@ struct key_scan {
 static long scan_step(__u64 i, void *ctx)
 {
 	struct key_scan *ks = ctx;
-	__u32 off = ks->from + (__u32)i * (TRACE_SCAN_STEP - 16), n;
+	__u32 back = (__u32)i * (TRACE_SCAN_STEP - 16), end, off, n;
 	__u8 *w;
 
-	if (off >= ks->to)
+	if (back >= ks->to - ks->from)
 		return 1;
+	end = ks->to - back;
+	off = end > ks->from + TRACE_SCAN_STEP ? end - TRACE_SCAN_STEP : ks->from;
+	n = end - off;
+	if (n > TRACE_SCAN_STEP)
+		n = TRACE_SCAN_STEP;
 	w = scratch_slot(1);
 	if (!w)
 		return 1;
-	n = ks->to - off;
-	if (n > TRACE_SCAN_STEP)
-		n = TRACE_SCAN_STEP;
-	/* zeroed first, so a short last window matches nothing stale; then each position is
+	/* zeroed first, so a short window matches nothing stale; then each position is
 	 * compared as one unaligned eight-byte number, unrolled: nothing here depends on n */
 	__builtin_memset(w, 0, TRACE_SCAN_STEP + 8);
 	if (bpf_probe_read_user(w, n, ks->buf + off) < 0)
@@ -908,13 +911,16 @@ static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *
 		c->flags |= CONN_FRAMED;
 	emit_event(&events, &events_lost, ev, (sizeof(*ev) - TRACE_CAPTURE_MAX + len) & 0x1fff);
 	if ((c->flags & CONN_FRAMED) && avail > len + 16) {
-		struct key_scan ks = { .buf = ubuf, .from = len > 16 ? len - 16 : 0, .to = avail < TRACE_SCAN_MAX ? avail : TRACE_SCAN_MAX };
+		struct key_scan ks = { .buf = ubuf, .to = avail };
 		__u8 *w = scratch_slot(1);
+		__u32 wl, start;
 		__s32 found;
-		__u32 wl;
 
 		if (!w)
 			return;
+		ks.from = len > 16 ? len - 16 : 0;
+		if (avail > TRACE_SCAN_MAX && avail - TRACE_SCAN_MAX > ks.from)
+			ks.from = avail - TRACE_SCAN_MAX;
 		*(__s32 *)(w + SCAN_FOUND_AT) = -1;
 		count(TC_KEY_SCANS);
 		bpf_loop(TRACE_SCAN_MAX / (TRACE_SCAN_STEP - 16) + 1, scan_step, &ks, 0);
@@ -923,15 +929,18 @@ static __always_inline void on_data(__u32 tgid, __u32 fd, __u8 dir, const void *
 			count(TC_KEY_MISSES);
 			return;
 		}
-		/* the window from the key: a chunk of the same message, past a gap */
-		wl = avail - found;
+		/* the window around the key: a chunk of the same message, past a gap */
+		start = found > len + TRACE_KEY_BEFORE ? found - TRACE_KEY_BEFORE : len;
+		if (start >= avail)
+			return;
+		wl = avail - start;
 		if (wl > TRACE_KEY_WINDOW)
 			wl = TRACE_KEY_WINDOW;
-		if (bpf_probe_read_user(ev->data, wl, ubuf + found) < 0)
+		if (bpf_probe_read_user(ev->data, wl, ubuf + start) < 0)
 			return;
 		ev->prev_bytes = 0;
 		ev->prev_start = 0;
-		ev->offset = base + found;
+		ev->offset = base + start;
 		ev->len = wl;
 		emit_event(&events, &events_lost, ev, (sizeof(*ev) - TRACE_CAPTURE_MAX + wl) & 0x1fff);
 	}

@@ -82,11 +82,13 @@ enum trace_conn_flag {
 	CONN_FRAMED = 1,
 };
 
-/* how far into one syscall's bytes the message-id scan looks, and the window
- * it sends from where it found one */
-#define TRACE_SCAN_MAX 65536
+/* how far back from the end of one syscall's bytes the message-id scan looks,
+ * its step, and the window it sends around what it found (from before
+ * "_msg_id" and "_reply_q" when it found "_unique_id", which follows them) */
+#define TRACE_SCAN_MAX 32768
 #define TRACE_SCAN_STEP 64
-#define TRACE_KEY_WINDOW 256
+#define TRACE_KEY_WINDOW 384
+#define TRACE_KEY_BEFORE 224
 
 enum trace_role {
 	ROLE_SERVER = 1, /* accepted */
@@ -133,7 +135,7 @@ enum trace_counter {
 	TC_MONITORED_FULL = 2,/* a monitored process's child could not join the set */
 	TC_READ_FAULT = 3,    /* user memory could not be read (the event goes out without it) */
 	TC_KEY_SCANS = 4,     /* framed messages scanned past their capture for a message id */
-	TC_KEY_MISSES = 5,    /* ... in which none was found within TRACE_SCAN_MAX */
+	TC_KEY_MISSES = 5,    /* ... in which none was found in the last TRACE_SCAN_MAX bytes */
 	TC_NR = 8,
 };
 

@@ -3,8 +3,9 @@
 // envelope built (test/helpers/amqp-frames.py): the decoder is checked
 // against the library the services use, not against an encoder written here.
 // What the kernel sends of each syscall (its first capture bytes, and the
-// window from the first "_msg_id\" or "_unique_" past them) is cut here the
-// way trace.bpf.c cuts it; the real kernel's part is in the performance e2e.
+// window around the last "_msg_id\" or "_unique_" past them, scanned from the
+// end) is cut here the way trace.bpf.c cuts it; the real kernel's part is in
+// the performance e2e.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -40,15 +41,16 @@ function generate(size: number): Map<string, Generated> {
 const CAPTURE = 1024;
 const AMQP_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 
-/** One syscall as the kernel reports it: its captured start, and the window from a key past it. */
+/** One syscall as the kernel reports it: its captured start, and the window around the last key past it (scanned from the end). */
 function cut(b: Buffer): { data: Buffer; windows: { offset: number; data: Buffer }[] } {
   const data = b.subarray(0, CAPTURE);
   if (b.length <= CAPTURE + 16) return { data, windows: [] };
-  const from = CAPTURE - 16;
-  const hits = [b.indexOf('_msg_id\\', from), b.indexOf('_unique_', from)].filter((i) => i >= 0);
+  const from = Math.max(CAPTURE - 16, b.length - 32768);
+  const hits = [b.lastIndexOf('_msg_id\\'), b.lastIndexOf('_unique_')].filter((i) => i >= from);
   if (!hits.length) return { data, windows: [] };
-  const at = Math.min(...hits);
-  return { data, windows: [{ offset: at, data: b.subarray(at, at + 256) }] };
+  const at = Math.max(...hits);
+  const start = Math.max(CAPTURE, at - 224);
+  return { data, windows: [{ offset: start, data: b.subarray(start, start + 384) }] };
 }
 
 /** How py-amqp reads frames: the 7-byte header, the payload, the end byte, one recv each. */
