@@ -472,6 +472,15 @@ export class PerfEngine {
     });
   }
 
+  /** One call's duration in the series of its service's calls to that peer (slow_dependency's baseline). */
+  private peerTime(service: string, peer: string, ts: number, ms: number): void {
+    const s = this.series(this.peerSeries, service, peer);
+    const slot = s.slot(ts, this.slotMs, this.keepSlots);
+    slot.n++;
+    slot.hist.observe(ms);
+    s.total++;
+  }
+
   /** An OVSDB transaction: the callee is the database it names (OVN_Northbound), wherever it listens. */
   private onRpc(ev: EventOf<'rpc.call'>): void {
     const d = ev.data;
@@ -481,11 +490,7 @@ export class PerfEngine {
     }
     const peer = d.target ?? d.remote ?? '?';
     this.observe(this.rpcMetrics, { service: ev.service, rpc_system: d.protocol, rpc_service: d.target ?? '', rpc_method: d.method }, d.latency_ms / 1000);
-    const s = this.series(this.peerSeries, ev.service, peer);
-    const slot = s.slot(ev.ts, this.slotMs, this.keepSlots);
-    slot.n++;
-    slot.hist.observe(d.latency_ms);
-    s.total++;
+    this.peerTime(ev.service, peer, ev.ts, d.latency_ms);
     this.addChild(ev.pid, {
       kind: 'ovsdb',
       tid: ev.tid,
@@ -512,11 +517,7 @@ export class PerfEngine {
     if (d.role === 'client') {
       if (d.kind === 'call') {
         this.observe(this.rpcMetrics, { service: ev.service, rpc_system: 'oslo_messaging', rpc_service: topic, rpc_method: d.method }, d.latency_ms / 1000);
-        const s = this.series(this.peerSeries, ev.service, `rpc:${topic}`);
-        const slot = s.slot(ev.ts, this.slotMs, this.keepSlots);
-        slot.n++;
-        slot.hist.observe(d.latency_ms);
-        s.total++;
+        this.peerTime(ev.service, `rpc:${topic}`, ev.ts, d.latency_ms);
       }
       this.addChild(ev.pid, {
         kind: 'amqp',
@@ -626,11 +627,7 @@ export class PerfEngine {
       ms / 1000,
     );
     this.sink?.clientRequest(ev.service, d.method, peer, this.listeners.get(peer), d.status, ms / 1000);
-    const s = this.series(this.peerSeries, ev.service, peer);
-    const slot = s.slot(ev.ts, this.slotMs, this.keepSlots);
-    slot.n++;
-    slot.hist.observe(ms);
-    s.total++;
+    this.peerTime(ev.service, peer, ev.ts, ms);
     this.addChild(ev.pid, {
       kind: 'http',
       tid: ev.tid,

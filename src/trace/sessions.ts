@@ -103,6 +103,16 @@ interface AmqpAt {
   greenlet?: number;
 }
 
+/** An oslo.messaging call waiting for its reply: where it was sent or received, and what it was. */
+interface AmqpCall extends AmqpAt {
+  method: string;
+  target: string;
+  exchange: string;
+  uniqueId?: string;
+  bytes: number;
+  s: Session;
+}
+
 /** Token → identity, keyed by an HMAC under a per-process key: the token itself is never kept. */
 export class TokenDirectory {
   private readonly key = randomBytes(32);
@@ -540,18 +550,20 @@ export class SessionTracker {
       this.stats.rpc++;
       this.emit({ type: 'rpc.call', tgid, tid: a.tid, ts: a.ts, data: d });
     };
+    // a call as sent (client) or received (server), kept until its reply
+    const sent = (): AmqpCall => ({
+      ...at,
+      method: o.method ?? '?',
+      target: c.routingKey,
+      exchange: c.exchange,
+      bytes: c.bodySize,
+      s,
+      ...(o.uniqueId ? { uniqueId: o.uniqueId } : {}),
+    });
     if (c.kind === 'publish') {
       if (o.kind === 'call' && o.msgId) {
         const early = this.amqpEarly.get(key(o.msgId));
-        const call = {
-          ...at,
-          method: o.method ?? '?',
-          target: c.routingKey,
-          exchange: c.exchange,
-          bytes: c.bodySize,
-          s,
-          ...(o.uniqueId ? { uniqueId: o.uniqueId } : {}),
-        };
+        const call = sent();
         if (early) {
           this.amqpEarly.delete(key(o.msgId));
           this.finishCall(call, o.msgId, early);
@@ -589,15 +601,7 @@ export class SessionTracker {
       this.amqpCalls.delete(key(o.msgId));
       this.finishCall(call, o.msgId, { ...at, failure: o.failure === true, bytes: c.bodySize });
     } else if (o.kind === 'call' && o.msgId) {
-      this.amqpServed.set(key(o.msgId), {
-        ...at,
-        method: o.method ?? '?',
-        target: c.routingKey,
-        exchange: c.exchange,
-        bytes: c.bodySize,
-        s,
-        ...(o.uniqueId ? { uniqueId: o.uniqueId } : {}),
-      });
+      this.amqpServed.set(key(o.msgId), sent());
     } else if (o.kind === 'cast') {
       const d = base(o.method ?? '?', c.routingKey, 0, c.bodySize, 0);
       d.role = 'server';
@@ -608,11 +612,7 @@ export class SessionTracker {
   }
 
   /** A call and its reply, both seen in the caller: the client's rpc.call. */
-  private finishCall(
-    call: AmqpAt & { method: string; target: string; exchange: string; uniqueId?: string; bytes: number; s: Session },
-    msgId: string,
-    reply: AmqpAt & { failure: boolean; bytes: number },
-  ): void {
+  private finishCall(call: AmqpCall, msgId: string, reply: AmqpAt & { failure: boolean; bytes: number }): void {
     if (reply.ts < call.ts) {
       this.amqpStats.unmatched_replies++;
       return;

@@ -534,24 +534,10 @@ export class OpenStack {
         `connection = ${this.mariadbUrl('nova', 'nova')}`,
         ...this.authtoken(opts.authUrl, opts.tokenCache),
         '[neutron]',
-        `auth_url = ${url}`,
-        'auth_type = password',
-        'project_domain_name = Default',
-        'user_domain_name = Default',
-        'project_name = admin',
-        'username = admin',
-        `password = ${this.password}`,
-        'region_name = RegionOne',
+        ...this.adminAuth(url),
         // the scheduler's placement client (placement from the catalog)
         '[placement]',
-        `auth_url = ${url}`,
-        'auth_type = password',
-        'project_domain_name = Default',
-        'user_domain_name = Default',
-        'project_name = admin',
-        'username = admin',
-        `password = ${this.password}`,
-        'region_name = RegionOne',
+        ...this.adminAuth(url),
         '[conductor]',
         'workers = 1',
         '[scheduler]',
@@ -648,6 +634,20 @@ export class OpenStack {
       };
       throw new Error(`${err.message}\n${tail('nova-conductor.log')}\n${tail('nova-scheduler.log')}`);
     });
+  }
+
+  /** keystoneauth's password plugin as the admin, for a service's client section ([neutron], [placement]) */
+  private adminAuth(url: string): string[] {
+    return [
+      `auth_url = ${url}`,
+      'auth_type = password',
+      'project_domain_name = Default',
+      'user_domain_name = Default',
+      'project_name = admin',
+      'username = admin',
+      `password = ${this.password}`,
+      'region_name = RegionOne',
+    ];
   }
 
   private neutronDbUrl(opts: NeutronOptions): string {
