@@ -519,7 +519,12 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
     return got;
   };
   const settleClosed = async () => {
-    await until('the findings to close', async () => (await findings()).every((f) => !f.open || f.kind === 'n_plus_one'), 60_000, 500);
+    await until('the findings to close', async () => (await findings()).every((f) => !f.open || f.kind === 'n_plus_one'), 60_000, 500).catch(
+      async (err: Error) => {
+        const open = (await findings()).filter((f) => f.open && f.kind !== 'n_plus_one');
+        throw new Error(`${err.message}: still open ${JSON.stringify(open.map((f) => [f.kind, f.service, f.subject]))}`);
+      },
+    );
   };
 
   test('a healthy workload learns the baselines and raises no finding', async () => {
@@ -560,7 +565,8 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
     // a new connection per request (no keep-alive): eventlet accepts it, then waits for a greenthread
     const get = () =>
       new Promise<void>((resolve) => {
-        const req = httpRequest(`${os.neutronUrl}/v2.0/networks`, { agent: false, headers: { 'x-auth-token': token } }, (res) => {
+        // the steady workload's route: its own requests close the route's finding afterwards
+        const req = httpRequest(`${os.neutronUrl}/v2.0/ports/${ports[0]}`, { agent: false, headers: { 'x-auth-token': token } }, (res) => {
           res.resume();
           res.on('end', () => resolve());
         });
@@ -582,7 +588,7 @@ describe('e2e: requests explained on real Keystone, Neutron (OVN), Glance and no
         'requests that say how long they waited for a greenthread',
         async () => {
           waited = ((await api(`/v1/requests?service=neutron-server&min_ms=0&limit=2000&since=${t0}`)) as (Explained & { queued_ms?: number })[]).filter(
-            (x) => x.route === '/v2.0/networks' && x.queued_ms !== undefined,
+            (x) => x.route === '/v2.0/ports/{port_id}' && x.queued_ms !== undefined,
           );
           return waited.length >= 5;
         },
