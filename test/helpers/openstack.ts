@@ -443,18 +443,7 @@ export class OpenStack {
   /** keystonemiddleware's section, as the admin (the test bed's one account), validating every token when tokenCache is false */
   private authtoken(authUrl: string | undefined, tokenCache: boolean | undefined): string[] {
     const url = authUrl ?? this.keystoneUrl;
-    return [
-      '[keystone_authtoken]',
-      `www_authenticate_uri = ${url}`,
-      `auth_url = ${url}`,
-      'auth_type = password',
-      'project_domain_name = Default',
-      'user_domain_name = Default',
-      'project_name = admin',
-      'username = admin',
-      `password = ${this.password}`,
-      ...(tokenCache === false ? ['token_cache_time = -1'] : []),
-    ];
+    return ['[keystone_authtoken]', `www_authenticate_uri = ${url}`, ...this.adminAuth(url), ...(tokenCache === false ? ['token_cache_time = -1'] : [])];
   }
 
   private mariadbUrl(user: string, db: string): string {
@@ -535,9 +524,11 @@ export class OpenStack {
         ...this.authtoken(opts.authUrl, opts.tokenCache),
         '[neutron]',
         ...this.adminAuth(url),
+        'region_name = RegionOne',
         // the scheduler's placement client (placement from the catalog)
         '[placement]',
         ...this.adminAuth(url),
+        'region_name = RegionOne',
         '[conductor]',
         'workers = 1',
         '[scheduler]',
@@ -636,7 +627,7 @@ export class OpenStack {
     });
   }
 
-  /** keystoneauth's password plugin as the admin, for a service's client section ([neutron], [placement]) */
+  /** keystoneauth's password plugin as the admin: keystonemiddleware's section and a service's client sections ([neutron], [placement]) */
   private adminAuth(url: string): string[] {
     return [
       `auth_url = ${url}`,
@@ -646,7 +637,6 @@ export class OpenStack {
       'project_name = admin',
       'username = admin',
       `password = ${this.password}`,
-      'region_name = RegionOne',
     ];
   }
 
