@@ -95,6 +95,17 @@ struct {
 	__type(value, __u8);
 } exec_allow SEC(".maps");
 
+/* executables that make a process monitored from its exec on, in the kernel,
+ * before its first instruction (the mysql client run by hand: a user-space
+ * decision would come after its statement). Key: service 0, the path as
+ * given to execve; value: what to monitor it as. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct exec_allow_key);
+	__type(value, struct mon);
+} exec_watch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);
@@ -256,6 +267,20 @@ int BPF_PROG(trace_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (!ev || tgid == self_tgid)
 		return 0;
 	m = monitored_self(tgid);
+	if (!m) {
+		__u32 zero = 0;
+		struct exec_allow_key *k = bpf_map_lookup_elem(&allow_key, &zero);
+		struct mon *w;
+
+		if (k) {
+			__builtin_memset(k->path, 0, sizeof(k->path));
+			k->service = 0;
+			bpf_probe_read_kernel_str(k->path, sizeof(k->path), bprm->filename);
+			w = bpf_map_lookup_elem(&exec_watch, k);
+			if (w && bpf_map_update_elem(&monitored, &tgid, w, BPF_ANY) == 0)
+				m = monitored_self(tgid);
+		}
+	}
 	fill_hdr(&ev->h, TK_EXEC, m ? m->service : 0, m ? TH_MONITORED : 0);
 	ev->cgroup = bpf_get_current_cgroup_id();
 	n = bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), bprm->filename);

@@ -56,6 +56,8 @@ export interface DaemonStatus extends Partial<ExposureStatus> {
   performance?:
     | (PerfStats & { state: 'on'; otlp?: { endpoint: string; exported: number; failed: number; lastError?: string } })
     | { state: 'off' | 'failed'; error?: string };
+  /** the audit trail (audit module) */
+  audit?: Record<string, unknown> | { state: 'off' | 'failed'; error?: string };
   /** every module, and whether it runs */
   modules: Record<string, 'on' | 'off' | 'failed'>;
   startedAt: string;

@@ -8,6 +8,7 @@ import type { Command } from './command.js';
 import { configCommand } from './config-cmd.js';
 import { accountingCommands } from '../accounting/cli.js';
 import { analyticsCommands } from '../analytics/cli.js';
+import { auditCommands } from '../audit/cli.js';
 import { performanceCommands } from '../perf/cli.js';
 import { traceCommands } from '../trace/cli.js';
 
@@ -55,6 +56,7 @@ Options:
   ...analyticsCommands,
   ...accountingCommands,
   ...performanceCommands,
+  ...auditCommands,
   status: {
     summary: 'ask a running agent what it is doing (tracing, storage, drops, data plane, BGP, OVN)',
     usage: 'stackbpf status [--api ADDRESS | --config FILE] [--json]',

@@ -77,6 +77,12 @@ export class EventBus {
   private readonly consumers = new Set<Consumer>();
   private scheduled = false;
   published = 0;
+  /**
+   * Events lost before they reached the bus (the tracer's ring buffer full, records it could not
+   * decode): set by the producer, read by consumers that must account for every loss (the audit
+   * trail records a gap).
+   */
+  upstreamLost: () => number = () => 0;
 
   subscribe(opts: ConsumerOptions): () => void {
     if (!Number.isInteger(opts.capacity) || opts.capacity < 1) throw new RangeError(`consumer ${opts.name}: capacity must be a positive integer`);

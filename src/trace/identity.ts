@@ -59,6 +59,14 @@ export class RuleError extends Error {
 
 const UUID = '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})';
 
+/** Database clients an operator runs by hand (their SQL is decoded for the audit trail). */
+export const DB_CLIENT_EXE = /\/(mariadb|mysql|psql)$/;
+/** Management tools: `*-manage`, the `openstack` client, OVN's and OVS's control tools (a Python script or a binary). */
+export const ADMIN_TOOL_CMDLINE =
+  /^(\S*\/)?(python3?[.0-9]* (-\S+ )*)?(\S*\/)?([a-z]+(-[a-z]+)*-manage|openstack|ovn-nbctl|ovn-sbctl|ovs-vsctl|ovs-ofctl|ovn-appctl|ovs-appctl)( |$)/;
+/** The services the tool rules give: any account may run them. */
+export const TOOL_SERVICES: readonly string[] = ['db-client', 'admin-tool'];
+
 /** The built-in rules, most specific first. */
 /** The accounts each service's Debian/Ubuntu package runs it as (root always may). */
 const SERVICE_ACCOUNTS: Record<string, readonly string[]> = {
@@ -115,8 +123,17 @@ export const BUILTIN_RULES: readonly ServiceRule[] = (
     ['mariadb', { comm: /^(mariadbd|mysqld)$/ }],
     ['rabbitmq', { comm: /^beam\.smp$/, cmdline: /rabbit/ }],
     ['stackbpf', { cmdline: /(stackbpf|dist\/src\/cli\/main\.js) agent\b/ }],
+    // run by hand on a node, below every service's API: traced for the audit trail (whoever runs
+    // them, so no account check: being one of these gives a process nothing)
+    ['db-client', { exe: DB_CLIENT_EXE }],
+    ['admin-tool', { cmdline: ADMIN_TOOL_CMDLINE }],
   ] as [string, Omit<ServiceRule, 'service' | 'source'>][]
-).map(([service, r]) => ({ service, ...r, accounts: SERVICE_ACCOUNTS[service] ?? [], source: `builtin:${service}` }));
+).map(([service, r]) => ({
+  service,
+  ...r,
+  ...(TOOL_SERVICES.includes(service) ? {} : { accounts: SERVICE_ACCOUNTS[service] ?? [] }),
+  source: `builtin:${service}`,
+}));
 
 function regex(v: unknown, where: string): RegExp | undefined {
   if (v === undefined) return undefined;

@@ -30,10 +30,19 @@ export const tracingModule = defineModule({
       summary: () => tracer.enforcement.summary(),
     });
     ctx.provide('serviceProcesses', () => tracer.procs.live());
+    ctx.bus.upstreamLost = () => {
+      const l = tracer.status().lost;
+      return l.ring + l.decode;
+    };
     return {
       tracer,
       status: () => ({ trace: tracer.status() }),
-      stop: () => tracer.stop(),
+      stop: () => {
+        // what was lost stays readable once the tracer is gone (the audit trail stops after it)
+        const lost = ctx.bus.upstreamLost();
+        ctx.bus.upstreamLost = () => lost;
+        return tracer.stop();
+      },
     };
   },
   routes(app, m) {

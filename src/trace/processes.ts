@@ -39,6 +39,8 @@ export const DEFAULT_CAPTURE_SERVICES = [
   'neutron-ovn-metadata-agent',
   'placement',
   'glance',
+  // the mysql / mariadb / psql client run by hand: its statements are audited
+  'db-client',
 ];
 
 export interface MonitorChange {
@@ -72,7 +74,12 @@ export class ProcessTable {
     return this.serviceNames[id] ?? '';
   }
 
-  private wants(service: string): boolean {
+  /** would a process of this service be captured (its sockets parsed)? */
+  captures(service: string): boolean {
+    return this.policy.captureServices.includes(service);
+  }
+
+  wants(service: string): boolean {
     if (!service || this.selfPidService(service)) return false;
     return this.policy.services ? this.policy.services.includes(service) : true;
   }

@@ -4,7 +4,7 @@
 // → sessions (HTTP / SQL) → redacted events on the bus. Every stage counts
 // what it loses: the kernel (ring full, stash/connection tables full,
 // unreadable user memory), the decoder (malformed records), the bus queues.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { BpfObject, type Link, RingBuffer, raw, sumPerCpu, u32, u64 } from '../ebpf/index.js';
 import type { Logger } from '../log.js';
 import { objectPath } from '../paths.js';
@@ -15,7 +15,7 @@ import { type MonitorChange, ProcessTable } from './processes.js';
 import { FifoMap } from '../util/fifo-map.js';
 import { checkLayouts, COUNTERS, counterIndex, decodeRecord, FILE_OPS, type KernelRecord, TH_KILLED, TH_MONITORED, TH_SENSITIVE, TK } from './records.js';
 import { CONN_KEY, LPM_PATH, MON, TRACE_COUNTER, TRACE_FILE_OP, TRACE_MON_FLAG, TRACE_ROLE } from './abi.generated.js';
-import { KernelEnforcement } from './enforcement.js';
+import { execAllowKey, KernelEnforcement } from './enforcement.js';
 import { adoptSockets } from './adopt.js';
 import { redactArgv } from './redact.js';
 import { SessionTracker } from './sessions.js';
@@ -160,6 +160,7 @@ export class Tracer {
       await obj.load();
       t = new Tracer(obj, bus, log, opts);
       t.setSensitive(opts.sensitivePaths);
+      t.watchExecs();
       t.syncClock();
       // the set first, then the hooks: a service's fork between the two is caught by the scan below
       t.attachAll();
@@ -207,6 +208,21 @@ export class Tracer {
       const value = Buffer.alloc(4);
       m.update(key, value);
     }
+  }
+
+  /**
+   * The database clients' executables, monitored from their exec on by the kernel itself: `mysql
+   * -e "UPDATE ..."` has sent its statement before user space could read its exec record.
+   */
+  private watchExecs(): void {
+    if (!this.procs.wants('db-client')) return;
+    const map = this.obj.map('exec_watch');
+    const v = monValue(this.procs.serviceId('db-client'), this.procs.captures('db-client'));
+    for (const dir of ['/usr/bin', '/bin', '/usr/local/bin'])
+      for (const name of ['mariadb', 'mysql', 'psql']) {
+        const path = `${dir}/${name}`;
+        if (existsSync(path)) map.update(execAllowKey('db-client', 0, path), v);
+      }
   }
 
   private applyChanges(changes: MonitorChange[]): void {

@@ -69,6 +69,7 @@ describe('api', () => {
     assert.deepEqual(r.json.modules, {
       storage: 'on',
       analytics: 'on',
+      audit: 'on',
       tracing: 'off',
       exposure: 'off',
       response: 'on',

@@ -18,6 +18,7 @@ const allOff = parseConfig({
   analytics: { enabled: false },
   accounting: { enabled: false },
   performance: { enabled: false },
+  audit: { enabled: false },
 });
 
 function recorder() {
@@ -126,6 +127,7 @@ describe('daemon wiring', () => {
       assert.deepEqual(s.modules, {
         storage: 'off',
         analytics: 'off',
+        audit: 'off',
         tracing: 'off',
         exposure: 'off',
         response: 'on',
