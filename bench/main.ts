@@ -17,6 +17,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   accounting: async () => (await import('./accounting.js')).bench,
   diagnose: async () => (await import('./diagnose.js')).bench,
   'amqp-scan': async () => (await import('./amqp-scan.js')).bench,
+  audit: async () => (await import('./audit.js')).bench,
 };
 
 async function main(): Promise<number> {

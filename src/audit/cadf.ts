@@ -61,6 +61,8 @@ export function nameUuid(name: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+const LATENCY_METRIC = nameUuid('stackbpf:metric:latency');
+
 /** The service type each API service is in the catalog as (CADF target `service/<type>`). */
 const SERVICE_TYPE: Record<string, string> = {
   keystone: 'security',
@@ -185,12 +187,12 @@ function base(
 }
 
 /** An API request a traced service answered, or did not. */
-export function apiEvent(ev: EventOf<'http.request'>, o: Observer, p: Provenance): CadfEvent {
+export function apiEvent(ev: EventOf<'http.request'>, o: Observer, p: Provenance, knownUserId?: string): CadfEvent {
   const d = ev.data;
   const t = apiTarget(ev.service, d.method, d.path);
   const action = apiAction(ev.service, d.method, d.path, t.collection);
   const auth = action === 'authenticate';
-  const userId = auth ? (d.auth_user_id ?? d.user_id) : d.user_id;
+  const userId = auth ? (d.auth_user_id ?? d.user_id ?? knownUserId) : d.user_id;
   const userName = auth ? (d.auth_user ?? d.user) : d.user;
   const initiator: CadfResource = {
     typeURI: 'service/security/account/user',
@@ -217,7 +219,7 @@ export function apiEvent(ev: EventOf<'http.request'>, o: Observer, p: Provenance
       initiator,
       target: { typeURI: t.typeURI, id: t.resource ?? nameUuid(`service:${ev.service}`), name: ev.service },
       requestPath: d.path,
-      ...(d.latency_ms !== null ? { measurements: [{ result: d.latency_ms, metric: { metricId: 'latency', unit: 'ms', name: 'latency' } }] } : {}),
+      ...(d.latency_ms !== null ? { measurements: [{ result: d.latency_ms, metric: { metricId: LATENCY_METRIC, unit: 'ms', name: 'latency' } }] } : {}),
     },
     p,
   );

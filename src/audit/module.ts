@@ -11,6 +11,7 @@ import { HttpError, type Query } from '../api/http.js';
 import { counterFrom, gaugeFrom } from '../api/metrics.js';
 import { parseSince } from '../cli/trace-cmd.js';
 import { defineModule } from '../module.js';
+import { FifoMap } from '../util/fifo-map.js';
 import type { EventOf, TraceEvent } from '../trace/event.js';
 import { ADMIN_TOOL_CMDLINE, TOOL_SERVICES } from '../trace/identity.js';
 import { agentEvent, apiEvent, type CadfEvent, databaseEvent, execEvent, fileEvent, gapEvent, nameUuid, type Observer, tablesOf, writeVerb } from './cadf.js';
@@ -33,6 +34,8 @@ const configHash = (c: Cfg): string => createHash('sha256').update(JSON.stringif
 /** Decides which events are records, and builds them. */
 export class AuditRecorder {
   private owners = new Map<string, Set<string>>();
+  /** user ids Keystone answered for a user name (domain/name), so a failed authentication names its user as Keystone does */
+  private readonly userIds = new FifoMap<string, string>(50_000);
   private paths: string[] = [];
   skipped = 0;
   readonly byKind: Record<string, number> = { api: 0, database: 0, file: 0, exec: 0 };
@@ -73,10 +76,18 @@ export class AuditRecorder {
         this.byKind.exec = (this.byKind.exec ?? 0) + 1;
         return execEvent(ev, this.observer, this.prov.of(ev));
       }
-      case 'http.request':
+      case 'http.request': {
         if (ev.data.role !== 'server' || TOOL_SERVICES.includes(ev.service)) return undefined;
         this.byKind.api = (this.byKind.api ?? 0) + 1;
-        return apiEvent(ev, this.observer, this.prov.of(ev));
+        const d = ev.data;
+        let knownId: string | undefined;
+        if (ev.service === 'keystone' && d.auth_user && !d.auth_user_id) {
+          const k = `${d.auth_domain ?? ''}/${d.auth_user}`;
+          if (d.user_id && d.user === d.auth_user && d.status !== null && d.status < 300) this.userIds.set(k, d.user_id);
+          else knownId = this.userIds.get(k);
+        }
+        return apiEvent(ev, this.observer, this.prov.of(ev), knownId);
+      }
       case 'sql.query':
         return this.sql(ev);
       case 'file.write':

@@ -78,7 +78,10 @@ export class AgentProcess {
     this.tcp = tcp;
     const api = tcp ? { listen: `127.0.0.1:${tcp.port}`, tokens_file: tcp.tokensFile } : { listen: `unix:${this.socket}` };
     // tracing and event storage stay off unless a test asks for them: the data-plane tests do not need them
-    writeFileSync(file, stringify({ trace: { enabled: false }, storage: { enabled: false }, accounting: { enabled: false }, ...config, api }));
+    writeFileSync(
+      file,
+      stringify({ trace: { enabled: false }, storage: { enabled: false }, accounting: { enabled: false }, audit: { enabled: false }, ...config, api }),
+    );
     // STACKBPF_AGENT_NODE_FLAGS: node flags for the agent (a profile: --cpu-prof --cpu-prof-dir=DIR)
     const flags = (process.env.STACKBPF_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
     const child = spawn(process.execPath, [...flags, cli, 'agent', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });

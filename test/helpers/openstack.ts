@@ -67,6 +67,11 @@ export interface NeutronOptions {
   /** greenthreads of its API worker's pool (wsgi_default_pool_size; Neutron's default 100) */
   poolSize?: number;
   /**
+   * keystonemiddleware's audit filter in Neutron's pipeline (a copy of Debian's api-paste.ini, with
+   * the audit map Debian ships), its CADF notifications sent to this RabbitMQ (rabbit://...)
+   */
+  auditTransportUrl?: string;
+  /**
    * Neutron's log (its stdout and stderr) goes through a pipe of one page to a relay that
    * writes the file: stallNeutronLog() stops the relay, the pipe fills, and Neutron's next log
    * write blocks its eventlet hub — a stalled log reader (journald, a `| logger`) on a real node.
@@ -153,6 +158,8 @@ export class OpenStack {
   readonly dbPassword = randomBytes(12).toString('hex');
   /** OSProfiler's HMAC key, when it is on */
   profilerKey: string | undefined;
+  /** where Keystone sends its CADF notifications, when it does */
+  keystoneNotifications: string | undefined;
 
   /** OSProfiler's [profiler] section (with a private MariaDB), or nothing */
   private profilerConf(user: string): string[] {
@@ -197,11 +204,14 @@ export class OpenStack {
       endpointUrl?: string;
       /** OSProfiler on in Keystone and Neutron (traces SQL; stored in the private MariaDB's osprofiler database) */
       profilerKey?: string;
+      /** Keystone's CADF notifications, every one (notification_opt_out cleared), to this RabbitMQ (rabbit://...) */
+      keystoneNotifications?: string;
     } = {},
   ): Promise<OpenStack> {
     const os = new OpenStack(mkdtempSync(join(tmpdir(), 'sbt-openstack-')));
     os.netns = opts.netns;
     os.profilerKey = opts.profilerKey;
+    os.keystoneNotifications = opts.keystoneNotifications;
     if (opts.netns && opts.db === 'mariadb')
       throw new Error('OpenStack helper: a Keystone in a namespace runs on SQLite (the private MariaDB listens on the root namespace loopback)');
     try {
@@ -280,6 +290,7 @@ export class OpenStack {
       [
         '[DEFAULT]',
         `log_dir = ${d}`,
+        ...(this.keystoneNotifications ? ['notification_format = cadf', 'notification_opt_out ='] : []),
         '[database]',
         this.mariadbPort
           ? `connection = mysql+pymysql://keystone:${this.dbPassword}@127.0.0.1:${this.mariadbPort}/keystone`
@@ -293,6 +304,7 @@ export class OpenStack {
         '[identity]',
         'password_hash_rounds = 4',
         ...this.profilerConf('keystone'),
+        ...(this.keystoneNotifications ? ['[oslo_messaging_notifications]', 'driver = messagingv2', `transport_url = ${this.keystoneNotifications}`] : []),
         '',
       ].join('\n'),
     );
@@ -352,7 +364,7 @@ export class OpenStack {
         'notify_nova_on_port_status_changes = false',
         'notify_nova_on_port_data_changes = false',
         `state_path = ${d}/neutron-state`,
-        `api_paste_config = /etc/neutron/api-paste.ini`,
+        `api_paste_config = ${opts.auditTransportUrl ? this.auditPaste() : '/etc/neutron/api-paste.ini'}`,
         '[database]',
         // several Neutron workers share the file: wait for a lock instead of failing at once
         `connection = ${this.neutronDbUrl(opts)}`,
@@ -368,6 +380,7 @@ export class OpenStack {
         ...(opts.tokenCache === false ? ['token_cache_time = -1'] : []),
         '[oslo_concurrency]',
         `lock_path = ${d}/neutron-state`,
+        ...(opts.auditTransportUrl ? ['[audit_middleware_notifications]', 'driver = messagingv2', `transport_url = ${opts.auditTransportUrl}`] : []),
         ...this.profilerConf('neutron'),
         '',
       ].join('\n'),
@@ -422,6 +435,19 @@ export class OpenStack {
     }
     await until('neutron-server to answer', async () => (await fetch(`${this.neutronUrl}/`)).ok, 120_000);
     await this.register('network', 'neutron', this.neutronUrl);
+  }
+
+  /** Debian's api-paste.ini for Neutron with keystonemiddleware's audit filter after keystonecontext (as its docs place it). */
+  private auditPaste(): string {
+    const src = readFileSync('/etc/neutron/api-paste.ini', 'utf8');
+    const out = src
+      .replace(/^(keystone = .*\bkeystonecontext) (extensions neutronapiapp_v2_0)$/m, '$1 audit $2')
+      .concat('\n[filter:audit]\npaste.filter_factory = keystonemiddleware.audit:filter_factory\naudit_map_file = /etc/pycadf/neutron_api_audit_map.conf\n');
+    if (out === src || !/keystonecontext audit extensions/.test(out))
+      throw new Error('OpenStack helper: cannot place the audit filter in /etc/neutron/api-paste.ini');
+    const file = join(this.dir, 'neutron-api-paste.ini');
+    writeFileSync(file, out);
+    return file;
   }
 
   /** A service and its three endpoints in Keystone's catalog, for the `openstack` client and the other services. */
