@@ -31,7 +31,6 @@ export interface CadfEvent {
   observer: CadfResource;
   attachments?: { typeURI: string; name: string; content: unknown }[];
   requestPath?: string;
-  measurements?: { result: number; metric: { metricId: string; unit: string; name: string } }[];
 }
 
 /** Where a record came from, as the kernel saw it: nothing a process can claim for itself. */
@@ -61,7 +60,15 @@ export function nameUuid(name: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-const LATENCY_METRIC = nameUuid('stackbpf:metric:latency');
+const serviceIds = new Map<string, string>();
+const serviceUuid = (service: string): string => {
+  let id = serviceIds.get(service);
+  if (!id) {
+    id = nameUuid(`service:${service}`);
+    if (serviceIds.size < 1000) serviceIds.set(service, id);
+  }
+  return id;
+};
 
 /** The service type each API service is in the catalog as (CADF target `service/<type>`). */
 const SERVICE_TYPE: Record<string, string> = {
@@ -186,7 +193,7 @@ function base(
   };
 }
 
-/** An API request a traced service answered, or did not. */
+/** An API request a traced service answered, or did not. (Built field by field: this runs for every request.) */
 export function apiEvent(ev: EventOf<'http.request'>, o: Observer, p: Provenance, knownUserId?: string): CadfEvent {
   const d = ev.data;
   const t = apiTarget(ev.service, d.method, d.path);
@@ -194,35 +201,42 @@ export function apiEvent(ev: EventOf<'http.request'>, o: Observer, p: Provenance
   const auth = action === 'authenticate';
   const userId = auth ? (d.auth_user_id ?? d.user_id ?? knownUserId) : d.user_id;
   const userName = auth ? (d.auth_user ?? d.user) : d.user;
-  const initiator: CadfResource = {
-    typeURI: 'service/security/account/user',
-    id: userId ?? (userName ? nameUuid(`user:${userName}`) : 'unknown'),
-    ...(userName ? { name: userName } : {}),
-    ...(userId ? { user_id: userId } : {}),
-    ...(d.project_id ? { project_id: d.project_id } : auth && d.auth_project ? { project: d.auth_project } : {}),
-    ...(d.project ? { project_name: d.project } : {}),
-    ...(auth && d.auth_domain ? { domain: d.auth_domain } : {}),
-    host: { ...(d.remote ? { address: d.remote.replace(/:\d+$/, '').replace(/^\[|\]$/g, '') } : {}), ...(d.user_agent ? { agent: d.user_agent } : {}) },
-    ...(d.forwarded_for ? { forwarded_for: d.forwarded_for } : {}),
-    ...(d.request_id ? { request_id: d.request_id } : {}),
-  };
+  const initiator: CadfResource = { typeURI: 'service/security/account/user', id: userId ?? (userName ? nameUuid(`user:${userName}`) : 'unknown') };
+  if (userName) initiator.name = userName;
+  if (userId) initiator.user_id = userId;
+  if (d.project_id) initiator.project_id = d.project_id;
+  else if (auth && d.auth_project) initiator.project = d.auth_project;
+  if (d.project) initiator.project_name = d.project;
+  if (auth && d.auth_domain) initiator.domain = d.auth_domain;
+  const host: { address?: string; agent?: string } = {};
+  if (d.remote) host.address = hostOf(d.remote);
+  if (d.user_agent) host.agent = d.user_agent;
+  initiator.host = host;
+  if (d.forwarded_for) initiator.forwarded_for = d.forwarded_for;
+  if (d.request_id) initiator.request_id = d.request_id;
   const answered = d.status !== null && d.answered !== false;
-  const outcome: CadfEvent['outcome'] = !answered ? 'unknown' : (d.status as number) < 400 ? 'success' : 'failure';
-  return base(
-    o,
-    ev.ts,
-    {
-      eventType: 'activity',
-      action,
-      outcome,
-      ...(answered ? { reason: { reasonType: 'HTTP', reasonCode: String(d.status) } } : { reason: { reasonType: 'stackbpf', reasonCode: 'not answered' } }),
-      initiator,
-      target: { typeURI: t.typeURI, id: t.resource ?? nameUuid(`service:${ev.service}`), name: ev.service },
-      requestPath: d.path,
-      ...(d.latency_ms !== null ? { measurements: [{ result: d.latency_ms, metric: { metricId: LATENCY_METRIC, unit: 'ms', name: 'latency' } }] } : {}),
-    },
-    p,
-  );
+  const e: CadfEvent = {
+    typeURI: CADF_EVENT,
+    id: randomUUID(),
+    eventTime: cadfTime(ev.ts),
+    observer: observerOf(o),
+    eventType: 'activity',
+    action,
+    outcome: !answered ? 'unknown' : (d.status as number) < 400 ? 'success' : 'failure',
+    reason: answered ? { reasonType: 'HTTP', reasonCode: String(d.status) } : { reasonType: 'stackbpf', reasonCode: 'not answered' },
+    initiator,
+    target: { typeURI: t.typeURI, id: t.resource ?? serviceUuid(ev.service), name: ev.service },
+    requestPath: d.path,
+    attachments: [provenanceAttachment(p)],
+  };
+  return e;
+}
+
+/** 192.0.2.1:5000 → 192.0.2.1, [2001:db8::1]:5000 → 2001:db8::1 */
+function hostOf(remote: string): string {
+  const colon = remote.lastIndexOf(':');
+  const h = colon > 0 && remote.indexOf(':') === colon ? remote.slice(0, colon) : remote.startsWith('[') ? remote.slice(1, remote.indexOf(']')) : remote;
+  return h;
 }
 
 const WRITE_ACTION: Record<string, string> = {

