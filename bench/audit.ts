@@ -267,6 +267,9 @@ async function services(dir: string, trials: number, tempest: boolean): Promise<
       all.some((r) => r.target.typeURI === 'compute/process' && JSON.stringify(r.target).includes('fernet_rotate')),
     ];
     log(`compared: ${JSON.stringify({ theirs: cmp.theirs, matched: cmp.matched, coverage: cmp.coverage, field_agreement: cmp.field_agreement })}`);
+    log(`disagreements: ${JSON.stringify(cmp.pairs, null, 1)}`);
+    log(`unmatched: ${JSON.stringify(cmp.unmatched, null, 1)}`);
+    writeFileSync(join(tmpdir(), 'stackbpf-audit-compare.json'), JSON.stringify({ cmp, ours: api, theirs }, null, 1));
 
     // SIGKILL under load
     let stop = false;
@@ -334,8 +337,10 @@ async function services(dir: string, trials: number, tempest: boolean): Promise<
       field_agreement: Math.round(cmp.field_agreement * 10000) / 10000,
       matched: cmp.matched,
       matched_by_target: cmp.matched_by_target,
+      matched_by_time: cmp.matched_by_time,
+      consequences: cmp.consequences,
       disagreements: cmp.disagreements,
-      disagreement_examples: cmp.examples.slice(0, 8),
+      disagreement_kinds: cmp.pairs,
       unmatched_examples: cmp.unmatched.slice(0, 8),
       our_api_records: api.length,
       beyond,

@@ -2,7 +2,8 @@
 # Install what stackbpf needs on a Debian-family machine, as root. Idempotent.
 #   scripts/deps.sh run    what the agent needs at run time
 #   scripts/deps.sh test   plus what the tests use (ping, FRR, iperf3, OVS/OVN, Keystone, Neutron, Glance, nova-api, -conductor, -scheduler, placement, MariaDB, openssl,
-#                          libvirt + QEMU and a guest kernel, RabbitMQ, Ceilometer's agents, Prometheus)
+#                          libvirt + QEMU and a guest kernel, RabbitMQ, Ceilometer's agents, Prometheus, pycadf and
+#                          keystonemiddleware for the audit trail's comparison, the sqlite3 tool its tamper tests use)
 #   scripts/deps.sh build  plus the BPF toolchain to rebuild bpf/build (clang, libbpf headers)
 #   scripts/deps.sh bench  plus what the benchmarks drive (sqlmap for npm run bench -- detect)
 set -euo pipefail
@@ -12,9 +13,9 @@ pkgs=(libbpf1 iproute2 ca-certificates g++ make python3)
 # the agent drives FRR when bgp is configured; install frr yourself where it is used
 case "$what" in
   run) ;;
-  test) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server glance-api nova-api nova-conductor nova-scheduler placement-api mariadb-server libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 busybox-static python3-libvirt rabbitmq-server ceilometer-agent-compute ceilometer-agent-notification prometheus python3-openstackclient python3-osprofiler) ;;
-  build) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server glance-api nova-api nova-conductor nova-scheduler placement-api mariadb-server libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 busybox-static python3-libvirt rabbitmq-server ceilometer-agent-compute ceilometer-agent-notification prometheus python3-openstackclient python3-osprofiler clang-19 llvm-19 libbpf-dev) ;;
-  bench) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server glance-api nova-api nova-conductor nova-scheduler placement-api mariadb-server libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 busybox-static python3-libvirt rabbitmq-server ceilometer-agent-compute ceilometer-agent-notification prometheus python3-openstackclient python3-osprofiler sqlmap apache2 libapache2-mod-security2 modsecurity-crs tempest keystone-tempest-plugin) ;;
+  test) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server glance-api nova-api nova-conductor nova-scheduler placement-api mariadb-server libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 busybox-static python3-libvirt rabbitmq-server ceilometer-agent-compute ceilometer-agent-notification prometheus python3-openstackclient python3-osprofiler python3-pycadf python3-keystonemiddleware python3-cryptography sqlite3) ;;
+  build) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server glance-api nova-api nova-conductor nova-scheduler placement-api mariadb-server libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 busybox-static python3-libvirt rabbitmq-server ceilometer-agent-compute ceilometer-agent-notification prometheus python3-openstackclient python3-osprofiler python3-pycadf python3-keystonemiddleware python3-cryptography sqlite3 clang-19 llvm-19 libbpf-dev) ;;
+  bench) pkgs+=(iputils-ping coreutils bash frr iperf3 ethtool procps curl openssl openvswitch-switch ovn-central ovn-host keystone neutron-server glance-api nova-api nova-conductor nova-scheduler placement-api mariadb-server libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 busybox-static python3-libvirt rabbitmq-server ceilometer-agent-compute ceilometer-agent-notification prometheus python3-openstackclient python3-osprofiler python3-pycadf python3-keystonemiddleware python3-cryptography sqlite3 sqlmap apache2 libapache2-mod-security2 modsecurity-crs tempest keystone-tempest-plugin) ;;
   *) echo "usage: scripts/deps.sh run|test|build|bench" >&2; exit 2 ;;
 esac
 missing=()

@@ -83,26 +83,61 @@ const SERVICE_TYPE: Record<string, string> = {
 /** keystonemiddleware's audit maps name these item types differently from a plain singular. */
 const ITEM_NAME: Record<string, string> = { floatingips: 'ip', 'security-group-rules': 'rule', 'metering-label-rules': 'rule', 'metering-labels': 'label' };
 
-/** Keystone's own notifications: the data type of each resource. */
+/**
+ * Keystone's API as Keystone's own notifications type it (keystone/notifications.py's
+ * CADF_TYPE_MAP): the collections it has a CADF type for; every other one it calls "unknown"
+ * (credentials, limits, access rules, project tags, identity providers, ...).
+ */
 const KEYSTONE_DATA: Record<string, string> = {
-  users: 'account/user',
-  projects: 'project',
-  domains: 'domain',
-  roles: 'role',
-  groups: 'group',
-  credentials: 'credential',
-  endpoints: 'endpoint',
-  services: 'service',
-  regions: 'region',
-  policies: 'policy',
-  trusts: 'trust',
-  role_assignments: 'role',
+  users: 'data/security/account/user',
+  groups: 'data/security/group',
+  projects: 'data/security/project',
+  domains: 'data/security/domain',
+  roles: 'data/security/role',
+  regions: 'data/security/region',
+  endpoints: 'data/security/endpoint',
+  services: 'data/security/service',
+  policies: 'data/security/policy',
+  trusts: 'data/security/trust',
+  consumers: 'data/security/account',
+  request_token: 'data/security/credential',
+  access_token: 'data/security/credential',
+  access_tokens: 'data/security/credential',
+  application_credentials: 'data/security/credential',
+  role_assignments: 'service/security/account/user',
+  // GET /v3/users/{id}/password is not a thing; POST changes the user's password
+  password: 'data/security/account/user',
 };
+
+/** A Keystone path's CADF target type, and the action where Keystone's differs from the HTTP method's. */
+function keystoneTarget(words: string[], method: string): { typeURI: string; action?: string } {
+  const plain = words.filter((w) => !/^OS-[A-Z0-9-]+$/.test(w));
+  const at = (i: number) => plain[i] ?? '';
+  // a role grant: PUT creates it, DELETE removes it (Keystone: created/deleted.role_assignment on the account)
+  const grant = plain.findIndex(
+    (w, i) => w === 'roles' && i >= 4 && (at(i - 4) === 'projects' || at(i - 4) === 'domains') && (at(i - 2) === 'users' || at(i - 2) === 'groups'),
+  );
+  if (grant >= 0) return { typeURI: 'service/security/account/user', ...(method === 'PUT' ? { action: 'create' } : {}) };
+  // a user added to or removed from a group changes the group (Keystone: updated.group)
+  if (at(0) === 'groups' && at(2) === 'users' && plain.length === 4 && (method === 'PUT' || method === 'DELETE'))
+    return { typeURI: 'data/security/group', action: 'update' };
+  if (at(0) === 'users' && at(2) === 'password' && method === 'POST') return { typeURI: 'data/security/account/user', action: 'update' };
+  // PUT with the id in the path creates: a region, a project's tag
+  if (at(0) === 'regions' && plain.length === 2 && method === 'PUT') return { typeURI: 'data/security/region', action: 'create' };
+  if (at(2) === 'tags' && method === 'PUT' && plain.length === 4) return { typeURI: 'unknown', action: 'create' };
+  // the last collection named; a word after a known collection is its item's id, whatever it looks
+  // like (regions are named by their operators: /v3/regions/RegionTwo)
+  const last = plain.length - 1;
+  const coll = last >= 1 && KEYSTONE_DATA[at(last - 1)] && !KEYSTONE_DATA[at(last)] ? at(last - 1) : [...plain].reverse().find((w) => !looksLikeId(w));
+  return { typeURI: (coll && KEYSTONE_DATA[coll]) || 'unknown' };
+}
 
 const strip = (seg: string): string => seg.replace(/\.(json|xml)$/, '');
 
 interface ApiTarget {
   typeURI: string;
+  /** where the service's own audit names the action otherwise than the HTTP method would */
+  action?: string;
   /** the resource id named by the path, if any */
   resource?: string;
   collection: boolean;
@@ -125,8 +160,7 @@ export function apiTarget(service: string, method: string, path: string): ApiTar
   const resource = lastIsId ? (words.at(-1) as string) : undefined;
   if (service === 'keystone') {
     if (words[0] === 'auth' && words[1] === 'tokens') return { typeURI: 'service/security/account/user', collection: false };
-    const coll = [...words].reverse().find((w) => !looksLikeId(w) && KEYSTONE_DATA[w]);
-    return { typeURI: `data/security/${coll ? KEYSTONE_DATA[coll] : 'identity'}`, ...(resource ? { resource } : {}), collection: !lastIsId };
+    return { ...keystoneTarget(words, method), ...(resource ? { resource } : {}), collection: !lastIsId };
   }
   let uri = `service/${SERVICE_TYPE[service] ?? service}`;
   let prev: string | undefined;
@@ -197,7 +231,8 @@ function base(
 export function apiEvent(ev: EventOf<'http.request'>, o: Observer, p: Provenance, knownUserId?: string): CadfEvent {
   const d = ev.data;
   const t = apiTarget(ev.service, d.method, d.path);
-  const action = apiAction(ev.service, d.method, d.path, t.collection);
+  // a PUT answered 201 Created made the resource (Keystone's regions, identity providers, tags)
+  const action = t.action ?? (d.method === 'PUT' && d.status === 201 ? 'create' : apiAction(ev.service, d.method, d.path, t.collection));
   const auth = action === 'authenticate';
   const userId = auth ? (d.auth_user_id ?? d.user_id ?? knownUserId) : d.user_id;
   const userName = auth ? (d.auth_user ?? d.user) : d.user;

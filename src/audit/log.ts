@@ -174,7 +174,10 @@ export class AuditLog {
       this.lastLeaf = prev ? leafHash(bodyBytes(prev.body)) : undefined;
       if (!prev) this.lastLeaf = JSON.parse(cp?.frontier ?? '{}').last ? Buffer.from(JSON.parse(cp?.frontier ?? '{}').last, 'base64') : undefined;
     }
-    for (const r of this.db.prepare('SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq').iterate(from) as Iterable<{ seq: number; body: string | Buffer }>) {
+    for (const r of this.db.prepare('SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq').iterate(from) as Iterable<{
+      seq: number;
+      body: string | Buffer;
+    }>) {
       if (r.seq !== f.size) throw new AuditLogError(`${this.path}: record ${f.size} is missing (the next is ${r.seq}); run \`stackbpf audit verify\``);
       const leaf = leafHash(bodyBytes(r.body));
       f.append(leaf);

@@ -82,7 +82,9 @@ export class AuditRecorder {
         const d = ev.data;
         let knownId: string | undefined;
         if (ev.service === 'keystone' && d.auth_user && !d.auth_user_id) {
-          const k = `${d.auth_domain ?? ''}/${d.auth_user}`;
+          // the default domain is asked for by id ("default") or by name ("Default"): the same one
+          const dom = (d.auth_domain ?? '').toLowerCase() === 'default' ? 'default' : (d.auth_domain ?? '');
+          const k = `${dom}/${d.auth_user}`;
           if (d.user_id && d.user === d.auth_user && d.status !== null && d.status < 300) this.userIds.set(k, d.user_id);
           else knownId = this.userIds.get(k);
         }

@@ -11,7 +11,7 @@ import type { TraceEvent } from '../trace/event.js';
 const MAX_HASH_BYTES = 512 << 20;
 
 export class ProvenanceCache {
-  private readonly procs = new FifoMap<number, { exe?: string; cgroup?: string }>(16_384);
+  private readonly procs = new FifoMap<number, { exe?: string; cgroup?: string; last?: Provenance }>(16_384);
   private readonly hashes = new FifoMap<string, string>(4096);
   /** the last hash of each path, looked at again (stat) at most once a second */
   private readonly recent = new FifoMap<string, { at: number; sha: string | undefined }>(4096);
@@ -91,16 +91,15 @@ export class ProvenanceCache {
       this.procs.set(ev.pid, p);
     }
     const sha = p.exe ? this.sha256(p.exe.replace(/ \(deleted\)$/, '')) : undefined;
-    return {
-      node: this.node,
-      pid: ev.pid,
-      uid: ev.uid,
-      comm: ev.comm,
-      service: ev.service,
-      ...(p.exe ? { exe: p.exe } : {}),
-      ...(sha ? { exe_sha256: sha } : {}),
-      ...(p.cgroup ? { cgroup: p.cgroup } : {}),
-    };
+    // the same object while nothing in it changed (records only read it): one per process, not per record
+    const last = p.last;
+    if (last && last.uid === ev.uid && last.comm === ev.comm && last.service === ev.service && last.exe_sha256 === sha) return last;
+    const out: Provenance = { node: this.node, pid: ev.pid, uid: ev.uid, comm: ev.comm, service: ev.service };
+    if (p.exe) out.exe = p.exe;
+    if (sha) out.exe_sha256 = sha;
+    if (p.cgroup) out.cgroup = p.cgroup;
+    p.last = out;
+    return out;
   }
 
   forget(pid: number): void {

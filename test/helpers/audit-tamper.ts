@@ -10,8 +10,9 @@ import { Frontier, leafHash } from '../../src/audit/merkle.js';
 export const TAMPER_KINDS = ['changed-byte', 'deleted-record', 'swapped-records', 'truncated-tail', 'forged-resign', 'rewritten-after-publish'] as const;
 export type TamperKind = (typeof TAMPER_KINDS)[number];
 
-const sql = (db: string, stmt: string): string => execFileSync('sqlite3', [db, stmt], { encoding: 'utf8' });
-const rowsOf = <T>(db: string, stmt: string): T[] => JSON.parse(execFileSync('sqlite3', ['-json', db, stmt], { encoding: 'utf8' }) || '[]') as T[];
+const sql = (db: string, stmt: string): string => execFileSync('sqlite3', [db, stmt], { encoding: 'utf8', maxBuffer: 1 << 30 });
+const rowsOf = <T>(db: string, stmt: string): T[] =>
+  JSON.parse(execFileSync('sqlite3', ['-json', db, stmt], { encoding: 'utf8', maxBuffer: 1 << 30 }) || '[]') as T[];
 
 /** seq of records in the log (one past the last) */
 export function recordCount(db: string): number {
