@@ -122,6 +122,34 @@ describe('audit log', () => {
       if (kind === 'truncated-tail') assert.ok(r.problems.some((p) => p.kind === 'truncated'));
     });
 
+  it('retention removes whole checkpoint spans; the rest still verifies and proves from the kept frontier', () => {
+    const { db, keyFile } = build(40, 7);
+    const log = new AuditLog(db);
+    // records are from 1_700_000_000_000 + i ms: keep those from record 20 on
+    const removed = log.prune(1_700_000_000_000 + 20);
+    assert.equal(removed, 14, 'up to the last checkpoint at or before record 20 (size 14)');
+    const r = verifyLog(log, { key: trusted(keyFile) });
+    assert.equal(r.ok, true, JSON.stringify(r.problems));
+    assert.deepEqual(r.records, { valid: 26, total: 26, from: 14 });
+    const id = log.query({ limit: 100 }).find((x) => x.seq === 30)?.id as string;
+    const p = buildProof(log, id);
+    const cp = openCheckpoint(p.checkpoint as string, parseVerifierKey(verifierKey(trusted(keyFile))));
+    assert.ok(
+      verifyInclusion(
+        Buffer.from(p.leaf_hash as string, 'base64'),
+        30,
+        cp.size,
+        (p.proof as string[]).map((h) => Buffer.from(h, 'base64')),
+        cp.root,
+      ),
+    );
+    // and it goes on appending where it was
+    log.add(events(3, 500));
+    log.checkpoint(trusted(keyFile));
+    assert.equal(verifyLog(log, { key: trusted(keyFile) }).ok, true);
+    log.close();
+  });
+
   it('refuses a key file of another kind, and a public key whose id does not match', () => {
     const f = join(dir, 'rsa.key');
     execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', f], { stdio: 'ignore' });
