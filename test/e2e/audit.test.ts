@@ -14,6 +14,7 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { AgentProcess } from '../helpers/agent.js';
 import { until } from '../helpers/agent.js';
 import { AuditBed, skipAuditBed } from '../helpers/audit-bed.js';
@@ -302,6 +303,27 @@ describe('e2e: the audit trail on real Keystone and Neutron, beside their own au
     assert.equal(caught.code, 1, caught.out);
     assert.match(caught.out, /rewritten after it was published/);
     copyFileSync(db(), join(work, 'untouched.db'));
+  });
+
+  test('a configuration change (SIGHUP) is recorded with the hashes of both configurations', async () => {
+    const file = bed.agentConfigFile;
+    const conf = parseYaml(readFileSync(file, 'utf8')) as { audit: Record<string, unknown> };
+    conf.audit.retention_days = 400;
+    writeFileSync(file, stringifyYaml(conf));
+    process.kill(agent.pid as number, 'SIGHUP');
+    let rec: Rec | undefined;
+    await until(
+      'the configure record',
+      async () => {
+        rec = (await records('&kind=agent')).find((r) => r.action === 'configure');
+        return rec !== undefined;
+      },
+      10_000,
+    );
+    const a = attachment(rec as Rec, 'agent') as Record<string, string>;
+    assert.match(a.config_sha256, /^[0-9a-f]{64}$/);
+    assert.notEqual(a.config_sha256, a.previous_sha256);
+    assert.equal((rec as Rec).eventType, 'control');
   });
 
   test('SIGKILL under load: no acknowledged record lost, the log verifies, the gap is recorded', async () => {
