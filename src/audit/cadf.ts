@@ -111,24 +111,29 @@ const KEYSTONE_DATA: Record<string, string> = {
 
 /** A Keystone path's CADF target type, and the action where Keystone's differs from the HTTP method's. */
 function keystoneTarget(words: string[], method: string): { typeURI: string; action?: string } {
-  const plain = words.filter((w) => !/^OS-[A-Z0-9-]+$/.test(w));
+  const plain = words.some((w) => w.startsWith('OS-')) ? words.filter((w) => !/^OS-[A-Z0-9-]+$/.test(w)) : words;
   const at = (i: number) => plain[i] ?? '';
+  const n = plain.length;
   // a role grant: PUT creates it, DELETE removes it (Keystone: created/deleted.role_assignment on the account)
-  const grant = plain.findIndex(
-    (w, i) => w === 'roles' && i >= 4 && (at(i - 4) === 'projects' || at(i - 4) === 'domains') && (at(i - 2) === 'users' || at(i - 2) === 'groups'),
-  );
-  if (grant >= 0) return { typeURI: 'service/security/account/user', ...(method === 'PUT' ? { action: 'create' } : {}) };
+  for (let i = 4; i < n; i++)
+    if (plain[i] === 'roles' && (at(i - 4) === 'projects' || at(i - 4) === 'domains') && (at(i - 2) === 'users' || at(i - 2) === 'groups'))
+      return { typeURI: 'service/security/account/user', ...(method === 'PUT' ? { action: 'create' } : {}) };
   // a user added to or removed from a group changes the group (Keystone: updated.group)
-  if (at(0) === 'groups' && at(2) === 'users' && plain.length === 4 && (method === 'PUT' || method === 'DELETE'))
+  if (n === 4 && at(0) === 'groups' && at(2) === 'users' && (method === 'PUT' || method === 'DELETE'))
     return { typeURI: 'data/security/group', action: 'update' };
   if (at(0) === 'users' && at(2) === 'password' && method === 'POST') return { typeURI: 'data/security/account/user', action: 'update' };
   // PUT with the id in the path creates: a region, a project's tag
-  if (at(0) === 'regions' && plain.length === 2 && method === 'PUT') return { typeURI: 'data/security/region', action: 'create' };
-  if (at(2) === 'tags' && method === 'PUT' && plain.length === 4) return { typeURI: 'unknown', action: 'create' };
+  if (n === 2 && at(0) === 'regions' && method === 'PUT') return { typeURI: 'data/security/region', action: 'create' };
+  if (n === 4 && at(2) === 'tags' && method === 'PUT') return { typeURI: 'unknown', action: 'create' };
   // the last collection named; a word after a known collection is its item's id, whatever it looks
   // like (regions are named by their operators: /v3/regions/RegionTwo)
-  const last = plain.length - 1;
-  const coll = last >= 1 && KEYSTONE_DATA[at(last - 1)] && !KEYSTONE_DATA[at(last)] ? at(last - 1) : [...plain].reverse().find((w) => !looksLikeId(w));
+  let coll: string | undefined;
+  if (n >= 2 && KEYSTONE_DATA[at(n - 2)] && !KEYSTONE_DATA[at(n - 1)]) coll = at(n - 2);
+  else
+    for (let i = n - 1; i >= 0 && coll === undefined; i--) {
+      const w = plain[i] as string;
+      if (KEYSTONE_DATA[w] || !looksLikeId(w)) coll = w;
+    }
   return { typeURI: (coll && KEYSTONE_DATA[coll]) || 'unknown' };
 }
 
@@ -145,34 +150,53 @@ interface ApiTarget {
 
 /** The CADF target type of an API path: `service/network/networks/network` as keystonemiddleware builds it. */
 export function apiTarget(service: string, method: string, path: string): ApiTarget {
-  const segs = (path.split('?')[0] ?? '')
-    .split('/')
-    .filter(Boolean)
-    .map((s) => {
+  // this runs for every request: one pass, decoding only what is escaped
+  const q = path.indexOf('?');
+  const words: string[] = [];
+  const ids: boolean[] = [];
+  for (const raw of (q >= 0 ? path.slice(0, q) : path).split('/')) {
+    if (raw === '') continue;
+    let w = raw;
+    if (w.includes('%')) {
       try {
-        return strip(decodeURIComponent(s));
+        w = decodeURIComponent(w);
       } catch {
-        return strip(s);
+        // a malformed escape stays as it was sent
       }
-    });
-  const words = segs.filter((s) => !/^v\d+(\.\d+)?$/.test(s));
-  const lastIsId = words.length > 0 && looksLikeId(words.at(-1) as string);
-  const resource = lastIsId ? (words.at(-1) as string) : undefined;
+    }
+    if (w.includes('.')) {
+      w = strip(w);
+      if (VERSION.test(w)) continue;
+    } else if (w.length <= 3 && VERSION.test(w)) continue;
+    words.push(w);
+    ids.push(looksLikeId(w));
+  }
+  const lastIsId = ids.length > 0 && ids[ids.length - 1] === true;
+  const resource = lastIsId ? words[words.length - 1] : undefined;
   if (service === 'keystone') {
     if (words[0] === 'auth' && words[1] === 'tokens') return { typeURI: 'service/security/account/user', collection: false };
-    return { ...keystoneTarget(words, method), ...(resource ? { resource } : {}), collection: !lastIsId };
+    const t: ApiTarget = { ...keystoneTarget(words, method), collection: !lastIsId };
+    if (resource) t.resource = resource;
+    return t;
   }
   let uri = `service/${SERVICE_TYPE[service] ?? service}`;
   let prev: string | undefined;
-  for (const w of words) {
-    if (looksLikeId(w)) {
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i] as string;
+    if (ids[i]) {
       if (prev) uri += `/${ITEM_NAME[prev] ?? singular(prev).replace(/_/g, '-')}`;
-    } else uri += `/${w}`;
-    prev = looksLikeId(w) ? undefined : w;
+      prev = undefined;
+    } else {
+      uri += `/${w}`;
+      prev = w;
+    }
   }
-  void method;
-  return { typeURI: uri, ...(resource ? { resource } : {}), collection: !lastIsId };
+  const t: ApiTarget = { typeURI: uri, collection: !lastIsId };
+  if (resource) t.resource = resource;
+  return t;
 }
+
+const VERSION = /^v\d+(\.\d+)?$/;
 
 /** CADF's action for an API request. */
 export function apiAction(service: string, method: string, path: string, collection: boolean): string {
