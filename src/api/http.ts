@@ -1,5 +1,6 @@
 // What the API's routes share: the error that carries an HTTP status, and
 // the parsing of the query parameters several modules take.
+import { parseSince } from '../cli/trace-cmd.js';
 import type { EventFilter } from '../trace/event.js';
 
 export class HttpError extends Error {
@@ -51,3 +52,16 @@ export const prefixQuery = {
   required: ['prefix'],
   properties: { prefix: { type: 'string', minLength: 1, description: 'ADDR[/LEN]' } },
 } as const;
+
+/** A `since` query parameter: 90s / 10m / 2h / 1d, a date, or ms since the epoch; `def` when absent. */
+export function sinceParam(v: string | undefined, def: number): number;
+export function sinceParam(v: string | undefined, def?: number): number | undefined;
+export function sinceParam(v: string | undefined, def?: number): number | undefined {
+  if (v === undefined || v === '') return def;
+  if (/^\d{10,}$/.test(v)) return Number(v);
+  try {
+    return parseSince(v);
+  } catch {
+    throw new HttpError(400, `since: expected 90s / 10m / 2h / 1d, a date, or ms since the epoch, got "${v}"`);
+  }
+}

@@ -7,9 +7,8 @@
 // node (docs/audit.md).
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { HttpError, type Query } from '../api/http.js';
+import { HttpError, type Query, sinceParam } from '../api/http.js';
 import { counterFrom, gaugeFrom } from '../api/metrics.js';
-import { parseSince } from '../cli/trace-cmd.js';
 import { defineModule } from '../module.js';
 import { FifoMap } from '../util/fifo-map.js';
 import type { EventOf, TraceEvent } from '../trace/event.js';
@@ -366,14 +365,7 @@ export const auditModule = defineModule({
       async (req) => {
         const q = req.query;
         const run = m.get();
-        let since: number | undefined;
-        if (q.since) {
-          try {
-            since = /^\d{10,}$/.test(q.since) ? Number(q.since) : parseSince(q.since);
-          } catch {
-            throw new HttpError(400, `since: expected 90s / 10m / 2h / 1d, a date, or ms since the epoch, got "${q.since}"`);
-          }
-        }
+        const since = sinceParam(q.since);
         const limit = q.limit === undefined ? 100 : Number(q.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new HttpError(400, `limit: expected 1..10000, got "${q.limit}"`);
         return run.log

@@ -5,25 +5,14 @@
 // blocked) and stitched to the requests it caused; findings when a baseline
 // moves (docs/performance.md).
 import { hostname } from 'node:os';
-import { HttpError, type Query } from '../api/http.js';
+import { HttpError, type Query, sinceParam } from '../api/http.js';
 import { counterFrom, gaugeFrom, histogramFrom } from '../api/metrics.js';
-import { parseSince } from '../cli/trace-cmd.js';
 import { defineModule } from '../module.js';
 import { performanceCommands } from './cli.js';
 import { performanceSection } from './config.js';
 import { type PerfOptions, PerfEngine } from './engine.js';
 import { ThreadSampler } from './hub.js';
 import { OtlpExport } from './otlp.js';
-
-const since = (v: string | undefined, def: number): number => {
-  if (v === undefined || v === '') return def;
-  if (/^\d{10,}$/.test(v)) return Number(v);
-  try {
-    return parseSince(v);
-  } catch {
-    throw new HttpError(400, `since: expected 90s / 10m / 2h / 1d, a date, or ms since the epoch, got "${v}"`);
-  }
-};
 
 const num = (q: Query, name: string, def: number, max = Number.MAX_SAFE_INTEGER): number => {
   const v = q[name];
@@ -129,7 +118,7 @@ export const performanceModule = defineModule({
         const run = m.get();
         return run.engine.slow({
           ...(q.service ? { service: q.service } : {}),
-          since: since(q.since, Date.now() - 600_000),
+          since: sinceParam(q.since, Date.now() - 600_000),
           minMs: num(q, 'min_ms', run.slowMs),
           limit: num(q, 'limit', 50, 10_000),
         });

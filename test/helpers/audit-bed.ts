@@ -5,7 +5,7 @@
 // RabbitMQ, and a tap on the notification exchanges started after the agent.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -73,6 +73,21 @@ export class AuditBed {
       await b.stop();
       throw err;
     }
+  }
+
+  /**
+   * What no OpenStack audit sees, done below the API: a `mariadb` client UPDATE of Keystone's
+   * database, a policy.yaml written in Keystone's configuration directory, a `keystone-manage`
+   * key rotation. The marker goes into the values written. Returns the policy file's path.
+   */
+  async outOfBand(marker: string): Promise<string> {
+    const os = this.os as OpenStack;
+    const sql = `UPDATE project SET description = 'changed by hand ${marker}' WHERE name = 'admin'`;
+    await run('mariadb', ['-h', '127.0.0.1', '-P', String(os.mariadbPort), '-u', 'keystone', `-p${os.dbPassword}`, 'keystone', '-e', sql]);
+    const policy = join(os.dir, 'policy.yaml');
+    writeFileSync(policy, `"identity:list_users": ""  # ${marker}\n`);
+    await run('keystone-manage', ['--config-file', join(os.dir, 'keystone.conf'), 'fernet_rotate', '--keystone-user', 'root', '--keystone-group', 'root']);
+    return policy;
   }
 
   async stop(): Promise<void> {
