@@ -35,6 +35,8 @@ export class AuditRecorder {
   private owners = new Map<string, Set<string>>();
   /** user ids Keystone answered for a user name (domain/name), so a failed authentication names its user as Keystone does */
   private readonly userIds = new FifoMap<string, string>(50_000);
+  /** the same by name alone, for a request that named its domain by id (the tracer reads domain names): '' where two domains have the name */
+  private readonly userIdsByName = new FifoMap<string, string>(50_000);
   private paths: string[] = [];
   skipped = 0;
   readonly byKind: Record<string, number> = { api: 0, database: 0, file: 0, exec: 0 };
@@ -84,8 +86,11 @@ export class AuditRecorder {
           // the default domain is asked for by id ("default") or by name ("Default"): the same one
           const dom = (d.auth_domain ?? '').toLowerCase() === 'default' ? 'default' : (d.auth_domain ?? '');
           const k = `${dom}/${d.auth_user}`;
-          if (d.user_id && d.user === d.auth_user && d.status !== null && d.status < 300) this.userIds.set(k, d.user_id);
-          else knownId = this.userIds.get(k);
+          if (d.user_id && d.user === d.auth_user && d.status !== null && d.status < 300) {
+            this.userIds.set(k, d.user_id);
+            const other = this.userIdsByName.get(d.auth_user);
+            this.userIdsByName.set(d.auth_user, other === undefined || other === d.user_id ? d.user_id : '');
+          } else knownId = this.userIds.get(k) ?? (d.auth_domain ? undefined : this.userIdsByName.get(d.auth_user) || undefined);
         }
         return apiEvent(ev, this.observer, this.prov.of(ev), knownId);
       }
