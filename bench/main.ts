@@ -18,6 +18,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   diagnose: async () => (await import('./diagnose.js')).bench,
   'amqp-scan': async () => (await import('./amqp-scan.js')).bench,
   audit: async () => (await import('./audit.js')).bench,
+  'sqli-corpus': async () => (await import('./sqli-corpus.js')).bench,
 };
 
 async function main(): Promise<number> {

@@ -40,8 +40,12 @@ function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
 }
 
-/** Tokens of `sql`; whitespace dropped, everything else kept. */
-export function tokenize(sql: string, max = 10_000): Token[] {
+/**
+ * Tokens of `sql`; whitespace dropped, everything else kept. `anyDash`:
+ * `--` starts a comment whatever follows it (PostgreSQL, Oracle, SQL
+ * Server), not only before a space (MySQL).
+ */
+export function tokenize(sql: string, max = 10_000, anyDash = false): Token[] {
   const out: Token[] = [];
   const n = sql.length;
   let i = 0;
@@ -53,7 +57,7 @@ export function tokenize(sql: string, max = 10_000): Token[] {
     }
     // comments: -- (MySQL wants a space or control char after, or the end: `1--1` is 1 minus -1,
     // and a generated name like tempest-group--978652177 carries no comment), #, /* */
-    if ((c === 45 && sql.charCodeAt(i + 1) === 45 && !(sql.charCodeAt(i + 2) > 32 && sql.charCodeAt(i + 2) !== 127)) || c === 35) {
+    if ((c === 45 && sql.charCodeAt(i + 1) === 45 && (anyDash || !(sql.charCodeAt(i + 2) > 32 && sql.charCodeAt(i + 2) !== 127))) || c === 35) {
       const end = sql.indexOf('\n', i);
       const stop = end < 0 ? n : end;
       out.push({ kind: 'comment', text: sql.slice(i, stop) });
@@ -69,7 +73,7 @@ export function tokenize(sql: string, max = 10_000): Token[] {
       // MySQL executes /*! ... */: lex what is inside as well
       if (sql.charCodeAt(i + 2) === 33) {
         const inner = sql.slice(i + 3, end < 0 ? n : end).replace(/^\d{5}/, '');
-        out.push(...tokenize(inner, max - out.length));
+        out.push(...tokenize(inner, max - out.length, anyDash));
       }
       i = stop;
       continue;
@@ -284,7 +288,9 @@ export function findings(sql: string | Token[]): SqlFindings {
     if (
       x.kind === 'keyword' &&
       x.text === 'UNION' &&
-      (next?.text === 'SELECT' || ((next?.text === 'ALL' || next?.text === 'DISTINCT') && code[i + 2]?.text === 'SELECT') || next?.text === '(')
+      (next?.text === 'SELECT' ||
+        ((next?.text === 'ALL' || next?.text === 'DISTINCT') && (code[i + 2]?.text === 'SELECT' || code[i + 2]?.text === '(')) ||
+        next?.text === '(')
     )
       f.unionSelect = true;
     if ((x.text === 'SLEEP' || x.text === 'BENCHMARK' || x.text === 'pg_sleep') && next?.text === '(') f.timeBased = true;

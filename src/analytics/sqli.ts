@@ -11,6 +11,7 @@
 // a break-out. Ordinary text — names with apostrophes, free-form
 // descriptions, UUIDs, JSON — leaves none of these.
 import { findings, type SqlFindings, suspicious, type Token, tokenize } from './sql.js';
+import { expression, operand, readsAsSql, statementAt } from './sqltail.js';
 
 export interface ValueFinding {
   /** query:NAME, body:$.path.to.member, path:N */
@@ -22,27 +23,55 @@ export interface ValueFinding {
 
 const STRUCTURAL: (keyof SqlFindings)[] = ['tautology', 'unionSelect', 'stacked', 'timeBased', 'probing'];
 
+/**
+ * Where a service pastes a value: bare (a number or identifier position),
+ * in a single- or double-quoted string, in parentheses, in a quoted string
+ * in parentheses. A quoted context matters only when the value closes the
+ * quote (breaks out).
+ */
+const CONTEXTS: readonly (readonly [prefix: string, suffix: string, breakout: boolean])[] = [
+  ['', '', false],
+  ["'", "'", true],
+  ['"', '"', true],
+  ['(', ')', false],
+  ["('", "')", true],
+];
+
+// functions that read the server's data or time, or build strings a character at a time: a call of one,
+// written as SQL is (no space before the parenthesis), where a value should be is injection
+const SQL_FUNCTIONS =
+  /(?:^|[^\w.])(sleep|benchmark|pg_sleep|randomblob|load_file|extractvalue|updatexml|ord|ascii|char|chr|substring|substr|mid|hex|unhex|version|user|database|current_user|system_user|session_user|concat|concat_ws|group_concat|make_set|elt|iif|sys_eval|lo_import|pg_read_file|xp_cmdshell|xp_dirtree|xp_fileexist|(?:utl_http|utl_inaddr|dbms_\w+|ctxsys\.\w+|sys)\.\w+)\(/i;
+
+const LOGICAL = new Set(['AND', 'OR', 'XOR', '&&', '||']);
+
 /** Findings for one value, [] when it is harmless in every context. */
 export function inspectValue(v: string): string[] {
   if (v.length < 3) return [];
   // cheap gate: every injection needs a quote, a comment, a semicolon, a
   // parenthesis or a keyword-ish word; most values have none
-  if (!/['"`;#()]|--|\/\*|\b(or|and|union|select|sleep|benchmark|waitfor|xor|information_schema|having|order|like)\b/i.test(v)) return [];
+  if (!/['"`;#()]|--|\/\*|\b(or|and|union|select|sleep|benchmark|waitfor|xor|information_schema|having|order|like|case)\b/i.test(v)) return [];
   const out = new Set<string>();
-  for (const [prefix, breakout] of [
-    ['', false],
-    ["'", true],
-    ['"', true],
-    ['(', false],
-    ["')", true],
-  ] as const) {
-    const toks = tokenize(prefix + v);
+  for (const [prefix, suffix, breakout] of CONTEXTS) {
+    // a value that breaks out of a quote is read as PostgreSQL, Oracle and SQL Server read it too:
+    // `--` starts a comment there whatever follows it
+    const toks = tokenize(prefix + v, 10_000, breakout);
+    const first = toks.findIndex((t) => t.kind === 'string');
     // in a quoted context the value only matters if it closes the string
-    if (breakout && (toks[0]?.kind !== 'string' || toks[0].unterminated)) continue;
+    if (breakout && (first < 0 || first > 1 || toks[first]?.unterminated || toks.slice(0, first).some((t) => t.text !== '('))) continue;
     const f = findings(toks);
-    for (const k of STRUCTURAL) if (f[k]) out.add(k);
+    for (const k of STRUCTURAL) if (f[k] && k !== 'stacked') out.add(k);
+    // a stacked statement: `;` and a statement's first words (`; SET x=1`, not `BASE; SET SWAROVSKI`)
+    if (f.stacked) {
+      const c = toks.filter((t) => t.kind !== 'comment');
+      if (c.some((t, i) => t.text === ';' && statementAt(c, i + 1))) out.add('stacked');
+    }
+    // with the service's closing quote: does the rest read as SQL?
+    const code = tokenize(prefix + v + suffix, 10_000, breakout).filter((t) => t.kind !== 'comment');
+    const sql = readsAsSql(code);
     // a comment after a break-out cuts the service's own quote off
-    if (breakout && f.comment && toks.length > 1) out.add('comment');
+    if (breakout && f.comment && toks.length > first + 1 && sql) out.add('comment');
+    // SQL after the break-out: `' or ''-'`, `X' = 'X`, `' + CHAR(65) + '`, `' exec sp_…`, `'-'`
+    if (breakout && sql && afterBreakout(code, first, prefix.endsWith("'"), v)) out.add('breakout');
     // ORDER BY n / GROUP BY n: column-count probing
     for (let i = 0; i + 2 < toks.length; i++) {
       const a = toks[i] as (typeof toks)[number];
@@ -50,8 +79,10 @@ export function inspectValue(v: string): string[] {
         out.add('orderByProbe');
     }
     valueShapes(toks, breakout, out);
+    conditions(code, out);
+    if (!breakout && prefix === '' && sql && SQL_FUNCTIONS.test(v)) out.add('function');
     // SQL keywords, then a comment cutting the rest of the statement off
-    if (!breakout && f.comment) {
+    if (f.comment) {
       const ci = toks.findIndex((t) => t.kind === 'comment');
       if (
         toks
@@ -64,8 +95,72 @@ export function inspectValue(v: string): string[] {
   // an error-provoking probe: a run of quotes and SQL punctuation no name or
   // sentence has (sqlmap's `"'.(,..(,(` and `'">`), sent to see whether the
   // service answers with a database error
-  if (/(?=[^\s\w]*['"])(?=[^\s\w]*[()<>,.;])[()'"<>,.;]{3,}/.test(v) && /['"][()'"<>,.;]*['"]|[(,][.,(]*\(/.test(v)) out.add('errorProbe');
+  if (/(?=[^\s\w]*['"])(?=[^\s\w]*[()<>])[()'"<>,.;]{3,}/.test(v) && /['"][()'"<>,.;]*['"]|[(,][.,(]*\(/.test(v)) out.add('errorProbe');
   return [...out];
+}
+
+const ARITH = new Set(['+', '-', '*', '/', '%', '|', '&', '^', '||', 'DIV', 'MOD', '<<', '>>']);
+
+/**
+ * What the value put after the quote it closed, read as SQL (readsAsSql
+ * said it parses): a logical operator with an operand that is more than a
+ * lone string or column (`' or ''-'`, `' or true--`), a comparison (in a
+ * single-quoted string only: text in double quotes compares words with
+ * LIKE and IS too often), a function call, a statement; or, when the value
+ * begins or ends at the quote, an operator alone (`'-'`, `"*"`, MySQL's
+ * implicit conversion of strings to 0).
+ */
+function afterBreakout(code: Token[], first: number, single: boolean, v: string): boolean {
+  const tail = code.slice(first + 1);
+  for (let i = 0; i < tail.length; i++) {
+    const t = tail[i] as Token;
+    const w = t.text.toUpperCase();
+    if (LOGICAL.has(w)) {
+      let j = i + 1;
+      while (tail[j]?.text === '(') j++;
+      const e = expression(tail, j);
+      const o = tail[j];
+      if (e - j > 1 || o?.kind === 'number' || ['TRUE', 'FALSE', 'NULL'].includes(o?.text.toUpperCase() ?? '')) return true;
+    }
+    if (single && COMPARE.has(w)) return true;
+    if ((t.kind === 'ident' || t.kind === 'keyword') && tail[i + 1]?.text === '(' && w !== 'IN') return true;
+    if (statementAt(tail, i)) return true;
+  }
+  const q = single ? "'" : '"';
+  return (v.startsWith(q) || v.endsWith(q)) && tail.some((t) => ARITH.has(t.text.toUpperCase()));
+}
+
+const COMPARE = new Set(['=', '<', '>', '<=', '>=', '<>', '!=', '<=>', 'LIKE', 'RLIKE', 'REGEXP']);
+const ENDS = new Set([')', ';', 'AND', 'OR', 'XOR', '&&', '||', 'ORDER', 'GROUP', 'HAVING', 'LIMIT', 'UNION', 'INTO']);
+
+/**
+ * A condition joined to the service's: AND/OR followed by a comparison of
+ * any two operands (literals, columns, function calls), ending where a
+ * condition ends — `OR x=y`, `AND current_user=notthere()`, `OR name LIKE '%'`.
+ * A CASE … WHEN … THEN expression, and FROM table WHERE, are structure too.
+ */
+function conditions(code: Token[], out: Set<string>): void {
+  for (let i = 0; i < code.length; i++) {
+    const w = code[i]?.text.toUpperCase() ?? '';
+    // `k=||k=v` is a query string's punctuation, not OR: nothing compares with an operator
+    if (LOGICAL.has(w) && !COMPARE.has(code[i - 1]?.text.toUpperCase() ?? '')) {
+      let j = i + 1;
+      while (code[j]?.text === '(') j++;
+      const a = operand(code, j);
+      const op = code[a]?.text.toUpperCase() ?? '';
+      if (a < 0 || !COMPARE.has(op)) continue;
+      let b = a + 1;
+      while (code[b]?.text === '(') b++;
+      const e = operand(code, b);
+      if (e >= 0 && (e >= code.length || ENDS.has(code[e]?.text.toUpperCase() ?? ''))) out.add('condition');
+    }
+    if (w === 'CASE') {
+      const rest = code.slice(i + 1, i + 40).map((t) => t.text);
+      const when = rest.indexOf('WHEN');
+      if (when >= 0 && rest.indexOf('THEN') > when) out.add('case');
+    }
+    if (w === 'FROM' && code[i + 1]?.kind === 'ident' && code[i + 2]?.text === 'WHERE') out.add('clause');
+  }
 }
 
 const CMP = new Set(['=', '<', '>', '<=', '>=', '<>', '!=', '<=>', 'LIKE', 'RLIKE', 'REGEXP', 'IN', 'BETWEEN', 'IS']);
@@ -84,7 +179,7 @@ function valueShapes(toks: Token[], breakout: boolean, out: Set<string>): void {
     const next = code[i + 1];
     if (t.text === 'SELECT' && (breakout || i === 0 || code[i - 1]?.text === '(' || code[i - 1]?.text === ',')) {
       // SELECT … FROM, or SELECT f(…): a query, not the word "select"
-      const window = code.slice(i + 1, i + 8);
+      const window = code.slice(i + 1, i + 24);
       const from = window.findIndex((w) => w.text === 'FROM');
       // "select a flavor from the list" is English: two words in a row before FROM
       const columns = from < 0 ? [] : window.slice(0, from);
