@@ -42,6 +42,8 @@ export interface AlertFeed {
   onProfilesLoaded(cb: () => string[]): void;
   /** analytics.bruteforce settings the response policy reads */
   bruteforceResponse(): { blockSeconds: number; trustedProxies: string[] };
+  /** the unauthorized-access detectors' answer: block the source of the rules in ACCESS_SOURCE_RULES */
+  accessResponse(): { blockSeconds: number; trustedProxies: string[] };
 }
 
 /** Looks at a request's target and body before the body is dropped (analytics: SQL injection). */

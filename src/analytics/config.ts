@@ -13,4 +13,25 @@ export const analyticsSection = defaultedSection({
     trusted_proxies: list(ipAddress()).default([]).describe('load balancers whose X-Forwarded-For names the client'),
     block_seconds: int(0, 30 * 86400, 0).describe('> 0 (opt-in): drop the source at XDP this long; needs the data plane'),
   }),
+  access: defaultedSection({
+    window_seconds: int(1, 86400, 60).describe('403 and 404 bursts are counted in this sliding window'),
+    forbidden_per_identity: int(1, 1_000_000, 10).describe('403 answers to one identity (user or token) ...'),
+    forbidden_per_source: int(1, 1_000_000, 20).describe('... or to one source address ...'),
+    forbidden_routes: int(1, 1_000, 3).describe('... across at least this many routes'),
+    not_found_per_identity: int(1, 1_000_000, 20).describe('404 answers to GETs of one identity ...'),
+    not_found_per_source: int(1, 1_000_000, 40).describe('... or of one source address ...'),
+    not_found_ids: int(1, 100_000, 15).describe('... over at least this many ids'),
+    guessing_sources: int(2, 1_000_000, 5).describe('distinct sources failing to log in as one user name ...'),
+    guessing_window_seconds: int(60, 7 * 86400, 1800).describe('... within this window'),
+    trusted_sources: list(ipAddress())
+      .default([])
+      .describe('service hosts and proxies: a token moving to or from them is not a replay, their 403/404 are not counted per source'),
+    metadata_clients: list(str())
+      .default(['neutron-ovn-metadata-agent', 'neutron-metadata-agent', 'nova-api-metadata', 'haproxy'])
+      .describe('services (or commands) whose processes may connect to 169.254.169.254'),
+    service_project: str().default('service').describe("the project of the services' own users"),
+    block_seconds: int(0, 30 * 86400, 0).describe(
+      '> 0 (opt-in): drop the source of a token replay, a revoked token, a 403 or 404 burst at XDP this long; needs the data plane',
+    ),
+  }).describe('unauthorized access: token replay and revocation, 403 probing, 404 enumeration, distributed guessing, service credentials, metadata'),
 }).describe('detectors over the traced events (docs/analytics.md)');

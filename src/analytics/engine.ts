@@ -5,6 +5,7 @@
 import type { EventBus } from '../trace/bus.js';
 import type { EventStoreAccess } from '../capabilities.js';
 import { type Alert, AlertManager } from './alerts.js';
+import { type AccessOptions, AccessDetector, DEFAULT_ACCESS } from './access.js';
 import { type BruteForceOptions, BruteForceDetector } from './bruteforce.js';
 import { SqliDetector } from './sqli-detector.js';
 import { DriftDetector, ProfileSet } from './drift.js';
@@ -13,6 +14,7 @@ import { ProfileBuilder, type ProfileMode, type ServiceProfile } from './profile
 
 export interface AnalyticsOptions {
   bruteforce: BruteForceOptions;
+  access?: AccessOptions;
   /** where service profiles live (YAML, one file per service) */
   profilesDir: string;
 }
@@ -21,6 +23,7 @@ export class Analytics {
   readonly alerts = new AlertManager();
   readonly bruteforce: BruteForceDetector;
   readonly sqli: SqliDetector;
+  readonly access: AccessDetector;
   readonly drift: DriftDetector;
   readonly profiles: ProfileSet;
   private readonly timer: NodeJS.Timeout;
@@ -31,6 +34,7 @@ export class Analytics {
   constructor(bus: EventBus, store: Pick<EventStoreAccess, 'saveAlert'> | undefined, opts: AnalyticsOptions) {
     this.bruteforce = new BruteForceDetector(this.alerts, opts.bruteforce);
     this.sqli = new SqliDetector(this.alerts);
+    this.access = new AccessDetector(this.alerts, opts.access ?? { ...DEFAULT_ACCESS, trustedProxies: opts.bruteforce.trustedProxies });
     this.profiles = new ProfileSet(opts.profilesDir);
     this.profiles.load();
     this.drift = new DriftDetector(this.alerts, this.profiles);
@@ -52,6 +56,7 @@ export class Analytics {
         for (const ev of batch) {
           this.bruteforce.onEvent(ev);
           this.sqli.onEvent(ev);
+          this.access.onEvent(ev);
           this.drift.onEvent(ev);
         }
       },
@@ -59,6 +64,7 @@ export class Analytics {
     this.timer = setInterval(() => {
       const now = Date.now();
       this.bruteforce.tick(now);
+      this.access.tick(now);
       // injection and drift alerts stand until their subject has been quiet (the registry says how long)
       for (const [quietMs, rules] of this.quiet) this.alerts.expire(rules, quietMs, now);
     }, 1000);
@@ -95,6 +101,7 @@ export class Analytics {
     sqliRequests: number;
     sqliStatements: number;
     driftDeviations: number;
+    access: AccessDetector['counters'];
     profiles: { service: string; mode: string }[];
     profileErrors: string[];
     storeErrors: number;
@@ -106,6 +113,7 @@ export class Analytics {
       sqliRequests: this.sqli.requests,
       sqliStatements: this.sqli.statements,
       driftDeviations: this.drift.deviations,
+      access: { ...this.access.counters },
       profiles: this.profiles.list().map((p) => ({ service: p.service, mode: p.mode })),
       profileErrors: this.profiles.errors,
       storeErrors: this.storeErrors,

@@ -29,7 +29,7 @@ const alertQuery = {
 
 export const analyticsModule = defineModule({
   name: 'analytics',
-  summary: 'detectors (brute force, SQL injection, drift), service profiles and alerts',
+  summary: 'detectors (brute force, SQL injection, unauthorized access, drift), service profiles and alerts',
   sections: { analytics: analyticsSection },
   kernelObjects: [],
   subscribes: ['every event (back-pressure: a detector must not miss events)'],
@@ -40,7 +40,23 @@ export const analyticsModule = defineModule({
   async start(ctx) {
     const c = ctx.config.analytics;
     const events = ctx.need('events');
-    const analytics = new Analytics(ctx.bus, events, { bruteforce: c.bruteforce, profilesDir: c.profilesDir ?? `${ctx.core.stateDir}/profiles` });
+    const a = c.access;
+    const analytics = new Analytics(ctx.bus, events, {
+      bruteforce: c.bruteforce,
+      access: {
+        windowSeconds: a.windowSeconds,
+        forbidden: { perIdentity: a.forbiddenPerIdentity, perSource: a.forbiddenPerSource, routes: a.forbiddenRoutes },
+        notFound: { perIdentity: a.notFoundPerIdentity, perSource: a.notFoundPerSource, ids: a.notFoundIds },
+        guessingSources: a.guessingSources,
+        guessingWindowSeconds: a.guessingWindowSeconds,
+        trustedSources: a.trustedSources,
+        trustedProxies: c.bruteforce.trustedProxies,
+        metadataClients: a.metadataClients,
+        serviceProject: a.serviceProject,
+        recoverySeconds: 300,
+      },
+      profilesDir: c.profilesDir ?? `${ctx.core.stateDir}/profiles`,
+    });
     const loaded = analytics.profiles.list();
     if (loaded.length || analytics.profiles.errors.length)
       ctx.log.info('profiles loaded', { profiles: loaded.map((p) => `${p.service} (${p.mode})`), errors: analytics.profiles.errors });
@@ -57,6 +73,7 @@ export const analyticsModule = defineModule({
       profiles: () => analytics.profiles.list(),
       onProfilesLoaded: (cb) => loadedHooks.push(cb),
       bruteforceResponse: () => ({ blockSeconds: c.bruteforce.blockSeconds, trustedProxies: c.bruteforce.trustedProxies }),
+      accessResponse: () => ({ blockSeconds: a.blockSeconds, trustedProxies: [...c.bruteforce.trustedProxies, ...a.trustedSources] }),
     });
     ctx.provide('requestInspector', inspectRequest);
     return {

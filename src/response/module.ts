@@ -9,7 +9,9 @@ import { probeFeatures } from '../ebpf/index.js';
 import { defineModule } from '../module.js';
 import type { EnforcementStatus } from '../status.js';
 import { ExpiringBlocks } from './blocks.js';
-import { blocksOn, mustNotBlock, wantedEnforcement } from './policy.js';
+import { BLOCKABLE_RULES, blocksOn, mustNotBlock, wantedEnforcement } from './policy.js';
+import { ACCESS_SOURCE_RULES } from '../analytics/access.js';
+import type { RuleId } from '../analytics/rules.js';
 
 const blockBody = {
   type: 'object',
@@ -63,13 +65,20 @@ export const responseModule = defineModule({
     applyEnforcement();
     alerts?.onProfilesLoaded(applyEnforcement);
 
-    const policy = alerts?.bruteforceResponse();
+    // brute force and unauthorized access: each its own opt-in block time, the same mechanism
+    const policies = alerts
+      ? [
+          { what: 'analytics.bruteforce.block_seconds', rules: BLOCKABLE_RULES, ...alerts.bruteforceResponse() },
+          { what: 'analytics.access.block_seconds', rules: ACCESS_SOURCE_RULES as readonly RuleId[], ...alerts.accessResponse() },
+        ].filter((p) => p.blockSeconds > 0)
+      : [];
     let unsubscribe = (): void => undefined;
-    if (alerts && policy && policy.blockSeconds > 0) {
-      if (!blocks) ctx.log.warn('analytics.bruteforce.block_seconds is set but the data plane is off: brute force is alert-only');
+    if (alerts && policies.length) {
+      if (!blocks) ctx.log.warn(`${policies.map((p) => p.what).join(' and ')} set but the data plane is off: alert only`);
       else {
         unsubscribe = alerts.subscribe((alert, change) => {
-          if (!blocksOn(alert, change)) return;
+          const policy = policies.find((p) => blocksOn(alert, change, p.rules));
+          if (!policy) return;
           const src = alert.subject;
           const why = mustNotBlock(src, policy.trustedProxies);
           if (why) {

@@ -22,8 +22,8 @@ export function mustNotBlock(source: string, trustedProxies: readonly string[]):
 }
 
 /** Should this alert change block its subject? */
-export function blocksOn(alert: Alert, change: 'raised' | 'updated' | 'resolved'): boolean {
-  return change === 'raised' && BLOCKABLE_RULES.includes(alert.rule);
+export function blocksOn(alert: Alert, change: 'raised' | 'updated' | 'resolved', rules: readonly RuleId[] = BLOCKABLE_RULES): boolean {
+  return change === 'raised' && rules.includes(alert.rule);
 }
 
 /** The kernel rules every enforce-mode profile asks for, by service. */

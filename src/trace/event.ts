@@ -108,6 +108,12 @@ export interface HttpRequestData extends Identity {
   auth_project?: string;
   subject_user?: string;
   subject_project?: string;
+  /** the X-Auth-Token's reference (an HMAC under a key the agent keeps in memory only; never the token) */
+  token_ref?: string;
+  /** the X-Subject-Token's reference: the token a Keystone request issues, validates or revokes */
+  subject_token_ref?: string;
+  /** the request carried an X-Service-Token: a service acting for the user with its own token beside */
+  service_token?: true;
 }
 
 export interface SqlData {

@@ -17,7 +17,7 @@ export interface HttpHead {
   /** the start of the body that was captured, redacted */
   body: string;
   /** credentials seen in this head, for correlation only (never stored) */
-  secrets: { authToken?: string; subjectToken?: string };
+  secrets: { authToken?: string; subjectToken?: string; serviceToken?: boolean };
   headBytes: number;
   complete: boolean;
   /** the request line did not fit in the capture: target is its captured start */
@@ -74,6 +74,7 @@ export function parseHttpHead(buf: Buffer): HttpHead | undefined {
     const value = line.slice(colon + 1).trim();
     if (name === 'x-auth-token') secrets.authToken = value;
     else if (name === 'x-subject-token') secrets.subjectToken = value;
+    else if (name === 'x-service-token') secrets.serviceToken = true;
     if (isSecretHeader(name)) headers[name] = REDACTED;
     else if (KEPT_HEADERS.has(name)) headers[name] = value;
   }

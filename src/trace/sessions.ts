@@ -131,6 +131,13 @@ export class TokenDirectory {
   lookup(token: string): { user?: string; userId?: string; project?: string; projectId?: string } | undefined {
     return this.map.get(this.h(token));
   }
+  /**
+   * A reference to a token that names it across events without revealing it: 16 characters of
+   * the HMAC under this process's key (not kept anywhere; a restart gives every token a new one).
+   */
+  ref(token: string): string {
+    return this.h(token).slice(0, 16);
+  }
   get size(): number {
     return this.map.size;
   }
@@ -425,6 +432,11 @@ export class SessionTracker {
       const found = this.opts.inspect(req.target, req.body, req.headers['content-type'] ?? '');
       if (found.length) out.sqli = found;
     }
+    // which token (a reference, never the token): the detectors follow a token across sources and agents
+    if (req.secrets.authToken) out.token_ref = this.tokens.ref(req.secrets.authToken);
+    const subjectToken = head?.secrets.subjectToken ?? req.secrets.subjectToken;
+    if (subjectToken) out.subject_token_ref = this.tokens.ref(subjectToken);
+    if (req.secrets.serviceToken) out.service_token = true;
     // who: the caller's token, mapped to the identity Keystone gave it
     if (req.secrets.authToken) {
       const who = this.tokens.lookup(req.secrets.authToken);
