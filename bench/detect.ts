@@ -1,7 +1,8 @@
-// npm run bench -- detect [--level N] [--risk N] [--no-neutron]
+// npm run bench -- detect [--level N] [--risk N] [--no-neutron] [--only access]
 //
-// Detection accuracy on the real testbed: a real Keystone (uwsgi, MariaDB)
-// and a real Neutron (ML2/OVN, on a real OVN NB/SB) traced by the real agent.
+// Detection accuracy on the real testbed: a real Keystone (uwsgi, MariaDB),
+// a real Neutron (ML2/OVN, on a real OVN NB/SB) and a real nova-api (on
+// oslo.messaging's fake driver: nothing boots) traced by the real agent.
 // Every client talks to Keystone and Neutron through Apache with
 // ModSecurity and the OWASP CRS in DetectionOnly mode (./waf.ts; the
 // catalog names the proxies), so the WAF's verdicts on the very same
@@ -10,9 +11,10 @@
 //    network commands, each kind of change made once, and one run of
 //    tempest's identity API tests) → Keystone's and Neutron's profiles,
 //    learned from the store;
-// 2. benign: the same kinds of commands on other objects and a second
-//    tempest run, not used for learning → every alert raised is a false
-//    positive;
+// 2. benign: the same kinds of commands on other objects, a second tempest
+//    identity run, and tempest's compute (those that boot nothing) and
+//    network API tests, not used for learning → every alert raised is a
+//    false positive;
 // 3. sqlmap (its own payloads, --batch) against GET /v3/users?name=, the
 //    user name in the JSON body of POST /v3/auth/tokens and GET
 //    /v2.0/networks?name= → recall over the requests that carried a payload
@@ -23,7 +25,13 @@
 //    the agent's alert stream (negative: the operator heard first);
 // 5. drift: a process of the keystone service (a Python stand-in, matched
 //    by an operator rule, as a compromised worker would be) runs a shell,
-//    reads /etc/shadow, connects to a new peer, writes under /etc/keystone.
+//    reads /etc/shadow, connects to a new peer, writes under /etc/keystone;
+// 6. unauthorized access (./detect-access.ts): a stolen token replayed from
+//    another address, a revoked token used again, a member probing admin
+//    routes, an id sweep (each against Keystone, Neutron and nova-api),
+//    guessing spread over eight addresses, a service's credentials from a
+//    new address, a service's process reaching for the metadata service.
+// --only access: the services, the benign traffic (no learning) and step 6.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,7 +45,8 @@ import { OvnStack } from '../test/helpers/ovn.js';
 import { decodeLenient, inspectValue } from '../src/analytics/sqli.js';
 import { agentApi, startAgent } from './trace-overhead.js';
 import { freePort } from '../test/helpers/ovsdb.js';
-import { runTempest, tempestMissing, type TempestResult } from './tempest.js';
+import { COMPUTE_TESTS, NETWORK_TESTS, runTempest, tempestMissing, type TempestResult } from './tempest.js';
+import { type AccessTargets, accessAttacks, type DetectorFigures, prepareAccess } from './detect-access.js';
 import { ModSecurityFront, wafMissing, type WafVerdict } from './waf.js';
 import { onInterrupt } from './interrupt.js';
 import { lineSplitter } from '../src/cli/status-cmd.js';
@@ -57,13 +66,20 @@ export const bench = {
   summary:
     'detection accuracy on real Keystone and Neutron: sqlmap recall, false positives on benign openstack-client and tempest traffic, brute-force latency, drift scenarios; ModSecurity + CRS on the same requests',
   async run(args: string[]): Promise<Record<string, unknown>> {
-    const { values } = parseArgs({ args, options: { level: { type: 'string' }, risk: { type: 'string' }, 'no-neutron': { type: 'boolean' } }, strict: true });
+    const { values } = parseArgs({
+      args,
+      options: { level: { type: 'string' }, risk: { type: 'string' }, 'no-neutron': { type: 'boolean' }, only: { type: 'string' } },
+      strict: true,
+    });
+    if (values.only !== undefined && values.only !== 'access') throw new Error(`--only: expected "access", got "${values.only}"`);
+    const onlyAccess = values.only === 'access';
     const level = values.level ?? '3';
     const risk = values.risk ?? '2';
     const withNeutron = !values['no-neutron'];
-    await run('sqlmap', ['--version']).catch(() => {
-      throw new Error('the detect benchmark needs sqlmap: apt-get install --no-install-recommends sqlmap');
-    });
+    if (!onlyAccess)
+      await run('sqlmap', ['--version']).catch(() => {
+        throw new Error('the detect benchmark needs sqlmap: apt-get install --no-install-recommends sqlmap');
+      });
     const missing = tempestMissing() ?? wafMissing();
     if (missing) throw new Error(`the detect benchmark: ${missing} (or: bash scripts/deps.sh bench)`);
     const work = mkdtempSync(join(tmpdir(), 'sbb-detect-'));
@@ -103,6 +119,9 @@ export const bench = {
         wafN = await ModSecurityFront.start(join(work, 'waf-neutron'), os.neutronPort);
         const w = wafN;
         cleanup.push(() => w.stop());
+        // nova-api (on oslo.messaging's fake driver: nothing boots) for the compute API tests and the access attacks
+        await os.startGlance();
+        await os.startNova();
       }
     } catch (err) {
       await stopAll();
@@ -192,23 +211,72 @@ export const bench = {
     };
     const services = wafN ? ['keystone', 'neutron-server'] : ['keystone'];
     const result: Record<string, unknown> = {};
+    const tempestRuns: Record<string, TempestResult> = {};
     try {
       if (wafN) {
-        // the catalog names Neutron's proxy, as it names Keystone's
-        await osc(['service', 'create', '--name', 'neutron', 'network']);
-        await osc(['endpoint', 'create', '--region', 'RegionOne', 'network', 'public', wafN.url]);
+        // the catalog names Neutron's proxy, as it names Keystone's (the helper registered Neutron itself)
+        const ids = (await run('openstack', ['endpoint', 'list', '--service', 'network', '-f', 'value', '-c', 'ID'], { env, timeout: 60_000 })).stdout
+          .trim()
+          .split('\n');
+        for (const id of ids.filter(Boolean)) await osc(['endpoint', 'set', '--url', wafN.url, id]);
       }
-      // 1. learn
-      const t0 = Date.now();
-      log('learning: openstack client session 1 of 2');
-      await session('learn1');
-      log('learning: openstack client session 2 of 2');
-      await session('learn2');
-      log("learning: tempest's identity API tests");
-      const tempestLearn = await runTempest(join(work, 'tempest-learn'), url, os.password);
-      await new Promise((r) => setTimeout(r, 1500));
-      const learned = await api(agent.socket, 'POST', '/v1/profiles/learn', { since: t0, services, mode: 'monitor' });
-      log(`learned: ${JSON.stringify(learned.learned)}`);
+      // 1. learn (not for --only access: the access detectors learn nothing ahead)
+      if (!onlyAccess) {
+        const t0 = Date.now();
+        log('learning: openstack client session 1 of 2');
+        await session('learn1');
+        log('learning: openstack client session 2 of 2');
+        await session('learn2');
+        log("learning: tempest's identity API tests");
+        tempestRuns.learn = await runTempest(join(work, 'tempest-learn'), url, os.password);
+        await new Promise((r) => setTimeout(r, 1500));
+        const learned = await api(agent.socket, 'POST', '/v1/profiles/learn', { since: t0, services, mode: 'monitor' });
+        log(`learned: ${JSON.stringify(learned.learned)}`);
+      }
+      // the accounts the unauthorized-access attacks use (made before the benign window: their making is benign too)
+      const accessTargets: AccessTargets = {
+        keystone: os.keystoneUrl,
+        ...(wafN ? { neutron: os.neutronUrl, nova: `${os.novaUrl}/v2.1` } : {}),
+        adminPassword: os.password,
+        marker,
+      };
+      const accounts = await prepareAccess(accessTargets);
+      // what tempest's compute tests need: a flavor and an image
+      const computeConf: string[] = [];
+      if (wafN) {
+        const value = async (argv: string[]) => (await run('openstack', [...argv, '-f', 'value', '-c', 'id'], { env, timeout: 60_000 })).stdout.trim();
+        const flavor = await value(['flavor', 'create', '--ram', '128', '--disk', '1', '--vcpus', '1', `sbb-tiny-${process.pid}`]);
+        writeFileSync(join(work, 'empty.img'), '');
+        const image = await value([
+          'image',
+          'create',
+          '--disk-format',
+          'raw',
+          '--container-format',
+          'bare',
+          '--file',
+          join(work, 'empty.img'),
+          `sbb-img-${process.pid}`,
+        ]);
+        computeConf.push(
+          '[compute]',
+          `flavor_ref = ${flavor}`,
+          `flavor_ref_alt = ${flavor}`,
+          `image_ref = ${image}`,
+          `image_ref_alt = ${image}`,
+          'build_timeout = 10',
+          'min_compute_nodes = 0',
+          '[network]',
+          'project_network_cidr = 198.18.0.0/16',
+          'project_network_mask_bits = 28',
+          'project_network_v6_cidr = 2001:db8:8000::/48',
+          'project_network_v6_mask_bits = 64',
+          '[network-feature-enabled]',
+          'api_extensions = all',
+          'ipv6 = true',
+          'ipv6_subnet_attributes = true',
+        );
+      }
       // 2. benign, not used for learning
       const tb = Date.now();
       const alertsBefore = alerts.length;
@@ -216,18 +284,53 @@ export const bench = {
       await session('eval1');
       await session('eval2');
       log("benign: tempest's identity API tests again");
-      const tempestEval = await runTempest(join(work, 'tempest-eval'), url, os.password);
+      tempestRuns.eval = await runTempest(join(work, 'tempest-eval'), url, os.password);
+      if (wafN) {
+        log("benign: tempest's compute API tests (those that boot nothing)");
+        tempestRuns.compute = await runTempest(join(work, 'tempest-compute'), url, os.password, COMPUTE_TESTS, {
+          available: ['nova', 'neutron', 'glance'],
+          conf: computeConf,
+        });
+        log("benign: tempest's network API tests");
+        tempestRuns.network = await runTempest(join(work, 'tempest-network'), url, os.password, NETWORK_TESTS, {
+          available: ['nova', 'neutron', 'glance'],
+          conf: computeConf,
+        });
+      }
       await new Promise((r) => setTimeout(r, 1500));
       const te = Date.now();
-      const benignAlerts = alerts.slice(alertsBefore).filter((a) => a.change === 'raised');
+      // every alert raised, or raised before and updated, while only benign traffic ran: the
+      // learning, the accounts and the images made for the attacks, and the benign window (a
+      // deduplicated alert raised before the window and updated in it counts too)
+      const benignAlerts = [
+        ...new Map(
+          alerts
+            .filter((a, i) => a.change === 'raised' || (i >= alertsBefore && a.change === 'updated'))
+            .map((a) => [`${a.alert.rule}\0${a.alert.subject}`, a] as const),
+        ).values(),
+      ];
       let benignRequests = 0;
-      for (const svc of services) {
+      for (const svc of [...services, ...(wafN ? ['nova-api'] : [])]) {
         const evs = (await api(agent.socket, 'GET', `/v1/events?service=${svc}&type=http.request&since=${tb}&until=${te}&limit=10000`)) as {
           data: Record<string, unknown>;
         }[];
         if (evs.length >= 10_000) throw new Error('the benign window holds 10,000 request events or more, past what one /v1/events query returns: shorten it');
         benignRequests += evs.filter((e) => e.data.role === 'server').length;
       }
+      const accessPhase = async (): Promise<void> => {
+        log('unauthorized access: scripted attacks');
+        const figures = await accessAttacks(accessTargets, accounts, alerts, log);
+        const detectors: Record<string, DetectorFigures> = {};
+        for (const [rule, f] of Object.entries(figures))
+          detectors[rule] = { ...f, benign_alerts: benignAlerts.filter((a) => (ACCESS_FAMILY[a.alert.rule] ?? a.alert.rule) === rule).length };
+        result.access = {
+          detectors,
+          detected: Object.values(figures).reduce((n, f) => n + f.detected, 0),
+          attacks: Object.values(figures).reduce((n, f) => n + f.attacks, 0),
+          benign_alerts: benignAlerts.filter((a) => a.alert.rule.startsWith('access.')).length,
+          sources: 'attackers bind their own loopback addresses (127.0.0.11 and up); the owners and the benign clients use 127.0.0.1',
+        };
+      };
       result.benign_requests = benignRequests;
       result.benign_alerts = benignAlerts.length;
       // what each false positive was about (values are redacted before any detector sees them)
@@ -235,7 +338,11 @@ export const bench = {
         (a) =>
           `${a.alert.rule} ${a.alert.subject}${a.alert.details.path ? ` ${String(a.alert.details.method)} ${String(a.alert.details.path)}` : ''}${Array.isArray(a.alert.details.values) ? ` ${JSON.stringify(a.alert.details.values)}` : ''}`,
       );
-      result.tempest = { learn: tempestLearn, eval: tempestEval } satisfies Record<string, TempestResult>;
+      result.tempest = tempestRuns;
+      if (onlyAccess) {
+        await accessPhase();
+        return result;
+      }
       const fronts = [waf, ...(wafN ? [wafN] : [])];
       const wafBenign = fronts.flatMap((f) => f.verdicts().filter((v) => v.ts >= tb && v.ts < te));
       // 4. brute force at full speed (before sqlmap: its POST run is itself a brute force, and the source's alert would already be firing)
@@ -409,6 +516,8 @@ export const bench = {
       result.drift_detected = found.filter(([, ok]) => ok).length;
       result.drift_total = scenarios.length;
       result.drift_missed = found.filter(([, ok]) => !ok).map(([n]) => n);
+      // 6. unauthorized access
+      await accessPhase();
       result.false_positive_rate = (result.benign_requests as number)
         ? Math.round(((result.benign_alerts as number) / (result.benign_requests as number)) * 10000) / 10000
         : null;
@@ -462,6 +571,12 @@ interface SqlmapTarget {
 }
 
 const wafFlag = (v: WafVerdict): boolean => v.score >= 5;
+/** the alerts each attack's detector stands for: its rule, and the rules of the same detector keyed otherwise */
+const ACCESS_FAMILY: Record<string, string> = {
+  'access.token.new_agent': 'access.token.new_source',
+  'access.forbidden.source': 'access.forbidden.identity',
+  'access.enumeration.source': 'access.enumeration.identity',
+};
 const BROWSER_UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
 
 /** sqlmap's traffic log (-t): the requests it sent, in order */

@@ -24,8 +24,28 @@ export interface TempestResult {
   seconds: number;
 }
 
-/** Run tempest's identity API tests against keystoneUrl (…/v3) as admin. */
-export async function runTempest(dir: string, keystoneUrl: string, adminPassword: string, regex = IDENTITY_TESTS): Promise<TempestResult> {
+/**
+ * Compute API tests that need no server to boot (nova-api here has no compute host): keypairs,
+ * flavors, limits, quotas, versions, availability zones.
+ */
+export const COMPUTE_TESTS =
+  '^tempest\\.api\\.compute\\.(keypairs|flavors|limits|test_versions|test_quotas|admin\\.test_quotas|admin\\.test_flavors|admin\\.test_flavors_access|admin\\.test_availability_zone)';
+/** Network API tests on ML2/OVN: networks, subnets, ports, security groups, routers, extensions, quotas. */
+export const NETWORK_TESTS =
+  '^tempest\\.api\\.network\\.(test_networks|test_ports|test_security_groups|test_security_groups_negative|test_routers|test_routers_negative|test_extensions|admin\\.test_quotas|test_networks_negative|test_subnetpools_extensions)';
+
+/**
+ * Run tempest's API tests matching `regex` (the identity tests by default) against keystoneUrl
+ * (…/v3) as admin. `available`: the services tempest may test besides Keystone (found in the
+ * catalog); `conf`: more tempest.conf lines.
+ */
+export async function runTempest(
+  dir: string,
+  keystoneUrl: string,
+  adminPassword: string,
+  regex = IDENTITY_TESTS,
+  opts: { available?: string[]; conf?: string[] } = {},
+): Promise<TempestResult> {
   const missing = tempestMissing();
   if (missing) throw new Error(missing);
   mkdirSync(dir, { recursive: true });
@@ -60,9 +80,10 @@ export async function runTempest(dir: string, keystoneUrl: string, adminPassword
       'application_credentials = true',
       'access_rules = true',
       '[service_available]',
-      ...['nova', 'neutron', 'glance', 'cinder', 'swift'].map((s) => `${s} = false`),
+      ...['nova', 'neutron', 'glance', 'cinder', 'swift'].map((s) => `${s} = ${opts.available?.includes(s) ? 'true' : 'false'}`),
       '[validation]',
       'run_validation = false',
+      ...(opts.conf ?? []),
       '',
     ].join('\n'),
     { mode: 0o600 },

@@ -56,11 +56,17 @@ export const ACCESS_SOURCE_RULES = ['access.token.new_source', 'access.token.rev
 interface TokenSeen {
   user: string;
   sources: Set<string>;
+  /** the User-Agents' families (agentFamily) */
   agents: Set<string>;
   /** answered below 400 at least once */
   accepted: boolean;
   revoked: boolean;
+  /** first seen (issued or used), ms since the epoch */
+  since: number;
 }
+
+// Keystone's tokens live an hour by default: a refusal near that age is the token's expiry
+const EXPIRY_GRACE_MS = 50 * 60_000;
 
 interface Burst {
   times: number[];
@@ -87,12 +93,27 @@ function idsOf(path: string): string {
     .join('/');
 }
 
+// OpenStack's own client libraries: one client process sends several of these for one token
+// (the `openstack` command: openstacksdk for the network, python-keystoneclient for identity)
+const OPENSTACK_CLIENTS =
+  /^(keystoneauth1|openstacksdk|python-\w+client|osc-lib|openstackclient|keystonemiddleware|horizon|tempest(-lib)?|os-client-config|shade)$/i;
+
+/** What kind of software a User-Agent names: its first product, with OpenStack's client libraries as one kind. */
+export function agentFamily(ua: string): string {
+  const products = ua.match(/[A-Za-z][\w.-]*(?=\/|\s|$)/g) ?? [];
+  if (products.some((p) => OPENSTACK_CLIENTS.test(p))) return 'openstack';
+  const first = (products[0] ?? ua).toLowerCase();
+  return first === 'mozilla' ? 'browser' : first;
+}
+
 export class AccessDetector {
   private readonly tokens = new FifoMap<string, TokenSeen>(100_000);
   private readonly forbiddenBy = new FifoMap<string, Burst>(100_000);
   private readonly notFoundBy = new FifoMap<string, Burst>(100_000);
   private readonly guessing = new FifoMap<string, Burst>(100_000);
   private readonly serviceSources = new FifoMap<string, Set<string>>(10_000);
+  /** paths a client deleted, and when: its GETs of them answered 404 confirm the delete, they sweep nothing */
+  private readonly deleted = new FifoMap<string, number>(100_000);
   counters = { tokens: 0, forbidden: 0, notFound: 0, failedAuth: 0 };
 
   constructor(
@@ -144,9 +165,10 @@ export class AccessDetector {
       this.tokens.set(d.subject_token_ref, {
         user: d.user ?? d.auth_user ?? '?',
         sources: new Set([src]),
-        agents: new Set(d.user_agent ? [d.user_agent] : []),
+        agents: new Set(d.user_agent ? [agentFamily(d.user_agent)] : []),
         accepted: true,
         revoked: false,
+        since: ev.ts,
       });
     }
     if (isAuth && d.method === 'POST' && status === 201) this.serviceCredentials(ev, src);
@@ -164,7 +186,10 @@ export class AccessDetector {
       if (!this.o.trustedSources.includes(src))
         this.check(this.forbiddenBy, `src\0${src}`, ev, route, f.perSource, f.routes, 'access.forbidden.source', src, 'routes');
     }
-    if (status === 404 && d.method === 'GET') {
+    const path = (d.path ?? '').split('?')[0] ?? '';
+    if (d.method === 'DELETE' && status < 300) this.deleted.set(path, ev.ts);
+    const confirmsDelete = ev.ts - (this.deleted.get(path) ?? 0) < 600_000;
+    if (status === 404 && d.method === 'GET' && !isAuth && !confirmsDelete) {
       this.counters.notFound++;
       const id = `${routeOf(d.method, d.path)} ${idsOf(d.path)}`;
       const n = this.o.notFound;
@@ -229,14 +254,15 @@ export class AccessDetector {
       this.tokens.set(ref, {
         user: d.user ?? '?',
         sources: new Set([src]),
-        agents: new Set(d.user_agent ? [d.user_agent] : []),
+        agents: new Set(d.user_agent ? [agentFamily(d.user_agent)] : []),
         accepted: status > 0 && status < 400,
         revoked: false,
+        since: ev.ts,
       });
       return;
     }
     const user = d.user ?? t.user;
-    if (t.revoked || (status === 401 && t.accepted)) {
+    if (t.revoked || (status === 401 && t.accepted && ev.ts - t.since < EXPIRY_GRACE_MS)) {
       this.raise(
         'access.token.revoked',
         ev,
@@ -258,7 +284,7 @@ export class AccessDetector {
           { source: src, user, token_ref: ref, known_sources: [...t.sources], user_agent: d.user_agent, method: d.method, path: d.path, status },
         );
       t.sources.add(src);
-    } else if (d.user_agent && !t.agents.has(d.user_agent) && t.agents.size > 0 && !trusted) {
+    } else if (d.user_agent && !t.agents.has(agentFamily(d.user_agent)) && t.agents.size > 0 && !trusted) {
       this.raise('access.token.new_agent', ev, `${user}@${src}`, `a token of ${user} used with a user agent it was never used with: ${d.user_agent}`, {
         source: src,
         user,
@@ -269,7 +295,7 @@ export class AccessDetector {
         path: d.path,
       });
     }
-    if (d.user_agent) t.agents.add(d.user_agent);
+    if (d.user_agent) t.agents.add(agentFamily(d.user_agent));
     if (status > 0 && status < 400) t.accepted = true;
   }
 

@@ -2,7 +2,7 @@
 // test drives them with a real Keystone).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AccessDetector, DEFAULT_ACCESS, routeOf } from '../../src/analytics/access.js';
+import { AccessDetector, agentFamily, DEFAULT_ACCESS, routeOf } from '../../src/analytics/access.js';
 import { type Alert, AlertManager } from '../../src/analytics/alerts.js';
 import type { TraceEvent } from '../../src/trace/event.js';
 
@@ -17,7 +17,17 @@ const http = (d: Record<string, unknown>): TraceEvent =>
     ppid: 0,
     uid: 0,
     comm: 'uwsgi',
-    data: { role: 'server', method: 'GET', path: '/v3/users', status: 200, latency_ms: 1, request_bytes: 0, response_bytes: 0, user_agent: 'cli/1', ...d },
+    data: {
+      role: 'server',
+      method: 'GET',
+      path: '/v3/users',
+      status: 200,
+      latency_ms: 1,
+      request_bytes: 0,
+      response_bytes: 0,
+      user_agent: 'openstacksdk/1.0 keystoneauth1/5.1',
+      ...d,
+    },
   }) as TraceEvent;
 
 function setup(o = {}) {
@@ -42,8 +52,16 @@ describe('unauthorized-access detectors', () => {
     assert.equal(raised[0]?.subject, '203.0.113.66');
     assert.equal(raised[0]?.severity, 'high');
     assert.equal(raised[0]?.mitre, 'T1550.001');
-    det.onEvent(http({ token_ref: 'T1', user: 'alice', remote: '198.51.100.10:40002', user_agent: 'python-requests/2' }));
+    // the `openstack` command sends its token with openstacksdk's and python-keystoneclient's agents alike
+    det.onEvent(http({ token_ref: 'T1', user: 'alice', remote: '198.51.100.10:40002', user_agent: 'python-keystoneclient' }));
+    det.onEvent(
+      http({ token_ref: 'T1', user: 'alice', remote: '198.51.100.10:40002', user_agent: 'openstacksdk/0.101.0 keystoneauth1/5.1.1 python-requests/2.28.1' }),
+    );
+    assert.deepEqual(rules(), ['access.token.new_source']);
+    det.onEvent(http({ token_ref: 'T1', user: 'alice', remote: '198.51.100.10:40002', user_agent: 'Mozilla/5.0 (X11; Linux x86_64)' }));
     assert.deepEqual(rules(), ['access.token.new_source', 'access.token.new_agent']);
+    assert.equal(agentFamily('osc-lib/2.6.2 keystoneauth1/5.1.1 python-requests/2.28.1 CPython/3.11.2'), 'openstack');
+    assert.equal(agentFamily('curl/8.5.0'), 'curl');
   });
 
   it('a service acting for the user (X-Service-Token) or a trusted source is no replay', () => {
@@ -73,6 +91,16 @@ describe('unauthorized-access detectors', () => {
     assert.deepEqual(rules(), [], 'one route only');
     for (const p of ['/v3/projects', '/v3/domains', '/v3/roles']) det.onEvent(http({ user_id: 'u1', status: 403, path: p, remote: '198.51.100.20:1' }));
     assert.deepEqual(rules(), ['access.forbidden.identity']);
+  });
+
+  it('404s that confirm a delete sweep nothing', () => {
+    const { det, rules } = setup({ notFound: { perIdentity: 1000, perSource: 3, ids: 3 } });
+    for (let i = 0; i < 5; i++) {
+      const path = `/v2.0/networks/${(0xdef000 + i).toString(16).padStart(32, '0')}`;
+      det.onEvent(http({ method: 'DELETE', status: 204, path, remote: '203.0.113.8:9' }));
+      det.onEvent(http({ status: 404, path, remote: '203.0.113.8:9' }));
+    }
+    assert.deepEqual(rules(), []);
   });
 
   it('404 sweeps over ids by one source', () => {
