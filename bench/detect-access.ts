@@ -97,8 +97,12 @@ export const ACCESS_RULES = [
   'access.enumeration.identity',
   'access.guessing.distributed',
   'access.service_credentials',
+  'access.service_port',
   'access.metadata',
 ] as const;
+
+/** The instance network of this benchmark (analytics.access.instance_networks): loopback addresses stand for it. */
+export const BENCH_INSTANCE_NETWORK = '127.0.0.72/29';
 
 /** Accounts the attacks need, made before the benign window (their making is benign traffic too). */
 export async function prepareAccess(t: AccessTargets): Promise<{
@@ -314,7 +318,14 @@ export async function accessAttacks(
       await wait('access.service_credentials', mark, r.at, (a) => a.alert.details.user === accounts.service.name),
     );
   }
-  // 7. a service's process reaching for the metadata service (in a namespace of its own with no route: nothing leaves)
+  // 7. an instance address reaching each service's own port
+  for (const [i, [svc, base]] of targets.entries()) {
+    const from = `127.0.0.${73 + i}`;
+    const mark = alerts.length;
+    const r = await call(`${base}/`, 'GET', { from });
+    score('access.service_port', `${svc} from ${from} (answered ${r.status})`, await wait('access.service_port', mark, r.at, (a) => a.alert.subject === from));
+  }
+  // 8. a service's process reaching for the metadata service (in a namespace of its own with no route: nothing leaves)
   {
     const ns = `sbbmeta${randomBytes(3).toString('hex')}`;
     await run('ip', ['netns', 'add', ns]);

@@ -46,7 +46,7 @@ import { decodeLenient, inspectValue } from '../src/analytics/sqli.js';
 import { agentApi, startAgent } from './trace-overhead.js';
 import { freePort } from '../test/helpers/ovsdb.js';
 import { COMPUTE_TESTS, NETWORK_TESTS, runTempest, tempestMissing, type TempestResult } from './tempest.js';
-import { type AccessTargets, accessAttacks, type DetectorFigures, prepareAccess } from './detect-access.js';
+import { type AccessTargets, accessAttacks, BENCH_INSTANCE_NETWORK, type DetectorFigures, prepareAccess } from './detect-access.js';
 import { ModSecurityFront, wafMissing, type WafVerdict } from './waf.js';
 import { onInterrupt } from './interrupt.js';
 import { lineSplitter } from '../src/cli/status-cmd.js';
@@ -130,7 +130,10 @@ export const bench = {
       throw err;
     }
     const url = `${waf.url}/v3`;
-    const agent = await startAgent(work, { trace: { rules_file: join(work, 'rules.yaml') }, analytics: { bruteforce: { per_source: 10, per_user: 10 } } });
+    const agent = await startAgent(work, {
+      trace: { rules_file: join(work, 'rules.yaml') },
+      analytics: { bruteforce: { per_source: 10, per_user: 10 }, access: { instance_networks: [BENCH_INSTANCE_NETWORK] } },
+    });
     cleanup.push(() => agent.stop());
     const alerts: AlertMsg[] = [];
     const streamReq = request({ socketPath: agent.socket, path: '/v1/alerts/stream' }, (res) => {

@@ -10,9 +10,12 @@
 //   sources, each below the per-source brute-force threshold;
 // - a service's credentials (a user of the `service` project) used from a
 //   source that service never used; the metadata service (169.254.169.254)
-//   reached by a host process that is not a metadata proxy.
+//   reached by a host process that is not a metadata proxy; a service's own
+//   port reached from where instances live.
 // Tokens are followed by reference (an HMAC the tracer keys in memory): the
 // detector never sees a token.
+import { BlockList } from 'node:net';
+import { parsePrefix } from '../ebpf/codec.js';
 import { FifoMap } from '../util/fifo-map.js';
 import type { EventOf, TraceEvent } from '../trace/event.js';
 import { type AlertManager, evidenceOf, type Evidence, hostOf } from './alerts.js';
@@ -33,6 +36,8 @@ export interface AccessOptions {
   metadataClients: string[];
   /** the project of the services' own users */
   serviceProject: string;
+  /** where instances live (tenant and provider ranges): none of them has business with a service's own port */
+  instanceNetworks: string[];
   /** quiet this long: the alert is resolved */
   recoverySeconds: number;
 }
@@ -47,11 +52,18 @@ export const DEFAULT_ACCESS: AccessOptions = {
   trustedProxies: [],
   metadataClients: ['neutron-ovn-metadata-agent', 'neutron-metadata-agent', 'nova-api-metadata', 'haproxy'],
   serviceProject: 'service',
+  instanceNetworks: [],
   recoverySeconds: 300,
 };
 
 /** The rules whose subject is a source address (the response may block them). */
-export const ACCESS_SOURCE_RULES = ['access.token.new_source', 'access.token.revoked', 'access.forbidden.source', 'access.enumeration.source'] as const;
+export const ACCESS_SOURCE_RULES = [
+  'access.token.new_source',
+  'access.token.revoked',
+  'access.forbidden.source',
+  'access.enumeration.source',
+  'access.service_port',
+] as const;
 
 interface TokenSeen {
   user: string;
@@ -114,12 +126,18 @@ export class AccessDetector {
   private readonly serviceSources = new FifoMap<string, Set<string>>(10_000);
   /** paths a client deleted, and when: its GETs of them answered 404 confirm the delete, they sweep nothing */
   private readonly deleted = new FifoMap<string, number>(100_000);
+  private readonly instances = new BlockList();
   counters = { tokens: 0, forbidden: 0, notFound: 0, failedAuth: 0 };
 
   constructor(
     private readonly alerts: AlertManager,
     private readonly o: AccessOptions = DEFAULT_ACCESS,
-  ) {}
+  ) {
+    for (const n of o.instanceNetworks) {
+      const p = parsePrefix(n);
+      this.instances.addSubnet(p.addr, p.prefixlen, p.family === 4 ? 'ipv4' : 'ipv6');
+    }
+  }
 
   private source(ev: EventOf<'http.request'>): string {
     const remote = hostOf(String(ev.data.remote ?? ''));
@@ -152,6 +170,10 @@ export class AccessDetector {
   onEvent(ev: TraceEvent): void {
     if (ev.type === 'net.connect') {
       this.onConnect(ev);
+      return;
+    }
+    if (ev.type === 'net.accept') {
+      this.onAccept(ev);
       return;
     }
     if (ev.type !== 'http.request' || ev.data.role !== 'server') return;
@@ -332,6 +354,21 @@ export class AccessDetector {
       `${ev.service || 'a process'} (${ev.comm}, pid ${ev.pid}) connected to the metadata service ${remote}`,
       { remote, comm: ev.comm, pid: ev.pid, service: ev.service },
     );
+  }
+
+  /** A service's own port reached from where instances live: an instance has no business there. */
+  private onAccept(ev: EventOf<'net.accept'>): void {
+    if (!this.o.instanceNetworks.length || !ev.data.remote) return;
+    const host = hostOf(ev.data.remote);
+    const family = host.includes(':') ? 'ipv6' : 'ipv4';
+    if (!this.instances.check(host, family)) return;
+    this.raise('access.service_port', ev, host, `${host}, an instance address, reached ${ev.service || ev.comm}'s port ${ev.data.local ?? '?'}`, {
+      source: host,
+      remote: ev.data.remote,
+      local: ev.data.local,
+      service: ev.service,
+      comm: ev.comm,
+    });
   }
 
   /** Forget idle windows. (The alerts resolve after a quiet period: the rule registry says how long.) */

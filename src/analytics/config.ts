@@ -1,5 +1,17 @@
 // The analytics' configuration section (docs/analytics.md).
+import { parsePrefix } from '../ebpf/codec.js';
 import { bool, defaultedSection, int, ipAddress, list, str } from '../schema.js';
+
+/** "a.b.c.d/n" or "x::/n" (or an address alone) */
+function prefix() {
+  return str().check((ctx) => {
+    try {
+      parsePrefix(ctx.value);
+    } catch (err) {
+      ctx.issues.push({ code: 'custom', input: ctx.value, message: (err as Error).message });
+    }
+  });
+}
 
 export const analyticsSection = defaultedSection({
   enabled: bool(true),
@@ -30,6 +42,9 @@ export const analyticsSection = defaultedSection({
       .default(['neutron-ovn-metadata-agent', 'neutron-metadata-agent', 'nova-api-metadata', 'haproxy'])
       .describe('services (or commands) whose processes may connect to 169.254.169.254'),
     service_project: str().default('service').describe("the project of the services' own users"),
+    instance_networks: list(prefix())
+      .default([])
+      .describe("where instances live (tenant and provider ranges): an accepted connection from there on a traced service's port is an alert"),
     block_seconds: int(0, 30 * 86400, 0).describe(
       '> 0 (opt-in): drop the source of a token replay, a revoked token, a 403 or 404 burst at XDP this long; needs the data plane',
     ),

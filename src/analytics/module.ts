@@ -53,6 +53,7 @@ export const analyticsModule = defineModule({
         trustedProxies: c.bruteforce.trustedProxies,
         metadataClients: a.metadataClients,
         serviceProject: a.serviceProject,
+        instanceNetworks: a.instanceNetworks,
         recoverySeconds: 300,
       },
       profilesDir: c.profilesDir ?? `${ctx.core.stateDir}/profiles`,

@@ -40,6 +40,7 @@ export const ALERT_RULES = {
   'access.enumeration.source': { severity: 'medium', mitre: 'T1087', resolves: QUIET_5_MIN, what: 'a sweep of 404 over ids from one source' },
   'access.guessing.distributed': { severity: 'high', mitre: 'T1110.003', resolves: QUIET_5_MIN, what: 'one user name failing from many sources' },
   'access.service_credentials': { severity: 'high', mitre: 'T1078', resolves: QUIET_5_MIN, what: "a service's user authenticating from a new source" },
+  'access.service_port': { severity: 'high', mitre: 'T1046', resolves: QUIET_5_MIN, what: "an instance address reaching a service's own port" },
   'access.metadata': { severity: 'high', mitre: 'T1552.005', resolves: QUIET_5_MIN, what: 'a host process reaching the metadata service' },
   'sqli.request': { severity: 'high', mitre: 'T1190', resolves: QUIET_5_MIN, what: 'SQL injection in an API request' },
   'sqli.statement': { severity: 'critical', mitre: 'T1190', resolves: QUIET_5_MIN, what: 'injected SQL reached the database' },

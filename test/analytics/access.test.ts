@@ -147,6 +147,30 @@ describe('unauthorized-access detectors', () => {
     assert.deepEqual(rules(), ['access.service_credentials', 'access.metadata']);
   });
 
+  it("an instance address reaching a service's own port", () => {
+    const { det, raised, rules } = setup({ instanceNetworks: ['198.51.100.0/24', '2001:db8:1::/64'] });
+    const accept = (remote: string) =>
+      det.onEvent({
+        ts: (clock += 1),
+        type: 'net.accept',
+        service: 'mariadb',
+        pid: 9,
+        tid: 9,
+        ppid: 1,
+        uid: 0,
+        comm: 'mariadbd',
+        data: { fd: 5, family: 'inet', local: '192.0.2.2:3306', remote, result: 0 },
+      } as TraceEvent);
+    accept('192.0.2.1:40000');
+    accept('[2001:db8:2::5]:40000');
+    assert.deepEqual(rules(), []);
+    accept('198.51.100.7:40001');
+    accept('[2001:db8:1::7]:40002');
+    assert.deepEqual(rules(), ['access.service_port', 'access.service_port']);
+    assert.equal(raised[0]?.subject, '198.51.100.7');
+    assert.equal(raised[1]?.subject, '2001:db8:1::7');
+  });
+
   it('routes are templates: ids become {id}', () => {
     assert.equal(routeOf('GET', '/v3/users/0f3e6c2b9b2a4c1e8d7f6a5b4c3d2e1f/projects?x=1'), 'GET /v3/users/{id}/projects');
   });

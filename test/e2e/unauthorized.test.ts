@@ -103,6 +103,7 @@ describe('e2e: unauthorized access to a real Keystone', { skip, timeout: 300_000
           not_found_per_source: 8,
           not_found_ids: 8,
           guessing_sources: 4,
+          instance_networks: [`${client(44)}/30`],
           block_seconds: BLOCK_SECONDS,
         },
       },
@@ -219,6 +220,15 @@ describe('e2e: unauthorized access to a real Keystone', { skip, timeout: 300_000
     const a = await waitAlert('access.service_credentials', (x) => x.details.user === name);
     assert.equal(a.details.source, client(41));
     assert.deepEqual(a.details.known_sources, [client(40)]);
+  });
+
+  test("an instance address reaching Keystone's own port: alert, dropped at XDP", async () => {
+    // 203.0.113.44/30 stands for an instance network here
+    assert.equal((await curl(lab.upstream.ns, client(45), 'GET', '/')).status, 200);
+    const a = await waitAlert('access.service_port', (x) => x.subject === client(45));
+    assert.equal(a.details.service, 'keystone');
+    await until('the block', async () => /blocked at XDP/.test((await waitAlert('access.service_port')).details.response ?? ''));
+    assert.equal((await curl(lab.upstream.ns, client(45), 'GET', '/')).status, 0);
   });
 
   test('a host process of a traced service reaching for the metadata service', async () => {
