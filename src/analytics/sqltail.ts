@@ -43,27 +43,6 @@ const BINARY = new Set([
   'DIV',
   'MOD',
 ]);
-export const STATEMENTS = new Set([
-  'SELECT',
-  'INSERT',
-  'UPDATE',
-  'DELETE',
-  'DROP',
-  'CREATE',
-  'ALTER',
-  'TRUNCATE',
-  'REPLACE',
-  'DECLARE',
-  'EXEC',
-  'EXECUTE',
-  'GRANT',
-  'REVOKE',
-  'SHUTDOWN',
-  'WAITFOR',
-  'CALL',
-  'BEGIN',
-  'COPY',
-]);
 
 /** What a stacked statement's first word needs next to be a statement and not a word of text. */
 const STATEMENT_NEXT: Record<string, (c: Token[], j: number) => boolean> = {
